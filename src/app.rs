@@ -1,0 +1,158 @@
+//! Start-up and serving: builds the shared state from settings, wraps the API
+//! in its middleware, and serves a bound listener until a shutdown future
+//! resolves (so tests bind port 0 and never sleep).
+
+use crate::auth::{self, Auth};
+use crate::config::{Config, Secret};
+use crate::error::{Error, ErrorDetail};
+use crate::http::{AppState, api_router};
+use crate::store::{self, StoreOptions};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, Response, Uri};
+use axum::response::IntoResponse;
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    #[error(transparent)]
+    Key(#[from] auth::KeyError),
+    #[error("could not read or create the development JWT secret: {0}")]
+    DevSecret(std::io::Error),
+}
+
+/// The secret tokens are signed with: the configured one, or in development
+/// (where validation allowed its absence) one generated once under `data_dir`.
+pub fn jwt_secret(config: &Config) -> Result<Secret, StartError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let (secret, created) =
+        auth::load_or_create_dev_secret(&config.data_dir).map_err(StartError::DevSecret)?;
+    let path = config.data_dir.join(auth::DEV_SECRET_FILE);
+    if created {
+        tracing::warn!(path = %path.display(), "no JWT secret configured: generated a development secret");
+    } else {
+        tracing::info!(path = %path.display(), "using the development JWT secret");
+    }
+    Ok(secret)
+}
+
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        url: config.database_url.clone(),
+        max_connections: config.database_max_connections,
+        acquire_timeout: config.database_acquire_timeout.0,
+    }
+}
+
+/// Opens the store (applying migrations) and loads the keys.
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    let secret = jwt_secret(&config)?;
+    let auth = Auth::new(&config, &secret)?;
+    let store = store::open(&store_options(&config)).await?;
+    Ok(AppState {
+        store,
+        auth: Arc::new(auth),
+        config: Arc::new(config),
+    })
+}
+
+/// The API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let cors = if state.config.dev_cors_any_origin {
+        CorsLayer::very_permissive()
+    } else {
+        CorsLayer::new()
+    };
+    api_router()
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(cors)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %redact(request.uri()),
+                    )
+                })
+                .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
+                    let status = response.status().as_u16();
+                    let ms = latency.as_millis() as u64;
+                    match response.extensions().get::<ErrorDetail>() {
+                        Some(ErrorDetail(detail)) => {
+                            tracing::error!(status, ms, error = %detail, "request failed");
+                        }
+                        None => tracing::debug!(status, ms, "response"),
+                    }
+                }),
+        )
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    Error::Internal("a handler panicked".to_owned()).into_response()
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A URI fit for logs: the value of any `access_token` query parameter is hidden.
+pub fn redact(uri: &Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_owned();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| {
+            let is_token = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .is_some_and(|(name, _)| name == "access_token");
+            if is_token {
+                "access_token=[redacted]"
+            } else {
+                pair
+            }
+        })
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_uris_hide_access_tokens_however_they_are_spelled() {
+        let uri: Uri = "/api/chat/sse?roomId=1&access_token=abc.def&x=2&access%5Ftoken=ghi"
+            .parse()
+            .unwrap();
+        let logged = redact(&uri);
+        assert_eq!(
+            logged,
+            "/api/chat/sse?roomId=1&access_token=[redacted]&x=2&access_token=[redacted]"
+        );
+        assert!(!logged.contains("abc") && !logged.contains("ghi"));
+    }
+}

@@ -1,0 +1,279 @@
+//! Who is calling: JWT verification (HS256 with the shared secret, optionally
+//! RS256/ES256/EdDSA with a public key), where a request's token is found, and
+//! minting tokens for the `token` command. Also the development secret.
+
+use crate::config::{Config, Secret};
+use crate::error::Error;
+use crate::model::{Caller, Role, UserId};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longer tokens are refused before any parsing: no legitimate token is this big.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The name of the generated development secret under the data directory.
+pub const DEV_SECRET_FILE: &str = "jwt_secret";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// The keys and rules tokens are checked against.
+pub struct Auth {
+    secret: EncodingKey,
+    secret_decoding: DecodingKey,
+    public: Option<(Algorithm, DecodingKey)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: Duration,
+    cookie: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("could not read the JWT public key {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the JWT public key is not a valid {algorithm} PEM key: {source}")]
+    Parse {
+        algorithm: String,
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("jwt_public_key_algorithm must be RS256, ES256 or EdDSA, not `{0}`")]
+    Algorithm(String),
+}
+
+impl Auth {
+    pub fn new(config: &Config, secret: &Secret) -> Result<Self, KeyError> {
+        let public = match (
+            &config.jwt_public_key_file,
+            &config.jwt_public_key_algorithm,
+        ) {
+            (Some(path), Some(algorithm)) => Some(load_public_key(path, algorithm)?),
+            _ => None,
+        };
+        Ok(Self {
+            secret: EncodingKey::from_secret(secret.expose().as_bytes()),
+            secret_decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            public,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            leeway: config.jwt_leeway.0,
+            cookie: config.token_cookie.clone(),
+        })
+    }
+
+    /// Signs an HS256 token for `sub`, valid for `ttl`, with the configured `iss`/`aud`.
+    pub fn mint(&self, sub: &UserId, role: Role, ttl: Duration) -> Result<String, Error> {
+        let exp = unix_now() + ttl.as_secs();
+        let claims = Claims {
+            sub: sub.to_string(),
+            role: Some(
+                match role {
+                    Role::Admin => "admin",
+                    Role::User => "user",
+                }
+                .to_owned(),
+            ),
+            exp,
+            nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.secret)
+            .map_err(|e| Error::Internal(format!("could not sign a token: {e}")))
+    }
+
+    /// Checks a token and says who it speaks for. Every failure is a 401.
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        let invalid = |message: &'static str| Error::Unauthorized {
+            token_given: true,
+            message: message.into(),
+        };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid("the token is too long"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("the token is not a well-formed JWT"))?;
+        let key = match (header.alg, &self.public) {
+            (Algorithm::HS256, _) => &self.secret_decoding,
+            (alg, Some((public_alg, key))) if alg == *public_alg => key,
+            _ => return Err(invalid("the token's algorithm is not accepted")),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => invalid("the token has expired"),
+                ErrorKind::ImmatureSignature => invalid("the token is not valid yet"),
+                ErrorKind::InvalidSignature => invalid("the token's signature is invalid"),
+                ErrorKind::InvalidIssuer => invalid("the token's issuer is not accepted"),
+                ErrorKind::InvalidAudience => invalid("the token's audience is not accepted"),
+                _ => invalid("the token is invalid"),
+            }
+        })?;
+        let role = match data.claims.role.as_deref() {
+            None | Some("user") => Role::User,
+            Some("admin") => Role::Admin,
+            Some(_) => return Err(invalid("the token's role must be \"admin\" or \"user\"")),
+        };
+        let id = UserId::parse(data.claims.sub)
+            .map_err(|_| invalid("the token's subject is not a valid user id"))?;
+        Ok(Caller { id, role })
+    }
+
+    /// Finds the request's token: the `Authorization: Bearer` header, else (on
+    /// reads only, so a cookie cannot carry a cross-site write) the
+    /// `access_token` query parameter, else the token cookie.
+    fn token_in<'a>(&self, parts: &'a Parts) -> Result<Option<std::borrow::Cow<'a, str>>, Error> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().ok().and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+            return match value {
+                Some(token) if !token.is_empty() => Ok(Some(token.into())),
+                _ => Err(Error::Unauthorized {
+                    token_given: true,
+                    message: "the Authorization header must be `Bearer <token>`".into(),
+                }),
+            };
+        }
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Ok(None);
+        }
+        if let Some(query) = parts.uri.query() {
+            let token = form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "access_token")
+                .map(|(_, value)| value);
+            if let Some(token) = token {
+                return Ok(Some(token.into_owned().into()));
+            }
+        }
+        let cookie = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.cookie)
+            .map(|(_, value)| value.trim_matches('"'));
+        Ok(cookie.map(Into::into))
+    }
+}
+
+fn load_public_key(path: &Path, algorithm: &str) -> Result<(Algorithm, DecodingKey), KeyError> {
+    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let parsed = match algorithm {
+        "RS256" => DecodingKey::from_rsa_pem(&pem).map(|k| (Algorithm::RS256, k)),
+        "ES256" => DecodingKey::from_ec_pem(&pem).map(|k| (Algorithm::ES256, k)),
+        "EdDSA" => DecodingKey::from_ed_pem(&pem).map(|k| (Algorithm::EdDSA, k)),
+        other => return Err(KeyError::Algorithm(other.to_owned())),
+    };
+    parsed.map_err(|source| KeyError::Parse {
+        algorithm: algorithm.to_owned(),
+        source,
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Reads the development secret kept under `data_dir`, creating it on first use
+/// so restarts and `chat-server token` agree. Returns whether it was created.
+pub fn load_or_create_dev_secret(data_dir: &Path) -> std::io::Result<(Secret, bool)> {
+    let path = data_dir.join(DEV_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((Secret::new(text.trim()), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    write_private(&path, &secret)?;
+    Ok((Secret::new(secret), true))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Auth>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<Auth>::from_ref(state);
+        match auth.token_in(parts)? {
+            Some(token) => auth.verify(&token),
+            None => Err(Error::Unauthorized {
+                token_given: false,
+                message: "a bearer token is required".into(),
+            }),
+        }
+    }
+}

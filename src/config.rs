@@ -1,0 +1,285 @@
+//! Settings: the embedded `config/default.toml`, then `config/production.toml`
+//! when `CHAT_ENV=production`, then the file named by `CHAT_CONFIG`, then
+//! `CHAT_*` environment variables (and `DATABASE_URL`); then `validate()`.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
+
+/// The shortest production secret: 256 bits, what HS256 is designed for.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub env: Environment,
+    pub listen: SocketAddr,
+    pub log: String,
+    pub data_dir: PathBuf,
+
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Interval,
+
+    #[serde(default)]
+    pub jwt_secret: Option<Secret>,
+    #[serde(default)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub jwt_public_key_algorithm: Option<String>,
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway: Interval,
+    pub token_cookie: String,
+
+    pub heartbeat_interval: Interval,
+    pub max_body_bytes: usize,
+
+    /// Dev-only: answer CORS requests from any origin.
+    pub dev_cors_any_origin: bool,
+}
+
+/// A duration written the human way (`25s`, `200ms`, `1h 30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl Interval {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(Self)
+            .map_err(|e| format!("`{text}` is not a duration like `25s` or `200ms`: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("settings could not be read: {0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The embedded defaults alone: what tests start from, untouched by the environment.
+    pub fn defaults() -> Figment {
+        Figment::from(Toml::string(DEFAULT_TOML))
+    }
+
+    /// Every layer, as the server and the `token` command use them.
+    pub fn layered() -> Figment {
+        let mut figment = Self::defaults();
+        let env_name = std::env::var("CHAT_ENV").unwrap_or_default();
+        if env_name.trim().eq_ignore_ascii_case("production") {
+            figment = figment.merge(Toml::string(PRODUCTION_TOML));
+        }
+        if let Ok(path) = std::env::var("CHAT_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("CHAT_").ignore(&["CONFIG"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+    }
+
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(Self::layered())
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let mut config: Self = figment.extract().map_err(Box::new)?;
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Empty strings in files and env mean "not set".
+    fn normalise(&mut self) {
+        fn blank_to_none<T: AsRef<str>>(value: &mut Option<T>) {
+            if value.as_ref().is_some_and(|v| v.as_ref().trim().is_empty()) {
+                *value = None;
+            }
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+            self.jwt_secret = None;
+        }
+        if self
+            .jwt_public_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.jwt_public_key_file = None;
+        }
+        blank_to_none(&mut self.jwt_public_key_algorithm);
+        blank_to_none(&mut self.jwt_issuer);
+        blank_to_none(&mut self.jwt_audience);
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.env == Environment::Production {
+            match &self.jwt_secret {
+                None => {
+                    return invalid(
+                        "production needs a JWT secret: set CHAT_JWT_SECRET".to_owned(),
+                    );
+                }
+                Some(secret) if secret.0.len() < MIN_SECRET_BYTES => {
+                    return invalid(format!(
+                        "the JWT secret is {} bytes; production needs at least {MIN_SECRET_BYTES}",
+                        secret.0.len()
+                    ));
+                }
+                Some(_) => {}
+            }
+            if self.dev_cors_any_origin {
+                return invalid(
+                    "dev_cors_any_origin is a development feature; production refuses it"
+                        .to_owned(),
+                );
+            }
+        }
+        if self.jwt_leeway.0 > Duration::from_secs(60) {
+            return invalid("jwt_leeway must be at most 60s".to_owned());
+        }
+        if self.heartbeat_interval.0 < Duration::from_millis(10) {
+            return invalid("heartbeat_interval must be at least 10ms".to_owned());
+        }
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections must be at least 1".to_owned());
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.jwt_public_key_file.is_some() != self.jwt_public_key_algorithm.is_some() {
+            return invalid(
+                "jwt_public_key_file and jwt_public_key_algorithm go together".to_owned(),
+            );
+        }
+        if self.token_cookie.is_empty() || !self.token_cookie.chars().all(is_cookie_name_char) {
+            return invalid(format!(
+                "token_cookie `{}` is not a valid cookie name",
+                self.token_cookie
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}
+
+fn is_cookie_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn with(key: &str, value: impl serde::Serialize) -> Result<Config, ConfigError> {
+        Config::from_figment(Config::defaults().merge(Serialized::default(key, value)))
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid_for_development() {
+        let config = Config::from_figment(Config::defaults()).unwrap();
+        assert_eq!(config.env, Environment::Development);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.heartbeat_interval.0, Duration::from_secs(25));
+        assert_eq!(config.jwt_leeway.0, Duration::from_secs(5));
+        assert!(config.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn durations_parse_or_fail_with_a_clear_message() {
+        assert_eq!(
+            with("heartbeat_interval", "200ms")
+                .unwrap()
+                .heartbeat_interval
+                .0,
+            Duration::from_millis(200)
+        );
+        let error = with("heartbeat_interval", "soon").unwrap_err().to_string();
+        assert!(error.contains("`soon` is not a duration"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_weak_secret() {
+        let production = Config::defaults()
+            .merge(Toml::string(PRODUCTION_TOML))
+            .merge(Serialized::default("dev_cors_any_origin", false));
+        let error = Config::from_figment(production.clone()).unwrap_err();
+        assert!(error.to_string().contains("CHAT_JWT_SECRET"), "{error}");
+        let weak = production
+            .clone()
+            .merge(Serialized::default("jwt_secret", "short"));
+        assert!(Config::from_figment(weak).is_err());
+        let strong = production.merge(Serialized::default("jwt_secret", "x".repeat(32)));
+        assert!(Config::from_figment(strong).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_dev_features() {
+        let figment = Config::defaults()
+            .merge(Toml::string(PRODUCTION_TOML))
+            .merge(Serialized::default("jwt_secret", "x".repeat(32)))
+            .merge(Serialized::default("dev_cors_any_origin", true));
+        let error = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(error.contains("dev_cors_any_origin"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "****");
+    }
+}

@@ -1,0 +1,190 @@
+//! The one error type of the application, and the one place it becomes HTTP:
+//! `{"error": {"code": "snake_case", "message": "a sentence"}}` with its status.
+
+use crate::model::Invalid;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::borrow::Cow;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request could not be understood (syntax, query, path).
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
+    /// 401: no usable credentials. `token_given` adds `error="invalid_token"`.
+    #[error("{message}")]
+    Unauthorized {
+        token_given: bool,
+        message: Cow<'static, str>,
+    },
+    /// 403: the caller can see the thing but may not do this to it.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404: absent, or not visible to the caller; the two are indistinguishable.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the request contradicts what is stored.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    /// 422: well-formed, but a value breaks a rule.
+    #[error("{}", .0.message)]
+    Unprocessable(Invalid),
+    /// 503: the store cannot be reached right now; retrying later may work.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// 500: a bug or an unexpected store failure. Details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable(Invalid {
+            code,
+            message: message.into(),
+        })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Unprocessable(invalid) => invalid.code,
+            Self::Unauthorized {
+                token_given: true, ..
+            } => "invalid_token",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(what) => match *what {
+                "room" => "room_not_found",
+                _ => "not_found",
+            },
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The sentence a client sees. Internal failures say nothing about internals.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "an internal error occurred".to_owned(),
+            Self::Unavailable(_) => "the store is unavailable; try again shortly".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Carried in the extensions of a 5xx response, for the logging layer to report.
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub String);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::Unauthorized { token_given, .. } = &self {
+            let challenge = if *token_given {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if let Self::Unavailable(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status.is_server_error() {
+            let detail = match &self {
+                Self::Unavailable(source) => format!("store unavailable: {source}"),
+                other => other.to_string(),
+            };
+            response.extensions_mut().insert(ErrorDetail(detail));
+        }
+        response
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        Self::Unprocessable(invalid)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// Connectivity problems are worth a retry (503); anything else is our bug (500).
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            sqlx::Error::Database(db) if is_busy(db.as_ref()) => {
+                Self::Unavailable(sqlx::Error::Database(db))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// SQLite's "database is locked/busy" after the busy timeout, or PostgreSQL
+/// shutting down / refusing connections: transient, not a bug.
+fn is_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(
+        error.code().as_deref(),
+        Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300")
+    )
+}

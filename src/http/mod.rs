@@ -1,0 +1,58 @@
+//! The HTTP API: one module per resource, each with its own `router()`, merged
+//! here with the fallbacks that keep even unknown routes answering in JSON.
+
+mod extract;
+mod health;
+mod messages;
+mod rooms;
+
+pub use extract::{Json, Path, Query};
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{RoomId, UserId};
+use crate::store::Store;
+use axum::Router;
+use axum::extract::FromRef;
+use std::sync::Arc;
+
+/// What every handler may reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
+    pub config: Arc<Config>,
+}
+
+/// Every route of the API, without the middleware (see `app::router`).
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .merge(rooms::router())
+        .merge(messages::router())
+        .merge(health::router())
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+}
+
+/// A room id from the path: a malformed one is a 400, not a lookup.
+fn room_id(raw: &str) -> Result<RoomId> {
+    RoomId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
+}
+
+/// A user id from the path.
+fn user_id(raw: String) -> Result<UserId> {
+    UserId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
+}
+
+/// Checks a `limit` query parameter against its range, defaulting when absent.
+fn limit(value: Option<i64>, default: u32, max: u32) -> Result<u32> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= 1 && n <= i64::from(max) => Ok(n as u32),
+        Some(n) => Err(Error::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {max}, got {n}"),
+        )),
+    }
+}

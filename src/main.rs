@@ -1,0 +1,140 @@
+//! The `chat-server` binary: `serve` (the default), `migrate`, and `token`.
+
+use chat_server::app;
+use chat_server::auth::Auth;
+use chat_server::config::{Config, Interval};
+use chat_server::model::{Role, UserId};
+use chat_server::store;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "Real-time chat backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Print a token signed with the configured secret.
+    Token {
+        /// The user id (the `sub` claim).
+        #[arg(long)]
+        sub: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+        /// How long the token is valid, like `1h` or `30m`.
+        #[arg(long, default_value = "1h", value_parser = Interval::parse)]
+        ttl: Interval,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    User,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("chat-server: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&config);
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Token { sub, role, ttl } => token(&config, sub, role, ttl),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("chat-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config) -> Result<(), AnyError> {
+    let listen = config.listen;
+    tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
+    let state = app::build_state(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("could not listen on {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving");
+    app::serve(listener, app::router(state), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> Result<(), AnyError> {
+    store::open(&app::store_options(config)).await?;
+    tracing::info!(database = %store_kind(&config.database_url), "migrations applied");
+    Ok(())
+}
+
+fn token(config: &Config, sub: String, role: RoleArg, ttl: Interval) -> Result<(), AnyError> {
+    let secret = app::jwt_secret(config)?;
+    let auth = Auth::new(config, &secret)?;
+    let role = match role {
+        RoleArg::Admin => Role::Admin,
+        RoleArg::User => Role::User,
+    };
+    println!("{}", auth.mint(&UserId::parse(sub)?, role, ttl.0)?);
+    Ok(())
+}
+
+/// Names the backend without printing credentials from the URL.
+fn store_kind(url: &str) -> &'static str {
+    if url.starts_with("postgres") {
+        "postgresql"
+    } else {
+        "sqlite"
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,352 @@
+//! The domain: ids and validated inputs (parsed once, at the edge), and the
+//! `Room` / `Message` shapes that the API and the streams put on the wire.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Why an input was refused: a stable snake_case code and a sentence for humans.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks the rules every stored string shares: length in characters, and no
+/// NUL (PostgreSQL `text` cannot hold it, so neither store accepts it).
+fn check_text(
+    value: &str,
+    field: &str,
+    max_chars: usize,
+    code: &'static str,
+) -> Result<(), Invalid> {
+    if value.trim().is_empty() {
+        return Err(Invalid::new(code, format!("{field} must not be blank")));
+    }
+    if value.contains('\0') {
+        return Err(Invalid::new(
+            code,
+            format!("{field} must not contain NUL characters"),
+        ));
+    }
+    let chars = value.chars().count();
+    if chars > max_chars {
+        return Err(Invalid::new(
+            code,
+            format!("{field} must be at most {max_chars} characters, got {chars}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects control characters in identifiers, which are never meant to be shown
+/// as text with line breaks and would only make logs and URLs ambiguous.
+fn check_no_control(value: &str, field: &str, code: &'static str) -> Result<(), Invalid> {
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            code,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// A user, as named by the `sub` claim of their token. Opaque to us.
+    UserId
+);
+string_newtype!(
+    /// A room's id: a UUID (v7, so ids sort by creation time) in its text form.
+    RoomId
+);
+string_newtype!(
+    /// A message's id: a UUID v7 in its text form.
+    MessageId
+);
+string_newtype!(
+    /// A room's display name: 1 to 100 characters, not blank.
+    RoomName
+);
+string_newtype!(
+    /// A message's text: 1 to 4000 characters, not blank.
+    MessageBody
+);
+string_newtype!(
+    /// The sender's own id for a message, so a retried send is recognised: at most 64 characters.
+    ClientId
+);
+
+impl UserId {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        check_text(&value, "user id", Self::MAX_CHARS, "invalid_user_id")?;
+        check_no_control(&value, "user id", "invalid_user_id")?;
+        Ok(Self(value))
+    }
+
+    pub(crate) fn from_store(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl RoomId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Accepts only the canonical hyphenated lower-case form, so one room has one id.
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        match uuid::Uuid::try_parse(value) {
+            Ok(id) if id.to_string() == value => Ok(Self(value.to_owned())),
+            _ => Err(Invalid::new(
+                "invalid_room_id",
+                "room id must be a lower-case hyphenated UUID",
+            )),
+        }
+    }
+
+    /// Wraps an id read back from the store, which only ever holds valid ones.
+    pub(crate) fn from_store(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl Default for RoomId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MessageId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub(crate) fn from_store(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl Default for MessageId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RoomName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        check_text(&value, "name", Self::MAX_CHARS, "invalid_name")?;
+        check_no_control(&value, "name", "invalid_name")?;
+        Ok(Self(value))
+    }
+}
+
+impl MessageBody {
+    pub const MAX_CHARS: usize = 4000;
+
+    /// Line breaks and any other Unicode are kept byte-exact; only NUL is refused.
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        check_text(&value, "body", Self::MAX_CHARS, "invalid_body")?;
+        Ok(Self(value))
+    }
+}
+
+impl ClientId {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        check_text(&value, "clientId", Self::MAX_CHARS, "invalid_client_id")?;
+        check_no_control(&value, "clientId", "invalid_client_id")?;
+        Ok(Self(value))
+    }
+}
+
+/// What a caller may do beyond their own rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    #[default]
+    User,
+}
+
+/// The authenticated user behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub id: UserId,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// A point in time, kept as Unix milliseconds (the stores' representation) and
+/// written as RFC 3339 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        Self((nanos / 1_000_000) as i64)
+    }
+
+    pub fn from_unix_ms(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub fn unix_ms(self) -> i64 {
+        self.0
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub author_id: UserId,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A room as one caller sees it: `unread_count` is that caller's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    pub id: RoomId,
+    pub name: String,
+    pub member_ids: Vec<UserId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+}
+
+/// A caller's read cursor in a room, after it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadState {
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub last_read_seq: i64,
+    pub unread_count: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_one_to_a_hundred_characters() {
+        assert!(RoomName::parse("a").is_ok());
+        assert!(RoomName::parse("é".repeat(100)).is_ok());
+        assert!(RoomName::parse("é".repeat(101)).is_err());
+        assert!(RoomName::parse("").is_err());
+        assert!(RoomName::parse("   ").is_err());
+    }
+
+    #[test]
+    fn message_bodies_keep_line_breaks_but_refuse_nul() {
+        assert!(MessageBody::parse("line one\r\nline two").is_ok());
+        assert!(MessageBody::parse("x".repeat(4000)).is_ok());
+        assert!(MessageBody::parse("x".repeat(4001)).is_err());
+        assert_eq!(
+            MessageBody::parse("a\0b").map_err(|e| e.code),
+            Err("invalid_body")
+        );
+        assert!(MessageBody::parse("\n\t ").is_err());
+    }
+
+    #[test]
+    fn room_ids_must_be_canonical_uuids() {
+        let id = RoomId::new();
+        assert_eq!(RoomId::parse(id.as_str()), Ok(id.clone()));
+        assert!(RoomId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(RoomId::parse("1; DROP TABLE rooms").is_err());
+        assert!(RoomId::parse("").is_err());
+    }
+
+    #[test]
+    fn user_ids_refuse_control_characters() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("ali\nce").is_err());
+        assert!(UserId::parse("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(
+            Timestamp::from_unix_ms(1_700_000_000_123).to_rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_ms(0).to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Storage behind one narrow trait, with one implementation per database:
+//! SQLite (the embedded default) and PostgreSQL (production). The backend is
+//! picked once, from the URL scheme. Visibility rules live here, inside each
+//! query and transaction, so no check can race a membership change.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Caller, ClientId, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName,
+    Timestamp, UserId,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where `GET /api/chat/rooms` left off: the last room of a page, in activity order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCursor {
+    pub updated_at: i64,
+    pub id: String,
+}
+
+#[derive(Debug)]
+pub struct RoomPage {
+    pub rooms: Vec<Room>,
+    /// Over every room the caller can see, not only this page.
+    pub total_unread: i64,
+    pub next: Option<RoomCursor>,
+}
+
+impl RoomPage {
+    /// Builds a page from the `limit + 1` rows a page query fetched.
+    fn from_rows(rows: Vec<RoomRow>, limit: u32, total_unread: i64) -> Result<Self> {
+        let (rows, has_more) = page_of(rows, limit);
+        let next = if has_more {
+            rows.last().map(RoomRow::cursor)
+        } else {
+            None
+        };
+        let rooms = rows
+            .into_iter()
+            .map(RoomRow::into_room)
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            rooms,
+            total_unread,
+            next,
+        })
+    }
+}
+
+/// Which messages of a room to read; always returned ascending by seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRange {
+    Newest,
+    After(i64),
+    Before(i64),
+}
+
+#[derive(Debug)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub body: MessageBody,
+    pub client_id: Option<ClientId>,
+}
+
+/// The result of a send: a new message, or the original of a retried `clientId`.
+#[derive(Debug)]
+pub enum Posted {
+    Created(Message),
+    Existing(Message),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_room(
+        &self,
+        caller: &Caller,
+        name: &RoomName,
+        members: &[UserId],
+    ) -> Result<Room>;
+
+    /// The room as the caller sees it; `NotFound` if absent or not visible.
+    async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room>;
+
+    /// The caller's rooms, newest activity first.
+    async fn rooms(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        after: Option<&RoomCursor>,
+    ) -> Result<RoomPage>;
+
+    /// Admins, or members of the room. Adding a member twice changes nothing.
+    async fn add_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
+
+    /// Admins, or the member themself.
+    async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
+
+    async fn messages(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        range: MessageRange,
+        limit: u32,
+    ) -> Result<MessagePage>;
+
+    /// Appends a message with the room's next seq and moves the author's cursor to it.
+    async fn post_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &NewMessage,
+    ) -> Result<Posted>;
+
+    /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
+    async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState>;
+}
+
+/// How to reach the database, from the settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// Opens the store the URL names, applying pending migrations.
+pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, OpenError> {
+    let url = options.url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::connect(options).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(options).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        Err(OpenError::Scheme)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("DATABASE_URL must start with sqlite:, postgres:// or postgresql://")]
+    Scheme,
+    #[error("could not open the database: {0}")]
+    Connect(#[from] sqlx::Error),
+    #[error("could not apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not create the database's directory: {0}")]
+    Directory(#[from] std::io::Error),
+}
+
+/// One room row as both backends' room queries return it.
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    updated_at: i64,
+    last_seq: i64,
+    last_read_seq: i64,
+    /// A JSON array of user ids, aggregated in SQL.
+    member_ids: String,
+    lm_id: Option<String>,
+    lm_author_id: Option<String>,
+    lm_body: Option<String>,
+    lm_client_id: Option<String>,
+    lm_created_at: Option<i64>,
+}
+
+impl RoomRow {
+    fn cursor(&self) -> RoomCursor {
+        RoomCursor {
+            updated_at: self.updated_at,
+            id: self.id.clone(),
+        }
+    }
+
+    fn into_room(self) -> Result<Room> {
+        let member_ids: Vec<String> = serde_json::from_str(&self.member_ids)
+            .map_err(|e| Error::Internal(format!("room members are not a JSON list: {e}")))?;
+        let room_id = RoomId::from_store(self.id);
+        let last_message = match (
+            self.lm_id,
+            self.lm_author_id,
+            self.lm_body,
+            self.lm_created_at,
+        ) {
+            (Some(id), Some(author_id), Some(body), Some(created_at)) => Some(Message {
+                id: MessageId::from_store(id),
+                room_id: room_id.clone(),
+                seq: self.last_seq,
+                author_id: UserId::from_store(author_id),
+                body,
+                client_id: self.lm_client_id,
+                created_at: Timestamp::from_unix_ms(created_at),
+            }),
+            _ => None,
+        };
+        Ok(Room {
+            id: room_id,
+            name: self.name,
+            member_ids: member_ids.into_iter().map(UserId::from_store).collect(),
+            created_at: Timestamp::from_unix_ms(self.created_at),
+            updated_at: Timestamp::from_unix_ms(self.updated_at),
+            last_message,
+            unread_count: (self.last_seq - self.last_read_seq).max(0),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    room_id: String,
+    seq: i64,
+    author_id: String,
+    body: String,
+    client_id: Option<String>,
+    created_at: i64,
+}
+
+impl From<MessageRow> for Message {
+    fn from(row: MessageRow) -> Self {
+        Message {
+            id: MessageId::from_store(row.id),
+            room_id: RoomId::from_store(row.room_id),
+            seq: row.seq,
+            author_id: UserId::from_store(row.author_id),
+            body: row.body,
+            client_id: row.client_id,
+            created_at: Timestamp::from_unix_ms(row.created_at),
+        }
+    }
+}
+
+/// Turns the `limit + 1` rows a page query fetched into a page and whether more exist.
+fn page_of<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    (rows, has_more)
+}
+
+/// What a resend of a `clientId` gets: the original if the body matches, else 409.
+fn resend(existing: Message, message: &NewMessage) -> Result<Posted> {
+    if existing.body == message.body.as_str() {
+        Ok(Posted::Existing(existing))
+    } else {
+        Err(Error::conflict(
+            "client_id_conflict",
+            "this clientId was already used for a different message",
+        ))
+    }
+}
+
+/// The members a new room starts with: the creator first, then the others once each.
+fn initial_members<'a>(creator: &'a UserId, others: &'a [UserId]) -> Vec<&'a UserId> {
+    let mut members = vec![creator];
+    for user in others {
+        if !members.contains(&user) {
+            members.push(user);
+        }
+    }
+    members
+}

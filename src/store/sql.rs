@@ -1,0 +1,391 @@
+//! The store's queries and transactions, written once for both databases.
+//! `impl_store!` expands into a backend's module; the backend supplies what
+//! differs: its connection type, how a write transaction begins, and two SQL
+//! spellings (aggregating member ids as JSON, and the larger of two values).
+//! Placeholders are `$N` on both (sqlx-sqlite maps them).
+
+/// A room query's head: the columns of `RoomRow` for the caller bound as `$1`,
+/// followed by the given tail.
+macro_rules! room_select {
+    ($member_ids:literal, $($tail:tt)+) => {
+        concat!(
+            "SELECT r.id, r.name, r.created_at, r.updated_at, r.last_seq,
+                    COALESCE(c.last_read_seq, 0) AS last_read_seq, ",
+            $member_ids,
+            " AS member_ids,
+                    m.id AS lm_id, m.author_id AS lm_author_id, m.body AS lm_body,
+                    m.client_id AS lm_client_id, m.created_at AS lm_created_at
+             FROM rooms r
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+             LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq ",
+            $($tail)+
+        )
+    };
+}
+pub(super) use room_select;
+
+/// `$1` caller, `$2` room, `$3` whether the caller sees every room.
+macro_rules! visible_to_caller {
+    () => {
+        "($3 OR EXISTS (SELECT 1 FROM room_members v WHERE v.room_id = r.id AND v.user_id = $1))"
+    };
+}
+pub(super) use visible_to_caller;
+
+macro_rules! impl_store {
+    (
+        store: $store:ty,
+        connection: $conn:ty,
+        member_ids: $member_ids:literal,
+        greatest: $greatest:literal $(,)?
+    ) => {
+        use super::sql::{room_select, visible_to_caller};
+        use super::{
+            MessagePage, MessageRange, MessageRow, NewMessage, Posted, RoomCursor, RoomPage,
+            RoomRow, Store, initial_members, page_of, resend,
+        };
+        use crate::error::{Error, Result};
+        use crate::model::{
+            Caller, Message, MessageId, ReadState, Role, Room, RoomId, RoomName, Timestamp, UserId,
+        };
+
+        const VISIBLE_ROOM: &str =
+            room_select!($member_ids, "WHERE r.id = $2 AND ", visible_to_caller!());
+        /// `last_seq` of the room, if the caller may see it.
+        const VISIBLE_LAST_SEQ: &str = concat!(
+            "SELECT r.last_seq FROM rooms r WHERE r.id = $2 AND ",
+            visible_to_caller!()
+        );
+        // Rooms pages: `$1` caller, `$2` rows to fetch, `$3`/`$4` the cursor on later pages.
+        const ALL_ROOMS_FIRST: &str =
+            room_select!($member_ids, "ORDER BY r.updated_at DESC, r.id DESC LIMIT $2");
+        const ALL_ROOMS_NEXT: &str = room_select!(
+            $member_ids,
+            "WHERE (r.updated_at, r.id) < ($3, $4) ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
+        );
+        const MEMBER_ROOMS_FIRST: &str = room_select!(
+            $member_ids,
+            "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
+            "ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
+        );
+        const MEMBER_ROOMS_NEXT: &str = room_select!(
+            $member_ids,
+            "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
+            "WHERE (r.updated_at, r.id) < ($3, $4) ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
+        );
+        // Unread totals: O(rooms visible), never a scan of messages.
+        const TOTAL_UNREAD_ALL: &str = "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
+             FROM rooms r
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1";
+        const TOTAL_UNREAD_MEMBER: &str = "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
+             FROM room_members me
+             JOIN rooms r ON r.id = me.room_id
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+             WHERE me.user_id = $1";
+        // Messages pages: `$1` room, `$2` seq, `$3` rows to fetch.
+        const MESSAGES_BEFORE: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
+             FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+        const MESSAGES_AFTER: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
+             FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
+        const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
+             FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3";
+        /// Takes the room's next seq; the row lock (or SQLite's write lock) serialises writers.
+        const NEXT_SEQ: &str = "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4
+             WHERE id = $2 AND ($3 OR EXISTS
+                 (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
+             RETURNING last_seq";
+        /// Moves a cursor forward only.
+        const ADVANCE_CURSOR: &str = concat!(
+            "INSERT INTO read_cursors (room_id, user_id, last_read_seq) VALUES ($1, $2, $3)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET last_read_seq = ",
+            $greatest,
+            "(read_cursors.last_read_seq, excluded.last_read_seq)
+             RETURNING last_read_seq"
+        );
+
+        async fn visible_room(conn: &mut $conn, caller: &Caller, room: &str) -> Result<Room> {
+            let row: Option<RoomRow> = sqlx::query_as(VISIBLE_ROOM)
+                .bind(caller.id.as_str())
+                .bind(room)
+                .bind(caller.is_admin())
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.ok_or(Error::NotFound("room"))?.into_room()
+        }
+
+        async fn visible_last_seq(conn: &mut $conn, caller: &Caller, room: &str) -> Result<i64> {
+            let last_seq: Option<i64> = sqlx::query_scalar(VISIBLE_LAST_SEQ)
+                .bind(caller.id.as_str())
+                .bind(room)
+                .bind(caller.is_admin())
+                .fetch_optional(&mut *conn)
+                .await?;
+            last_seq.ok_or(Error::NotFound("room"))
+        }
+
+        async fn touch_room(conn: &mut $conn, room: &str, now: i64) -> Result<()> {
+            sqlx::query("UPDATE rooms SET updated_at = $2 WHERE id = $1")
+                .bind(room)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<()> {
+                // Any failure here means "not ready", never a bug of the caller's.
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Error::Unavailable)?;
+                Ok(())
+            }
+
+            async fn create_room(
+                &self,
+                caller: &Caller,
+                name: &RoomName,
+                members: &[UserId],
+            ) -> Result<Room> {
+                let id = RoomId::new();
+                let now = Timestamp::now().unix_ms();
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO rooms (id, name, created_by, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(id.as_str())
+                .bind(name.as_str())
+                .bind(caller.id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for user in initial_members(&caller.id, members) {
+                    sqlx::query(
+                        "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(id.as_str())
+                    .bind(user.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let room = visible_room(&mut tx, caller, id.as_str()).await?;
+                tx.commit().await?;
+                Ok(room)
+            }
+
+            async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room> {
+                let mut conn = self.pool.acquire().await?;
+                visible_room(&mut conn, caller, room.as_str()).await
+            }
+
+            async fn rooms(
+                &self,
+                caller: &Caller,
+                limit: u32,
+                after: Option<&RoomCursor>,
+            ) -> Result<RoomPage> {
+                let (query, total) = match (caller.is_admin(), after.is_some()) {
+                    (true, false) => (ALL_ROOMS_FIRST, TOTAL_UNREAD_ALL),
+                    (true, true) => (ALL_ROOMS_NEXT, TOTAL_UNREAD_ALL),
+                    (false, false) => (MEMBER_ROOMS_FIRST, TOTAL_UNREAD_MEMBER),
+                    (false, true) => (MEMBER_ROOMS_NEXT, TOTAL_UNREAD_MEMBER),
+                };
+                let mut page = sqlx::query_as(query)
+                    .bind(caller.id.as_str())
+                    .bind(i64::from(limit) + 1);
+                if let Some(cursor) = after {
+                    page = page.bind(cursor.updated_at).bind(cursor.id.as_str());
+                }
+                // One transaction, so the page and the total describe the same moment.
+                let mut tx = self.pool.begin().await?;
+                let rows: Vec<RoomRow> = page.fetch_all(&mut *tx).await?;
+                let total_unread: i64 = sqlx::query_scalar(total)
+                    .bind(caller.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                RoomPage::from_rows(rows, limit, total_unread)
+            }
+
+            async fn add_member(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                user: &UserId,
+            ) -> Result<Room> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = self.begin_write().await?;
+                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                let added = sqlx::query(
+                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (room_id, user_id) DO NOTHING",
+                )
+                .bind(room.as_str())
+                .bind(user.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if added > 0 {
+                    touch_room(&mut tx, room.as_str(), now).await?;
+                }
+                let room = visible_room(&mut tx, caller, room.as_str()).await?;
+                tx.commit().await?;
+                Ok(room)
+            }
+
+            async fn remove_member(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                user: &UserId,
+            ) -> Result<Room> {
+                let mut tx = self.begin_write().await?;
+                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                if !caller.is_admin() && caller.id != *user {
+                    return Err(Error::Forbidden(
+                        "only admins may remove other members from a room",
+                    ));
+                }
+                let removed =
+                    sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+                        .bind(room.as_str())
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if removed > 0 {
+                    touch_room(&mut tx, room.as_str(), Timestamp::now().unix_ms()).await?;
+                }
+                // A member who just left no longer sees the room, but is answered with it.
+                let as_admin = Caller {
+                    id: caller.id.clone(),
+                    role: Role::Admin,
+                };
+                let room = visible_room(&mut tx, &as_admin, room.as_str()).await?;
+                tx.commit().await?;
+                Ok(room)
+            }
+
+            async fn messages(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                range: MessageRange,
+                limit: u32,
+            ) -> Result<MessagePage> {
+                let (query, from, descending) = match range {
+                    MessageRange::Newest => (MESSAGES_BEFORE, i64::MAX, true),
+                    MessageRange::Before(seq) => (MESSAGES_BEFORE, seq, true),
+                    MessageRange::After(seq) => (MESSAGES_AFTER, seq, false),
+                };
+                let mut tx = self.pool.begin().await?;
+                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                let rows: Vec<MessageRow> = sqlx::query_as(query)
+                    .bind(room.as_str())
+                    .bind(from)
+                    .bind(i64::from(limit) + 1)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let (mut rows, has_more) = page_of(rows, limit);
+                if descending {
+                    rows.reverse();
+                }
+                Ok(MessagePage {
+                    messages: rows.into_iter().map(Message::from).collect(),
+                    has_more,
+                })
+            }
+
+            async fn post_message(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                message: &NewMessage,
+            ) -> Result<Posted> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = self.begin_write().await?;
+                let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
+                    .bind(caller.id.as_str())
+                    .bind(room.as_str())
+                    .bind(caller.is_admin())
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let seq = seq.ok_or(Error::NotFound("room"))?;
+                // Checked under the room's lock, so concurrent retries cannot both insert.
+                if let Some(client_id) = &message.client_id {
+                    let existing: Option<MessageRow> = sqlx::query_as(MESSAGE_BY_CLIENT_ID)
+                        .bind(room.as_str())
+                        .bind(caller.id.as_str())
+                        .bind(client_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(existing) = existing {
+                        tx.rollback().await?;
+                        return resend(existing.into(), message);
+                    }
+                }
+                let created = Message {
+                    id: MessageId::new(),
+                    room_id: room.clone(),
+                    seq,
+                    author_id: caller.id.clone(),
+                    body: message.body.to_string(),
+                    client_id: message.client_id.as_ref().map(ToString::to_string),
+                    created_at: Timestamp::from_unix_ms(now),
+                };
+                sqlx::query(
+                    "INSERT INTO messages (room_id, seq, id, author_id, body, client_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(room.as_str())
+                .bind(seq)
+                .bind(created.id.as_str())
+                .bind(caller.id.as_str())
+                .bind(created.body.as_str())
+                .bind(created.client_id.as_deref())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(ADVANCE_CURSOR)
+                    .bind(room.as_str())
+                    .bind(caller.id.as_str())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Posted::Created(created))
+            }
+
+            async fn mark_read(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                seq: i64,
+            ) -> Result<ReadState> {
+                let mut tx = self.begin_write().await?;
+                let last_seq = visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                let last_read_seq: i64 = sqlx::query_scalar(ADVANCE_CURSOR)
+                    .bind(room.as_str())
+                    .bind(caller.id.as_str())
+                    .bind(seq.clamp(0, last_seq))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(ReadState {
+                    room_id: room.clone(),
+                    user_id: caller.id.clone(),
+                    last_read_seq,
+                    unread_count: (last_seq - last_read_seq).max(0),
+                })
+            }
+        }
+    };
+}
+pub(super) use impl_store;
