@@ -3,16 +3,22 @@
 -- a user's own messages always sit at or below their cursor (posting moves it),
 -- so unread = rooms.last_seq - read_cursors.last_read_seq.
 
+-- hands out room activity numbers; see rooms.activity
+CREATE SEQUENCE room_activity;
+
 CREATE TABLE rooms (
     id          TEXT    PRIMARY KEY NOT NULL,
     name        TEXT    NOT NULL,
     created_by  TEXT    NOT NULL,
     created_at  BIGINT  NOT NULL,
     updated_at  BIGINT  NOT NULL,
+    -- rises with every activity in the room (creation, message, membership),
+    -- unique across rooms: the total order of "newest activity first"
+    activity    BIGINT  NOT NULL,
     -- the seq of the newest message; the next message takes last_seq + 1
     last_seq    BIGINT  NOT NULL DEFAULT 0 CHECK (last_seq >= 0)
 );
-CREATE INDEX rooms_by_activity ON rooms (updated_at DESC, id DESC);
+CREATE UNIQUE INDEX rooms_by_activity ON rooms (activity);
 
 CREATE TABLE room_members (
     room_id    TEXT    NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,

@@ -9,10 +9,13 @@ CREATE TABLE rooms (
     created_by  TEXT    NOT NULL,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
+    -- rises with every activity in the room (creation, message, membership),
+    -- unique across rooms: the total order of "newest activity first"
+    activity    INTEGER NOT NULL,
     -- the seq of the newest message; the next message takes last_seq + 1
     last_seq    INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0)
 );
-CREATE INDEX rooms_by_activity ON rooms (updated_at DESC, id DESC);
+CREATE UNIQUE INDEX rooms_by_activity ON rooms (activity);
 
 CREATE TABLE room_members (
     room_id    TEXT    NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,

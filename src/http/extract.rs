@@ -2,17 +2,42 @@
 //! malformed body, query or path never answers with plain text.
 
 use crate::error::Error;
-use axum::extract::FromRequest;
-use axum::extract::FromRequestParts;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-/// A JSON body; answers with JSON too.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
+/// A JSON object body; answers with JSON too. Unlike `axum::Json`, it refuses
+/// a JSON array where an object is expected (serde would read it by position).
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await?;
+        if !value.is_object() {
+            return Err(Error::unprocessable(
+                "invalid_field",
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => Error::unprocessable("invalid_field", e.inner().to_string()),
+                path => Error::unprocessable("invalid_field", format!("{path}: {}", e.inner())),
+            })
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

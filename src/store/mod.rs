@@ -19,11 +19,10 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where `GET /api/chat/rooms` left off: the last room of a page, in activity order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where `GET /api/chat/rooms` left off: the activity number of a page's last room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomCursor {
-    pub updated_at: i64,
-    pub id: String,
+    pub activity: i64,
 }
 
 #[derive(Debug)]
@@ -174,6 +173,7 @@ struct RoomRow {
     name: String,
     created_at: i64,
     updated_at: i64,
+    activity: i64,
     last_seq: i64,
     last_read_seq: i64,
     /// A JSON array of user ids, aggregated in SQL.
@@ -188,8 +188,7 @@ struct RoomRow {
 impl RoomRow {
     fn cursor(&self) -> RoomCursor {
         RoomCursor {
-            updated_at: self.updated_at,
-            id: self.id.clone(),
+            activity: self.activity,
         }
     }
 

@@ -39,4 +39,5 @@ super::sql::impl_store! {
     member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
         FROM room_members WHERE room_id = r.id)",
     greatest: "GREATEST",
+    next_activity: "nextval('room_activity')",
 }

@@ -1,7 +1,8 @@
 //! The store's queries and transactions, written once for both databases.
 //! `impl_store!` expands into a backend's module; the backend supplies what
-//! differs: its connection type, how a write transaction begins, and two SQL
-//! spellings (aggregating member ids as JSON, and the larger of two values).
+//! differs: its connection type, how a write transaction begins, and three SQL
+//! spellings (aggregating member ids as JSON, the larger of two values, and
+//! the next room activity number).
 //! Placeholders are `$N` on both (sqlx-sqlite maps them).
 
 /// A room query's head: the columns of `RoomRow` for the caller bound as `$1`,
@@ -9,7 +10,7 @@
 macro_rules! room_select {
     ($member_ids:literal, $($tail:tt)+) => {
         concat!(
-            "SELECT r.id, r.name, r.created_at, r.updated_at, r.last_seq,
+            "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
                     COALESCE(c.last_read_seq, 0) AS last_read_seq, ",
             $member_ids,
             " AS member_ids,
@@ -37,7 +38,8 @@ macro_rules! impl_store {
         store: $store:ty,
         connection: $conn:ty,
         member_ids: $member_ids:literal,
-        greatest: $greatest:literal $(,)?
+        greatest: $greatest:literal,
+        next_activity: $next_activity:literal $(,)?
     ) => {
         use super::sql::{room_select, visible_to_caller};
         use super::{
@@ -56,22 +58,16 @@ macro_rules! impl_store {
             "SELECT r.last_seq FROM rooms r WHERE r.id = $2 AND ",
             visible_to_caller!()
         );
-        // Rooms pages: `$1` caller, `$2` rows to fetch, `$3`/`$4` the cursor on later pages.
-        const ALL_ROOMS_FIRST: &str =
-            room_select!($member_ids, "ORDER BY r.updated_at DESC, r.id DESC LIMIT $2");
-        const ALL_ROOMS_NEXT: &str = room_select!(
+        // Rooms pages, newest activity first: `$1` caller, `$2` rows to fetch,
+        // `$3` the activity the previous page ended at (i64::MAX for the first).
+        const ALL_ROOMS: &str = room_select!(
             $member_ids,
-            "WHERE (r.updated_at, r.id) < ($3, $4) ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
+            "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
         );
-        const MEMBER_ROOMS_FIRST: &str = room_select!(
+        const MEMBER_ROOMS: &str = room_select!(
             $member_ids,
             "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
-            "ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
-        );
-        const MEMBER_ROOMS_NEXT: &str = room_select!(
-            $member_ids,
-            "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
-            "WHERE (r.updated_at, r.id) < ($3, $4) ORDER BY r.updated_at DESC, r.id DESC LIMIT $2"
+            "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
         );
         // Unread totals: O(rooms visible), never a scan of messages.
         const TOTAL_UNREAD_ALL: &str = "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
@@ -90,10 +86,24 @@ macro_rules! impl_store {
         const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
              FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3";
         /// Takes the room's next seq; the row lock (or SQLite's write lock) serialises writers.
-        const NEXT_SEQ: &str = "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4
-             WHERE id = $2 AND ($3 OR EXISTS
+        const NEXT_SEQ: &str = concat!(
+            "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4, activity = ",
+            $next_activity,
+            " WHERE id = $2 AND ($3 OR EXISTS
                  (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
-             RETURNING last_seq";
+             RETURNING last_seq"
+        );
+        const TOUCH_ROOM: &str = concat!(
+            "UPDATE rooms SET updated_at = $2, activity = ",
+            $next_activity,
+            " WHERE id = $1"
+        );
+        const INSERT_ROOM: &str = concat!(
+            "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity)
+             VALUES ($1, $2, $3, $4, $4, ",
+            $next_activity,
+            ")"
+        );
         /// Moves a cursor forward only.
         const ADVANCE_CURSOR: &str = concat!(
             "INSERT INTO read_cursors (room_id, user_id, last_read_seq) VALUES ($1, $2, $3)
@@ -124,7 +134,7 @@ macro_rules! impl_store {
         }
 
         async fn touch_room(conn: &mut $conn, room: &str, now: i64) -> Result<()> {
-            sqlx::query("UPDATE rooms SET updated_at = $2 WHERE id = $1")
+            sqlx::query(TOUCH_ROOM)
                 .bind(room)
                 .bind(now)
                 .execute(&mut *conn)
@@ -152,10 +162,7 @@ macro_rules! impl_store {
                 let id = RoomId::new();
                 let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO rooms (id, name, created_by, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $4)",
-                )
+                sqlx::query(INSERT_ROOM)
                 .bind(id.as_str())
                 .bind(name.as_str())
                 .bind(caller.id.as_str())
@@ -188,21 +195,19 @@ macro_rules! impl_store {
                 limit: u32,
                 after: Option<&RoomCursor>,
             ) -> Result<RoomPage> {
-                let (query, total) = match (caller.is_admin(), after.is_some()) {
-                    (true, false) => (ALL_ROOMS_FIRST, TOTAL_UNREAD_ALL),
-                    (true, true) => (ALL_ROOMS_NEXT, TOTAL_UNREAD_ALL),
-                    (false, false) => (MEMBER_ROOMS_FIRST, TOTAL_UNREAD_MEMBER),
-                    (false, true) => (MEMBER_ROOMS_NEXT, TOTAL_UNREAD_MEMBER),
+                let (query, total) = if caller.is_admin() {
+                    (ALL_ROOMS, TOTAL_UNREAD_ALL)
+                } else {
+                    (MEMBER_ROOMS, TOTAL_UNREAD_MEMBER)
                 };
-                let mut page = sqlx::query_as(query)
-                    .bind(caller.id.as_str())
-                    .bind(i64::from(limit) + 1);
-                if let Some(cursor) = after {
-                    page = page.bind(cursor.updated_at).bind(cursor.id.as_str());
-                }
                 // One transaction, so the page and the total describe the same moment.
                 let mut tx = self.pool.begin().await?;
-                let rows: Vec<RoomRow> = page.fetch_all(&mut *tx).await?;
+                let rows: Vec<RoomRow> = sqlx::query_as(query)
+                    .bind(caller.id.as_str())
+                    .bind(i64::from(limit) + 1)
+                    .bind(after.map_or(i64::MAX, |cursor| cursor.activity))
+                    .fetch_all(&mut *tx)
+                    .await?;
                 let total_unread: i64 = sqlx::query_scalar(total)
                     .bind(caller.id.as_str())
                     .fetch_one(&mut *tx)

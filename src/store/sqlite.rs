@@ -49,4 +49,5 @@ super::sql::impl_store! {
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
     greatest: "MAX",
+    next_activity: "(SELECT COALESCE(MAX(activity), 0) + 1 FROM rooms)",
 }

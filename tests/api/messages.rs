@@ -1,0 +1,210 @@
+//! Messages: pages in both directions, idempotent retries by `clientId`, and a
+//! per-room `seq` with no gaps or repeats however many write at once.
+
+use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+on_both_stores!(
+    history_pages_are_ascending_newest_first_and_scroll_both_ways,
+    a_retried_client_id_returns_the_original_and_writes_nothing,
+    concurrent_retries_of_one_client_id_store_exactly_one_message,
+    fifty_concurrent_writers_get_gap_free_seqs,
+    bodies_are_stored_and_returned_byte_exact,
+);
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+async fn history_pages_are_ascending_newest_first_and_scroll_both_ways(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "history", &[]).await;
+    for i in 1..=12 {
+        app.send(&alice, &room, &format!("message {i}")).await;
+    }
+    let page = |query: &str| {
+        let path = format!("/api/chat/rooms/{room}/messages{query}");
+        let alice = alice.clone();
+        let app = &app;
+        async move {
+            let (status, body) = app.get(&path, &alice).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            body
+        }
+    };
+
+    let newest = page("?limit=5").await;
+    assert_eq!(seqs(&newest), vec![8, 9, 10, 11, 12]);
+    assert_eq!(newest["hasMore"], true);
+    let older = page("?before=8&limit=5").await;
+    assert_eq!(seqs(&older), vec![3, 4, 5, 6, 7]);
+    assert_eq!(older["hasMore"], true);
+    let oldest = page("?before=3&limit=5").await;
+    assert_eq!(seqs(&oldest), vec![1, 2]);
+    assert_eq!(oldest["hasMore"], false);
+
+    let first = page("?after=0&limit=5").await;
+    assert_eq!(seqs(&first), vec![1, 2, 3, 4, 5]);
+    assert_eq!(first["hasMore"], true);
+    let last = page("?after=10&limit=5").await;
+    assert_eq!(seqs(&last), vec![11, 12]);
+    assert_eq!(last["hasMore"], false);
+    assert_eq!(seqs(&page("?after=12").await), Vec::<i64>::new());
+
+    let all = page("").await;
+    assert_eq!(seqs(&all), (1..=12).collect::<Vec<_>>(), "default limit 50");
+    assert_eq!(all["hasMore"], false);
+    assert_eq!(all["messages"][0]["body"], "message 1");
+    assert_eq!(all["messages"][0]["authorId"], "alice");
+    assert_eq!(all["messages"][0]["roomId"], room.as_str());
+    assert_eq!(all["messages"][0]["clientId"], Value::Null);
+}
+
+async fn a_retried_client_id_returns_the_original_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = app.create_room(&alice, "retries", &["bob"]).await;
+    let path = format!("/api/chat/rooms/{room}/messages");
+    let send = json!({"body": "once", "clientId": "c-1"});
+
+    let (status, original) = app.post(&path, &alice, send.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(original["clientId"], "c-1");
+    let (status, retried) = app.post(&path, &alice, send.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retried, original);
+
+    assert_error(
+        app.post(
+            &path,
+            &alice,
+            json!({"body": "different", "clientId": "c-1"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "client_id_conflict",
+    );
+    // Another author may use the same clientId: it is theirs, not global.
+    let (status, bobs) = app.post(&path, &bob, send).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(bobs["seq"], 2);
+
+    let (_, all) = app.get(&path, &alice).await;
+    assert_eq!(
+        seqs(&all),
+        vec![1, 2],
+        "the retry and the conflict wrote nothing"
+    );
+}
+
+async fn concurrent_retries_of_one_client_id_store_exactly_one_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "storm", &[]).await;
+    let path = format!("/api/chat/rooms/{room}/messages");
+    let send = json!({"body": "flaky network", "clientId": "retry-me"});
+
+    let answers = join_all((0..20).map(|_| app.post(&path, &alice, send.clone()))).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    let ids: HashSet<&str> = answers
+        .iter()
+        .map(|(status, message)| {
+            assert!(status.is_success(), "{status}: {message}");
+            message["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every retry got the same message");
+
+    let (_, all) = app.get(&path, &alice).await;
+    assert_eq!(seqs(&all), vec![1]);
+    // The next message still takes seq 2: the retries left no gap.
+    assert_eq!(app.send(&alice, &room, "next").await["seq"], 2);
+}
+
+async fn fifty_concurrent_writers_get_gap_free_seqs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let boss = admin("boss");
+    let room = app.create_room(&boss, "busy", &[]).await;
+    let writers: Vec<String> = (0..50).map(|i| user(&format!("writer-{i}"))).collect();
+    for i in 0..50 {
+        let (status, _) = app
+            .post(
+                &format!("/api/chat/rooms/{room}/members"),
+                &boss,
+                json!({"userId": format!("writer-{i}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let path = format!("/api/chat/rooms/{room}/messages");
+    let rounds = 3;
+    let answers = join_all(writers.iter().enumerate().map(|(i, token)| {
+        let (app, path) = (&app, &path);
+        async move {
+            let mut seqs = Vec::new();
+            for round in 0..rounds {
+                let (status, message) = app
+                    .post(path, token, json!({"body": format!("{i}/{round}")}))
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{message}");
+                seqs.push(message["seq"].as_i64().unwrap());
+            }
+            seqs
+        }
+    }))
+    .await;
+    let mut acknowledged: Vec<i64> = answers.into_iter().flatten().collect();
+    acknowledged.sort_unstable();
+    let expected: Vec<i64> = (1..=50 * rounds).collect();
+    assert_eq!(acknowledged, expected, "every seq once, none skipped");
+
+    let (_, stored) = app.get(&format!("{path}?limit=200"), &boss).await;
+    assert_eq!(seqs(&stored), expected);
+}
+
+async fn bodies_are_stored_and_returned_byte_exact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app
+        .create_room(&alice, "Ünïcødé 💬 '; DROP TABLE rooms; --", &[])
+        .await;
+    let bodies = [
+        "'; DROP TABLE messages; --",
+        "\" OR 1=1 --",
+        "emoji 👩‍💻🏳️‍🌈 and CJK 漢字 and RTL عربى",
+        "line one\nline two\r\nthree\rfour",
+        "data: not an event\n\nid: 7\n",
+        "  leading and trailing spaces  ",
+        "\u{200b}zero width\u{feff}",
+        "%s %n {} \\ \\\\ $1 ?",
+    ];
+    for body in bodies {
+        let sent = app.send(&alice, &room, body).await;
+        assert_eq!(sent["body"], body);
+    }
+    let (_, all) = app
+        .get(&format!("/api/chat/rooms/{room}/messages"), &alice)
+        .await;
+    let stored: Vec<&str> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, bodies);
+    let (_, listed) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
+    assert_eq!(listed["name"], "Ünïcødé 💬 '; DROP TABLE rooms; --");
+}

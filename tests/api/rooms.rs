@@ -1,0 +1,197 @@
+//! Rooms: who sees what (a room you may not see is exactly as absent as one
+//! that does not exist), membership, and listing in pages.
+
+use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+on_both_stores!(
+    a_new_room_has_its_creator_as_a_member,
+    a_user_cannot_read_post_to_mark_add_to_or_learn_of_another_users_room,
+    an_admin_sees_and_acts_in_every_room,
+    members_may_add_others_and_leave_but_not_remove_others,
+    rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_once,
+);
+
+async fn a_new_room_has_its_creator_as_a_member(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, room) = app
+        .post(
+            "/api/chat/rooms",
+            &user("alice"),
+            json!({"name": "Support", "memberIds": ["bob", "alice", "bob"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    assert_eq!(room["name"], "Support");
+    assert_eq!(room["memberIds"], json!(["alice", "bob"]));
+    assert_eq!(room["lastMessage"], Value::Null);
+    assert_eq!(room["unreadCount"], 0);
+    assert!(room["createdAt"].as_str().unwrap().ends_with('Z'));
+    let (status, fetched) = app
+        .get(
+            &format!("/api/chat/rooms/{}", room["id"].as_str().unwrap()),
+            &user("bob"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched, room);
+}
+
+async fn a_user_cannot_read_post_to_mark_add_to_or_learn_of_another_users_room(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = app.create_room(&bob, "bob's", &[]).await;
+    app.send(&bob, &room, "private").await;
+    let missing = chat_server::model::RoomId::new().to_string();
+
+    // Every route answers for bob's room exactly as for a room that does not exist.
+    for id in [room.as_str(), missing.as_str()] {
+        let attempts = [
+            app.get(&format!("/api/chat/rooms/{id}"), &alice).await,
+            app.get(&format!("/api/chat/rooms/{id}/messages"), &alice)
+                .await,
+            app.post(
+                &format!("/api/chat/rooms/{id}/messages"),
+                &alice,
+                json!({"body": "let me in"}),
+            )
+            .await,
+            app.post(
+                &format!("/api/chat/rooms/{id}/read"),
+                &alice,
+                json!({"seq": 1}),
+            )
+            .await,
+            app.post(
+                &format!("/api/chat/rooms/{id}/members"),
+                &alice,
+                json!({"userId": "alice"}),
+            )
+            .await,
+            app.delete(&format!("/api/chat/rooms/{id}/members/alice"), &alice)
+                .await,
+            app.delete(&format!("/api/chat/rooms/{id}/members/bob"), &alice)
+                .await,
+        ];
+        for attempt in attempts {
+            assert_error(attempt, StatusCode::NOT_FOUND, "room_not_found");
+        }
+    }
+    let (_, listing) = app.get("/api/chat/rooms", &alice).await;
+    assert_eq!(listing["rooms"], json!([]));
+    assert_eq!(listing["totalUnread"], 0);
+
+    // Nothing alice tried changed bob's room.
+    let (_, messages) = app
+        .get(&format!("/api/chat/rooms/{room}/messages"), &bob)
+        .await;
+    assert_eq!(messages["messages"].as_array().unwrap().len(), 1);
+    let (_, seen) = app.get(&format!("/api/chat/rooms/{room}"), &bob).await;
+    assert_eq!(seen["memberIds"], json!(["bob"]));
+}
+
+async fn an_admin_sees_and_acts_in_every_room(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (boss, bob) = (admin("boss"), user("bob"));
+    let room = app.create_room(&bob, "bob's", &[]).await;
+    app.send(&bob, &room, "hello?").await;
+
+    let (status, seen) = app.get(&format!("/api/chat/rooms/{room}"), &boss).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["unreadCount"], 1, "an admin has a cursor of their own");
+    let (_, listing) = app.get("/api/chat/rooms", &boss).await;
+    assert_eq!(listing["rooms"][0]["id"], room.as_str());
+    let reply = app.send(&boss, &room, "how can I help?").await;
+    assert_eq!(reply["seq"], 2);
+    let (status, _) = app
+        .post(
+            &format!("/api/chat/rooms/{room}/members"),
+            &boss,
+            json!({"userId": "carol"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, after) = app
+        .delete(&format!("/api/chat/rooms/{room}/members/bob"), &boss)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after["memberIds"], json!(["carol"]));
+    // The admin's reply moved only the admin's cursor: bob left with 0 to read,
+    // carol sees both messages unread.
+    assert_eq!(app.unread(&user("carol"), &room).await, 2);
+}
+
+async fn members_may_add_others_and_leave_but_not_remove_others(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let room = app.create_room(&alice, "team", &["bob"]).await;
+    let members = format!("/api/chat/rooms/{room}/members");
+
+    let (status, added) = app.post(&members, &bob, json!({"userId": "carol"})).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["memberIds"], json!(["alice", "bob", "carol"]));
+    let (status, again) = app.post(&members, &bob, json!({"userId": "carol"})).await;
+    assert_eq!(status, StatusCode::OK, "adding a member twice is a no-op");
+    assert_eq!(again["memberIds"], added["memberIds"]);
+
+    assert_error(
+        app.delete(&format!("{members}/alice"), &bob).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (status, left) = app.delete(&format!("{members}/carol"), &carol).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert_eq!(left["memberIds"], json!(["alice", "bob"]));
+    // Having left, carol can no longer see the room.
+    assert_error(
+        app.get(&format!("/api/chat/rooms/{room}"), &carol).await,
+        StatusCode::NOT_FOUND,
+        "room_not_found",
+    );
+}
+
+async fn rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_once(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let mut rooms = Vec::new();
+    for i in 0..7 {
+        rooms.push(app.create_room(&alice, &format!("room {i}"), &[]).await);
+    }
+    app.create_room(&user("bob"), "not alice's", &[]).await;
+    // Activity in the oldest room brings it to the top.
+    app.send(&user("alice"), &rooms[0], "bump").await;
+
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            Some(token) => format!("/api/chat/rooms?limit=3&pageToken={token}"),
+            None => "/api/chat/rooms?limit=3".to_owned(),
+        };
+        let (status, page) = app.get(&path, &alice).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        let ids: Vec<String> = page["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() <= 3);
+        seen.extend(ids);
+        match page["nextPageToken"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected: Vec<String> = rooms[1..].iter().rev().cloned().collect();
+    expected.insert(0, rooms[0].clone());
+    assert_eq!(seen, expected, "newest activity first, each room once");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
+}
