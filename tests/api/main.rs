@@ -1,6 +1,9 @@
 //! Integration tests: a real server on an ephemeral port, real HTTP, and a real
 //! database (SQLite always; PostgreSQL too when `TEST_DATABASE_URL` is set).
 
+// A test that cannot set up its fixture should fail loudly, right there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 mod auth;
