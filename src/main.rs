@@ -52,7 +52,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config);
+    // `token` prints the token on stdout; keep its stderr to what needs saying.
+    let quiet = matches!(cli.command, Some(Command::Token { .. }));
+    init_tracing(if quiet { "warn" } else { &config.log });
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
@@ -62,7 +64,6 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
-            eprintln!("chat-server: {error}");
             ExitCode::FAILURE
         }
     }
@@ -70,8 +71,9 @@ async fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error>;
 
-fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+fn init_tracing(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

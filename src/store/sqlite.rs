@@ -26,8 +26,12 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
+        // sqlx keeps an in-memory database in SQLite's shared cache, whose
+        // table locks fail at once instead of waiting: give it one connection.
+        let in_memory = options.url.contains(":memory:") || options.url.contains("mode=memory");
+        let max_connections = if in_memory { 1 } else { options.max_connections };
         let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
+            .max_connections(max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
