@@ -29,7 +29,11 @@ impl SqliteStore {
         // sqlx keeps an in-memory database in SQLite's shared cache, whose
         // table locks fail at once instead of waiting: give it one connection.
         let in_memory = options.url.contains(":memory:") || options.url.contains("mode=memory");
-        let max_connections = if in_memory { 1 } else { options.max_connections };
+        let max_connections = if in_memory {
+            1
+        } else {
+            options.max_connections
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(options.acquire_timeout)
