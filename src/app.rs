@@ -1,11 +1,13 @@
 //! Start-up and serving: builds the shared state from settings, wraps the API
-//! in its middleware, and serves a bound listener until a shutdown future
-//! resolves (so tests bind port 0 and never sleep).
+//! in its middleware, and serves a bound listener until shutdown is signalled
+//! (so tests bind port 0 and never sleep).
 
 use crate::auth::{self, Auth};
 use crate::config::{Config, Secret};
 use crate::error::{Error, ErrorDetail};
+use crate::events::{Hub, HubOptions};
 use crate::http::{AppState, api_router};
+use crate::limits::StreamLimits;
 use crate::store::{self, StoreOptions};
 use axum::Router;
 use axum::body::Body;
@@ -13,10 +15,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, Response, Uri};
 use axum::response::IntoResponse;
 use std::any::Any;
-use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::trace::TraceLayer;
@@ -30,6 +33,8 @@ pub enum StartError {
     Key(#[from] auth::KeyError),
     #[error("could not read or create the development JWT secret: {0}")]
     DevSecret(std::io::Error),
+    #[error("could not start the event relay: {0}")]
+    Relay(String),
 }
 
 /// The secret tokens are signed with: the configured one, or in development
@@ -57,15 +62,35 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
-/// Opens the store (applying migrations) and loads the keys.
-pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+/// Opens the store (applying migrations), loads the keys and starts the
+/// relay. `draining` turns true when shutdown begins.
+pub async fn build_state(
+    config: Config,
+    draining: watch::Receiver<bool>,
+) -> Result<AppState, StartError> {
     let secret = jwt_secret(&config)?;
     let auth = Auth::new(&config, &secret)?;
-    let store = store::open(&store_options(&config)).await?;
+    let wake = Arc::new(Notify::new());
+    let store = store::open(&store_options(&config), wake.clone()).await?;
+    let hub = Hub::start(
+        store.clone(),
+        wake,
+        HubOptions {
+            heartbeat_interval: config.heartbeat_interval.0,
+            buffer: config.stream_buffer_events,
+            poll_interval: config.relay_poll_interval.0,
+            retention: config.event_retention.0,
+        },
+    )
+    .await
+    .map_err(|e| StartError::Relay(e.to_string()))?;
     Ok(AppState {
         store,
         auth: Arc::new(auth),
+        limits: StreamLimits::new(&config),
         config: Arc::new(config),
+        hub,
+        draining,
     })
 }
 
@@ -107,15 +132,22 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {
     Error::Internal("a handler panicked".to_owned()).into_response()
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `draining` turns true, then stops accepting connections and
+/// waits for open ones to finish (streams end themselves when draining).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut draining: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let shutdown = async move {
+        let _ = draining.wait_for(|draining| *draining).await;
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A URI fit for logs: the value of any `access_token` query parameter is hidden.

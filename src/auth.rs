@@ -34,6 +34,13 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// A verified token: who it speaks for, and until when (Unix seconds).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub caller: Caller,
+    pub expires_at: u64,
+}
+
 /// The keys and rules tokens are checked against.
 pub struct Auth {
     secret: EncodingKey,
@@ -103,7 +110,7 @@ impl Auth {
     }
 
     /// Checks a token and says who it speaks for. Every failure is a 401.
-    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+    pub fn verify(&self, token: &str) -> Result<Session, Error> {
         let invalid = |message: &'static str| Error::Unauthorized {
             token_given: true,
             message: message.into(),
@@ -155,7 +162,10 @@ impl Auth {
         };
         let id = UserId::parse(data.claims.sub)
             .map_err(|_| invalid("the token's subject is not a valid user id"))?;
-        Ok(Caller { id, role })
+        Ok(Session {
+            caller: Caller { id, role },
+            expires_at: data.claims.exp,
+        })
     }
 
     /// Finds the request's token: the `Authorization: Bearer` header, else (on
@@ -216,7 +226,7 @@ fn load_public_key(path: &Path, algorithm: &str) -> Result<(Algorithm, DecodingK
     })
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -259,7 +269,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-impl<S> FromRequestParts<S> for Caller
+impl<S> FromRequestParts<S> for Session
 where
     Arc<Auth>: FromRef<S>,
     S: Send + Sync,
@@ -275,5 +285,19 @@ where
                 message: "a bearer token is required".into(),
             }),
         }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Auth>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Session::from_request_parts(parts, state)
+            .await
+            .map(|session| session.caller)
     }
 }

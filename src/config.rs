@@ -48,6 +48,21 @@ pub struct Config {
     pub token_cookie: String,
 
     pub heartbeat_interval: Interval,
+    pub stream_retry: Interval,
+    pub event_retention: Interval,
+    pub stream_buffer_events: usize,
+    pub relay_poll_interval: Interval,
+    pub stream_max_per_user: usize,
+    pub stream_rate_per_user: u32,
+    pub stream_burst_per_user: u32,
+    pub stream_rate_per_ip: u32,
+    pub stream_burst_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub shutdown_deadline: Interval,
+    pub shutdown_spread: Interval,
+
     pub max_body_bytes: usize,
 
     /// Dev-only: answer CORS requests from any origin.
@@ -190,6 +205,25 @@ impl Config {
         }
         if self.heartbeat_interval.0 < Duration::from_millis(10) {
             return invalid("heartbeat_interval must be at least 10ms".to_owned());
+        }
+        if self.relay_poll_interval.0 < Duration::from_millis(10) {
+            return invalid("relay_poll_interval must be at least 10ms".to_owned());
+        }
+        if self.event_retention.0 < Duration::from_secs(60) {
+            return invalid("event_retention must be at least 1m".to_owned());
+        }
+        if self.shutdown_spread.0 >= self.shutdown_deadline.0 {
+            return invalid("shutdown_spread must be shorter than shutdown_deadline".to_owned());
+        }
+        let rates = [
+            self.stream_max_per_user,
+            self.stream_rate_per_user as usize,
+            self.stream_burst_per_user as usize,
+            self.stream_rate_per_ip as usize,
+            self.stream_burst_per_ip as usize,
+        ];
+        if rates.contains(&0) {
+            return invalid("stream limits and rates must be at least 1".to_owned());
         }
         if self.database_max_connections == 0 {
             return invalid("database_max_connections must be at least 1".to_owned());

@@ -41,12 +41,21 @@ pub enum Error {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(&'static str),
+    /// 429: try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        retry_after: u64,
+        message: Cow<'static, str>,
+    },
     /// 422: well-formed, but a value breaks a rule.
     #[error("{}", .0.message)]
     Unprocessable(Invalid),
     /// 503: the store cannot be reached right now; retrying later may work.
     #[error("the store is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// 503: this process is shutting down; another instance should answer.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// 500: a bug or an unexpected store failure. Details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -85,7 +94,8 @@ impl Error {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,9 +114,11 @@ impl Error {
                 _ => "not_found",
             },
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "store_unavailable",
+            Self::ShuttingDown => "shutting_down",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -141,10 +153,15 @@ impl IntoResponse for Error {
                 HeaderValue::from_static(challenge),
             );
         }
-        if let Self::Unavailable(_) = &self {
+        let retry_after = match &self {
+            Self::Unavailable(_) => Some(1),
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status.is_server_error() {
             let detail = match &self {

@@ -3,8 +3,12 @@
 //! - [`config`]: settings, layered from embedded defaults, files and env.
 //! - [`model`]: ids, validated inputs, and the `Room`/`Message` wire shapes.
 //! - [`auth`]: JWT verification and who a request speaks for.
-//! - [`store`]: rooms, members, messages and read cursors, on SQLite or PostgreSQL.
-//! - [`http`]: the JSON API, one module per resource.
+//! - [`store`]: rooms, members, messages, read cursors and the event log, on
+//!   SQLite or PostgreSQL.
+//! - [`events`]: relays the event log to this process's streams; heartbeats.
+//! - [`sse`]: how stream frames are spelled on the wire.
+//! - [`limits`]: rate limits on opening streams.
+//! - [`http`]: the JSON API and the streams, one module per resource.
 //! - [`error`]: the one error type and its HTTP mapping.
 //! - [`app`]: start-up, middleware, and serving a listener until shutdown.
 
@@ -12,6 +16,9 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod limits;
 pub mod model;
+pub mod sse;
 pub mod store;

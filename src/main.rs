@@ -8,6 +8,7 @@ use chat_server::store;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -82,19 +83,36 @@ fn init_tracing(default_filter: &str) {
 
 async fn serve(config: Config) -> Result<(), AnyError> {
     let listen = config.listen;
+    let deadline = config.shutdown_deadline.0;
     tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
-    let state = app::build_state(config).await?;
+    let (drain, draining) = watch::channel(false);
+    let state = app::build_state(config, draining.clone()).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("could not listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving");
-    app::serve(listener, app::router(state), shutdown_signal()).await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        // Readiness fails at once; streams wind down; no new connections.
+        let _ = drain.send(true);
+    });
+    let server = app::serve(listener, app::router(state), draining.clone());
+    let mut signalled = draining;
+    let deadline_passed = async move {
+        let _ = signalled.wait_for(|draining| *draining).await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline_passed => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<(), AnyError> {
-    store::open(&app::store_options(config)).await?;
+    // Nothing relays events here: no one needs waking.
+    store::open(&app::store_options(config), Default::default()).await?;
     tracing::info!(database = %store_kind(&config.database_url), "migrations applied");
     Ok(())
 }

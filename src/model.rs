@@ -274,7 +274,8 @@ pub struct Message {
     pub created_at: Timestamp,
 }
 
-/// A room as one caller sees it: `unread_count` is that caller's own.
+/// A room as one caller sees it: `unread_count` is that caller's own. In
+/// stream events, which many viewers share, it is left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
@@ -284,7 +285,8 @@ pub struct Room {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_message: Option<Message>,
-    pub unread_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<i64>,
 }
 
 /// A caller's read cursor in a room, after it moved.
@@ -295,6 +297,39 @@ pub struct ReadState {
     pub user_id: UserId,
     pub last_read_seq: i64,
     pub unread_count: i64,
+}
+
+/// What changed about a room, in a `room` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomChange {
+    Created,
+    MemberAdded,
+    MemberRemoved,
+}
+
+/// The `data` of a stream event that the event log keeps (heartbeats, resets
+/// and `auth_expired` belong to one connection and are never logged).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventData<'a> {
+    Message {
+        message: &'a Message,
+    },
+    #[serde(rename_all = "camelCase")]
+    Read {
+        room_id: &'a RoomId,
+        user_id: &'a UserId,
+        last_read_seq: i64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Room {
+        room: &'a Room,
+        change: RoomChange,
+        /// The member added or removed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a UserId>,
+    },
 }
 
 #[cfg(test)]
@@ -336,6 +371,21 @@ mod tests {
         assert!(UserId::parse("alice@example.com").is_ok());
         assert!(UserId::parse("ali\nce").is_err());
         assert!(UserId::parse("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn logged_events_are_tagged_by_type_in_camel_case() {
+        let room = RoomId::new();
+        let user = UserId::parse("u1").unwrap();
+        let read = EventData::Read {
+            room_id: &room,
+            user_id: &user,
+            last_read_seq: 3,
+        };
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            serde_json::json!({"type": "read", "roomId": room, "userId": "u1", "lastReadSeq": 3})
+        );
     }
 
     #[test]

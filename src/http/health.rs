@@ -2,7 +2,7 @@
 //! it can do its work (the store answers), for load balancers to route by.
 
 use super::AppState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -19,6 +19,9 @@ async fn healthz() -> super::Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<super::Json<Value>> {
+    if *state.draining.borrow() {
+        return Err(Error::ShuttingDown);
+    }
     state.store.ping().await?;
     Ok(super::Json(json!({"status": "ready"})))
 }

@@ -35,6 +35,8 @@ struct ListParams {
 struct MessageList {
     messages: Vec<Message>,
     has_more: bool,
+    /// Resume the room's stream from here to miss nothing after this answer.
+    last_event_id: String,
 }
 
 async fn list_messages(
@@ -66,6 +68,7 @@ async fn list_messages(
     Ok(Json(MessageList {
         messages: page.messages,
         has_more: page.has_more,
+        last_event_id: page.last_event_id.to_string(),
     }))
 }
 

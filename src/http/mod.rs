@@ -5,17 +5,21 @@ mod extract;
 mod health;
 mod messages;
 mod rooms;
+mod streams;
 
 pub use extract::{Json, Path, Query};
 
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::Hub;
+use crate::limits::StreamLimits;
 use crate::model::{RoomId, UserId};
 use crate::store::Store;
 use axum::Router;
 use axum::extract::FromRef;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// What every handler may reach.
 #[derive(Clone, FromRef)]
@@ -23,6 +27,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub limits: Arc<StreamLimits>,
+    /// Turns true when shutdown begins: readiness fails, streams wind down.
+    pub draining: watch::Receiver<bool>,
 }
 
 /// Every route of the API, without the middleware (see `app::router`).
@@ -30,6 +38,7 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .merge(rooms::router())
         .merge(messages::router())
+        .merge(streams::router())
         .merge(health::router())
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })

@@ -42,6 +42,8 @@ struct RoomList {
     rooms: Vec<Room>,
     total_unread: i64,
     next_page_token: Option<String>,
+    /// Resume a stream from here to miss nothing after this answer.
+    last_event_id: String,
 }
 
 async fn list_rooms(
@@ -60,6 +62,7 @@ async fn list_rooms(
         rooms: page.rooms,
         total_unread: page.total_unread,
         next_page_token: page.next.as_ref().map(encode_page_token),
+        last_event_id: page.last_event_id.to_string(),
     }))
 }
 

@@ -2,6 +2,10 @@
 //! SQLite (the embedded default) and PostgreSQL (production). The backend is
 //! picked once, from the URL scheme. Visibility rules live here, inside each
 //! query and transaction, so no check can race a membership change.
+//!
+//! Every change also appends its event to the event log, in the same
+//! transaction, under ids that become visible in the order they are given
+//! (see `sql.rs`): the log is what live streams relay and resume from.
 
 mod postgres;
 mod sql;
@@ -31,11 +35,18 @@ pub struct RoomPage {
     /// Over every room the caller can see, not only this page.
     pub total_unread: i64,
     pub next: Option<RoomCursor>,
+    /// The newest event this answer reflects: a stream resumed from it misses nothing.
+    pub last_event_id: i64,
 }
 
 impl RoomPage {
     /// Builds a page from the `limit + 1` rows a page query fetched.
-    fn from_rows(rows: Vec<RoomRow>, limit: u32, total_unread: i64) -> Result<Self> {
+    fn from_rows(
+        rows: Vec<RoomRow>,
+        limit: u32,
+        total_unread: i64,
+        last_event_id: i64,
+    ) -> Result<Self> {
         let (rows, has_more) = page_of(rows, limit);
         let next = if has_more {
             rows.last().map(RoomRow::cursor)
@@ -50,6 +61,7 @@ impl RoomPage {
             rooms,
             total_unread,
             next,
+            last_event_id,
         })
     }
 }
@@ -66,6 +78,8 @@ pub enum MessageRange {
 pub struct MessagePage {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// The newest event of the room this answer reflects.
+    pub last_event_id: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +93,43 @@ pub struct NewMessage {
 pub enum Posted {
     Created(Message),
     Existing(Message),
+}
+
+/// Which events of the log a stream carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventScope {
+    /// Every room (an admin's global stream).
+    All,
+    /// The rooms the user is a member of now, and changes about the user.
+    MemberOf(UserId),
+    /// One room.
+    Room(RoomId),
+}
+
+/// One event of the log, with its JSON as it goes on the wire.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub room_id: String,
+    pub subject_id: Option<String>,
+    pub data: String,
+}
+
+/// Which ids the log can still replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventBounds {
+    /// The oldest event kept; `None` when every event was purged.
+    pub oldest: Option<i64>,
+    /// The newest id handed out (and committed: ids commit in order).
+    pub newest: i64,
+}
+
+impl EventBounds {
+    /// Whether every event after `id` is still in the log, and `id` was issued.
+    pub fn can_resume_from(&self, id: i64) -> bool {
+        let first_kept = self.oldest.unwrap_or(self.newest + 1);
+        id <= self.newest && id >= first_kept - 1
+    }
 }
 
 #[async_trait]
@@ -128,6 +179,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState>;
+
+    /// Up to `limit` events of `scope` after `after`, oldest first.
+    async fn events_after(
+        &self,
+        after: i64,
+        scope: &EventScope,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    async fn event_bounds(&self) -> Result<EventBounds>;
+
+    /// The rooms the user is a member of.
+    async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>>;
+
+    /// Deletes events created before `cutoff`; returns how many.
+    async fn purge_events(&self, cutoff: Timestamp) -> Result<u64>;
+
+    /// Runs for ever, waking `wake` whenever another process may have written
+    /// events (and whenever it may have missed such news). A store that only
+    /// one process writes returns at once.
+    async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>);
 }
 
 /// How to reach the database, from the settings.
@@ -138,15 +210,19 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
 }
 
-/// Opens the store the URL names, applying pending migrations.
-pub async fn open(options: &StoreOptions) -> Result<Arc<dyn Store>, OpenError> {
+/// Opens the store the URL names, applying pending migrations. `wake` is
+/// poked after every write commits.
+pub async fn open(
+    options: &StoreOptions,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<Arc<dyn Store>, OpenError> {
     let url = options.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(options).await?;
+        let store = PgStore::connect(options, wake).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(options).await?;
+        let store = SqliteStore::connect(options, wake).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {
@@ -220,7 +296,7 @@ impl RoomRow {
             created_at: Timestamp::from_unix_ms(self.created_at),
             updated_at: Timestamp::from_unix_ms(self.updated_at),
             last_message,
-            unread_count: (self.last_seq - self.last_read_seq).max(0),
+            unread_count: Some((self.last_seq - self.last_read_seq).max(0)),
         })
     }
 }

@@ -1,9 +1,15 @@
 //! The store's queries and transactions, written once for both databases.
 //! `impl_store!` expands into a backend's module; the backend supplies what
-//! differs: its connection type, how a write transaction begins, and three SQL
-//! spellings (aggregating member ids as JSON, the larger of two values, and
-//! the next room activity number).
+//! differs: its connection type, how write and snapshot transactions begin,
+//! two SQL spellings (member ids as JSON, the larger of two values) and how a
+//! commit tells other processes about new events.
 //! Placeholders are `$N` on both (sqlx-sqlite maps them).
+//!
+//! The event log's ids become visible in the order they are given: taking
+//! one (`NEXT_EVENT_ID`) locks the single counter row until commit. To keep
+//! that lock short and deadlock-free it is always a transaction's last lock:
+//! a write first locks its room's row, and after the counter only inserts new
+//! rows or updates rows it already holds.
 
 /// A room query's head: the columns of `RoomRow` for the caller bound as `$1`,
 /// followed by the given tail.
@@ -39,16 +45,18 @@ macro_rules! impl_store {
         connection: $conn:ty,
         member_ids: $member_ids:literal,
         greatest: $greatest:literal,
-        next_activity: $next_activity:literal $(,)?
+        begin_snapshot: $begin_snapshot:literal,
+        notify: $notify:expr $(,)?
     ) => {
         use super::sql::{room_select, visible_to_caller};
         use super::{
-            MessagePage, MessageRange, MessageRow, NewMessage, Posted, RoomCursor, RoomPage,
-            RoomRow, Store, initial_members, page_of, resend,
+            EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
+            RoomCursor, RoomPage, RoomRow, Store, StoredEvent, initial_members, page_of, resend,
         };
         use crate::error::{Error, Result};
         use crate::model::{
-            Caller, Message, MessageId, ReadState, Role, Room, RoomId, RoomName, Timestamp, UserId,
+            Caller, EventData, Message, MessageId, ReadState, Role, Room, RoomChange, RoomId,
+            RoomName, Timestamp, UserId,
         };
 
         const VISIBLE_ROOM: &str =
@@ -58,6 +66,11 @@ macro_rules! impl_store {
             "SELECT r.last_seq FROM rooms r WHERE r.id = $2 AND ",
             visible_to_caller!()
         );
+        /// The same, taking the room row's lock for the rest of the transaction.
+        const LOCK_VISIBLE_ROOM: &str = "UPDATE rooms SET last_seq = last_seq
+             WHERE id = $2 AND ($3 OR EXISTS
+                 (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
+             RETURNING last_seq";
         // Rooms pages, newest activity first: `$1` caller, `$2` rows to fetch,
         // `$3` the activity the previous page ended at (i64::MAX for the first).
         const ALL_ROOMS: &str = room_select!(
@@ -86,24 +99,41 @@ macro_rules! impl_store {
         const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
              FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3";
         /// Takes the room's next seq; the row lock (or SQLite's write lock) serialises writers.
-        const NEXT_SEQ: &str = concat!(
-            "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4, activity = ",
-            $next_activity,
-            " WHERE id = $2 AND ($3 OR EXISTS
+        const NEXT_SEQ: &str = "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4
+             WHERE id = $2 AND ($3 OR EXISTS
                  (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
-             RETURNING last_seq"
-        );
-        const TOUCH_ROOM: &str = concat!(
-            "UPDATE rooms SET updated_at = $2, activity = ",
-            $next_activity,
-            " WHERE id = $1"
-        );
-        const INSERT_ROOM: &str = concat!(
-            "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity)
-             VALUES ($1, $2, $3, $4, $4, ",
-            $next_activity,
-            ")"
-        );
+             RETURNING last_seq";
+        const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
+        /// `$5` is the room's first event: its activity and newest event.
+        const INSERT_ROOM: &str =
+            "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity, last_event_id)
+             VALUES ($1, $2, $3, $4, $4, $5, $5)";
+        const NEXT_EVENT_ID: &str =
+            "UPDATE event_counter SET last_id = last_id + 1 RETURNING last_id";
+        const INSERT_EVENT: &str =
+            "INSERT INTO events (id, room_id, subject_id, created_at, data) VALUES ($1, $2, $3, $4, $5)";
+        const ROOM_EVENT: &str = "UPDATE rooms SET last_event_id = $2 WHERE id = $1";
+        const ROOM_ACTIVITY: &str =
+            "UPDATE rooms SET last_event_id = $2, activity = $2 WHERE id = $1";
+        const CURSOR: &str =
+            "SELECT last_read_seq FROM read_cursors WHERE room_id = $1 AND user_id = $2";
+        /// The first id the log no longer holds, minus one: no snapshot may claim less.
+        const PURGED_UP_TO: &str =
+            "SELECT COALESCE(MIN(id), (SELECT last_id + 1 FROM event_counter)) - 1 FROM events";
+        const NEWEST_EVENT: &str = "SELECT last_id FROM event_counter";
+        const MEMBER_LAST_EVENT: &str = "SELECT COALESCE(MAX(r.last_event_id), 0)
+             FROM room_members me JOIN rooms r ON r.id = me.room_id WHERE me.user_id = $1";
+        const ROOM_LAST_EVENT: &str = "SELECT last_event_id FROM rooms WHERE id = $1";
+        // Replay: `$1` after, then the scope's id if any, then the limit.
+        const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
+             WHERE id > $1 ORDER BY id LIMIT $2";
+        const EVENTS_OF_MEMBER: &str = "SELECT id, room_id, subject_id, data FROM events
+             WHERE id > $1
+               AND (room_id IN (SELECT room_id FROM room_members WHERE user_id = $2)
+                    OR subject_id = $2)
+             ORDER BY id LIMIT $3";
+        const EVENTS_OF_ROOM: &str = "SELECT id, room_id, subject_id, data FROM events
+             WHERE id > $1 AND room_id = $2 ORDER BY id LIMIT $3";
         /// Moves a cursor forward only.
         const ADVANCE_CURSOR: &str = concat!(
             "INSERT INTO read_cursors (room_id, user_id, last_read_seq) VALUES ($1, $2, $3)
@@ -133,6 +163,17 @@ macro_rules! impl_store {
             last_seq.ok_or(Error::NotFound("room"))
         }
 
+        /// Like `visible_last_seq`, and locks the room row first (see the module doc).
+        async fn lock_visible_room(conn: &mut $conn, caller: &Caller, room: &str) -> Result<i64> {
+            let last_seq: Option<i64> = sqlx::query_scalar(LOCK_VISIBLE_ROOM)
+                .bind(caller.id.as_str())
+                .bind(room)
+                .bind(caller.is_admin())
+                .fetch_optional(&mut *conn)
+                .await?;
+            last_seq.ok_or(Error::NotFound("room"))
+        }
+
         async fn touch_room(conn: &mut $conn, room: &str, now: i64) -> Result<()> {
             sqlx::query(TOUCH_ROOM)
                 .bind(room)
@@ -140,6 +181,64 @@ macro_rules! impl_store {
                 .execute(&mut *conn)
                 .await?;
             Ok(())
+        }
+
+        /// Takes the next event id: the transaction's last lock (see the module doc).
+        async fn next_event_id(conn: &mut $conn) -> Result<i64> {
+            Ok(sqlx::query_scalar(NEXT_EVENT_ID).fetch_one(&mut *conn).await?)
+        }
+
+        async fn insert_event(
+            conn: &mut $conn,
+            id: i64,
+            room: &RoomId,
+            subject: Option<&UserId>,
+            data: &EventData<'_>,
+            now: i64,
+        ) -> Result<()> {
+            let json = serde_json::to_string(data)
+                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+            sqlx::query(INSERT_EVENT)
+                .bind(id)
+                .bind(room.as_str())
+                .bind(subject.map(UserId::as_str))
+                .bind(now)
+                .bind(json)
+                .execute(&mut *conn)
+                .await?;
+            let notify: Option<&'static str> = $notify;
+            if let Some(notify) = notify {
+                sqlx::query(notify).bind(id).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Appends an event about a room whose row this transaction holds; an
+        /// `activity` event also moves the room to the top of listings.
+        async fn append_event(
+            conn: &mut $conn,
+            room: &RoomId,
+            subject: Option<&UserId>,
+            data: &EventData<'_>,
+            activity: bool,
+            now: i64,
+        ) -> Result<i64> {
+            let id = next_event_id(conn).await?;
+            insert_event(conn, id, room, subject, data, now).await?;
+            sqlx::query(if activity { ROOM_ACTIVITY } else { ROOM_EVENT })
+                .bind(room.as_str())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(id)
+        }
+
+        /// A room as a `room` event shows it: no one viewer's unread count.
+        fn shared_view(room: &Room) -> Room {
+            Room {
+                unread_count: None,
+                ..room.clone()
+            }
         }
 
         #[async_trait::async_trait]
@@ -162,13 +261,16 @@ macro_rules! impl_store {
                 let id = RoomId::new();
                 let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
+                // The counter first, exceptionally: the rows that follow are all new.
+                let event_id = next_event_id(&mut tx).await?;
                 sqlx::query(INSERT_ROOM)
-                .bind(id.as_str())
-                .bind(name.as_str())
-                .bind(caller.id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                    .bind(id.as_str())
+                    .bind(name.as_str())
+                    .bind(caller.id.as_str())
+                    .bind(now)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
                 for user in initial_members(&caller.id, members) {
                     sqlx::query(
                         "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
@@ -180,7 +282,14 @@ macro_rules! impl_store {
                     .await?;
                 }
                 let room = visible_room(&mut tx, caller, id.as_str()).await?;
+                let event = EventData::Room {
+                    room: &shared_view(&room),
+                    change: RoomChange::Created,
+                    user_id: None,
+                };
+                insert_event(&mut tx, event_id, &id, None, &event, now).await?;
                 tx.commit().await?;
+                self.wake.notify_one();
                 Ok(room)
             }
 
@@ -195,13 +304,13 @@ macro_rules! impl_store {
                 limit: u32,
                 after: Option<&RoomCursor>,
             ) -> Result<RoomPage> {
-                let (query, total) = if caller.is_admin() {
-                    (ALL_ROOMS, TOTAL_UNREAD_ALL)
+                let (query, total, last_event) = if caller.is_admin() {
+                    (ALL_ROOMS, TOTAL_UNREAD_ALL, NEWEST_EVENT)
                 } else {
-                    (MEMBER_ROOMS, TOTAL_UNREAD_MEMBER)
+                    (MEMBER_ROOMS, TOTAL_UNREAD_MEMBER, MEMBER_LAST_EVENT)
                 };
-                // One transaction, so the page and the total describe the same moment.
-                let mut tx = self.pool.begin().await?;
+                // One snapshot, so the page, the total and the event id agree.
+                let mut tx = self.pool.begin_with($begin_snapshot).await?;
                 let rows: Vec<RoomRow> = sqlx::query_as(query)
                     .bind(caller.id.as_str())
                     .bind(i64::from(limit) + 1)
@@ -212,8 +321,14 @@ macro_rules! impl_store {
                     .bind(caller.id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
+                let mut last_event = sqlx::query_scalar(last_event);
+                if !caller.is_admin() {
+                    last_event = last_event.bind(caller.id.as_str());
+                }
+                let last_event_id: i64 = last_event.fetch_one(&mut *tx).await?;
+                let purged_up_to: i64 = sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
                 tx.commit().await?;
-                RoomPage::from_rows(rows, limit, total_unread)
+                RoomPage::from_rows(rows, limit, total_unread, last_event_id.max(purged_up_to))
             }
 
             async fn add_member(
@@ -224,7 +339,7 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
-                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                lock_visible_room(&mut tx, caller, room.as_str()).await?;
                 let added = sqlx::query(
                     "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
                      ON CONFLICT (room_id, user_id) DO NOTHING",
@@ -235,12 +350,21 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if added > 0 {
-                    touch_room(&mut tx, room.as_str(), now).await?;
+                if added == 0 {
+                    tx.rollback().await?;
+                    return self.room(caller, room).await;
                 }
-                let room = visible_room(&mut tx, caller, room.as_str()).await?;
+                touch_room(&mut tx, room.as_str(), now).await?;
+                let view = visible_room(&mut tx, caller, room.as_str()).await?;
+                let event = EventData::Room {
+                    room: &shared_view(&view),
+                    change: RoomChange::MemberAdded,
+                    user_id: Some(user),
+                };
+                append_event(&mut tx, room, Some(user), &event, true, now).await?;
                 tx.commit().await?;
-                Ok(room)
+                self.wake.notify_one();
+                Ok(view)
             }
 
             async fn remove_member(
@@ -249,8 +373,9 @@ macro_rules! impl_store {
                 room: &RoomId,
                 user: &UserId,
             ) -> Result<Room> {
+                let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
-                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                lock_visible_room(&mut tx, caller, room.as_str()).await?;
                 if !caller.is_admin() && caller.id != *user {
                     return Err(Error::Forbidden(
                         "only admins may remove other members from a room",
@@ -264,16 +389,25 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                 if removed > 0 {
-                    touch_room(&mut tx, room.as_str(), Timestamp::now().unix_ms()).await?;
+                    touch_room(&mut tx, room.as_str(), now).await?;
                 }
                 // A member who just left no longer sees the room, but is answered with it.
                 let as_admin = Caller {
                     id: caller.id.clone(),
                     role: Role::Admin,
                 };
-                let room = visible_room(&mut tx, &as_admin, room.as_str()).await?;
+                let view = visible_room(&mut tx, &as_admin, room.as_str()).await?;
+                if removed > 0 {
+                    let event = EventData::Room {
+                        room: &shared_view(&view),
+                        change: RoomChange::MemberRemoved,
+                        user_id: Some(user),
+                    };
+                    append_event(&mut tx, room, Some(user), &event, true, now).await?;
+                }
                 tx.commit().await?;
-                Ok(room)
+                self.wake.notify_one();
+                Ok(view)
             }
 
             async fn messages(
@@ -288,8 +422,13 @@ macro_rules! impl_store {
                     MessageRange::Before(seq) => (MESSAGES_BEFORE, seq, true),
                     MessageRange::After(seq) => (MESSAGES_AFTER, seq, false),
                 };
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_snapshot).await?;
                 visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                let room_last_event: i64 = sqlx::query_scalar(ROOM_LAST_EVENT)
+                    .bind(room.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let purged_up_to: i64 = sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
                 let rows: Vec<MessageRow> = sqlx::query_as(query)
                     .bind(room.as_str())
                     .bind(from)
@@ -304,6 +443,7 @@ macro_rules! impl_store {
                 Ok(MessagePage {
                     messages: rows.into_iter().map(Message::from).collect(),
                     has_more,
+                    last_event_id: room_last_event.max(purged_up_to),
                 })
             }
 
@@ -364,7 +504,10 @@ macro_rules! impl_store {
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
+                let event = EventData::Message { message: &created };
+                append_event(&mut tx, room, None, &event, true, now).await?;
                 tx.commit().await?;
+                self.wake.notify_one();
                 Ok(Posted::Created(created))
             }
 
@@ -375,20 +518,89 @@ macro_rules! impl_store {
                 seq: i64,
             ) -> Result<ReadState> {
                 let mut tx = self.begin_write().await?;
-                let last_seq = visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                let last_seq = lock_visible_room(&mut tx, caller, room.as_str()).await?;
+                let before: Option<i64> = sqlx::query_scalar(CURSOR)
+                    .bind(room.as_str())
+                    .bind(caller.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let last_read_seq: i64 = sqlx::query_scalar(ADVANCE_CURSOR)
                     .bind(room.as_str())
                     .bind(caller.id.as_str())
                     .bind(seq.clamp(0, last_seq))
                     .fetch_one(&mut *tx)
                     .await?;
+                // Only a cursor that moved is news to the room's other viewers.
+                if before.is_none_or(|before| last_read_seq > before) {
+                    let event = EventData::Read {
+                        room_id: room,
+                        user_id: &caller.id,
+                        last_read_seq,
+                    };
+                    let now = Timestamp::now().unix_ms();
+                    append_event(&mut tx, room, None, &event, false, now).await?;
+                }
                 tx.commit().await?;
+                self.wake.notify_one();
                 Ok(ReadState {
                     room_id: room.clone(),
                     user_id: caller.id.clone(),
                     last_read_seq,
                     unread_count: (last_seq - last_read_seq).max(0),
                 })
+            }
+
+            async fn events_after(
+                &self,
+                after: i64,
+                scope: &EventScope,
+                limit: u32,
+            ) -> Result<Vec<StoredEvent>> {
+                let limit = i64::from(limit);
+                let query = match scope {
+                    EventScope::All => sqlx::query_as(EVENTS_ALL).bind(after).bind(limit),
+                    EventScope::MemberOf(user) => sqlx::query_as(EVENTS_OF_MEMBER)
+                        .bind(after)
+                        .bind(user.as_str())
+                        .bind(limit),
+                    EventScope::Room(room) => sqlx::query_as(EVENTS_OF_ROOM)
+                        .bind(after)
+                        .bind(room.as_str())
+                        .bind(limit),
+                };
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn event_bounds(&self) -> Result<EventBounds> {
+                let mut tx = self.pool.begin_with($begin_snapshot).await?;
+                let newest: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
+                let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(id) FROM events")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(EventBounds { oldest, newest })
+            }
+
+            async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>> {
+                let rooms: Vec<String> =
+                    sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rooms.into_iter().map(RoomId::from_store).collect())
+            }
+
+            async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {
+                let deleted = sqlx::query("DELETE FROM events WHERE created_at < $1")
+                    .bind(cutoff.unix_ms())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(deleted)
+            }
+
+            async fn watch_other_writers(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+                self.watch_notifications(wake).await
             }
         }
     };

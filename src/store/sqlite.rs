@@ -6,15 +6,19 @@ use super::{OpenError, StoreOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 pub struct SqliteStore {
+    /// Poked after every write commits, to wake this process's relay.
+    wake: Arc<Notify>,
     pool: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory.
-    pub async fn connect(options: &StoreOptions) -> Result<Self, OpenError> {
+    pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
         let connect = SqliteConnectOptions::from_str(&options.url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -39,7 +43,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { wake, pool })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -49,6 +53,10 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+
+    /// One process owns a SQLite file: every writer is in this process, and
+    /// wakes the relay itself.
+    async fn watch_notifications(&self, _wake: Arc<Notify>) {}
 }
 
 super::sql::impl_store! {
@@ -57,5 +65,7 @@ super::sql::impl_store! {
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
     greatest: "MAX",
-    next_activity: "(SELECT COALESCE(MAX(activity), 0) + 1 FROM rooms)",
+    // Deferred: the snapshot starts at the first read.
+    begin_snapshot: "BEGIN",
+    notify: None,
 }

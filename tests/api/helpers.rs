@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 /// The HS256 secret every test server is configured with.
 pub const SECRET: &str = "integration-test-secret-of-at-least-32-bytes";
@@ -150,7 +150,7 @@ fn with_database(url: &str, database: &str) -> String {
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
     _data_dir: tempfile::TempDir,
     _db: TestDb,
 }
@@ -173,17 +173,17 @@ impl TestApp {
             .merge(Serialized::default("data_dir", data_dir.path()))
             .merge(Serialized::default("database_max_connections", 5));
         let config = Config::from_figment(configure(figment)).expect("valid test settings");
-        let state = app::build_state(config).await.expect("the server starts");
+        let (shutdown, draining) = watch::channel(false);
+        let state = app::build_state(config, draining.clone())
+            .await
+            .expect("the server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app::serve(listener, app::router(state), async {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(app::serve(listener, app::router(state), draining));
         Self {
             address,
             http: reqwest::Client::new(),
-            shutdown: Some(shutdown),
+            shutdown,
             _data_dir: data_dir,
             _db: db,
         }
@@ -246,9 +246,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 

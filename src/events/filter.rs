@@ -1,0 +1,69 @@
+//! Which events one stream carries, decided event by event, in id order.
+
+use super::Event;
+use crate::model::{Caller, RoomChange, RoomId};
+use crate::store::EventScope;
+use std::collections::HashSet;
+
+/// What a stream does with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Send,
+    Skip,
+    /// Send it, then end the stream (its viewer just lost the room).
+    SendAndEnd,
+}
+
+pub struct Filter {
+    caller: Caller,
+    scope: EventScope,
+    /// For a user's global stream: the rooms they are in, kept current by
+    /// the membership events that pass.
+    rooms: HashSet<RoomId>,
+}
+
+impl Filter {
+    /// `rooms` must be read after the stream subscribed, so that membership
+    /// events committed later are the ones that change it.
+    pub fn new(caller: Caller, scope: EventScope, rooms: impl IntoIterator<Item = RoomId>) -> Self {
+        Self {
+            caller,
+            scope,
+            rooms: rooms.into_iter().collect(),
+        }
+    }
+
+    pub fn scope(&self) -> &EventScope {
+        &self.scope
+    }
+
+    pub fn admit(&mut self, event: &Event) -> Admit {
+        let about_me = event.membership.as_ref().filter(|m| {
+            m.change == RoomChange::MemberRemoved && m.user.as_ref() == Some(&self.caller.id)
+        });
+        match &self.scope {
+            EventScope::All => Admit::Send,
+            EventScope::Room(room) if event.room_id != *room => Admit::Skip,
+            EventScope::Room(_) if about_me.is_some() && !self.caller.is_admin() => {
+                Admit::SendAndEnd
+            }
+            EventScope::Room(_) => Admit::Send,
+            EventScope::MemberOf(_) => {
+                if let Some(membership) = &event.membership {
+                    if membership.members.contains(&self.caller.id) {
+                        self.rooms.insert(event.room_id.clone());
+                    } else if about_me.is_some() {
+                        // Told once, so their screen can drop the room.
+                        self.rooms.remove(&event.room_id);
+                        return Admit::Send;
+                    }
+                }
+                if self.rooms.contains(&event.room_id) {
+                    Admit::Send
+                } else {
+                    Admit::Skip
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The live side of the event log. One relay per process reads the log in id
+//! order and broadcasts each event, encoded once, to every stream of the
+//! process; writers only wake it (after their commit, and through the store's
+//! cross-process notifications). A stream that falls behind the broadcast
+//! reads the log itself: nothing is ever skipped. Also the shared heartbeat.
+
+mod filter;
+
+pub use filter::{Admit, Filter};
+
+use crate::model::{RoomChange, RoomId, Timestamp, UserId};
+use crate::sse;
+use crate::store::{EventScope, Store, StoredEvent};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::time::MissedTickBehavior;
+
+/// How many events one read of the log returns.
+pub const BATCH: u32 = 500;
+
+/// One event as streams see it.
+#[derive(Debug)]
+pub struct Event {
+    pub id: i64,
+    pub room_id: RoomId,
+    /// For `room` events: who is in the room now, and whom the change is about.
+    pub membership: Option<Membership>,
+    /// The whole SSE frame, shared by every stream that sends it.
+    pub frame: Bytes,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub change: RoomChange,
+    pub user: Option<UserId>,
+    pub members: Vec<UserId>,
+}
+
+impl Event {
+    pub fn from_stored(stored: StoredEvent) -> Self {
+        // Only `room` events need a look inside; they are serialised tag first.
+        let membership = stored
+            .data
+            .starts_with(r#"{"type":"room""#)
+            .then(|| serde_json::from_str::<RoomEventFields>(&stored.data).ok())
+            .flatten()
+            .map(|fields| Membership {
+                change: fields.change,
+                user: fields.user_id.map(UserId::from_store),
+                members: fields
+                    .room
+                    .member_ids
+                    .into_iter()
+                    .map(UserId::from_store)
+                    .collect(),
+            });
+        Self {
+            id: stored.id,
+            frame: sse::event(stored.id, &stored.data),
+            room_id: RoomId::from_store(stored.room_id),
+            membership,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomEventFields {
+    change: RoomChange,
+    user_id: Option<String>,
+    room: RoomMembers,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomMembers {
+    member_ids: Vec<String>,
+}
+
+/// Settings of the live side.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub heartbeat_interval: Duration,
+    /// Events the broadcast holds for slow streams before they must read the log.
+    pub buffer: usize,
+    /// How often the relay reads the log even when nobody woke it.
+    pub poll_interval: Duration,
+    pub retention: Duration,
+}
+
+/// The fan-out of one process.
+pub struct Hub {
+    sender: broadcast::Sender<Arc<Event>>,
+    heartbeat: watch::Receiver<Bytes>,
+    store: Arc<dyn Store>,
+    /// The newest event the relay has broadcast.
+    relayed: AtomicI64,
+    open_streams: AtomicUsize,
+    streams_per_user: Mutex<HashMap<UserId, usize>>,
+}
+
+impl Hub {
+    /// Starts the relay, the heartbeat and the log's retention; they run
+    /// until the runtime stops. `wake` is what writers poke after a commit.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+        options: HubOptions,
+    ) -> crate::error::Result<Arc<Self>> {
+        let newest = store.event_bounds().await?.newest;
+        let (sender, _) = broadcast::channel(options.buffer.max(16));
+        let (beat, heartbeat) = watch::channel(sse::heartbeat(Timestamp::now().unix_ms()));
+        let hub = Arc::new(Self {
+            sender,
+            heartbeat,
+            store: store.clone(),
+            relayed: AtomicI64::new(newest),
+            open_streams: AtomicUsize::new(0),
+            streams_per_user: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(relay(
+            Arc::downgrade(&hub),
+            wake.clone(),
+            options.poll_interval,
+        ));
+        tokio::spawn(heartbeats(beat, options.heartbeat_interval));
+        tokio::spawn(retention(store.clone(), options.retention));
+        tokio::spawn(async move { store.watch_other_writers(wake).await });
+        Ok(hub)
+    }
+
+    /// Live events from now on. Subscribe before reading the log, so nothing
+    /// committed in between can fall through.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+
+    /// The newest heartbeat frame; changes at every tick.
+    pub fn heartbeats(&self) -> watch::Receiver<Bytes> {
+        self.heartbeat.clone()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Counts a new stream of `user`, unless they already hold `max` streams.
+    pub fn admit(self: &Arc<Self>, user: &UserId, max: usize) -> Option<StreamTicket> {
+        let mut per_user = self
+            .streams_per_user
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = per_user.entry(user.clone()).or_insert(0);
+        if *count >= max {
+            if *count == 0 {
+                per_user.remove(user);
+            }
+            return None;
+        }
+        *count += 1;
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        Some(StreamTicket {
+            hub: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    /// What this process holds now: for leak checks, and later metrics.
+    pub fn stats(&self) -> HubStats {
+        let users = self
+            .streams_per_user
+            .lock()
+            .map(|per_user| per_user.len())
+            .unwrap_or_default();
+        HubStats {
+            open_streams: self.open_streams.load(Ordering::Relaxed),
+            subscribers: self.sender.receiver_count(),
+            users_with_streams: users,
+            relayed_event_id: self.relayed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubStats {
+    pub open_streams: usize,
+    pub subscribers: usize,
+    pub users_with_streams: usize,
+    pub relayed_event_id: i64,
+}
+
+/// One open stream, counted until dropped.
+pub struct StreamTicket {
+    hub: Arc<Hub>,
+    user: UserId,
+}
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        self.hub.open_streams.fetch_sub(1, Ordering::Relaxed);
+        let mut per_user = self
+            .hub
+            .streams_per_user
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = per_user.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// Reads the log after the last relayed id whenever woken (or polled), and
+/// broadcasts what it finds in id order. Ids commit in order, so reading past
+/// an id never skips one that commits later.
+async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Duration) {
+    let mut poll = tokio::time::interval(poll_interval);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            _ = poll.tick() => {}
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        loop {
+            let after = hub.relayed.load(Ordering::Relaxed);
+            let batch = match hub.store.events_after(after, &EventScope::All, BATCH).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "relay cannot read the event log; retrying");
+                    break;
+                }
+            };
+            let full = batch.len() == BATCH as usize;
+            for stored in batch {
+                let event = Arc::new(Event::from_stored(stored));
+                hub.relayed.store(event.id, Ordering::Relaxed);
+                // No subscriber is fine: nobody is listening.
+                let _ = hub.sender.send(event);
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+/// One tick for every stream of the process, with its frame encoded once.
+async fn heartbeats(beat: watch::Sender<Bytes>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if beat
+            .send(sse::heartbeat(Timestamp::now().unix_ms()))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Deletes events older than the retention window, hourly (or sooner for
+/// short windows).
+async fn retention(store: Arc<dyn Store>, window: Duration) {
+    let every = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::from_unix_ms(Timestamp::now().unix_ms().saturating_sub(window_ms));
+        match store.purge_events(cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "purged events past the retention window"),
+            Err(error) => tracing::warn!(%error, "could not purge old events"),
+        }
+    }
+}

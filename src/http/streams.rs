@@ -1,0 +1,304 @@
+//! `GET /api/chat/sse`: the live streams. A global stream carries every room
+//! the caller may see; `?roomId=` carries one. Each stream subscribes before
+//! writing its first byte, replays the event log after the client's last id,
+//! then relays live events, skipping by id what the replay already sent.
+
+use super::{AppState, Query, room_id};
+use crate::auth::{Session, unix_now};
+use crate::error::{Error, Result};
+use crate::events::{Admit, BATCH, Event, Filter, Hub, StreamTicket};
+use crate::model::Caller;
+use crate::sse;
+use crate::store::EventScope;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use futures::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/chat/sse", get(open_stream))
+        .route("/api/chat/sse/stats", get(stream_stats))
+}
+
+#[derive(Deserialize)]
+struct StreamParams {
+    #[serde(rename = "roomId")]
+    room_id: Option<String>,
+    #[serde(rename = "lastEventId", alias = "last_event_id")]
+    last_event_id: Option<String>,
+}
+
+/// Where a stream starts.
+enum Start {
+    /// Live events from now on.
+    Now,
+    /// Every event after this id, then live.
+    After(i64),
+    /// The id cannot be served: say so, then live after the newest id.
+    Reset { newest: i64, reason: &'static str },
+}
+
+async fn open_stream(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<StreamParams>,
+) -> Result<Response> {
+    let caller = session.caller;
+    // A browser's own reconnect sends a fresh header on the old URL: it wins.
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(value.to_str().unwrap_or("\u{0}").to_owned()),
+        None => params.last_event_id,
+    };
+    let resume_from = last_event_id
+        .map(|text| {
+            sse::parse_event_id(text.trim()).ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be an event id: decimal digits",
+                )
+            })
+        })
+        .transpose()?;
+    let scope = match params.room_id {
+        Some(raw) => {
+            let room = room_id(&raw)?;
+            state.store.room(&caller, &room).await?;
+            EventScope::Room(room)
+        }
+        None if caller.is_admin() => EventScope::All,
+        None => EventScope::MemberOf(caller.id.clone()),
+    };
+    state.limits.check_open(
+        &caller,
+        client_ip(peer, &headers, &state.config.trusted_proxies),
+    )?;
+    let ticket = state
+        .hub
+        .admit(&caller.id, state.config.stream_max_per_user)
+        .ok_or_else(|| Error::TooManyRequests {
+            retry_after: 5,
+            message: "too many open streams for this user".into(),
+        })?;
+
+    // Subscribe before anything is read, so nothing committed from here on is missed.
+    let live = state.hub.subscribe();
+    let rooms = match &scope {
+        EventScope::MemberOf(user) => state.store.member_rooms(user).await?,
+        _ => Vec::new(),
+    };
+    let start = match resume_from {
+        None => Start::Now,
+        Some(id) => {
+            let bounds = state.store.event_bounds().await?;
+            if bounds.can_resume_from(id) {
+                Start::After(id)
+            } else if id > bounds.newest {
+                Start::Reset {
+                    newest: bounds.newest,
+                    reason: "unknown_event_id",
+                }
+            } else {
+                Start::Reset {
+                    newest: bounds.newest,
+                    reason: "event_id_expired",
+                }
+            }
+        }
+    };
+    let stream = LiveStream {
+        hub: state.hub.clone(),
+        live,
+        filter: Filter::new(caller, scope, rooms),
+        start,
+        expires_at: expiry_instant(session.expires_at),
+        retry: state.config.stream_retry.0,
+        draining: state.draining.clone(),
+        spread: state.config.shutdown_spread.0,
+        ticket,
+    };
+    let mut response = Response::new(Body::from_stream(stream.run()));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// What the server holds for streams now (admins only): for leak checks.
+async fn stream_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<super::Json<crate::events::HubStats>> {
+    if !caller.is_admin() {
+        return Err(Error::Forbidden("stream statistics are for admins"));
+    }
+    Ok(super::Json(state.hub.stats()))
+}
+
+fn expiry_instant(expires_at: u64) -> Instant {
+    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_now()))
+}
+
+/// The client's address: the socket's peer, unless that peer is a trusted
+/// proxy, in which case the nearest untrusted `X-Forwarded-For` entry.
+fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.ip();
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+/// Everything one open stream holds.
+struct LiveStream {
+    hub: Arc<Hub>,
+    live: broadcast::Receiver<Arc<Event>>,
+    filter: Filter,
+    start: Start,
+    expires_at: Instant,
+    retry: Duration,
+    draining: watch::Receiver<bool>,
+    spread: Duration,
+    ticket: StreamTicket,
+}
+
+/// What woke a stream.
+enum Wake {
+    Live(std::result::Result<Arc<Event>, broadcast::error::RecvError>),
+    Heartbeat(Bytes),
+    Expired,
+    Draining,
+}
+
+impl LiveStream {
+    fn run(self) -> impl Stream<Item = std::result::Result<Bytes, Infallible>> + Send {
+        let LiveStream {
+            hub,
+            mut live,
+            mut filter,
+            start,
+            expires_at,
+            retry,
+            mut draining,
+            spread,
+            ticket,
+        } = self;
+        async_stream::stream! {
+            let _ticket = ticket;
+            let mut heartbeat = hub.heartbeats();
+            heartbeat.mark_unchanged();
+            yield Ok(sse::retry(retry.as_millis() as u64));
+            // The id of the last event this stream passed (sent or skipped).
+            let mut last = 0;
+            let mut catch_up = false;
+            match start {
+                Start::Now => {}
+                Start::After(id) => {
+                    last = id;
+                    catch_up = true;
+                }
+                Start::Reset { newest, reason } => {
+                    last = newest;
+                    yield Ok(sse::reset(newest, reason));
+                }
+            }
+            loop {
+                // Read the log after `last` until it runs dry: on resume, and
+                // whenever this stream fell behind the broadcast.
+                while catch_up {
+                    let batch = match hub.store().events_after(last, filter.scope(), BATCH).await {
+                        Ok(batch) => batch,
+                        // The client reconnects with its last id and loses nothing.
+                        Err(_) => return,
+                    };
+                    catch_up = batch.len() == BATCH as usize;
+                    for stored in batch {
+                        let event = Event::from_stored(stored);
+                        last = event.id;
+                        match filter.admit(&event) {
+                            Admit::Send => yield Ok(event.frame.clone()),
+                            Admit::Skip => {}
+                            Admit::SendAndEnd => {
+                                yield Ok(event.frame.clone());
+                                return;
+                            }
+                        }
+                    }
+                }
+                let wake = tokio::select! {
+                    received = live.recv() => Wake::Live(received),
+                    Ok(()) = heartbeat.changed() => Wake::Heartbeat(heartbeat.borrow_and_update().clone()),
+                    () = tokio::time::sleep_until(expires_at) => Wake::Expired,
+                    Ok(()) = draining.changed() => Wake::Draining,
+                };
+                match wake {
+                    Wake::Live(Ok(event)) => {
+                        if event.id <= last {
+                            continue;
+                        }
+                        last = event.id;
+                        match filter.admit(&event) {
+                            Admit::Send => yield Ok(event.frame.clone()),
+                            Admit::Skip => {}
+                            Admit::SendAndEnd => {
+                                yield Ok(event.frame.clone());
+                                return;
+                            }
+                        }
+                    }
+                    Wake::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        // Fell behind the broadcast: the log has everything.
+                        catch_up = true;
+                    }
+                    Wake::Live(Err(broadcast::error::RecvError::Closed)) => return,
+                    Wake::Heartbeat(frame) => yield Ok(frame),
+                    Wake::Expired => {
+                        yield Ok(sse::auth_expired());
+                        return;
+                    }
+                    Wake::Draining => {
+                        // Spread the ends, so clients do not all reconnect at once.
+                        tokio::time::sleep(spread_delay(spread)).await;
+                        yield Ok(sse::retry(retry.as_millis() as u64));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A delay in `[0, spread)`, different for each stream.
+fn spread_delay(spread: Duration) -> Duration {
+    let mut bytes = [0u8; 4];
+    let fraction = match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+        Err(_) => 0.5,
+    };
+    spread.mul_f64(fraction)
+}
