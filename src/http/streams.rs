@@ -42,9 +42,9 @@ struct StreamParams {
 
 /// Where a stream starts.
 enum Start {
-    /// Live events from now on.
-    Now,
-    /// Every event after this id, then live.
+    /// Every event after this id, then live. Without a resume id, that is the
+    /// newest id when the stream subscribed: what came before is the
+    /// snapshot's business, and repeating it would duplicate.
     After(i64),
     /// The id cannot be served: say so, then live after the newest id.
     Reset { newest: i64, reason: &'static str },
@@ -100,10 +100,10 @@ async fn open_stream(
         EventScope::MemberOf(user) => state.store.member_rooms(user).await?,
         _ => Vec::new(),
     };
+    let bounds = state.store.event_bounds().await?;
     let start = match resume_from {
-        None => Start::Now,
+        None => Start::After(bounds.newest),
         Some(id) => {
-            let bounds = state.store.event_bounds().await?;
             if bounds.can_resume_from(id) {
                 Start::After(id)
             } else if id > bounds.newest {
@@ -217,7 +217,6 @@ impl LiveStream {
             let mut last = 0;
             let mut catch_up = false;
             match start {
-                Start::Now => {}
                 Start::After(id) => {
                     last = id;
                     catch_up = true;

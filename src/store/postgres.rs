@@ -40,41 +40,33 @@ impl PgStore {
     }
 
     /// Listens on `chat_events` for ever, waking `wake` on every notification.
-    /// A notification sent while the connection is down is lost, so every
-    /// (re)connection also wakes it: the relay then reads what it missed.
+    /// A notification sent while the connection is down is lost, so after
+    /// every (re)connection, once `LISTEN` is in place, it wakes `wake` too:
+    /// the relay then reads whatever it missed from the log.
     async fn watch_notifications(&self, wake: Arc<Notify>) {
         loop {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(listener) => listener,
+            match self.listen().await {
+                Ok(mut listener) => {
+                    wake.notify_one();
+                    // `Ok(None)` is a lost connection: reconnect ourselves, so
+                    // the catch-up wake comes after the new LISTEN, not before.
+                    while let Ok(Some(_)) = listener.try_recv().await {
+                        wake.notify_one();
+                    }
+                    tracing::warn!("event listener lost its connection; reconnecting");
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for events; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if let Err(error) = listener.listen(CHANNEL).await {
-                tracing::warn!(%error, "cannot listen for events; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            wake.notify_one();
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(_)) => wake.notify_one(),
-                    // The connection dropped; the next call reconnects. Catch up now.
-                    Ok(None) => {
-                        tracing::warn!("event listener lost its connection; catching up");
-                        wake.notify_one();
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "event listener failed; reconnecting");
-                        wake.notify_one();
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        break;
-                    }
                 }
             }
         }
+    }
+
+    async fn listen(&self) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
     }
 }
 

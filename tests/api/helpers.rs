@@ -4,12 +4,16 @@
 
 use chat_server::app;
 use chat_server::config::Config;
+use chat_server::http::AppState;
+use eventsource_stream::Eventsource;
 use figment::providers::Serialized;
+use futures::{Stream, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -147,12 +151,18 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// How long a test waits for something that should happen before failing.
+pub const WAIT: Duration = Duration::from_secs(15);
+
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
+    /// The server's own state: its store, and its hub's counters.
+    pub state: AppState,
+    database_url: String,
     shutdown: watch::Sender<bool>,
     _data_dir: tempfile::TempDir,
-    _db: TestDb,
+    db: Arc<TestDb>,
 }
 
 impl TestApp {
@@ -166,9 +176,25 @@ impl TestApp {
         configure: impl FnOnce(figment::Figment) -> figment::Figment,
     ) -> Self {
         let (db, database_url) = TestDb::create(&backend).await;
+        Self::start(Arc::new(db), database_url, configure).await
+    }
+
+    /// Another server instance on the same database.
+    pub async fn sibling_with(
+        &self,
+        configure: impl FnOnce(figment::Figment) -> figment::Figment,
+    ) -> Self {
+        Self::start(self.db.clone(), self.database_url.clone(), configure).await
+    }
+
+    async fn start(
+        db: Arc<TestDb>,
+        database_url: String,
+        configure: impl FnOnce(figment::Figment) -> figment::Figment,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("a temp dir");
         let figment = Config::defaults()
-            .merge(Serialized::default("database_url", database_url))
+            .merge(Serialized::default("database_url", &database_url))
             .merge(Serialized::default("jwt_secret", SECRET))
             .merge(Serialized::default("data_dir", data_dir.path()))
             .merge(Serialized::default("database_max_connections", 5));
@@ -179,14 +205,41 @@ impl TestApp {
             .expect("the server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(app::serve(listener, app::router(state), draining));
+        tokio::spawn(app::serve(listener, app::router(state.clone()), draining));
         Self {
             address,
             http: reqwest::Client::new(),
+            state,
+            database_url,
             shutdown,
             _data_dir: data_dir,
-            _db: db,
+            db,
         }
+    }
+
+    /// Opens `/api/chat/sse{query}` and checks it answered as a stream.
+    pub async fn stream(&self, query: &str, token: &str) -> EventStream {
+        self.stream_from(query, token, None).await
+    }
+
+    /// The same, resuming with a `Last-Event-ID` header.
+    pub async fn stream_from(
+        &self,
+        query: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> EventStream {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/api/chat/sse{query}")))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("the server answers");
+        assert_eq!(response.status(), StatusCode::OK, "opening {query}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventStream::new(response)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -241,6 +294,89 @@ impl TestApp {
         let (status, room) = self.get(&format!("/api/chat/rooms/{room}"), token).await;
         assert_eq!(status, StatusCode::OK, "reading a room: {room}");
         room["unreadCount"].as_i64().expect("an unread count")
+    }
+}
+
+/// One SSE event, as a real parser read it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The last id the stream carried (the parser keeps it across events).
+    pub id: String,
+    pub data: Value,
+}
+
+impl Received {
+    pub fn kind(&self) -> &str {
+        self.data["type"].as_str().unwrap_or_default()
+    }
+
+    pub fn id(&self) -> i64 {
+        self.id.parse().expect("a numeric event id")
+    }
+}
+
+type EventItems =
+    std::pin::Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
+
+/// A live stream, read with bounded waits.
+pub struct EventStream {
+    events: EventItems,
+}
+
+impl EventStream {
+    pub fn new(response: reqwest::Response) -> Self {
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map(|item| item.map_err(|e| e.to_string()));
+        Self {
+            events: Box::pin(events),
+        }
+    }
+
+    /// The next event with data, heartbeats included; `None` once the stream
+    /// ended cleanly. Fails the test on a broken stream or after `WAIT`.
+    pub async fn next_any(&mut self) -> Option<Received> {
+        let next = async {
+            loop {
+                match self.events.next().await {
+                    None => return None,
+                    Some(Err(error)) => panic!("the stream broke: {error}"),
+                    Some(Ok(event)) if event.data.is_empty() => continue,
+                    Some(Ok(event)) => {
+                        let data = serde_json::from_str(&event.data).expect("JSON data");
+                        return Some(Received { id: event.id, data });
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, next)
+            .await
+            .expect("an event within the wait")
+    }
+
+    /// The next event that is not a heartbeat; `None` once the stream ended.
+    pub async fn next(&mut self) -> Option<Received> {
+        loop {
+            match self.next_any().await {
+                Some(event) if event.kind() == "heartbeat" => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next non-heartbeat event, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Received {
+        let event = self.next().await.expect("the stream to go on");
+        assert_eq!(event.kind(), kind, "{:?}", event.data);
+        event
+    }
+
+    /// The stream ends cleanly, with nothing but heartbeats before the end.
+    pub async fn expect_end(&mut self) {
+        if let Some(event) = self.next().await {
+            panic!("expected the stream to end, got {:?}", event.data);
+        }
     }
 }
 

@@ -11,4 +11,5 @@ mod bad_input;
 mod health;
 mod messages;
 mod rooms;
+mod streams;
 mod unread;
