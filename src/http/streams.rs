@@ -214,18 +214,13 @@ impl LiveStream {
             heartbeat.mark_unchanged();
             yield Ok(sse::retry(retry.as_millis() as u64));
             // The id of the last event this stream passed (sent or skipped).
-            let mut last = 0;
-            let mut catch_up = false;
-            match start {
-                Start::After(id) => {
-                    last = id;
-                    catch_up = true;
-                }
+            let (mut last, mut catch_up) = match start {
+                Start::After(id) => (id, true),
                 Start::Reset { newest, reason } => {
-                    last = newest;
                     yield Ok(sse::reset(newest, reason));
+                    (newest, false)
                 }
-            }
+            };
             loop {
                 // Read the log after `last` until it runs dry: on resume, and
                 // whenever this stream fell behind the broadcast.
