@@ -20,8 +20,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::MissedTickBehavior;
 
-/// How many events one read of the log returns.
-pub const BATCH: u32 = 500;
+/// How many events the relay reads from the log at once.
+const RELAY_BATCH: u32 = 500;
+
+/// How many events a stream reads from the log at once when catching up. A
+/// stream whose client stopped reading holds at most one such batch, so keep
+/// it small: that is what bounds a stalled stream's memory.
+pub const CATCH_UP_BATCH: u32 = 64;
 
 /// One event as streams see it.
 #[derive(Debug)]
@@ -102,6 +107,8 @@ pub struct Hub {
     relayed: AtomicI64,
     open_streams: AtomicUsize,
     streams_per_user: Mutex<HashMap<UserId, usize>>,
+    /// Times a stream fell behind the broadcast and read the log instead.
+    catch_ups: AtomicUsize,
 }
 
 impl Hub {
@@ -122,6 +129,7 @@ impl Hub {
             relayed: AtomicI64::new(newest),
             open_streams: AtomicUsize::new(0),
             streams_per_user: Mutex::new(HashMap::new()),
+            catch_ups: AtomicUsize::new(0),
         });
         tokio::spawn(relay(
             Arc::downgrade(&hub),
@@ -170,6 +178,11 @@ impl Hub {
         })
     }
 
+    /// Notes that a stream fell behind the broadcast and reads the log.
+    pub fn note_catch_up(&self) {
+        self.catch_ups.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// What this process holds now: for leak checks, and later metrics.
     pub fn stats(&self) -> HubStats {
         let users = self
@@ -182,6 +195,7 @@ impl Hub {
             subscribers: self.sender.receiver_count(),
             users_with_streams: users,
             relayed_event_id: self.relayed.load(Ordering::Relaxed),
+            catch_ups: self.catch_ups.load(Ordering::Relaxed),
         }
     }
 }
@@ -193,6 +207,7 @@ pub struct HubStats {
     pub subscribers: usize,
     pub users_with_streams: usize,
     pub relayed_event_id: i64,
+    pub catch_ups: usize,
 }
 
 /// One open stream, counted until dropped.
@@ -232,14 +247,18 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
         let Some(hub) = hub.upgrade() else { return };
         loop {
             let after = hub.relayed.load(Ordering::Relaxed);
-            let batch = match hub.store.events_after(after, &EventScope::All, BATCH).await {
+            let batch = match hub
+                .store
+                .events_after(after, &EventScope::All, RELAY_BATCH)
+                .await
+            {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::warn!(%error, "relay cannot read the event log; retrying");
                     break;
                 }
             };
-            let full = batch.len() == BATCH as usize;
+            let full = batch.len() == RELAY_BATCH as usize;
             for stored in batch {
                 let event = Arc::new(Event::from_stored(stored));
                 hub.relayed.store(event.id, Ordering::Relaxed);

@@ -6,7 +6,7 @@
 use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
 use crate::error::{Error, Result};
-use crate::events::{Admit, BATCH, Event, Filter, Hub, StreamTicket};
+use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
 use crate::model::Caller;
 use crate::sse;
 use crate::store::EventScope;
@@ -225,12 +225,12 @@ impl LiveStream {
                 // Read the log after `last` until it runs dry: on resume, and
                 // whenever this stream fell behind the broadcast.
                 while catch_up {
-                    let batch = match hub.store().events_after(last, filter.scope(), BATCH).await {
+                    let batch = match hub.store().events_after(last, filter.scope(), CATCH_UP_BATCH).await {
                         Ok(batch) => batch,
                         // The client reconnects with its last id and loses nothing.
                         Err(_) => return,
                     };
-                    catch_up = batch.len() == BATCH as usize;
+                    catch_up = batch.len() == CATCH_UP_BATCH as usize;
                     for stored in batch {
                         let event = Event::from_stored(stored);
                         last = event.id;
@@ -267,6 +267,7 @@ impl LiveStream {
                     }
                     Wake::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
                         // Fell behind the broadcast: the log has everything.
+                        hub.note_catch_up();
                         catch_up = true;
                     }
                     Wake::Live(Err(broadcast::error::RecvError::Closed)) => return,

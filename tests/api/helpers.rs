@@ -217,6 +217,13 @@ impl TestApp {
         }
     }
 
+    /// A pool on this server's PostgreSQL database, for tests that act on it directly.
+    pub async fn pg_pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url)
+            .await
+            .expect("the test database")
+    }
+
     /// Opens `/api/chat/sse{query}` and checks it answered as a stream.
     pub async fn stream(&self, query: &str, token: &str) -> EventStream {
         self.stream_from(query, token, None).await

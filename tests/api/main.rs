@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod health;
 mod messages;
+mod no_loss;
 mod rooms;
 mod streams;
 mod unread;

@@ -1,0 +1,304 @@
+//! Nothing is lost: readers cut off at random moments and resuming by id get
+//! every acknowledged message exactly once, in order, from either instance;
+//! an instance whose notification connection dies catches up; a stalled
+//! reader neither slows the others nor loses anything.
+
+use crate::helpers::{Backend, EventStream, TestApp, WAIT, admin, on_both_stores};
+use figment::providers::Serialized;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+on_both_stores!(
+    readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order,
+    a_stalled_reader_neither_delays_live_readers_nor_loses_anything,
+);
+
+const ROOMS: usize = 5;
+const WRITERS: usize = 20;
+const MESSAGES_PER_WRITER: usize = 12;
+
+/// A small deterministic generator for "random" cut-off points.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// What a reader saw: per room, the seqs in arrival order; and every message id.
+#[derive(Default, Debug)]
+struct Seen {
+    seqs: HashMap<String, Vec<i64>>,
+    ids: Vec<String>,
+}
+
+async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order(
+    backend: Backend,
+) {
+    let relaxed = |figment: figment::Figment| {
+        figment
+            .merge(Serialized::default("stream_rate_per_user", 10_000))
+            .merge(Serialized::default("stream_burst_per_user", 10_000))
+            .merge(Serialized::default("stream_rate_per_ip", 10_000))
+            .merge(Serialized::default("stream_burst_per_ip", 10_000))
+            .merge(Serialized::default("heartbeat_interval", "100ms"))
+    };
+    let first = TestApp::spawn_with(backend.clone(), relaxed).await;
+    // PostgreSQL: a second instance on the same database. SQLite: one process.
+    let second = match backend {
+        Backend::Postgres(_) => Some(first.sibling_with(relaxed).await),
+        Backend::Sqlite => None,
+    };
+    let instances: Vec<&TestApp> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let boss = admin("boss");
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        rooms.push(first.create_room(&boss, &format!("room {i}"), &[]).await);
+    }
+    let (_, snapshot) = first.get("/api/chat/rooms", &boss).await;
+    let start = snapshot["lastEventId"].as_str().unwrap().to_owned();
+
+    let writers = join_all((0..WRITERS).map(|writer| {
+        let (instances, rooms) = (&instances, &rooms);
+        async move {
+            let token = admin(&format!("writer-{writer}"));
+            let mut acked = Vec::new();
+            for n in 0..MESSAGES_PER_WRITER {
+                let app = instances[(writer + n) % instances.len()];
+                let room = &rooms[(writer + n) % ROOMS];
+                let (status, message) = app
+                    .post(
+                        &format!("/api/chat/rooms/{room}/messages"),
+                        &token,
+                        json!({"body": format!("{writer}/{n}")}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{message}");
+                acked.push(message);
+            }
+            acked
+        }
+    }));
+    let global_reader = read_with_cuts(
+        &instances,
+        "",
+        &boss,
+        &start,
+        WRITERS * MESSAGES_PER_WRITER,
+        1,
+    );
+    let room_messages = (0..WRITERS)
+        .flat_map(|w| (0..MESSAGES_PER_WRITER).map(move |n| (w + n) % ROOMS))
+        .filter(|room| *room == 0)
+        .count();
+    let room_query = format!("?roomId={}", rooms[0]);
+    let room_reader = read_with_cuts(&instances, &room_query, &boss, &start, room_messages, 2);
+    let (acked, global, widget) = tokio::join!(writers, global_reader, room_reader);
+    let acked: Vec<serde_json::Value> = acked.into_iter().flatten().collect();
+
+    let expected: BTreeSet<String> = acked
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        global.ids.len(),
+        expected.len(),
+        "no duplicates on the global stream"
+    );
+    assert_eq!(
+        global.ids.iter().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    let expected_in_room: BTreeSet<String> = acked
+        .iter()
+        .filter(|m| m["roomId"] == rooms[0].as_str())
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        widget.ids.len(),
+        expected_in_room.len(),
+        "no duplicates in the room"
+    );
+    assert_eq!(
+        widget.ids.iter().cloned().collect::<BTreeSet<_>>(),
+        expected_in_room
+    );
+    for seen in [&global, &widget] {
+        for (room, seqs) in &seen.seqs {
+            let ascending: Vec<i64> = (1..=seqs.len() as i64).collect();
+            assert_eq!(seqs, &ascending, "room {room}: every seq once, in order");
+        }
+    }
+}
+
+/// Reads a stream until `expected` messages arrived, cutting the connection
+/// after a random number of events and resuming with the last id, by header
+/// or by query parameter, on alternating instances.
+async fn read_with_cuts(
+    instances: &[&TestApp],
+    query: &str,
+    token: &str,
+    start: &str,
+    expected: usize,
+    seed: u64,
+) -> Seen {
+    let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ seed);
+    let mut seen = Seen::default();
+    let mut last_id = start.to_owned();
+    let deadline = Instant::now() + WAIT * 4;
+    let mut connection = 0;
+    while seen.ids.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {expected}",
+            seen.ids.len()
+        );
+        let app = instances[connection % instances.len()];
+        let mut stream = if connection % 2 == 0 {
+            app.stream_from(query, token, Some(&last_id)).await
+        } else {
+            let join = if query.is_empty() { "?" } else { "&" };
+            app.stream(&format!("{query}{join}lastEventId={last_id}"), token)
+                .await
+        };
+        connection += 1;
+        let cut_after = 1 + dice.roll(25);
+        let mut read = 0;
+        while read < cut_after && seen.ids.len() < expected {
+            let Some(event) = stream.next().await else {
+                break;
+            };
+            last_id = event.id.clone();
+            if event.kind() == "message" {
+                let message = &event.data["message"];
+                let room = message["roomId"].as_str().unwrap().to_owned();
+                seen.seqs
+                    .entry(room)
+                    .or_default()
+                    .push(message["seq"].as_i64().unwrap());
+                seen.ids.push(message["id"].as_str().unwrap().to_owned());
+            }
+            read += 1;
+        }
+        drop(stream);
+    }
+    seen
+}
+
+async fn a_stalled_reader_neither_delays_live_readers_nor_loses_anything(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(Serialized::default("stream_buffer_events", 16))
+            .merge(Serialized::default("stream_rate_per_user", 10_000))
+            .merge(Serialized::default("stream_burst_per_user", 10_000))
+            .merge(Serialized::default("stream_rate_per_ip", 10_000))
+            .merge(Serialized::default("stream_burst_per_ip", 10_000))
+            .merge(Serialized::default("stream_max_per_user", 1000))
+    })
+    .await;
+    let boss = admin("boss");
+    let chat = app.create_room(&boss, "chat", &[]).await;
+    let bulk = app.create_room(&boss, "bulk", &[]).await;
+
+    // The stalled reader watches everything and never reads.
+    let stalled = app
+        .http
+        .get(app.url("/api/chat/sse"))
+        .bearer_auth(&boss)
+        .send()
+        .await
+        .unwrap();
+    let query = format!("?roomId={chat}");
+    let mut live: Vec<EventStream> = join_all((0..100).map(|_| app.stream(&query, &boss))).await;
+    let catch_ups_before = app.state.hub.stats().catch_ups;
+
+    // Enough bulk to fill the stalled connection's socket buffers many times
+    // over, interleaved with chat that the live readers must all receive.
+    let big = "x".repeat(4000);
+    let mut chat_messages = Vec::new();
+    for round in 0..40 {
+        for _ in 0..50 {
+            app.send(&boss, &bulk, &big).await;
+        }
+        chat_messages.push(app.send(&boss, &chat, &format!("chat {round}")).await);
+    }
+    join_all(live.iter_mut().map(|stream| {
+        let chat_messages = &chat_messages;
+        async move {
+            for expected in chat_messages {
+                let event = stream.expect("message").await;
+                assert_eq!(&event.data["message"], expected);
+            }
+        }
+    }))
+    .await;
+    drop(live);
+
+    // Reading again, it gets everything, in order.
+    let mut stalled = EventStream::new(stalled);
+    let mut bulk_seqs = Vec::new();
+    let mut chat_seen = Vec::new();
+    while chat_seen.len() < chat_messages.len() {
+        let event = stalled.expect("message").await;
+        let message = event.data["message"].clone();
+        if message["roomId"] == bulk.as_str() {
+            bulk_seqs.push(message["seq"].as_i64().unwrap());
+        } else {
+            chat_seen.push(message);
+        }
+    }
+    assert_eq!(chat_seen, chat_messages);
+    assert_eq!(bulk_seqs, (1..=2000).collect::<Vec<i64>>());
+    // While stalled it was not even polled (nothing queued for it); woken,
+    // it found it had fallen behind the broadcast and read the log instead.
+    assert!(app.state.hub.stats().catch_ups > catch_ups_before);
+}
+
+/// PostgreSQL only: an instance whose LISTEN connection is killed reconnects
+/// and catches up from the log, so its streams lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_listen_connection_is_killed_loses_nothing() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let writer = TestApp::spawn(backend).await;
+    // Only notifications wake this instance's relay: no polling to hide a loss.
+    let reader = writer
+        .sibling_with(|figment| figment.merge(Serialized::default("relay_poll_interval", "1h")))
+        .await;
+    let boss = admin("boss");
+    let room = writer.create_room(&boss, "across", &[]).await;
+    let mut stream = reader.stream(&format!("?roomId={room}"), &boss).await;
+    writer.send(&boss, &room, "before").await;
+    assert_eq!(
+        stream.expect("message").await.data["message"]["body"],
+        "before"
+    );
+
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&writer.pg_pool().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        killed,
+        vec![true, true],
+        "both instances' listeners were killed"
+    );
+    for n in 0..10 {
+        writer.send(&boss, &room, &format!("during {n}")).await;
+    }
+    for n in 0..10 {
+        let event = stream.expect("message").await;
+        assert_eq!(event.data["message"]["body"], format!("during {n}"));
+    }
+}
