@@ -87,6 +87,11 @@ async fn serve(config: Config) -> Result<(), AnyError> {
     let listen = config.listen;
     let deadline = config.shutdown_deadline.0;
     tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
+    // Every stream is an open file: take all the kernel allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     let (drain, draining) = watch::channel(false);
     let state = app::build_state(config, draining.clone()).await?;
     let listener = TcpListener::bind(listen)

@@ -304,6 +304,106 @@ impl TestApp {
     }
 }
 
+/// The real `chat-server` binary, serving on an ephemeral port.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub address: String,
+    pub database_url: String,
+    _data_dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl ServerProcess {
+    /// Starts the binary on a fresh database with the test secret and `env`.
+    pub async fn start(backend: &Backend, env: &[(&str, &str)]) -> Self {
+        let (db, database_url) = TestDb::create(backend).await;
+        let data_dir = tempfile::tempdir().expect("a temp dir");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CHAT_LISTEN", "127.0.0.1:0")
+            .env("DATABASE_URL", &database_url)
+            .env("CHAT_JWT_SECRET", SECRET)
+            .env("CHAT_DATA_DIR", data_dir.path())
+            .env("CHAT_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the server binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, address) = std::sync::mpsc::channel();
+        // Reads the log for the bound address, then keeps draining it.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let address = line
+                    .split("address=")
+                    .nth(1)
+                    .filter(|_| line.contains("serving"));
+                if let (Some(address), Some(found)) = (address, found.take()) {
+                    let _ = found.send(address.trim().to_owned());
+                }
+            }
+        });
+        let address = tokio::task::spawn_blocking(move || address.recv_timeout(WAIT))
+            .await
+            .expect("the log reader")
+            .expect("the server logs the address it serves on");
+        Self {
+            child,
+            address: format!("http://{address}"),
+            database_url,
+            _data_dir: data_dir,
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitable") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lets this test process hold as many sockets as the system allows.
+pub fn raise_open_file_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
 /// One SSE event, as a real parser read it.
 #[derive(Debug, Clone)]
 pub struct Received {

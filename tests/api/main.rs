@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod health;
+mod lifecycle;
 mod messages;
 mod no_loss;
 mod rooms;
