@@ -345,7 +345,9 @@ impl ServerProcess {
                     .split("address=")
                     .nth(1)
                     .filter(|_| line.contains("serving"));
-                if let (Some(address), Some(found)) = (address, found.take()) {
+                if let Some(address) = address
+                    && let Some(found) = found.take()
+                {
                     let _ = found.send(address.trim().to_owned());
                 }
             }
