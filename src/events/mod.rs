@@ -109,11 +109,22 @@ pub struct Hub {
     streams_per_user: Mutex<HashMap<UserId, usize>>,
     /// Times a stream fell behind the broadcast and read the log instead.
     catch_ups: AtomicUsize,
+    /// The relay, heartbeat, retention and notification tasks, stopped with the hub.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl Hub {
-    /// Starts the relay, the heartbeat and the log's retention; they run
-    /// until the runtime stops. `wake` is what writers poke after a commit.
+    /// Starts the relay, the heartbeat and the log's retention; they stop
+    /// with the hub. `wake` is what writers poke after a commit.
     pub async fn start(
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
@@ -130,15 +141,22 @@ impl Hub {
             open_streams: AtomicUsize::new(0),
             streams_per_user: Mutex::new(HashMap::new()),
             catch_ups: AtomicUsize::new(0),
+            tasks: Mutex::new(Vec::new()),
         });
-        tokio::spawn(relay(
-            Arc::downgrade(&hub),
-            wake.clone(),
-            options.poll_interval,
-        ));
-        tokio::spawn(heartbeats(beat, options.heartbeat_interval));
-        tokio::spawn(retention(store.clone(), options.retention));
-        tokio::spawn(async move { store.watch_other_writers(wake).await });
+        let tasks = [
+            tokio::spawn(relay(
+                Arc::downgrade(&hub),
+                wake.clone(),
+                options.poll_interval,
+            )),
+            tokio::spawn(heartbeats(beat, options.heartbeat_interval)),
+            tokio::spawn(retention(store.clone(), options.retention)),
+            tokio::spawn(async move { store.watch_other_writers(wake).await }),
+        ];
+        hub.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
         Ok(hub)
     }
 

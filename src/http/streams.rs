@@ -60,7 +60,7 @@ async fn open_stream(
     let caller = session.caller;
     // A browser's own reconnect sends a fresh header on the old URL: it wins.
     let last_event_id = match headers.get("last-event-id") {
-        Some(value) => Some(value.to_str().unwrap_or("\u{0}").to_owned()),
+        Some(value) => Some(value.to_str().unwrap_or_default().to_owned()),
         None => params.last_event_id,
     };
     let resume_from = last_event_id
@@ -73,15 +73,8 @@ async fn open_stream(
             })
         })
         .transpose()?;
-    let scope = match params.room_id {
-        Some(raw) => {
-            let room = room_id(&raw)?;
-            state.store.room(&caller, &room).await?;
-            EventScope::Room(room)
-        }
-        None if caller.is_admin() => EventScope::All,
-        None => EventScope::MemberOf(caller.id.clone()),
-    };
+    let room = params.room_id.as_deref().map(room_id).transpose()?;
+    // The cheap refusals first, before any database work.
     state.limits.check_open(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
@@ -94,30 +87,34 @@ async fn open_stream(
             message: "too many open streams for this user".into(),
         })?;
 
-    // Subscribe before anything is read, so nothing committed from here on is missed.
+    // Order matters. Subscribe first, so every event committed from now on
+    // reaches this stream; then read the newest id; only then check access.
+    // A membership change committed after that check has a larger id, so it
+    // arrives live and the filter applies it (a removal ends a room stream).
     let live = state.hub.subscribe();
-    let rooms = match &scope {
-        EventScope::MemberOf(user) => state.store.member_rooms(user).await?,
-        _ => Vec::new(),
-    };
     let bounds = state.store.event_bounds().await?;
+    let (scope, rooms) = match room {
+        Some(room) => {
+            state.store.room(&caller, &room).await?;
+            (EventScope::Room(room), Vec::new())
+        }
+        None if caller.is_admin() => (EventScope::All, Vec::new()),
+        None => (
+            EventScope::MemberOf(caller.id.clone()),
+            state.store.member_rooms(&caller.id).await?,
+        ),
+    };
     let start = match resume_from {
         None => Start::After(bounds.newest),
-        Some(id) => {
-            if bounds.can_resume_from(id) {
-                Start::After(id)
-            } else if id > bounds.newest {
-                Start::Reset {
-                    newest: bounds.newest,
-                    reason: "unknown_event_id",
-                }
+        Some(id) if bounds.can_resume_from(id) => Start::After(id),
+        Some(id) => Start::Reset {
+            newest: bounds.newest,
+            reason: if id > bounds.newest {
+                "unknown_event_id"
             } else {
-                Start::Reset {
-                    newest: bounds.newest,
-                    reason: "event_id_expired",
-                }
-            }
-        }
+                "event_id_expired"
+            },
+        },
     };
     let stream = LiveStream {
         hub: state.hub.clone(),
