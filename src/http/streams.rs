@@ -19,6 +19,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::Stream;
 use serde::Deserialize;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -186,6 +187,7 @@ struct LiveStream {
 
 /// What woke a stream.
 enum Wake {
+    /// An event, from the broadcast or from the stream's own read of the log.
     Live(std::result::Result<Arc<Event>, broadcast::error::RecvError>),
     Heartbeat(Bytes),
     Expired,
@@ -218,37 +220,32 @@ impl LiveStream {
                     (newest, false)
                 }
             };
+            // Events read from the log, waiting to be passed on in order.
+            let mut backlog: VecDeque<Arc<Event>> = VecDeque::new();
             loop {
-                // Read the log after `last` until it runs dry: on resume, and
-                // whenever this stream fell behind the broadcast.
-                while catch_up {
-                    let batch = match hub.store().events_after(last, filter.scope(), CATCH_UP_BATCH).await {
-                        Ok(batch) => batch,
+                let wake = if let Some(event) = backlog.pop_front() {
+                    Wake::Live(Ok(event))
+                } else if catch_up {
+                    // Read the log after `last`: on resume, and whenever this
+                    // stream fell behind the broadcast.
+                    let Ok(batch) = hub.store().events_after(last, filter.scope(), CATCH_UP_BATCH).await else {
                         // The client reconnects with its last id and loses nothing.
-                        Err(_) => return,
+                        return;
                     };
                     catch_up = batch.len() == CATCH_UP_BATCH as usize;
-                    for stored in batch {
-                        let event = Event::from_stored(stored);
-                        last = event.id;
-                        match filter.admit(&event) {
-                            Admit::Send => yield Ok(event.frame.clone()),
-                            Admit::Skip => {}
-                            Admit::SendAndEnd => {
-                                yield Ok(event.frame.clone());
-                                return;
-                            }
-                        }
+                    backlog.extend(batch.into_iter().map(|stored| Arc::new(Event::from_stored(stored))));
+                    continue;
+                } else {
+                    tokio::select! {
+                        received = live.recv() => Wake::Live(received),
+                        Ok(()) = heartbeat.changed() => Wake::Heartbeat(heartbeat.borrow_and_update().clone()),
+                        () = tokio::time::sleep_until(expires_at) => Wake::Expired,
+                        Ok(()) = draining.changed() => Wake::Draining,
                     }
-                }
-                let wake = tokio::select! {
-                    received = live.recv() => Wake::Live(received),
-                    Ok(()) = heartbeat.changed() => Wake::Heartbeat(heartbeat.borrow_and_update().clone()),
-                    () = tokio::time::sleep_until(expires_at) => Wake::Expired,
-                    Ok(()) = draining.changed() => Wake::Draining,
                 };
                 match wake {
                     Wake::Live(Ok(event)) => {
+                        // Already passed: sent by the replay, or before the stream began.
                         if event.id <= last {
                             continue;
                         }

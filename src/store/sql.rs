@@ -153,24 +153,21 @@ macro_rules! impl_store {
             row.ok_or(Error::NotFound("room"))?.into_room()
         }
 
-        async fn visible_last_seq(conn: &mut $conn, caller: &Caller, room: &str) -> Result<i64> {
-            let last_seq: Option<i64> = sqlx::query_scalar(VISIBLE_LAST_SEQ)
-                .bind(caller.id.as_str())
-                .bind(room)
-                .bind(caller.is_admin())
-                .fetch_optional(&mut *conn)
-                .await?;
-            last_seq.ok_or(Error::NotFound("room"))
-        }
-
-        /// Like `visible_last_seq`, and locks the room row first (see the module doc).
-        async fn lock_visible_room(conn: &mut $conn, caller: &Caller, room: &str) -> Result<i64> {
-            let last_seq: Option<i64> = sqlx::query_scalar(LOCK_VISIBLE_ROOM)
-                .bind(caller.id.as_str())
-                .bind(room)
-                .bind(caller.is_admin())
-                .fetch_optional(&mut *conn)
-                .await?;
+        /// The room's `last_seq`, or `NotFound` if the caller may not see it.
+        /// Writers `lock` the room row with it (see the module doc).
+        async fn visible_last_seq(
+            conn: &mut $conn,
+            caller: &Caller,
+            room: &str,
+            lock: bool,
+        ) -> Result<i64> {
+            let last_seq: Option<i64> =
+                sqlx::query_scalar(if lock { LOCK_VISIBLE_ROOM } else { VISIBLE_LAST_SEQ })
+                    .bind(caller.id.as_str())
+                    .bind(room)
+                    .bind(caller.is_admin())
+                    .fetch_optional(&mut *conn)
+                    .await?;
             last_seq.ok_or(Error::NotFound("room"))
         }
 
@@ -339,7 +336,7 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
-                lock_visible_room(&mut tx, caller, room.as_str()).await?;
+                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 let added = sqlx::query(
                     "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
                      ON CONFLICT (room_id, user_id) DO NOTHING",
@@ -375,7 +372,7 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = self.begin_write().await?;
-                lock_visible_room(&mut tx, caller, room.as_str()).await?;
+                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 if !caller.is_admin() && caller.id != *user {
                     return Err(Error::Forbidden(
                         "only admins may remove other members from a room",
@@ -423,7 +420,7 @@ macro_rules! impl_store {
                     MessageRange::After(seq) => (MESSAGES_AFTER, seq, false),
                 };
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
-                visible_last_seq(&mut tx, caller, room.as_str()).await?;
+                visible_last_seq(&mut tx, caller, room.as_str(), false).await?;
                 let room_last_event: i64 = sqlx::query_scalar(ROOM_LAST_EVENT)
                     .bind(room.as_str())
                     .fetch_one(&mut *tx)
@@ -518,7 +515,7 @@ macro_rules! impl_store {
                 seq: i64,
             ) -> Result<ReadState> {
                 let mut tx = self.begin_write().await?;
-                let last_seq = lock_visible_room(&mut tx, caller, room.as_str()).await?;
+                let last_seq = visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 let before: Option<i64> = sqlx::query_scalar(CURSOR)
                     .bind(room.as_str())
                     .bind(caller.id.as_str())
