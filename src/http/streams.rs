@@ -291,3 +291,28 @@ fn spread_delay(spread: Duration) -> Duration {
     };
     spread.mul_f64(fraction)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.0.0.1"),
+        );
+        let from_proxy = SocketAddr::new(proxy, 4000);
+        let from_client = SocketAddr::new("198.51.100.2".parse().unwrap(), 4000);
+        // Untrusted peers cannot pick their address with a header.
+        assert_eq!(client_ip(from_client, &headers, &[proxy]), from_client.ip());
+        assert_eq!(client_ip(from_proxy, &headers, &[]), proxy);
+        // Behind a trusted proxy: the nearest address it did not add itself.
+        assert_eq!(
+            client_ip(from_proxy, &headers, &[proxy]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+    }
+}

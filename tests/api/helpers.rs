@@ -217,6 +217,11 @@ impl TestApp {
         }
     }
 
+    /// The URL of this server's database, for tests that act on it directly.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
     /// A pool on this server's PostgreSQL database, for tests that act on it directly.
     pub async fn pg_pool(&self) -> sqlx::PgPool {
         sqlx::PgPool::connect(&self.database_url)

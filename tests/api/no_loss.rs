@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 on_both_stores!(
+    an_event_id_taken_by_an_open_transaction_holds_back_every_later_one,
     readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order,
     a_stalled_reader_neither_delays_live_readers_nor_loses_anything,
 );
@@ -19,6 +20,72 @@ on_both_stores!(
 const ROOMS: usize = 5;
 const WRITERS: usize = 20;
 const MESSAGES_PER_WRITER: usize = 12;
+
+/// The classic trap: ids taken in one order but committed in another, so a
+/// reader sees id 11 before id 10 commits and a resume from 11 loses 10. Here
+/// a transaction that has taken an id holds back every other event writer
+/// until it ends, so ids become visible strictly in order.
+async fn an_event_id_taken_by_an_open_transaction_holds_back_every_later_one(backend: Backend) {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn(backend.clone()).await;
+    let boss = admin("boss");
+    let room = app.create_room(&boss, "order", &[]).await;
+    let (_, snapshot) = app.get("/api/chat/rooms", &boss).await;
+    let before: i64 = snapshot["lastEventId"].as_str().unwrap().parse().unwrap();
+
+    // Someone else's transaction takes the next id and stays open.
+    let take = "UPDATE event_counter SET last_id = last_id + 1 RETURNING last_id";
+    let taken: i64 = match &backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(app.database_url())
+                .await
+                .unwrap();
+            conn.execute("BEGIN IMMEDIATE").await.unwrap();
+            let taken = sqlx::query_scalar(take).fetch_one(&mut conn).await.unwrap();
+            hold_then_roll_back(&app, &boss, &room, taken, conn).await;
+            taken
+        }
+        Backend::Postgres(_) => {
+            let mut conn = sqlx::PgConnection::connect(app.database_url())
+                .await
+                .unwrap();
+            conn.execute("BEGIN").await.unwrap();
+            let taken = sqlx::query_scalar(take).fetch_one(&mut conn).await.unwrap();
+            hold_then_roll_back(&app, &boss, &room, taken, conn).await;
+            taken
+        }
+    };
+    assert_eq!(taken, before + 1);
+}
+
+/// Posts while `conn` holds event id `taken`: the post must wait; once the
+/// holder rolls back, the post's event takes that very id.
+async fn hold_then_roll_back<C>(app: &TestApp, boss: &str, room: &str, taken: i64, mut conn: C)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    use sqlx::Executor;
+    let mut stream = app
+        .stream(&format!("?roomId={room}&lastEventId={}", taken - 1), boss)
+        .await;
+    let mut post = Box::pin(app.send(boss, room, "waits its turn"));
+    let still_waiting =
+        tokio::time::timeout(std::time::Duration::from_millis(500), &mut post).await;
+    assert!(
+        still_waiting.is_err(),
+        "a later writer must wait for the open id"
+    );
+    conn.execute("ROLLBACK").await.unwrap();
+    let message = post.await;
+    let event = stream.expect("message").await;
+    assert_eq!(event.data["message"], message);
+    assert_eq!(
+        event.id(),
+        taken,
+        "the released id went to the next writer: no gap"
+    );
+}
 
 /// A small deterministic generator for "random" cut-off points.
 struct Dice(u64);
