@@ -67,6 +67,8 @@ pub struct Config {
 
     /// Dev-only: answer CORS requests from any origin.
     pub dev_cors_any_origin: bool,
+    /// Dev-only: `POST /api/dev/token` signs a token for any user (for the pages).
+    pub dev_token_endpoint: bool,
 }
 
 /// A duration written the human way (`25s`, `200ms`, `1h 30m`).
@@ -193,11 +195,15 @@ impl Config {
                 }
                 Some(_) => {}
             }
-            if self.dev_cors_any_origin {
-                return invalid(
-                    "dev_cors_any_origin is a development feature; production refuses it"
-                        .to_owned(),
-                );
+            for (name, on) in [
+                ("dev_cors_any_origin", self.dev_cors_any_origin),
+                ("dev_token_endpoint", self.dev_token_endpoint),
+            ] {
+                if on {
+                    return invalid(format!(
+                        "{name} is a development feature; production refuses it"
+                    ));
+                }
             }
         }
         if self.jwt_leeway.0 > Duration::from_secs(60) {
@@ -288,9 +294,7 @@ mod tests {
 
     #[test]
     fn production_refuses_a_missing_or_weak_secret() {
-        let production = Config::defaults()
-            .merge(Toml::string(PRODUCTION_TOML))
-            .merge(Serialized::default("dev_cors_any_origin", false));
+        let production = Config::defaults().merge(Toml::string(PRODUCTION_TOML));
         let error = Config::from_figment(production.clone()).unwrap_err();
         assert!(error.to_string().contains("CHAT_JWT_SECRET"), "{error}");
         let weak = production
@@ -303,12 +307,14 @@ mod tests {
 
     #[test]
     fn production_refuses_dev_features() {
-        let figment = Config::defaults()
-            .merge(Toml::string(PRODUCTION_TOML))
-            .merge(Serialized::default("jwt_secret", "x".repeat(32)))
-            .merge(Serialized::default("dev_cors_any_origin", true));
-        let error = Config::from_figment(figment).unwrap_err().to_string();
-        assert!(error.contains("dev_cors_any_origin"), "{error}");
+        for feature in ["dev_cors_any_origin", "dev_token_endpoint"] {
+            let figment = Config::defaults()
+                .merge(Toml::string(PRODUCTION_TOML))
+                .merge(Serialized::default("jwt_secret", "x".repeat(32)))
+                .merge(Serialized::default(feature, true));
+            let error = Config::from_figment(figment).unwrap_err().to_string();
+            assert!(error.contains(feature), "{error}");
+        }
     }
 
     #[test]

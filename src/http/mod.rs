@@ -4,6 +4,7 @@
 mod extract;
 mod health;
 mod messages;
+mod pages;
 mod rooms;
 mod streams;
 
@@ -39,6 +40,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(rooms::router())
         .merge(messages::router())
         .merge(streams::router())
+        .merge(pages::router())
         .merge(health::router())
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })

@@ -7,11 +7,13 @@ use crate::model::{Caller, Room, RoomName, UserId};
 use crate::store::RoomCursor;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
@@ -46,11 +48,15 @@ struct RoomList {
     last_event_id: String,
 }
 
+/// Answers with a strong `ETag` (a hash of the exact body, so it changes
+/// whenever anything in this caller's answer does) and honours
+/// `If-None-Match`: an unchanged fallback poll costs a `304`.
 async fn list_rooms(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Query(params): Query<ListParams>,
-) -> Result<Json<RoomList>> {
+) -> Result<Response> {
     let limit = limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = params
         .page_token
@@ -58,12 +64,41 @@ async fn list_rooms(
         .map(decode_page_token)
         .transpose()?;
     let page = state.store.rooms(&caller, limit, after.as_ref()).await?;
-    Ok(Json(RoomList {
+    let list = RoomList {
         rooms: page.rooms,
         total_unread: page.total_unread,
         next_page_token: page.next.as_ref().map(encode_page_token),
         last_event_id: page.last_event_id.to_string(),
-    }))
+    };
+    let body = serde_json::to_vec(&list)
+        .map_err(|e| Error::Internal(format!("could not encode rooms: {e}")))?;
+    let etag = format!("\"{:x}\"", Sha256::digest(&body));
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| tag.trim() == etag);
+    let etag = HeaderValue::try_from(etag)
+        .map_err(|e| Error::Internal(format!("could not build an ETag: {e}")))?;
+    let cache = HeaderValue::from_static("private, no-cache");
+    if unchanged {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
+    let json = HeaderValue::from_static("application/json");
+    Ok((
+        [
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+            (header::CONTENT_TYPE, json),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

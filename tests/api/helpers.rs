@@ -315,19 +315,50 @@ pub struct ServerProcess {
     pub address: String,
     pub database_url: String,
     _data_dir: tempfile::TempDir,
-    _db: TestDb,
+    _db: Option<Arc<TestDb>>,
+}
+
+/// A database the test holds, so that server processes can come and go on it.
+pub struct SharedDb {
+    db: Arc<TestDb>,
+    pub url: String,
+}
+
+impl SharedDb {
+    pub async fn create(backend: &Backend) -> Self {
+        let (db, url) = TestDb::create(backend).await;
+        Self {
+            db: Arc::new(db),
+            url,
+        }
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl ServerProcess {
     /// Starts the binary on a fresh database with the test secret and `env`.
     pub async fn start(backend: &Backend, env: &[(&str, &str)]) -> Self {
-        let (db, database_url) = TestDb::create(backend).await;
+        let db = SharedDb::create(backend).await;
+        Self::start_on(&db, 0, env).await
+    }
+
+    /// Starts the binary on `db`, listening on `port` (0: any).
+    pub async fn start_on(db: &SharedDb, port: u16, env: &[(&str, &str)]) -> Self {
+        let database_url = db.url.clone();
+        let listen = format!("127.0.0.1:{port}");
         let data_dir = tempfile::tempdir().expect("a temp dir");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("CHAT_LISTEN", "127.0.0.1:0")
+            .env("CHAT_LISTEN", &listen)
             .env("DATABASE_URL", &database_url)
             .env("CHAT_JWT_SECRET", SECRET)
             .env("CHAT_DATA_DIR", data_dir.path())
@@ -366,7 +397,7 @@ impl ServerProcess {
             address: format!("http://{address}"),
             database_url,
             _data_dir: data_dir,
-            _db: db,
+            _db: Some(db.db.clone()),
         }
     }
 
@@ -376,8 +407,18 @@ impl ServerProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGKILL and waits for the process to go.
+    pub fn kill(&mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());

@@ -8,6 +8,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod browser;
 mod health;
 mod lifecycle;
 mod messages;
