@@ -7,6 +7,7 @@
 //! skipped; with `CHAT_TEST_REQUIRE_BROWSER` set (CI) they fail instead.
 
 use crate::helpers::{Backend, ServerProcess, SharedDb, WAIT, free_port, send, user};
+use crate::proxy::{Proxy, Streams};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -378,4 +379,169 @@ fn the_client_timing_logic_passes_its_unit_tests() {
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
+}
+
+/// Timings for the fallback tests: poll every 300 ms, try streaming every 1.5 s.
+const FALLBACK_TIMINGS: &str = "heartbeatTimeout=1000&backoffInitial=100&backoffMax=800&pollInterval=300&streamRetryInterval=1500";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_streams_the_admin_polls_and_returns_to_live_when_they_are_back() {
+    let test = "without_streams_the_admin_polls_and_returns_to_live_when_they_are_back";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+    let proxy = Proxy::start(&server.address).await;
+    let alice = user("alice");
+    let room = create_room_with_message(&server, &alice, "first").await;
+    browser
+        .client
+        .goto(&proxy.url(&format!("/admin?user=agent&role=admin&{FALLBACK_TIMINGS}")))
+        .await
+        .unwrap();
+    browser.status_is("live").await;
+
+    proxy.streams(Streams::Refuse);
+    browser.status_is("polling").await;
+    post(&server, &alice, &room, "while polling").await;
+    browser
+        .wait_for(
+            "polling to update the badge",
+            &format!("{} === '2'", badge(&room)),
+        )
+        .await;
+    let polls_while_polling = proxy.room_polls();
+
+    proxy.streams(Streams::Pass);
+    browser.status_is("live").await;
+    let polls_at_live = proxy.room_polls();
+    assert!(polls_at_live > polls_while_polling, "it did poll");
+    post(&server, &alice, &room, "streamed again").await;
+    browser
+        .wait_for(
+            "the stream to update the badge",
+            &format!("{} === '3'", badge(&room)),
+        )
+        .await;
+    // Absence cannot be awaited: give polling three of its intervals to show itself.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        proxy.room_polls() <= polls_at_live + 1,
+        "polling stopped once live: {} polls after {polls_at_live}",
+        proxy.room_polls()
+    );
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_reconnects_a_stream_that_went_silent() {
+    let test = "the_watchdog_reconnects_a_stream_that_went_silent";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+    let proxy = Proxy::start(&server.address).await;
+    let alice = user("alice");
+    let room = create_room_with_message(&server, &alice, "first").await;
+    browser
+        .client
+        .goto(&proxy.url(&format!("/admin?user=agent&role=admin&{TIMINGS}")))
+        .await
+        .unwrap();
+    browser.status_is("live").await;
+
+    // From now on streams open but carry nothing, not even heartbeats.
+    proxy.streams(Streams::Silence);
+    let opens = proxy.stream_opens();
+    let started = Instant::now();
+    while proxy.stream_opens() < opens + 2 {
+        assert!(started.elapsed() < WAIT, "the watchdog did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post(&server, &alice, &room, "sent while silent").await;
+    proxy.streams(Streams::Pass);
+    browser.status_is("live").await;
+    browser
+        .wait_for(
+            "the message sent during the silence",
+            &format!("{} === '2'", badge(&room)),
+        )
+        .await;
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
+    let test = "three_admin_tabs_share_one_stream_and_hand_it_over_without_loss";
+    let Some(browser) = Browser::start(test).await else {
+        return;
+    };
+    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+    let proxy = Proxy::start(&server.address).await;
+    let alice = user("alice");
+    let room = create_room_with_message(&server, &alice, "one").await;
+    let page = proxy.url(&format!("/admin?user=agent&role=admin&{TIMINGS}"));
+
+    let mut tabs = vec![browser.client.window().await.unwrap()];
+    browser.client.goto(&page).await.unwrap();
+    browser.status_is("live").await;
+    for _ in 0..2 {
+        let tab = browser.client.new_window(true).await.unwrap().handle;
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser.client.goto(&page).await.unwrap();
+        browser.status_is("live").await;
+        tabs.push(tab);
+    }
+    assert_eq!(proxy.open_streams(), 1, "three tabs, one stream");
+
+    post(&server, &alice, &room, "two").await;
+    let mut leader = None;
+    for tab in &tabs {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser
+            .wait_for(
+                "every tab to count it",
+                &format!("{} === '2'", badge(&room)),
+            )
+            .await;
+        browser.assert_no_errors().await;
+        if browser.run("return window.chatStream.isLeader;").await == json!(true) {
+            leader = Some(tab.clone());
+        }
+    }
+
+    // Close the leader; messages keep coming during the handover.
+    let leader = leader.expect("one tab leads");
+    browser
+        .client
+        .switch_to_window(leader.clone())
+        .await
+        .unwrap();
+    browser.client.close_window().await.unwrap();
+    post(&server, &alice, &room, "three").await;
+    post(&server, &alice, &room, "four").await;
+    let rest: Vec<_> = tabs.into_iter().filter(|tab| *tab != leader).collect();
+    for tab in &rest {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser
+            .wait_for(
+                "the surviving tabs to count every message",
+                &format!("{} === '4'", badge(&room)),
+            )
+            .await;
+        browser.status_is("live").await;
+        browser.assert_no_errors().await;
+    }
+    let started = Instant::now();
+    while proxy.open_streams() != 1 {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} streams after the handover",
+            proxy.open_streams()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.close().await;
 }

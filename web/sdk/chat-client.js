@@ -172,7 +172,9 @@ export class ChatStream extends EventTarget {
       ].join('|');
       // Listen before loading, so nothing the leader relays falls in between.
       this.#channel = new BroadcastChannel(name);
-      this.#channel.onmessage = (message) => this.#fromLeader(message.data);
+      this.#channel.onmessage = (message) => this.#onChannel(message.data);
+      // Ask the leader, if there is one, where things stand.
+      this.#channel.postMessage({ kind: 'hello' });
       await this.#loadSnapshot();
       locks.request(name, () => {
         if (this.#closed) return undefined;
@@ -238,8 +240,13 @@ export class ChatStream extends EventTarget {
 
   // ---- followers (tabs that share the leader's stream) ---------------------
 
-  #fromLeader(message) {
-    if (this.#leader || this.#closed) return;
+  #onChannel(message) {
+    if (this.#closed) return;
+    if (this.#leader) {
+      // A tab just joined: tell it the status it missed.
+      if (message.kind === 'hello') this.#relay({ kind: 'status', status: this.status });
+      return;
+    }
     if (message.kind === 'status') {
       this.status = message.status;
       this.#emit('status', { status: message.status });
