@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod messages;
 mod no_loss;
+mod pages;
 mod proxy;
 mod rooms;
 mod streams;

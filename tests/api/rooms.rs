@@ -12,6 +12,7 @@ on_both_stores!(
     an_admin_sees_and_acts_in_every_room,
     members_may_add_others_and_leave_but_not_remove_others,
     rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_once,
+    an_unchanged_listing_answers_304_to_if_none_match_per_caller,
 );
 
 async fn a_new_room_has_its_creator_as_a_member(backend: Backend) {
@@ -194,4 +195,45 @@ async fn rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_o
     expected.insert(0, rooms[0].clone());
     assert_eq!(seen, expected, "newest activity first, each room once");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
+}
+
+async fn an_unchanged_listing_answers_304_to_if_none_match_per_caller(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = app.create_room(&alice, "polled", &[]).await;
+    let list = |token: &str, etag: Option<&str>| {
+        let mut request = app.http.get(app.url("/api/chat/rooms")).bearer_auth(token);
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        request.send()
+    };
+    let first = list(&alice, None).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong tag: {etag}"
+    );
+
+    let again = list(&alice, Some(&etag)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // Someone else's activity does not change alice's answer.
+    let elsewhere = app.create_room(&bob, "bob's", &[]).await;
+    app.send(&bob, &elsewhere, "not alice's business").await;
+    assert_eq!(
+        list(&alice, Some(&etag)).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+
+    // Anything in her answer does: here, a new message and her unread count.
+    app.send(&admin("boss"), &room, "hi alice").await;
+    let changed = list(&alice, Some(&etag)).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["totalUnread"], 1);
 }

@@ -296,3 +296,56 @@ test('close leaves no timer, listener or connection behind', async () => {
   await env.advance(120_000);
   assert.equal(server.streams().length, 1, 'and nothing comes back to life');
 });
+
+test('a reset refetches the snapshot and tells the app', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  let snapshots = 0;
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    snapshots += 1;
+    return rooms(String(snapshots * 100));
+  });
+  const { stream } = client(env, server);
+  const resets = [];
+  const loaded = [];
+  stream.addEventListener('reset', (e) => resets.push(e.detail.reason));
+  stream.addEventListener('snapshot', (e) => loaded.push(e.detail.lastEventId));
+  await stream.start();
+  await env.advance(0);
+  sse.write('retry: 1\n\nid: 150\ndata: {"type":"reset","reason":"event_id_expired"}\n\n');
+  await env.advance(0);
+  assert.deepEqual(resets, ['event_id_expired']);
+  assert.deepEqual(loaded, ['100', '200'], 'a fresh snapshot after the reset');
+  assert.equal(stream.lastEventId, '200');
+  stream.close();
+});
+
+test('going offline stops the stream; coming online reconnects at once', async () => {
+  const env = fakeClock();
+  const window = new EventTarget();
+  const bodies = [];
+  const server = fakeServer((path) => {
+    if (!path.startsWith('/api/chat/sse')) return rooms('7');
+    const sse = sseBody();
+    bodies.push(sse);
+    return streamResponse(sse);
+  });
+  const { stream, statuses } = client(env, server, { environment: { window } });
+  await stream.start();
+  await env.advance(0);
+  bodies[0].write('retry: 1\n\n');
+  await env.advance(0);
+  window.dispatchEvent(new Event('offline'));
+  await env.advance(0);
+  assert.equal(stream.status, 'offline');
+  assert.deepEqual(stream.pendingTimers(), []);
+  await env.advance(60_000);
+  assert.equal(server.streams().length, 1, 'no attempts while offline');
+  window.dispatchEvent(new Event('online'));
+  await env.advance(0);
+  assert.equal(server.streams().length, 2, 'no backoff wait');
+  assert.equal(server.streams()[1].headers['Last-Event-ID'], '7');
+  assert.deepEqual(statuses, ['live', 'offline', 'reconnecting']);
+  stream.close();
+});
