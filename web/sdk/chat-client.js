@@ -245,11 +245,16 @@ export class ChatStream extends EventTarget {
     if (this.#leader) {
       // A tab just joined: tell it the status it missed.
       if (message.kind === 'hello') this.#relay({ kind: 'status', status: this.status });
+      // A visible tab needs the stream this hidden leader paused.
+      if (message.kind === 'resume' && this.status === 'paused') this.#resume();
       return;
     }
     if (message.kind === 'status') {
       this.status = message.status;
       this.#emit('status', { status: message.status });
+      if (message.status === 'paused' && this.#env.document?.visibilityState === 'visible') {
+        this.#channel.postMessage({ kind: 'resume' });
+      }
     } else if (message.kind === 'event') {
       this.#deliver(message.id, message.data);
     } else if (message.kind === 'snapshot') {
@@ -491,7 +496,9 @@ export class ChatStream extends EventTarget {
         this.#later('hidden', this.#options.pauseWhenHiddenAfter, () => this.#pause('paused'));
       } else {
         this.#cancel('hidden');
-        if (this.status === 'paused') this.#resume();
+        if (this.status !== 'paused') return;
+        if (this.#leader) this.#resume();
+        else this.#channel?.postMessage({ kind: 'resume' });
       }
     });
     on(window, 'offline', () => this.#pause('offline'));

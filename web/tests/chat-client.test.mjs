@@ -349,3 +349,60 @@ test('going offline stops the stream; coming online reconnects at once', async (
   assert.deepEqual(statuses, ['live', 'offline', 'reconnecting']);
   stream.close();
 });
+
+/** Web Locks, as much as the client uses: one holder per name, the rest queue. */
+function fakeLocks() {
+  const queues = new Map();
+  return {
+    request(name, callback) {
+      return new Promise((resolve) => {
+        const queue = queues.get(name) ?? [];
+        queues.set(name, queue);
+        const run = async () => {
+          resolve(await callback());
+          queue.shift();
+          queue[0]?.();
+        };
+        queue.push(run);
+        if (queue.length === 1) run();
+      });
+    },
+  };
+}
+
+test('tabs share one stream, and a visible tab wakes a leader that paused while hidden', async () => {
+  const env = fakeClock();
+  const locks = fakeLocks();
+  const hiddenDocument = Object.assign(new EventTarget(), { visibilityState: 'visible' });
+  const visibleDocument = Object.assign(new EventTarget(), { visibilityState: 'visible' });
+  const bodies = [];
+  const server = fakeServer((path) => {
+    if (!path.startsWith('/api/chat/sse')) return rooms('1');
+    const sse = sseBody();
+    bodies.push(sse);
+    return streamResponse(sse);
+  });
+  const shared = { shareAcrossTabs: true, heartbeatTimeout: 60_000 };
+  const leader = client(env, server, { ...shared, environment: { locks, BroadcastChannel, document: hiddenDocument } });
+  const follower = client(env, server, { ...shared, environment: { locks, BroadcastChannel, document: visibleDocument } });
+  await leader.stream.start();
+  await follower.stream.start();
+  await env.advance(0);
+  bodies[0].write('retry: 1\n\nid: 2\ndata: {"type":"read","roomId":"r","userId":"u","lastReadSeq":1}\n\n');
+  await env.advance(0);
+  assert.equal(server.streams().length, 1, 'one stream for two tabs');
+  assert.ok(leader.stream.isLeader && !follower.stream.isLeader);
+  assert.deepEqual(follower.events.map((e) => e.id), ['2'], 'the follower hears it too');
+  assert.equal(follower.stream.status, 'live');
+
+  hiddenDocument.visibilityState = 'hidden';
+  hiddenDocument.dispatchEvent(new Event('visibilitychange'));
+  await env.advance(10_000);
+  assert.equal(server.streams().length, 2, 'the visible tab woke the leader');
+  assert.equal(server.streams()[1].headers['Last-Event-ID'], '2');
+  bodies[1].write('retry: 1\n\n');
+  await env.advance(0);
+  assert.equal(follower.stream.status, 'live');
+  leader.stream.close();
+  follower.stream.close();
+});
