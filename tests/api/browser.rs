@@ -218,7 +218,10 @@ async fn a_posted_message_shows_in_the_admin_badges_and_mark_as_read_clears_them
             "document.querySelector('#messages .body')?.textContent === 'Hello? Anyone there?'",
         )
         .await;
-    browser.screenshot("admin").await;
+    browser.screenshot("admin-1280px").await;
+    browser.client.set_window_size(360, 740).await.unwrap();
+    browser.screenshot("admin-360px").await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
     browser.click("#mark-read").await;
     browser
         .wait_for(
