@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod health;
 mod lifecycle;
+mod load;
 mod messages;
 mod no_loss;
 mod pages;

@@ -1,0 +1,462 @@
+//! `chat-load`: measures chat-server beside a reference bare axum hub in the
+//! same run, so every figure is also a ratio. Each workload is one command:
+//! it starts the server (and the hub) itself, loads it from this process,
+//! samples the server's memory, CPU and open files from `/proc`, prints a
+//! table and writes JSON under `target/bench/`.
+
+mod histogram;
+mod hub;
+mod process;
+mod streams;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use process::{Sample, Served, StoreChoice};
+use serde::Serialize;
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use streams::{Tally, clients, now_micros, subscribe};
+use tokio::sync::Semaphore;
+
+const SECRET: &str = "chat-load-secret-that-is-at-least-32-bytes";
+
+#[derive(Parser)]
+#[command(about = "Load generator for chat-server, with a reference axum hub")]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    #[arg(long, value_enum, default_value_t = Store::Sqlite)]
+    store: Store,
+    /// For `--store postgres`: a server where a fresh database may be created.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Skip the reference hub.
+    #[arg(long)]
+    no_reference: bool,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// The reference hub itself (started by the workloads).
+    Hub {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        heartbeat: Duration,
+    },
+    /// W1: idle streams, global and room mixed, with a 1 s heartbeat.
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        /// How long to watch the idle streams.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// W2: one room, many subscribers, publish rate stepped up.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "2,5,10,25,50,60,70,80,100,200"
+        )]
+        rates: Vec<u32>,
+        #[arg(long, default_value_t = 5)]
+        step_seconds: u64,
+    },
+    /// A few hundred streams for a few seconds: works, and loses nothing (CI).
+    Smoke {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let outcome = match Cli::parse().workload {
+        Workload::Hub { listen, heartbeat } => hub::serve(listen, heartbeat)
+            .await
+            .map_err(|e| e.to_string()),
+        Workload::Idle {
+            common,
+            streams,
+            seconds,
+        } => idle(&common, streams, seconds).await,
+        Workload::Fanout {
+            common,
+            subscribers,
+            rates,
+            step_seconds,
+        } => fanout(&common, subscribers, &rates, step_seconds, "w2")
+            .await
+            .map(|_| ()),
+        Workload::Smoke { common } => smoke(&common).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat-load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(sub: &str) -> String {
+    let claims = json!({"sub": sub, "role": "admin", "exp": now_micros() / 1_000_000 + 86_400});
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+impl Common {
+    fn store(&self) -> StoreChoice {
+        match self.store {
+            Store::Sqlite => StoreChoice::Sqlite,
+            Store::Postgres => StoreChoice::Postgres(self.postgres.clone()),
+        }
+    }
+}
+
+/// One server under test, set up for a workload: where subscribers connect
+/// and how to publish.
+struct Target {
+    served: Served,
+    stream_urls: Vec<String>,
+    publish_url: String,
+    ours: bool,
+    http: reqwest::Client,
+    publisher: String,
+}
+
+impl Target {
+    async fn ours(common: &Common, heartbeat: &str) -> Result<Self, String> {
+        let served = Served::chat_server(
+            &common.store(),
+            SECRET,
+            &[("CHAT_HEARTBEAT_INTERVAL", heartbeat)],
+        )
+        .await?;
+        let http = reqwest::Client::new();
+        let publisher = token("load-publisher");
+        let room: serde_json::Value = http
+            .post(format!("{}/api/chat/rooms", served.base))
+            .bearer_auth(&publisher)
+            .json(&json!({"name": "load"}))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let room = room["id"].as_str().unwrap_or_default().to_owned();
+        Ok(Self {
+            stream_urls: vec![
+                format!("{}/api/chat/sse?roomId={room}", served.base),
+                format!("{}/api/chat/sse", served.base),
+            ],
+            publish_url: format!("{}/api/chat/rooms/{room}/messages", served.base),
+            served,
+            ours: true,
+            http,
+            publisher,
+        })
+    }
+
+    async fn hub(heartbeat: &str) -> Result<Self, String> {
+        let served = Served::hub(heartbeat).await?;
+        Ok(Self {
+            stream_urls: vec![format!("{}/sse", served.base)],
+            publish_url: format!("{}/publish", served.base),
+            served,
+            ours: false,
+            http: reqwest::Client::new(),
+            publisher: String::new(),
+        })
+    }
+
+    /// Opens `count` streams, each as a distinct admin (`mixed`: alternately
+    /// room and global streams); returns how long connecting took.
+    async fn open(
+        &self,
+        count: usize,
+        mixed: bool,
+        tally: &Arc<Tally>,
+    ) -> Result<Duration, String> {
+        let clients = clients();
+        let connecting = Arc::new(Semaphore::new(256));
+        let started = Instant::now();
+        for index in 0..count {
+            let url = self.stream_urls[if mixed {
+                index % self.stream_urls.len()
+            } else {
+                0
+            }]
+            .clone();
+            let token = self.ours.then(|| token(&format!("load-admin-{index}")));
+            let client = clients[index % clients.len()].clone();
+            let (tally, permit) = (
+                tally.clone(),
+                connecting
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            tokio::spawn(subscribe(client, url, token, index, tally, permit));
+        }
+        while tally.connected.load(Ordering::Relaxed) + tally.errors.load(Ordering::Relaxed)
+            < count as u64
+        {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err("streams did not all connect within 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let errors = tally.errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            return Err(format!(
+                "{errors} of {count} streams failed to open on {}",
+                self.served.name
+            ));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Publishes message `n`, retrying (idempotently, by clientId) until stored.
+    async fn publish(&self, n: u64) -> Result<(), String> {
+        let body = format!("t={};n={n}", now_micros());
+        for _ in 0..20 {
+            let request = if self.ours {
+                self.http
+                    .post(&self.publish_url)
+                    .bearer_auth(&self.publisher)
+                    .json(&json!({"body": body, "clientId": format!("n{n}")}))
+            } else {
+                self.http.post(&self.publish_url).body(body.clone())
+            };
+            if matches!(request.send().await, Ok(r) if r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(format!("could not publish message {n}"))
+    }
+}
+
+#[derive(Serialize, Clone)]
+struct Step {
+    target: &'static str,
+    rate: u32,
+    achieved_rate: f64,
+    deliveries_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    lost: u64,
+    duplicates: u64,
+}
+
+/// W2: one room, `subscribers` streams, the publish rate stepped through `rates`.
+async fn fanout(
+    common: &Common,
+    subscribers: usize,
+    rates: &[u32],
+    step_seconds: u64,
+    name: &str,
+) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    let mut targets = vec!["ours"];
+    if !common.no_reference {
+        targets.push("hub");
+    }
+    for which in targets {
+        let target = if which == "ours" {
+            Target::ours(common, "25s").await?
+        } else {
+            Target::hub("25s").await?
+        };
+        let tally = Tally::new(subscribers);
+        let connect = target.open(subscribers, false, &tally).await?;
+        println!(
+            "{}: {subscribers} subscribers connected in {:.1} s",
+            target.served.name,
+            connect.as_secs_f64()
+        );
+        let mut published = 0u64;
+        for &rate in rates {
+            tally.latency.reset();
+            let (delivered_before, duplicates_before, lost_before) = (
+                tally.deliveries.load(Ordering::Relaxed),
+                tally.duplicates.load(Ordering::Relaxed),
+                tally.lost(published),
+            );
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+            let count = u64::from(rate) * step_seconds;
+            for _ in 0..count {
+                tick.tick().await;
+                published += 1;
+                target.publish(published).await?;
+            }
+            let publishing = started.elapsed().as_secs_f64();
+            // Let the last deliveries land (bounded).
+            let drain = Instant::now();
+            while tally.lost(published) > lost_before && drain.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let delivered = tally.deliveries.load(Ordering::Relaxed) - delivered_before;
+            let step = Step {
+                target: target.served.name,
+                rate,
+                achieved_rate: count as f64 / publishing,
+                deliveries_per_s: delivered as f64 / publishing,
+                p50_ms: tally.latency.percentile_ms(0.50),
+                p99_ms: tally.latency.percentile_ms(0.99),
+                max_ms: tally.latency.max_ms(),
+                lost: tally.lost(published) - lost_before,
+                duplicates: tally.duplicates.load(Ordering::Relaxed) - duplicates_before,
+            };
+            println!(
+                "{:>12} {:>5}/s (got {:>7.1}/s): {:>10.0} deliveries/s  p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  lost {}  dup {}",
+                step.target,
+                step.rate,
+                step.achieved_rate,
+                step.deliveries_per_s,
+                step.p50_ms,
+                step.p99_ms,
+                step.max_ms,
+                step.lost,
+                step.duplicates
+            );
+            steps.push(step);
+        }
+        println!(
+            "{} after the run: {:?}",
+            target.served.name,
+            target.served.sample()
+        );
+    }
+    write_json(name, common, &steps)?;
+    Ok(steps)
+}
+
+#[derive(Serialize)]
+struct IdleResult {
+    target: &'static str,
+    streams: usize,
+    connect_s: f64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    kib_per_stream: f64,
+    cpu_ms_per_1000_heartbeats: f64,
+    open_files: u64,
+}
+
+/// W1: `count` idle streams (room and global mixed), heartbeat 1 s.
+async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String> {
+    let mut results = Vec::new();
+    let mut targets = vec!["ours"];
+    if !common.no_reference {
+        targets.push("hub");
+    }
+    for which in targets {
+        let target = if which == "ours" {
+            Target::ours(common, "1s").await?
+        } else {
+            Target::hub("1s").await?
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = target.served.sample();
+        let tally = Tally::new(count);
+        let connect = target.open(count, true, &tally).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let settled = target.served.sample();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let after = target.served.sample();
+        let heartbeats = (count as u64 * seconds) as f64;
+        let result = IdleResult {
+            target: target.served.name,
+            streams: count,
+            connect_s: connect.as_secs_f64(),
+            rss_before_kib: before.rss_kib,
+            rss_after_kib: settled.rss_kib,
+            kib_per_stream: (settled.rss_kib.saturating_sub(before.rss_kib)) as f64 / count as f64,
+            cpu_ms_per_1000_heartbeats: (after.cpu_ticks - settled.cpu_ticks) as f64 * 10.0
+                / heartbeats
+                * 1000.0,
+            open_files: after.open_files,
+        };
+        println!(
+            "{:>12}: {} streams, connected in {:.1} s, {:.1} KiB RSS per stream ({} -> {} KiB), {:.2} ms CPU per 1,000 heartbeats, {} open files",
+            result.target,
+            result.streams,
+            result.connect_s,
+            result.kib_per_stream,
+            result.rss_before_kib,
+            result.rss_after_kib,
+            result.cpu_ms_per_1000_heartbeats,
+            result.open_files
+        );
+        let _: Sample = after;
+        results.push(result);
+    }
+    write_json("w1", common, &results)
+}
+
+/// The CI smoke: works end to end and loses nothing.
+async fn smoke(common: &Common) -> Result<(), String> {
+    let common = Common {
+        no_reference: true,
+        ..common.clone()
+    };
+    let steps = fanout(&common, 300, &[20], 3, "smoke").await?;
+    let lost: u64 = steps.iter().map(|s| s.lost + s.duplicates).sum();
+    let delivered = steps.iter().all(|s| s.deliveries_per_s > 0.0);
+    if lost > 0 || !delivered {
+        return Err(format!(
+            "smoke failed: {lost} lost or duplicated, delivered: {delivered}"
+        ));
+    }
+    println!("smoke: ok, nothing lost or duplicated");
+    Ok(())
+}
+
+fn write_json<T: Serialize>(name: &str, common: &Common, rows: &T) -> Result<(), String> {
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let store = match common.store {
+        Store::Sqlite => "sqlite",
+        Store::Postgres => "postgres",
+    };
+    let path = dir.join(format!("{name}-{store}.json"));
+    let text =
+        serde_json::to_string_pretty(&json!({"workload": name, "store": store, "rows": rows}))
+            .map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

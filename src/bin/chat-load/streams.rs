@@ -1,0 +1,140 @@
+//! Subscribers: many SSE streams, spread over source addresses 127.0.0.1-16
+//! (each has its own ~28k ephemeral ports), parsed as they arrive. Every
+//! published body is `t=<send time, µs>;n=<sequence>`: each subscriber
+//! measures latency and counts duplicates and gaps by sequence.
+
+use crate::histogram::Histogram;
+use futures::StreamExt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One HTTP client per source address.
+pub fn clients() -> Vec<reqwest::Client> {
+    (1..=16)
+        .filter_map(|host| {
+            reqwest::Client::builder()
+                .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)))
+                .pool_max_idle_per_host(0)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// What all subscribers saw.
+pub struct Tally {
+    pub latency: Histogram,
+    pub deliveries: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub gaps: AtomicU64,
+    pub connected: AtomicU64,
+    pub errors: AtomicU64,
+    /// Per subscriber, the last sequence number seen.
+    pub last_seen: Vec<AtomicU64>,
+}
+
+impl Tally {
+    pub fn new(subscribers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            latency: Histogram::new(),
+            deliveries: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_seen: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Messages up to `published` that some subscriber never received.
+    pub fn lost(&self, published: u64) -> u64 {
+        let tails: u64 = self
+            .last_seen
+            .iter()
+            .map(|last| published.saturating_sub(last.load(Ordering::Relaxed)))
+            .sum();
+        tails + self.gaps.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens a stream and counts what it carries until the process ends. The
+/// permit bounds how many connect at once; it is released once connected.
+pub async fn subscribe(
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    index: usize,
+    tally: Arc<Tally>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut request = client.get(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().await;
+    drop(permit);
+    let response = match answer {
+        Ok(response) if response.status().is_success() => response,
+        _ => {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    tally.connected.fetch_add(1, Ordering::Relaxed);
+    let mut body = response.bytes_stream();
+    let mut pending = Vec::new();
+    let mut last = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Some((sent, n)) = parse(&line) else {
+                continue;
+            };
+            tally.latency.record(now_micros().saturating_sub(sent));
+            tally.deliveries.fetch_add(1, Ordering::Relaxed);
+            if n <= last {
+                tally.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if n > last + 1 {
+                tally.gaps.fetch_add(n - last - 1, Ordering::Relaxed);
+            }
+            last = n;
+            tally.last_seen[index].store(n, Ordering::Relaxed);
+        }
+    }
+    tally.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Finds `t=<digits>;n=<digits>` in a `data:` line.
+fn parse(line: &[u8]) -> Option<(u64, u64)> {
+    if !line.starts_with(b"data:") {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let start = text.find("t=")? + 2;
+    let rest = &text[start..];
+    let (sent, rest) = rest.split_once(";n=")?;
+    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((sent.parse().ok()?, n.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bodies_are_found_in_our_events_and_the_hubs() {
+        let ours = br#"data: {"type":"message","message":{"body":"t=1700;n=42","seq":9}}"#;
+        assert_eq!(super::parse(ours), Some((1700, 42)));
+        assert_eq!(super::parse(b"data: t=5;n=6\n"), Some((5, 6)));
+        assert_eq!(super::parse(b"id: 5\n"), None);
+    }
+}
