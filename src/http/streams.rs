@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -203,14 +203,28 @@ impl LiveStream {
             start,
             expires_at,
             retry,
-            mut draining,
+            draining,
             spread,
             ticket,
         } = self;
         async_stream::stream! {
             let _ticket = ticket;
+            // The heartbeat, the expiry and the drain are each armed once: a
+            // future made per loop would register and unregister a waiter on a
+            // channel all streams share (or on the timer wheel) for every event.
             let mut heartbeat = hub.heartbeats();
             heartbeat.mark_unchanged();
+            let beats = futures::stream::unfold(heartbeat, |mut beats| async move {
+                beats.changed().await.ok()?;
+                let frame = beats.borrow_and_update().clone();
+                Some((frame, beats))
+            });
+            tokio::pin!(beats);
+            let drain = async move {
+                let mut draining = draining;
+                let _ = draining.wait_for(|draining| *draining).await;
+            };
+            tokio::pin!(drain);
             yield Ok(sse::retry(retry.as_millis() as u64));
             // The id of the last event this stream passed (sent or skipped).
             let (mut last, mut catch_up) = match start {
@@ -222,6 +236,8 @@ impl LiveStream {
             };
             // Events read from the log, waiting to be passed on in order.
             let mut backlog: VecDeque<Arc<Event>> = VecDeque::new();
+            let expiry = tokio::time::sleep_until(expires_at);
+            tokio::pin!(expiry);
             loop {
                 let wake = if let Some(event) = backlog.pop_front() {
                     Wake::Live(Ok(event))
@@ -238,9 +254,9 @@ impl LiveStream {
                 } else {
                     tokio::select! {
                         received = live.recv() => Wake::Live(received),
-                        Ok(()) = heartbeat.changed() => Wake::Heartbeat(heartbeat.borrow_and_update().clone()),
-                        () = tokio::time::sleep_until(expires_at) => Wake::Expired,
-                        Ok(()) = draining.changed() => Wake::Draining,
+                        Some(frame) = beats.next() => Wake::Heartbeat(frame),
+                        () = &mut expiry => Wake::Expired,
+                        () = &mut drain => Wake::Draining,
                     }
                 };
                 match wake {

@@ -247,8 +247,16 @@ impl Target {
     }
 
     /// Publishes message `n`, retrying (idempotently, by clientId) until stored.
+    /// The hub is sent an event of the same shape and size as ours sends, so
+    /// both move the same bytes.
     async fn publish(&self, n: u64) -> Result<(), String> {
         let body = format!("t={};n={n}", now_micros());
+        let hub_event = json!({"type": "message", "message": {
+            "id": "01a21bc8-1182-706a-bfb3-288d70bd4d7d",
+            "roomId": "01a21bc8-1175-756f-9e0c-38792acfab03",
+            "seq": n, "authorId": "load-publisher", "body": body,
+            "clientId": format!("n{n}"), "createdAt": "2026-11-27T06:53:46.242Z"}})
+        .to_string();
         for _ in 0..20 {
             let request = if self.ours {
                 self.http
@@ -256,7 +264,7 @@ impl Target {
                     .bearer_auth(&self.publisher)
                     .json(&json!({"body": body, "clientId": format!("n{n}")}))
             } else {
-                self.http.post(&self.publish_url).body(body.clone())
+                self.http.post(&self.publish_url).body(hub_event.clone())
             };
             if matches!(request.send().await, Ok(r) if r.status().is_success()) {
                 return Ok(());
@@ -359,6 +367,19 @@ async fn fanout(
             target.served.name,
             target.served.sample()
         );
+        if target.ours {
+            let stats = target
+                .http
+                .get(format!("{}/api/chat/sse/stats", target.served.base))
+                .bearer_auth(&target.publisher)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .unwrap_or_default();
+            println!("chat-server stream stats: {stats}");
+        }
     }
     write_json(name, common, &steps)?;
     Ok(steps)

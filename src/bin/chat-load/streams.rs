@@ -94,9 +94,11 @@ pub async fn subscribe(
     let mut last = 0u64;
     while let Some(Ok(chunk)) = body.next().await {
         pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let Some((sent, n)) = parse(&line) else {
+        let mut consumed = 0;
+        while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
+            let line = &pending[consumed..consumed + end];
+            consumed += end + 1;
+            let Some((sent, n)) = parse(line) else {
                 continue;
             };
             tally.latency.record(now_micros().saturating_sub(sent));
@@ -111,6 +113,7 @@ pub async fn subscribe(
             last = n;
             tally.last_seen[index].store(n, Ordering::Relaxed);
         }
+        pending.drain(..consumed);
     }
     tally.errors.fetch_add(1, Ordering::Relaxed);
 }
