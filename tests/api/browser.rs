@@ -384,25 +384,55 @@ fn the_client_timing_logic_passes_its_unit_tests() {
     assert!(report.contains("# fail 0"), "{report}");
 }
 
+/// A browser whose `/admin` page, with `timings`, reaches a fresh server
+/// through a counting proxy; alice's room already holds one message.
+struct BehindProxy {
+    browser: Browser,
+    server: ServerProcess,
+    proxy: Proxy,
+    alice: String,
+    room: String,
+}
+
+impl BehindProxy {
+    async fn start(test: &str, timings: &str) -> Option<Self> {
+        let browser = Browser::start(test).await?;
+        let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+        let proxy = Proxy::start(&server.address).await;
+        let alice = user("alice");
+        let room = create_room_with_message(&server, &alice, "first").await;
+        browser
+            .client
+            .goto(&proxy.url(&format!("/admin?user=agent&role=admin&{timings}")))
+            .await
+            .unwrap();
+        browser.status_is("live").await;
+        Some(Self {
+            browser,
+            server,
+            proxy,
+            alice,
+            room,
+        })
+    }
+}
+
 /// Timings for the fallback tests: poll every 300 ms, try streaming every 1.5 s.
 const FALLBACK_TIMINGS: &str = "heartbeatTimeout=1000&backoffInitial=100&backoffMax=800&pollInterval=300&streamRetryInterval=1500";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_streams_the_admin_polls_and_returns_to_live_when_they_are_back() {
     let test = "without_streams_the_admin_polls_and_returns_to_live_when_they_are_back";
-    let Some(browser) = Browser::start(test).await else {
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::start(test, FALLBACK_TIMINGS).await
+    else {
         return;
     };
-    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
-    let proxy = Proxy::start(&server.address).await;
-    let alice = user("alice");
-    let room = create_room_with_message(&server, &alice, "first").await;
-    browser
-        .client
-        .goto(&proxy.url(&format!("/admin?user=agent&role=admin&{FALLBACK_TIMINGS}")))
-        .await
-        .unwrap();
-    browser.status_is("live").await;
 
     proxy.streams(Streams::Refuse);
     browser.status_is("polling").await;
@@ -440,19 +470,16 @@ async fn without_streams_the_admin_polls_and_returns_to_live_when_they_are_back(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_reconnects_a_stream_that_went_silent() {
     let test = "the_watchdog_reconnects_a_stream_that_went_silent";
-    let Some(browser) = Browser::start(test).await else {
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::start(test, TIMINGS).await
+    else {
         return;
     };
-    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
-    let proxy = Proxy::start(&server.address).await;
-    let alice = user("alice");
-    let room = create_room_with_message(&server, &alice, "first").await;
-    browser
-        .client
-        .goto(&proxy.url(&format!("/admin?user=agent&role=admin&{TIMINGS}")))
-        .await
-        .unwrap();
-    browser.status_is("live").await;
 
     // From now on streams open but carry nothing, not even heartbeats.
     proxy.streams(Streams::Silence);
@@ -478,18 +505,18 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
     let test = "three_admin_tabs_share_one_stream_and_hand_it_over_without_loss";
-    let Some(browser) = Browser::start(test).await else {
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::start(test, TIMINGS).await
+    else {
         return;
     };
-    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
-    let proxy = Proxy::start(&server.address).await;
-    let alice = user("alice");
-    let room = create_room_with_message(&server, &alice, "one").await;
     let page = proxy.url(&format!("/admin?user=agent&role=admin&{TIMINGS}"));
-
     let mut tabs = vec![browser.client.window().await.unwrap()];
-    browser.client.goto(&page).await.unwrap();
-    browser.status_is("live").await;
     for _ in 0..2 {
         let tab = browser.client.new_window(true).await.unwrap().handle;
         browser.client.switch_to_window(tab.clone()).await.unwrap();

@@ -71,6 +71,18 @@ function fakeServer(routes) {
   return { fetch, calls, streams: () => calls.filter((c) => c.path.startsWith('/api/chat/sse')) };
 }
 
+/** A server whose snapshot says `lastEventId` and whose every stream is a fresh body, kept in `bodies`. */
+function streamingServer(lastEventId) {
+  const bodies = [];
+  const server = fakeServer((path) => {
+    if (!path.startsWith('/api/chat/sse')) return rooms(lastEventId);
+    const sse = sseBody();
+    bodies.push(sse);
+    return streamResponse(sse);
+  });
+  return { server, bodies };
+}
+
 const rooms = (lastEventId) => ({ json: { rooms: [], totalUnread: 0, nextPageToken: null, lastEventId } });
 const streamResponse = (sse) =>
   new Response(sse.body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
@@ -155,13 +167,7 @@ test('it starts from the snapshot, goes live, and drops repeated ids', async () 
 
 test('the watchdog reconnects a silent stream, resuming from the last id', async () => {
   const env = fakeClock();
-  const bodies = [];
-  const server = fakeServer((path) => {
-    if (!path.startsWith('/api/chat/sse')) return rooms('1');
-    const sse = sseBody();
-    bodies.push(sse);
-    return streamResponse(sse);
-  });
+  const { server, bodies } = streamingServer('1');
   const { stream, statuses } = client(env, server);
   await stream.start();
   await env.advance(0);
@@ -219,13 +225,7 @@ test('a long-hidden tab pauses, and becoming visible resumes from the last id', 
   const env = fakeClock();
   const document = new EventTarget();
   document.visibilityState = 'visible';
-  const bodies = [];
-  const server = fakeServer((path) => {
-    if (!path.startsWith('/api/chat/sse')) return rooms('3');
-    const sse = sseBody();
-    bodies.push(sse);
-    return streamResponse(sse);
-  });
+  const { server, bodies } = streamingServer('3');
   const { stream } = client(env, server, { heartbeatTimeout: 60_000, environment: { document } });
   await stream.start();
   await env.advance(0);
@@ -324,13 +324,7 @@ test('a reset refetches the snapshot and tells the app', async () => {
 test('going offline stops the stream; coming online reconnects at once', async () => {
   const env = fakeClock();
   const window = new EventTarget();
-  const bodies = [];
-  const server = fakeServer((path) => {
-    if (!path.startsWith('/api/chat/sse')) return rooms('7');
-    const sse = sseBody();
-    bodies.push(sse);
-    return streamResponse(sse);
-  });
+  const { server, bodies } = streamingServer('7');
   const { stream, statuses } = client(env, server, { environment: { window } });
   await stream.start();
   await env.advance(0);
@@ -375,13 +369,7 @@ test('tabs share one stream, and a visible tab wakes a leader that paused while 
   const locks = fakeLocks();
   const hiddenDocument = Object.assign(new EventTarget(), { visibilityState: 'visible' });
   const visibleDocument = Object.assign(new EventTarget(), { visibilityState: 'visible' });
-  const bodies = [];
-  const server = fakeServer((path) => {
-    if (!path.startsWith('/api/chat/sse')) return rooms('1');
-    const sse = sseBody();
-    bodies.push(sse);
-    return streamResponse(sse);
-  });
+  const { server, bodies } = streamingServer('1');
   const shared = { shareAcrossTabs: true, heartbeatTimeout: 60_000 };
   const leader = client(env, server, { ...shared, environment: { locks, BroadcastChannel, document: hiddenDocument } });
   const follower = client(env, server, { ...shared, environment: { locks, BroadcastChannel, document: visibleDocument } });
