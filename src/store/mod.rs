@@ -155,6 +155,10 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&RoomCursor>,
     ) -> Result<RoomPage>;
 
+    /// A value that changes whenever anything in the caller's room listing
+    /// may have: cheap (index lookups only), for `If-None-Match`.
+    async fn rooms_version(&self, caller: &Caller) -> Result<String>;
+
     /// Admins, or members of the room. Adding a member twice changes nothing.
     async fn add_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
 

@@ -124,6 +124,9 @@ macro_rules! impl_store {
         const MEMBER_LAST_EVENT: &str = "SELECT COALESCE(MAX(r.last_event_id), 0)
              FROM room_members me JOIN rooms r ON r.id = me.room_id WHERE me.user_id = $1";
         const ROOM_LAST_EVENT: &str = "SELECT last_event_id FROM rooms WHERE id = $1";
+        /// The newest event about the user: joining or leaving a room.
+        const SUBJECT_LAST_EVENT: &str =
+            "SELECT COALESCE(MAX(id), 0) FROM events WHERE subject_id = $1";
         // Replay: `$1` after, then the scope's id if any, then the limit.
         const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 ORDER BY id LIMIT $2";
@@ -326,6 +329,30 @@ macro_rules! impl_store {
                 let purged_up_to: i64 = sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
                 tx.commit().await?;
                 RoomPage::from_rows(rows, limit, total_unread, last_event_id.max(purged_up_to))
+            }
+
+            async fn rooms_version(&self, caller: &Caller) -> Result<String> {
+                // Every change to a listing writes an event: in one of the
+                // caller's rooms, or about the caller (a room they left).
+                let mut tx = self.pool.begin_with($begin_snapshot).await?;
+                let purged_up_to: i64 =
+                    sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
+                let version = if caller.is_admin() {
+                    let newest: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
+                    format!("all:{newest}:{purged_up_to}")
+                } else {
+                    let rooms: i64 = sqlx::query_scalar(MEMBER_LAST_EVENT)
+                        .bind(caller.id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let about: i64 = sqlx::query_scalar(SUBJECT_LAST_EVENT)
+                        .bind(caller.id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    format!("member:{rooms}:{about}:{purged_up_to}")
+                };
+                tx.commit().await?;
+                Ok(version)
             }
 
             async fn add_member(

@@ -1,7 +1,7 @@
 //! Rooms: who sees what (a room you may not see is exactly as absent as one
 //! that does not exist), membership, and listing in pages.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, send, user};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -233,7 +233,38 @@ async fn an_unchanged_listing_answers_304_to_if_none_match_per_caller(backend: B
     app.send(&admin("boss"), &room, "hi alice").await;
     let changed = list(&alice, Some(&etag)).await.unwrap();
     assert_eq!(changed.status(), StatusCode::OK);
-    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let etag = changed.headers()["etag"].to_str().unwrap().to_owned();
     let body: Value = changed.json().await.unwrap();
     assert_eq!(body["totalUnread"], 1);
+    assert_eq!(
+        list(&alice, Some(&etag)).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+
+    // Leaving a room changes her answer too, though no room of hers saw news.
+    let other = app.create_room(&alice, "to leave", &[]).await;
+    let etag = list(&alice, None).await.unwrap().headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    app.delete(
+        &format!("/api/chat/rooms/{other}/members/alice"),
+        &admin("boss"),
+    )
+    .await;
+    let after_leaving = list(&alice, Some(&etag)).await.unwrap();
+    assert_eq!(after_leaving.status(), StatusCode::OK);
+    let body: Value = after_leaving.json().await.unwrap();
+    assert_eq!(body["rooms"].as_array().unwrap().len(), 1);
+    // And a different page is a different answer.
+    let current = list(&alice, None).await.unwrap().headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let other_page = app
+        .http
+        .get(app.url("/api/chat/rooms?limit=1"))
+        .bearer_auth(&alice)
+        .header("If-None-Match", &current);
+    assert_eq!(send(other_page).await.0, StatusCode::OK);
 }
