@@ -27,9 +27,14 @@ fn find(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// The tool, or `None` after saying loudly that the test is skipped.
+/// The tool (the first of its names found), or `None` after saying loudly
+/// that the test is skipped.
 fn required(program: &str, test: &str) -> Option<PathBuf> {
-    let found = find(program);
+    let names: &[&str] = match program {
+        "chromium" => &["chromium", "chromium-browser", "google-chrome"],
+        other => &[other],
+    };
+    let found = names.iter().find_map(|name| find(name));
     if found.is_none() {
         assert!(
             std::env::var_os(REQUIRE_BROWSER).is_none(),
