@@ -3,7 +3,7 @@
 // touches only the rows it concerns, so thousands of rooms stay cheap.
 
 import { ChatApi, ChatStream } from '/sdk/chat-client.js';
-import { messageItem, showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { showInOrder, showStatus, signIn, timingOverrides } from '/assets/session.js';
 
 const $ = (id) => document.getElementById(id);
 const { user: me, getToken } = await signIn('admin');
@@ -96,11 +96,7 @@ function onStreamEvent({ data }) {
 }
 
 function showMessage(message) {
-  if (shown.has(message.id)) return;
-  shown.add(message.id);
-  const list = $('messages');
-  list.append(messageItem(message, me));
-  list.scrollTop = list.scrollHeight;
+  showInOrder($('messages'), message, me, shown);
 }
 
 async function select(roomId) {

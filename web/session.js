@@ -82,6 +82,24 @@ export function formatTime(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
+/**
+ * Shows a message once, in seq order, wherever it came from (a history page
+ * and the stream can interleave). Returns false if it was already shown.
+ */
+export function showInOrder(list, message, me, shown) {
+  if (shown.has(message.id)) return false;
+  shown.add(message.id);
+  const item = messageItem(message, me);
+  let next = null;
+  for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+    if (Number(node.dataset.seq) < message.seq) break;
+    next = node;
+  }
+  list.insertBefore(item, next);
+  if (!next) list.scrollTop = list.scrollHeight;
+  return true;
+}
+
 /** A message as a list item (text only: bodies are never HTML). */
 export function messageItem(message, me) {
   const item = document.createElement('li');

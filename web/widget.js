@@ -1,7 +1,7 @@
 // The chat widget: one room as its end user sees it, live.
 
 import { ChatApi, ChatStream } from '/sdk/chat-client.js';
-import { messageItem, showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { showInOrder, showStatus, signIn, timingOverrides } from '/assets/session.js';
 
 const $ = (id) => document.getElementById(id);
 const { user: me, getToken } = await signIn('user');
@@ -16,13 +16,7 @@ if (!roomId) {
 }
 
 const shown = new Set();
-function show(message) {
-  if (shown.has(message.id)) return;
-  shown.add(message.id);
-  const list = $('messages');
-  list.append(messageItem(message, me));
-  list.scrollTop = list.scrollHeight;
-}
+const show = (message) => showInOrder($('messages'), message, me, shown);
 
 const stream = new ChatStream({ getToken, roomId, ...timingOverrides() });
 stream.addEventListener('status', (event) => showStatus($('status'), event.detail.status));

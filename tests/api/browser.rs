@@ -223,6 +223,25 @@ async fn a_posted_message_shows_in_the_admin_badges_and_mark_as_read_clears_them
             "document.querySelector('#messages .body')?.textContent === 'Hello? Anyone there?'",
         )
         .await;
+    // History and stream can interleave: the conversation stays in seq order.
+    let order = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             import('/assets/session.js').then(({ showInOrder }) => {
+               const list = document.createElement('ol');
+               const shown = new Set();
+               const at = '2026-01-01T00:00:00Z';
+               for (const seq of [3, 1, 4, 2, 4]) {
+                 showInOrder(list, { id: 'm' + seq, seq, authorId: 'x', body: '', createdAt: at }, 'me', shown);
+               }
+               done([...list.children].map((item) => Number(item.dataset.seq)));
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(order, json!([1, 2, 3, 4]), "in order, each once");
     browser.screenshot("admin-1280px").await;
     browser.client.set_window_size(360, 740).await.unwrap();
     browser.screenshot("admin-360px").await;
