@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use streams::{Tally, clients, now_micros, subscribe};
+use streams::{Tally, clients, now_micros, subscribe, subscribe_resuming};
 use tokio::sync::Semaphore;
 
 const SECRET: &str = "chat-load-secret-that-is-at-least-32-bytes";
@@ -83,6 +83,14 @@ enum Workload {
         #[arg(long, default_value_t = 5)]
         step_seconds: u64,
     },
+    /// W6: streams cut at once by a server restart (SIGKILL), all resuming
+    /// with their last event id: time until every one has caught up.
+    Resume {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+    },
     /// A few hundred streams for a few seconds: works, and loses nothing (CI).
     Smoke {
         #[command(flatten)]
@@ -110,6 +118,7 @@ async fn main() -> ExitCode {
         } => fanout(&common, subscribers, &rates, step_seconds, "w2")
             .await
             .map(|_| ()),
+        Workload::Resume { common, streams } => resume(&common, streams).await,
         Workload::Smoke { common } => smoke(&common).await,
     };
     match outcome {
@@ -206,6 +215,17 @@ impl Target {
         mixed: bool,
         tally: &Arc<Tally>,
     ) -> Result<Duration, String> {
+        self.open_streams(count, mixed, false, tally).await
+    }
+
+    /// `open`, with streams that reconnect and resume by id when cut.
+    async fn open_streams(
+        &self,
+        count: usize,
+        mixed: bool,
+        resuming: bool,
+        tally: &Arc<Tally>,
+    ) -> Result<Duration, String> {
         let clients = clients();
         let connecting = Arc::new(Semaphore::new(256));
         let started = Instant::now();
@@ -226,7 +246,12 @@ impl Target {
                     .await
                     .map_err(|e| e.to_string())?,
             );
-            tokio::spawn(subscribe(client, url, token, index, tally, permit));
+            if resuming {
+                let token = token.unwrap_or_default();
+                tokio::spawn(subscribe_resuming(client, url, token, index, tally, permit));
+            } else {
+                tokio::spawn(subscribe(client, url, token, index, tally, permit));
+            }
         }
         while tally.connected.load(Ordering::Relaxed) + tally.errors.load(Ordering::Relaxed)
             < count as u64
@@ -446,6 +471,79 @@ async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String>
         results.push(result);
     }
     write_json("w1", common, &results)
+}
+
+#[derive(Serialize)]
+struct ResumeResult {
+    streams: usize,
+    restart_s: f64,
+    caught_up_s: f64,
+    reconnected: u64,
+    published: u64,
+    lost: u64,
+    duplicates: u64,
+}
+
+/// W6: every stream cut at once by a SIGKILL and restart; messages published
+/// before the kill and right after the restart; how long until every stream
+/// has all of them, resuming by id.
+async fn resume(common: &Common, count: usize) -> Result<(), String> {
+    let mut target = Target::ours(common, "1s").await?;
+    let tally = Tally::new(count);
+    let connect = target.open_streams(count, false, true, &tally).await?;
+    println!(
+        "{count} resuming streams connected in {:.1} s",
+        connect.as_secs_f64()
+    );
+    let mut published = 0;
+    for _ in 0..20 {
+        published += 1;
+        target.publish(published).await?;
+    }
+    let all_have = |published: u64, limit: Duration| {
+        let tally = tally.clone();
+        async move {
+            let started = Instant::now();
+            while tally.lost(published) > 0 {
+                if started.elapsed() > limit {
+                    return Err(format!(
+                        "{} messages missing after {limit:?}",
+                        tally.lost(published)
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(started.elapsed())
+        }
+    };
+    all_have(published, Duration::from_secs(30)).await?;
+    let restart = target.served.restart().await?;
+    let restarted = Instant::now();
+    for _ in 0..20 {
+        published += 1;
+        target.publish(published).await?;
+    }
+    all_have(published, Duration::from_secs(120)).await?;
+    let result = ResumeResult {
+        streams: count,
+        restart_s: restart.as_secs_f64(),
+        caught_up_s: restarted.elapsed().as_secs_f64(),
+        reconnected: tally.reconnected.load(Ordering::Relaxed),
+        published,
+        lost: tally.lost(published),
+        duplicates: tally.duplicates.load(Ordering::Relaxed),
+    };
+    println!(
+        "resume storm: {} streams cut by SIGKILL; restarted in {:.2} s; all {} caught up {:.2} s after the restart ({} reconnects); lost {}, duplicates {}",
+        result.streams,
+        result.restart_s,
+        result.published,
+        result.caught_up_s,
+        result.reconnected,
+        result.lost,
+        result.duplicates
+    );
+    write_json("w6", common, &result)
 }
 
 /// The CI smoke: works end to end and loses nothing.

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 pub struct Served {
     child: Child,
+    /// Kept to start the same process again (same port, same data).
+    command: Command,
+    ready: String,
     pub base: String,
     pub name: &'static str,
     _data: tempfile::TempDir,
@@ -87,34 +90,50 @@ impl Served {
         ready: &str,
         data: tempfile::TempDir,
     ) -> Result<Self, String> {
+        command.stdout(Stdio::null());
         let child = command
-            .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("could not start {name}: {e}"))?;
-        let base = format!("http://127.0.0.1:{port}");
         let served = Self {
             child,
-            base,
+            command,
+            ready: ready.to_owned(),
+            base: format!("http://127.0.0.1:{port}"),
             name,
             _data: data,
         };
+        served.wait_ready().await?;
+        Ok(served)
+    }
+
+    async fn wait_ready(&self) -> Result<(), String> {
         let started = Instant::now();
         let http = reqwest::Client::new();
         loop {
             // Any answer means it listens (the hub answers GET /publish with 405).
-            if http
-                .get(format!("{}{ready}", served.base))
+            let answer = http
+                .get(format!("{}{}", self.base, self.ready))
                 .send()
-                .await
-                .is_ok()
-            {
-                return Ok(served);
+                .await;
+            if answer.is_ok_and(|r| r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE) {
+                return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
-                return Err(format!("{name} did not come up"));
+                return Err(format!("{} did not come up", self.name));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Kills the process outright (SIGKILL) and starts it again on the same
+    /// port and data; returns how long it took to be ready again.
+    pub async fn restart(&mut self) -> Result<Duration, String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = Instant::now();
+        self.child = self.command.spawn().map_err(|e| e.to_string())?;
+        self.wait_ready().await?;
+        Ok(started.elapsed())
     }
 
     pub fn sample(&self) -> Sample {

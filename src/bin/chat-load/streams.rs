@@ -36,6 +36,7 @@ pub struct Tally {
     pub duplicates: AtomicU64,
     pub gaps: AtomicU64,
     pub connected: AtomicU64,
+    pub reconnected: AtomicU64,
     pub errors: AtomicU64,
     /// Per subscriber, the last sequence number seen.
     pub last_seen: Vec<AtomicU64>,
@@ -49,6 +50,7 @@ impl Tally {
             duplicates: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             connected: AtomicU64::new(0),
+            reconnected: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_seen: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
         })
@@ -81,41 +83,92 @@ pub async fn subscribe(
     }
     let answer = request.send().await;
     drop(permit);
-    let response = match answer {
-        Ok(response) if response.status().is_success() => response,
-        _ => {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
-            return;
+    match answer {
+        Ok(response) if response.status().is_success() => {
+            tally.connected.fetch_add(1, Ordering::Relaxed);
+            read(response, &mut Position::default(), index, &tally).await;
         }
-    };
-    tally.connected.fetch_add(1, Ordering::Relaxed);
+        _ => {}
+    }
+    tally.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Like `subscribe`, but whenever the stream ends it reconnects (after a
+/// short jittered pause) with `Last-Event-ID`, as a browser does.
+pub async fn subscribe_resuming(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    index: usize,
+    tally: Arc<Tally>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut permit = Some(permit);
+    let mut position = Position::default();
+    loop {
+        let mut request = client.get(&url).bearer_auth(&token);
+        if let Some(id) = &position.event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let answer = request.send().await;
+        let first = permit.take().is_some();
+        if let Ok(response) = answer
+            && response.status().is_success()
+        {
+            let counter = if first {
+                &tally.connected
+            } else {
+                &tally.reconnected
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            read(response, &mut position, index, &tally).await;
+        }
+        // Spread the reconnects over a quarter second.
+        let pause = 50 + (index as u64 * 7919) % 250;
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+}
+
+/// Where a subscriber is: the last sequence number and event id it saw.
+#[derive(Default)]
+struct Position {
+    last: u64,
+    event_id: Option<String>,
+}
+
+/// Counts a stream's frames until it ends.
+async fn read(response: reqwest::Response, position: &mut Position, index: usize, tally: &Tally) {
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
-    let mut last = 0u64;
     while let Some(Ok(chunk)) = body.next().await {
         pending.extend_from_slice(&chunk);
         let mut consumed = 0;
         while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
             let line = &pending[consumed..consumed + end];
             consumed += end + 1;
+            if let Some(id) = line.strip_prefix(b"id: ") {
+                position.event_id = std::str::from_utf8(id).ok().map(str::to_owned);
+                continue;
+            }
             let Some((sent, n)) = parse(line) else {
                 continue;
             };
             tally.latency.record(now_micros().saturating_sub(sent));
             tally.deliveries.fetch_add(1, Ordering::Relaxed);
-            if n <= last {
+            if n <= position.last {
                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if n > last + 1 {
-                tally.gaps.fetch_add(n - last - 1, Ordering::Relaxed);
+            if n > position.last + 1 {
+                tally
+                    .gaps
+                    .fetch_add(n - position.last - 1, Ordering::Relaxed);
             }
-            last = n;
+            position.last = n;
             tally.last_seen[index].store(n, Ordering::Relaxed);
         }
         pending.drain(..consumed);
     }
-    tally.errors.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Finds `t=<digits>;n=<digits>` in a `data:` line.
