@@ -11,7 +11,7 @@ mod streams;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use process::{Sample, Served, StoreChoice};
+use process::{Served, StoreChoice};
 use serde::Serialize;
 use serde_json::json;
 use std::process::ExitCode;
@@ -160,7 +160,25 @@ struct Target {
     publisher: String,
 }
 
+/// What a workload measures, one after the other: ours, then (unless
+/// `--no-reference`) the reference hub.
+fn lineup(common: &Common) -> &'static [bool] {
+    if common.no_reference {
+        &[true]
+    } else {
+        &[true, false]
+    }
+}
+
 impl Target {
+    async fn start(common: &Common, ours: bool, heartbeat: &str) -> Result<Self, String> {
+        if ours {
+            Self::ours(common, heartbeat).await
+        } else {
+            Self::hub(heartbeat).await
+        }
+    }
+
     async fn ours(common: &Common, heartbeat: &str) -> Result<Self, String> {
         let served = Served::chat_server(
             &common.store(),
@@ -322,16 +340,8 @@ async fn fanout(
     name: &str,
 ) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    let mut targets = vec!["ours"];
-    if !common.no_reference {
-        targets.push("hub");
-    }
-    for which in targets {
-        let target = if which == "ours" {
-            Target::ours(common, "25s").await?
-        } else {
-            Target::hub("25s").await?
-        };
+    for &ours in lineup(common) {
+        let target = Target::start(common, ours, "25s").await?;
         let tally = Tally::new(subscribers);
         let connect = target.open(subscribers, false, &tally).await?;
         println!(
@@ -425,16 +435,8 @@ struct IdleResult {
 /// W1: `count` idle streams (room and global mixed), heartbeat 1 s.
 async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String> {
     let mut results = Vec::new();
-    let mut targets = vec!["ours"];
-    if !common.no_reference {
-        targets.push("hub");
-    }
-    for which in targets {
-        let target = if which == "ours" {
-            Target::ours(common, "1s").await?
-        } else {
-            Target::hub("1s").await?
-        };
+    for &ours in lineup(common) {
+        let target = Target::start(common, ours, "1s").await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = target.served.sample();
         let tally = Tally::new(count);
@@ -467,7 +469,6 @@ async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String>
             result.cpu_ms_per_1000_heartbeats,
             result.open_files
         );
-        let _: Sample = after;
         results.push(result);
     }
     write_json("w1", common, &results)
