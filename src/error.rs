@@ -52,7 +52,7 @@ pub enum Error {
     Unprocessable(Invalid),
     /// 503: the store cannot be reached right now; retrying later may work.
     #[error("the store is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] std::sync::Arc<sqlx::Error>),
     /// 503: this process is shutting down; another instance should answer.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -188,9 +188,9 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error.into()),
             sqlx::Error::Database(db) if is_busy(db.as_ref()) => {
-                Self::Unavailable(sqlx::Error::Database(db))
+                Self::Unavailable(sqlx::Error::Database(db).into())
             }
             other => Self::Internal(other.to_string()),
         }

@@ -7,6 +7,7 @@
 //! transaction, under ids that become visible in the order they are given
 //! (see `sql.rs`): the log is what live streams relay and resume from.
 
+mod group_commit;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -4,6 +4,7 @@
 //! events notifies `chat_events` (the id only: payloads stay in the log), and
 //! every instance listens, so all of them relay every event.
 
+use super::group_commit::PostQueue;
 use super::{OpenError, StoreOptions};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -16,7 +17,11 @@ pub struct PgStore {
     /// Poked after every write commits, to wake this process's relay.
     wake: Arc<Notify>,
     pool: PgPool,
+    posts: PostQueue,
 }
+
+/// Batch writers of posts. Several, so one batch is written while another commits.
+const POST_WRITERS: usize = 2;
 
 impl PgStore {
     pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
@@ -26,17 +31,17 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { wake, pool })
+        let posts = PostQueue::start(POST_WRITERS, {
+            let (pool, wake) = (pool.clone(), wake.clone());
+            move |batch| write_posts(pool.clone(), wake.clone(), batch)
+        });
+        Ok(Self { wake, pool, posts })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)
             .await
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
     }
 
     /// Listens on `chat_events` for ever, waking `wake` on every notification.
@@ -73,13 +78,21 @@ impl PgStore {
 /// The channel commits notify and instances listen on.
 const CHANNEL: &str = "chat_events";
 
+/// Begins a transaction that writes.
+async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
 super::sql::impl_store! {
     store: PgStore,
+    database: Postgres,
     connection: PgConnection,
     member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
         FROM room_members WHERE room_id = r.id)",
     greatest: "GREATEST",
     // One snapshot for every statement of a listing, like SQLite's.
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    // Rows locked in the order they are read.
+    lock_rows: " FOR UPDATE",
     notify: Some("SELECT pg_notify('chat_events', CAST($1 AS TEXT))"),
 }

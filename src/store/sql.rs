@@ -42,12 +42,15 @@ pub(super) use visible_to_caller;
 macro_rules! impl_store {
     (
         store: $store:ty,
+        database: $db:ty,
         connection: $conn:ty,
         member_ids: $member_ids:literal,
         greatest: $greatest:literal,
         begin_snapshot: $begin_snapshot:literal,
+        lock_rows: $lock_rows:literal,
         notify: $notify:expr $(,)?
     ) => {
+        use super::group_commit::{Post, answer_failed_batch};
         use super::sql::{room_select, visible_to_caller};
         use super::{
             EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
@@ -96,13 +99,6 @@ macro_rules! impl_store {
              FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
         const MESSAGES_AFTER: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
              FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
-        const MESSAGE_BY_CLIENT_ID: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
-             FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3";
-        /// Takes the room's next seq; the row lock (or SQLite's write lock) serialises writers.
-        const NEXT_SEQ: &str = "UPDATE rooms SET last_seq = last_seq + 1, updated_at = $4
-             WHERE id = $2 AND ($3 OR EXISTS
-                 (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
-             RETURNING last_seq";
         const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
         /// `$5` is the room's first event: its activity and newest event.
         const INSERT_ROOM: &str =
@@ -110,6 +106,9 @@ macro_rules! impl_store {
              VALUES ($1, $2, $3, $4, $4, $5, $5)";
         const NEXT_EVENT_ID: &str =
             "UPDATE event_counter SET last_id = last_id + 1 RETURNING last_id";
+        /// Takes `$1` event ids at once; returns the last.
+        const TAKE_EVENT_IDS: &str =
+            "UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id";
         const INSERT_EVENT: &str =
             "INSERT INTO events (id, room_id, subject_id, created_at, data) VALUES ($1, $2, $3, $4, $5)";
         const ROOM_EVENT: &str = "UPDATE rooms SET last_event_id = $2 WHERE id = $1";
@@ -233,6 +232,295 @@ macro_rules! impl_store {
             Ok(id)
         }
 
+        /// Writes a batch of posts (see `group_commit`) and answers each.
+        async fn write_posts(
+            pool: sqlx::Pool<$db>,
+            wake: std::sync::Arc<tokio::sync::Notify>,
+            posts: Vec<Post>,
+        ) {
+            match post_batch(&pool, &posts).await {
+                Ok(outcomes) => {
+                    wake.notify_one();
+                    for (post, outcome) in posts.into_iter().zip(outcomes) {
+                        post.answer(outcome);
+                    }
+                }
+                Err(error) => {
+                    answer_failed_batch(posts, error, |post| {
+                        let pool = pool.clone();
+                        async move {
+                            let outcome = post_batch(&pool, std::slice::from_ref(&post))
+                                .await
+                                .and_then(|mut outcomes| {
+                                    outcomes.pop().ok_or_else(|| {
+                                        Error::Internal("a post got no outcome".into())
+                                    })
+                                })
+                                .and_then(|outcome| outcome);
+                            post.answer(outcome);
+                        }
+                    })
+                    .await;
+                    wake.notify_one();
+                }
+            }
+        }
+
+        /// Writes `posts` in one transaction; returns each one's outcome, in
+        /// order. A post that may not be made (a room the caller cannot see, a
+        /// `clientId` reused) gets its own error without failing the others;
+        /// a database error fails the batch.
+        ///
+        /// A fixed number of statements whatever the batch's size: the rooms
+        /// are locked in id order (so concurrent batches cannot deadlock), the
+        /// posters' memberships and earlier `clientId`s are read at once, each
+        /// post's seq is counted on from its room's, the rows go in with one
+        /// statement per table, and the event counter is taken last, once.
+        async fn post_batch(
+            pool: &sqlx::Pool<$db>,
+            posts: &[Post],
+        ) -> Result<Vec<Result<Posted>>> {
+            let now = Timestamp::now().unix_ms();
+            let mut order: Vec<usize> = (0..posts.len()).collect();
+            order.sort_by(|&a, &b| posts[a].room.as_str().cmp(posts[b].room.as_str()));
+            let mut tx = begin_write(pool).await?;
+            // Per room, the last seq handed out so far.
+            let mut last_seqs = lock_rooms(&mut tx, posts).await?;
+            let members = memberships(&mut tx, posts).await?;
+            let mut earlier = messages_by_client_id(&mut tx, posts).await?;
+            let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
+            // The new messages, in event order, with the index of their post.
+            let mut created: Vec<(usize, Message)> = Vec::new();
+            for &index in &order {
+                let post = &posts[index];
+                let (room, author) = (post.room.as_str(), post.caller.id.as_str());
+                let visible = post.caller.is_admin()
+                    || members.contains(&(room.to_owned(), author.to_owned()));
+                let Some(seq) = last_seqs.get_mut(room).filter(|_| visible) else {
+                    outcomes[index] = Some(Err(Error::NotFound("room")));
+                    continue;
+                };
+                let client_id = post.message.client_id.as_ref().map(ToString::to_string);
+                if let Some(client_id) = &client_id {
+                    let key = (room.to_owned(), author.to_owned(), client_id.clone());
+                    if let Some(existing) = earlier.get(&key) {
+                        outcomes[index] = Some(resend(existing.clone(), &post.message));
+                        continue;
+                    }
+                }
+                *seq += 1;
+                let message = Message {
+                    id: MessageId::new(),
+                    room_id: post.room.clone(),
+                    seq: *seq,
+                    author_id: post.caller.id.clone(),
+                    body: post.message.body.to_string(),
+                    client_id,
+                    created_at: Timestamp::from_unix_ms(now),
+                };
+                if let Some(client_id) = &message.client_id {
+                    let key = (room.to_owned(), author.to_owned(), client_id.clone());
+                    earlier.insert(key, message.clone());
+                }
+                created.push((index, message));
+            }
+            if !created.is_empty() {
+                insert_messages(&mut tx, &created, now).await?;
+                let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
+                    .bind(created.len() as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let first_id = last_id - created.len() as i64 + 1;
+                insert_message_events(&mut tx, &created, first_id, now).await?;
+                // Per room, its newest seq and event (rows this transaction holds).
+                let mut rooms: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+                for (id, (_, message)) in (first_id..).zip(&created) {
+                    rooms.insert(message.room_id.as_str(), (message.seq, id));
+                }
+                sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE rooms SET last_seq = v.column2, updated_at = v.column3,
+                         last_event_id = v.column4, activity = v.column4 FROM (",
+                )
+                    .push_values(rooms, |mut row, (room, (last_seq, event_id))| {
+                        row.push_bind(room)
+                            .push_bind(last_seq)
+                            .push_bind(now)
+                            .push_bind(event_id);
+                    })
+                    .push(") AS v WHERE rooms.id = v.column1")
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+                let notify: Option<&'static str> = $notify;
+                if let Some(notify) = notify {
+                    sqlx::query(notify).bind(last_id).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            for (index, message) in created {
+                outcomes[index] = Some(Ok(Posted::Created(message)));
+            }
+            Ok(outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|| Err(Error::Internal("a post got no outcome".into())))
+                })
+                .collect())
+        }
+
+        /// Locks the rooms `posts` go to, in id order; returns each existing
+        /// one's newest seq.
+        async fn lock_rooms(
+            conn: &mut $conn,
+            posts: &[Post],
+        ) -> Result<std::collections::HashMap<String, i64>> {
+            let rooms: std::collections::BTreeSet<&str> =
+                posts.iter().map(|post| post.room.as_str()).collect();
+            let mut query =
+                sqlx::QueryBuilder::<$db>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
+            let mut list = query.separated(", ");
+            for room in rooms {
+                list.push_bind(room);
+            }
+            query.push(") ORDER BY id").push($lock_rows);
+            let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut *conn).await?;
+            Ok(rows.into_iter().collect())
+        }
+
+        /// Which of the posters who are not admins are members of their post's room.
+        async fn memberships(
+            conn: &mut $conn,
+            posts: &[Post],
+        ) -> Result<std::collections::HashSet<(String, String)>> {
+            let pairs: std::collections::BTreeSet<(&str, &str)> = posts
+                .iter()
+                .filter(|post| !post.caller.is_admin())
+                .map(|post| (post.room.as_str(), post.caller.id.as_str()))
+                .collect();
+            if pairs.is_empty() {
+                return Ok(Default::default());
+            }
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "SELECT room_id, user_id FROM room_members WHERE (room_id, user_id) IN (",
+            );
+            query
+                .push_values(pairs, |mut row, (room, user)| {
+                    row.push_bind(room).push_bind(user);
+                })
+                .push(")");
+            let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+            Ok(rows.into_iter().collect())
+        }
+
+        /// The stored messages whose `clientId` a post of `posts` reuses, by
+        /// (room, author, clientId).
+        async fn messages_by_client_id(
+            conn: &mut $conn,
+            posts: &[Post],
+        ) -> Result<std::collections::HashMap<(String, String, String), Message>> {
+            let keys: std::collections::BTreeSet<(&str, &str, &str)> = posts
+                .iter()
+                .filter_map(|post| {
+                    let client_id = post.message.client_id.as_ref()?;
+                    Some((post.room.as_str(), post.caller.id.as_str(), client_id.as_str()))
+                })
+                .collect();
+            if keys.is_empty() {
+                return Ok(Default::default());
+            }
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "SELECT id, room_id, seq, author_id, body, client_id, created_at FROM messages
+                 WHERE client_id IS NOT NULL AND (room_id, author_id, client_id) IN (",
+            );
+            query
+                .push_values(keys, |mut row, (room, author, client_id)| {
+                    row.push_bind(room).push_bind(author).push_bind(client_id);
+                })
+                .push(")");
+            let rows: Vec<MessageRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|row| {
+                    let key = (row.room_id.clone(), row.author_id.clone(), row.client_id.clone()?);
+                    Some((key, Message::from(row)))
+                })
+                .collect())
+        }
+
+        /// The batch's messages, and each author's cursor moved to their newest.
+        async fn insert_messages(
+            conn: &mut $conn,
+            created: &[(usize, Message)],
+            now: i64,
+        ) -> Result<()> {
+            sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO messages (room_id, seq, id, author_id, body, client_id, created_at) ",
+            )
+            .push_values(created, |mut row, (_, message)| {
+                row.push_bind(message.room_id.as_str())
+                    .push_bind(message.seq)
+                    .push_bind(message.id.as_str())
+                    .push_bind(message.author_id.as_str())
+                    .push_bind(message.body.as_str())
+                    .push_bind(message.client_id.as_deref())
+                    .push_bind(now);
+            })
+            .build()
+            .execute(&mut *conn)
+            .await?;
+            // One row per (room, author): an upsert may not touch a row twice.
+            let mut cursors: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+            for (_, message) in created {
+                cursors.insert((message.room_id.as_str(), message.author_id.as_str()), message.seq);
+            }
+            sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO read_cursors (room_id, user_id, last_read_seq) ",
+            )
+            .push_values(cursors, |mut row, ((room, author), seq)| {
+                row.push_bind(room).push_bind(author).push_bind(seq);
+            })
+            .push(concat!(
+                " ON CONFLICT (room_id, user_id) DO UPDATE SET last_read_seq = ",
+                $greatest,
+                "(read_cursors.last_read_seq, excluded.last_read_seq)"
+            ))
+            .build()
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// The batch's `message` events, under ids `first_id`, `first_id + 1`, ….
+        async fn insert_message_events(
+            conn: &mut $conn,
+            created: &[(usize, Message)],
+            first_id: i64,
+            now: i64,
+        ) -> Result<()> {
+            let events = (first_id..)
+                .zip(created)
+                .map(|(id, (_, message))| {
+                    serde_json::to_string(&EventData::Message { message })
+                        .map(|json| (id, message.room_id.as_str(), json))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+            sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO events (id, room_id, subject_id, created_at, data) ",
+            )
+            .push_values(events, |mut row, (id, room, json)| {
+                row.push_bind(id)
+                    .push_bind(room)
+                    .push_bind(None::<&str>)
+                    .push_bind(now)
+                    .push_bind(json);
+            })
+            .build()
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
         /// A room as a `room` event shows it: no one viewer's unread count.
         fn shared_view(room: &Room) -> Room {
             Room {
@@ -248,7 +536,7 @@ macro_rules! impl_store {
                 sqlx::query("SELECT 1")
                     .execute(&self.pool)
                     .await
-                    .map_err(Error::Unavailable)?;
+                    .map_err(|e| Error::Unavailable(e.into()))?;
                 Ok(())
             }
 
@@ -260,7 +548,7 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let id = RoomId::new();
                 let now = Timestamp::now().unix_ms();
-                let mut tx = self.begin_write().await?;
+                let mut tx = begin_write(&self.pool).await?;
                 // The counter first, exceptionally: the rows that follow are all new.
                 let event_id = next_event_id(&mut tx).await?;
                 sqlx::query(INSERT_ROOM)
@@ -362,7 +650,7 @@ macro_rules! impl_store {
                 user: &UserId,
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
-                let mut tx = self.begin_write().await?;
+                let mut tx = begin_write(&self.pool).await?;
                 visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 let added = sqlx::query(
                     "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
@@ -398,7 +686,7 @@ macro_rules! impl_store {
                 user: &UserId,
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
-                let mut tx = self.begin_write().await?;
+                let mut tx = begin_write(&self.pool).await?;
                 visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 if !caller.is_admin() && caller.id != *user {
                     return Err(Error::Forbidden(
@@ -477,62 +765,7 @@ macro_rules! impl_store {
                 room: &RoomId,
                 message: &NewMessage,
             ) -> Result<Posted> {
-                let now = Timestamp::now().unix_ms();
-                let mut tx = self.begin_write().await?;
-                let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
-                    .bind(caller.id.as_str())
-                    .bind(room.as_str())
-                    .bind(caller.is_admin())
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let seq = seq.ok_or(Error::NotFound("room"))?;
-                // Checked under the room's lock, so concurrent retries cannot both insert.
-                if let Some(client_id) = &message.client_id {
-                    let existing: Option<MessageRow> = sqlx::query_as(MESSAGE_BY_CLIENT_ID)
-                        .bind(room.as_str())
-                        .bind(caller.id.as_str())
-                        .bind(client_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(existing) = existing {
-                        tx.rollback().await?;
-                        return resend(existing.into(), message);
-                    }
-                }
-                let created = Message {
-                    id: MessageId::new(),
-                    room_id: room.clone(),
-                    seq,
-                    author_id: caller.id.clone(),
-                    body: message.body.to_string(),
-                    client_id: message.client_id.as_ref().map(ToString::to_string),
-                    created_at: Timestamp::from_unix_ms(now),
-                };
-                sqlx::query(
-                    "INSERT INTO messages (room_id, seq, id, author_id, body, client_id, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(room.as_str())
-                .bind(seq)
-                .bind(created.id.as_str())
-                .bind(caller.id.as_str())
-                .bind(created.body.as_str())
-                .bind(created.client_id.as_deref())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(ADVANCE_CURSOR)
-                    .bind(room.as_str())
-                    .bind(caller.id.as_str())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                let event = EventData::Message { message: &created };
-                append_event(&mut tx, room, None, &event, true, now).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
-                Ok(Posted::Created(created))
+                self.posts.post(caller, room, message).await
             }
 
             async fn mark_read(
@@ -541,7 +774,7 @@ macro_rules! impl_store {
                 room: &RoomId,
                 seq: i64,
             ) -> Result<ReadState> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = begin_write(&self.pool).await?;
                 let last_seq = visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 let before: Option<i64> = sqlx::query_scalar(CURSOR)
                     .bind(room.as_str())

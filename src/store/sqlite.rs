@@ -2,6 +2,7 @@
 //! write lock up front (`BEGIN IMMEDIATE`), which serialises them: a room's seq
 //! can never gap or repeat, and no transaction fails upgrading a read lock.
 
+use super::group_commit::PostQueue;
 use super::{OpenError, StoreOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -14,7 +15,11 @@ pub struct SqliteStore {
     /// Poked after every write commits, to wake this process's relay.
     wake: Arc<Notify>,
     pool: SqlitePool,
+    posts: PostQueue,
 }
+
+/// Batch writers of posts. One: SQLite takes one writer at a time anyway.
+const POST_WRITERS: usize = 1;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory.
@@ -43,15 +48,15 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { wake, pool })
+        let posts = PostQueue::start(POST_WRITERS, {
+            let (pool, wake) = (pool.clone(), wake.clone());
+            move |batch| write_posts(pool.clone(), wake.clone(), batch)
+        });
+        Ok(Self { wake, pool, posts })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("./migrations/sqlite").run(&self.pool).await
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// One process owns a SQLite file: every writer is in this process, and
@@ -59,13 +64,21 @@ impl SqliteStore {
     async fn watch_notifications(&self, _wake: Arc<Notify>) {}
 }
 
+/// Begins a transaction that writes.
+async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 super::sql::impl_store! {
     store: SqliteStore,
+    database: Sqlite,
     connection: SqliteConnection,
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
     greatest: "MAX",
     // Deferred: the snapshot starts at the first read.
     begin_snapshot: "BEGIN",
+    // `BEGIN IMMEDIATE` already holds the database's write lock.
+    lock_rows: "",
     notify: None,
 }

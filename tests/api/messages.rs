@@ -12,6 +12,7 @@ on_both_stores!(
     a_retried_client_id_returns_the_original_and_writes_nothing,
     concurrent_retries_of_one_client_id_store_exactly_one_message,
     fifty_concurrent_writers_get_gap_free_seqs,
+    posts_written_together_succeed_or_fail_each_on_its_own,
     bodies_are_stored_and_returned_byte_exact,
 );
 
@@ -207,4 +208,71 @@ async fn bodies_are_stored_and_returned_byte_exact(backend: Backend) {
     assert_eq!(stored, bodies);
     let (_, listed) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
     assert_eq!(listed["name"], "Ünïcødé 💬 '; DROP TABLE rooms; --");
+}
+
+/// Concurrent posts are committed in batches (group commit): one post that
+/// may not be made must not take the others of its batch down with it.
+async fn posts_written_together_succeed_or_fail_each_on_its_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let boss = admin("boss");
+    let (open, closed) = (
+        app.create_room(&boss, "open", &["member"]).await,
+        app.create_room(&boss, "closed", &[]).await,
+    );
+    let (member, stranger) = (user("member"), user("stranger"));
+    let posts = (0..60).map(|i| {
+        let app = &app;
+        // A member's posts, a stranger's (404), and clientId reuse with another body (409).
+        let (token, room, body) = match i % 3 {
+            0 => (&member, &open, json!({"body": format!("ok {i}")})),
+            1 => (&stranger, &open, json!({"body": format!("no {i}")})),
+            _ => (&member, &closed, json!({"body": format!("no {i}")})),
+        };
+        async move {
+            let (status, answer) = app
+                .post(&format!("/api/chat/rooms/{room}/messages"), token, body)
+                .await;
+            (i, status, answer)
+        }
+    });
+    let reused = app
+        .post(
+            &format!("/api/chat/rooms/{open}/messages"),
+            &member,
+            json!({"body": "first", "clientId": "c-1"}),
+        )
+        .await;
+    assert_eq!(reused.0, StatusCode::CREATED);
+    let open_path = format!("/api/chat/rooms/{open}/messages");
+    let conflicts = (0..10).map(|_| {
+        app.post(
+            &open_path,
+            &member,
+            json!({"body": "other", "clientId": "c-1"}),
+        )
+    });
+    let (answers, conflicts) = futures::join!(join_all(posts), join_all(conflicts));
+    for (i, status, answer) in answers {
+        let expected = if i % 3 == 0 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, expected, "post {i}: {answer}");
+    }
+    for (status, answer) in conflicts {
+        assert_error((status, answer), StatusCode::CONFLICT, "client_id_conflict");
+    }
+    let (_, stored) = app
+        .get(&format!("/api/chat/rooms/{open}/messages?limit=200"), &boss)
+        .await;
+    assert_eq!(
+        seqs(&stored),
+        (1..=21).collect::<Vec<_>>(),
+        "20 posts and `first`, gap-free"
+    );
+    let (_, closed) = app
+        .get(&format!("/api/chat/rooms/{closed}/messages"), &boss)
+        .await;
+    assert_eq!(seqs(&closed), Vec::<i64>::new());
 }
