@@ -1,41 +1,104 @@
 //! The reference: a bare axum broadcast hub, the least a Rust SSE server can
 //! do (no auth, no store, no resume): `tokio::sync::broadcast` in,
-//! `axum::response::sse` out, with axum's keep-alive as its heartbeat.
+//! `axum::response::sse` out, with axum's keep-alive as its heartbeat. Events
+//! go to everyone (`/sse`) and to a room's channel (`/sse?room=R`) when
+//! published with `?room=R`. For the polling workload it serves one fixed
+//! body at `/rooms` (set by a `POST`), with an `ETag`.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::Stream;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+#[derive(Clone)]
+struct Hub {
+    everyone: broadcast::Sender<Arc<str>>,
+    rooms: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
+    listing: Arc<Mutex<Arc<str>>>,
+    heartbeat: Duration,
+}
+
+#[derive(serde::Deserialize)]
+struct Room {
+    room: Option<String>,
+}
+
+impl Hub {
+    fn room(&self, room: &str) -> broadcast::Sender<Arc<str>> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| broadcast::channel(64).0)
+            .clone()
+    }
+}
+
 pub async fn serve(listen: SocketAddr, heartbeat: Duration) -> std::io::Result<()> {
-    let (sender, _) = broadcast::channel::<Arc<str>>(1024);
+    let hub = Hub {
+        everyone: broadcast::channel(1024).0,
+        rooms: Arc::default(),
+        listing: Arc::new(Mutex::new(Arc::from("{}"))),
+        heartbeat,
+    };
     let app = Router::new()
-        .route(
-            "/sse",
-            get(
-                move |State(sender): State<broadcast::Sender<Arc<str>>>| async move {
-                    Sse::new(events(sender.subscribe()))
-                        .keep_alive(KeepAlive::new().interval(heartbeat))
-                },
-            ),
-        )
-        .route(
-            "/publish",
-            post(
-                |State(sender): State<broadcast::Sender<Arc<str>>>, body: String| async move {
-                    let _ = sender.send(Arc::from(body));
-                },
-            ),
-        )
-        .with_state(sender);
+        .route("/sse", get(subscribe))
+        .route("/publish", post(publish))
+        .route("/rooms", get(listing).post(set_listing))
+        .with_state(hub);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, app).await
+}
+
+async fn subscribe(State(hub): State<Hub>, Query(query): Query<Room>) -> impl IntoResponse {
+    let receiver = match &query.room {
+        Some(room) => hub.room(room).subscribe(),
+        None => hub.everyone.subscribe(),
+    };
+    Sse::new(events(receiver)).keep_alive(KeepAlive::new().interval(hub.heartbeat))
+}
+
+async fn publish(State(hub): State<Hub>, Query(query): Query<Room>, body: String) {
+    let event: Arc<str> = Arc::from(body);
+    if let Some(room) = &query.room {
+        let _ = hub.room(room).send(event.clone());
+    }
+    let _ = hub.everyone.send(event);
+}
+
+async fn listing(State(hub): State<Hub>, headers: HeaderMap) -> Response {
+    let body = hub
+        .listing
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let etag = format!("\"{}\"", body.len());
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tag| tag.as_bytes() == etag.as_bytes())
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::ETAG, etag),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn set_listing(State(hub): State<Hub>, body: String) {
+    *hub.listing.lock().unwrap_or_else(PoisonError::into_inner) = Arc::from(body);
 }
 
 fn events(

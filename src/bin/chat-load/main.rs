@@ -4,12 +4,15 @@
 //! samples the server's memory, CPU and open files from `/proc`, prints a
 //! table and writes JSON under `target/bench/`.
 
+mod chat;
 mod histogram;
 mod hub;
 mod process;
 mod streams;
+mod writes;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use process::{Served, StoreChoice};
 use serde::Serialize;
@@ -18,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use streams::{Tally, clients, now_micros, subscribe, subscribe_resuming};
+use streams::{Body, Tally, clients, now_micros, subscribe, subscribe_resuming};
 use tokio::sync::Semaphore;
 
 const SECRET: &str = "chat-load-secret-that-is-at-least-32-bytes";
@@ -83,6 +86,32 @@ enum Workload {
         #[arg(long, default_value_t = 5)]
         step_seconds: u64,
     },
+    /// W3: rooms with one widget stream each, admin panels watching every
+    /// room, messages spread over the rooms.
+    Chat {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 5_000)]
+        rooms: usize,
+        #[arg(long, default_value_t = 20)]
+        admins: usize,
+        /// Messages per second, over all rooms.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// W5: concurrent writers posting over many rooms, stepped by writer count.
+    Writes {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+        writers: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// W6: streams cut at once by a server restart (SIGKILL), all resuming
     /// with their last event id: time until every one has caught up.
     Resume {
@@ -118,6 +147,19 @@ async fn main() -> ExitCode {
         } => fanout(&common, subscribers, &rates, step_seconds, "w2")
             .await
             .map(|_| ()),
+        Workload::Chat {
+            common,
+            rooms,
+            admins,
+            rate,
+            seconds,
+        } => chat::chat(&common, rooms, admins, rate, seconds).await,
+        Workload::Writes {
+            common,
+            rooms,
+            writers,
+            seconds,
+        } => writes::writes(&common, rooms, &writers, seconds).await,
         Workload::Resume { common, streams } => resume(&common, streams).await,
         Workload::Smoke { common } => smoke(&common).await,
     };
@@ -131,7 +173,11 @@ async fn main() -> ExitCode {
 }
 
 fn token(sub: &str) -> String {
-    let claims = json!({"sub": sub, "role": "admin", "exp": now_micros() / 1_000_000 + 86_400});
+    token_as(sub, "admin")
+}
+
+fn token_as(sub: &str, role: &str) -> String {
+    let claims = json!({"sub": sub, "role": role, "exp": now_micros() / 1_000_000 + 86_400});
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -225,6 +271,75 @@ impl Target {
         })
     }
 
+    /// Creates `count` more rooms, the `index`th with `members(index)`;
+    /// returns their ids, in order.
+    async fn create_rooms(
+        &self,
+        count: usize,
+        members: impl Fn(usize) -> Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        let creations = (0..count).map(|index| {
+            let request = self
+                .http
+                .post(format!("{}/api/chat/rooms", self.served.base))
+                .bearer_auth(&self.publisher)
+                .json(&json!({"name": format!("load {index}"), "memberIds": members(index)}));
+            async move {
+                let room: serde_json::Value = request
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(room["id"].as_str().unwrap_or_default().to_owned())
+            }
+        });
+        futures::stream::iter(creations)
+            .buffered(32)
+            .try_collect()
+            .await
+    }
+
+    /// Where a room takes messages.
+    fn messages_url(&self, room: &str) -> String {
+        format!("{}/api/chat/rooms/{room}/messages", self.served.base)
+    }
+
+    /// How many messages the store holds: the sum of every room's newest
+    /// seq, read page by page through the listing.
+    async fn stored_messages(&self) -> Result<u64, String> {
+        let (mut total, mut page_token) = (0, None::<String>);
+        loop {
+            // Page tokens are URL-safe base64: no escaping needed.
+            let next = page_token.map_or(String::new(), |t| format!("&pageToken={t}"));
+            let page: serde_json::Value = self
+                .http
+                .get(format!(
+                    "{}/api/chat/rooms?limit=500{next}",
+                    self.served.base
+                ))
+                .bearer_auth(&self.publisher)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let rooms = page["rooms"].as_array().cloned().unwrap_or_default();
+            total += rooms
+                .iter()
+                .filter_map(|room| room["lastMessage"]["seq"].as_u64())
+                .sum::<u64>();
+            match page["nextPageToken"].as_str() {
+                Some(next) => page_token = Some(next.to_owned()),
+                None => return Ok(total),
+            }
+        }
+    }
+
     /// Opens `count` streams, each as a distinct admin (`mixed`: alternately
     /// room and global streams); returns how long connecting took.
     async fn open(
@@ -244,17 +359,33 @@ impl Target {
         resuming: bool,
         tally: &Arc<Tally>,
     ) -> Result<Duration, String> {
-        let clients = clients();
-        let connecting = Arc::new(Semaphore::new(256));
-        let started = Instant::now();
-        for index in 0..count {
-            let url = self.stream_urls[if mixed {
+        let streams = (0..count).map(|index| {
+            let url = &self.stream_urls[if mixed {
                 index % self.stream_urls.len()
             } else {
                 0
-            }]
-            .clone();
+            }];
             let token = self.ours.then(|| token(&format!("load-admin-{index}")));
+            (url.clone(), token)
+        });
+        self.connect(streams, resuming, tally).await
+    }
+
+    /// Opens a stream for each (URL, token), the `index`th counting in
+    /// `tally` at `index`, at most 256 connecting at once; returns once all
+    /// are open, with how long that took.
+    async fn connect(
+        &self,
+        streams: impl IntoIterator<Item = (String, Option<String>)>,
+        resuming: bool,
+        tally: &Arc<Tally>,
+    ) -> Result<Duration, String> {
+        let clients = clients();
+        let connecting = Arc::new(Semaphore::new(256));
+        let started = Instant::now();
+        let mut count = 0;
+        for (index, (url, token)) in streams.into_iter().enumerate() {
+            count += 1;
             let client = clients[index % clients.len()].clone();
             let (tally, permit) = (
                 tally.clone(),
@@ -290,10 +421,15 @@ impl Target {
     }
 
     /// Publishes message `n`, retrying (idempotently, by clientId) until stored.
-    /// The hub is sent an event of the same shape and size as ours sends, so
-    /// both move the same bytes.
     async fn publish(&self, n: u64) -> Result<(), String> {
-        let body = format!("t={};n={n}", now_micros());
+        self.publish_to(&self.publish_url, &Body::text(n, None), n)
+            .await
+    }
+
+    /// Publishes `body` as message `n` at `url` (ours: a room's messages;
+    /// the hub: its publish URL). The hub is sent an event of the same shape
+    /// and size as ours sends, so both move the same bytes.
+    async fn publish_to(&self, url: &str, body: &str, n: u64) -> Result<(), String> {
         let hub_event = json!({"type": "message", "message": {
             "id": "01a21bc8-1182-706a-bfb3-288d70bd4d7d",
             "roomId": "01a21bc8-1175-756f-9e0c-38792acfab03",
@@ -303,11 +439,11 @@ impl Target {
         for _ in 0..20 {
             let request = if self.ours {
                 self.http
-                    .post(&self.publish_url)
+                    .post(url)
                     .bearer_auth(&self.publisher)
                     .json(&json!({"body": body, "clientId": format!("n{n}")}))
             } else {
-                self.http.post(&self.publish_url).body(hub_event.clone())
+                self.http.post(url).body(hub_event.clone())
             };
             if matches!(request.send().await, Ok(r) if r.status().is_success()) {
                 return Ok(());

@@ -129,10 +129,11 @@ pub async fn subscribe_resuming(
     }
 }
 
-/// Where a subscriber is: the last sequence number and event id it saw.
+/// Where a subscriber is: the last sequence number it saw (per room, when
+/// bodies name their room) and the last event id.
 #[derive(Default)]
 struct Position {
-    last: u64,
+    last: std::collections::HashMap<u64, u64>,
     event_id: Option<String>,
 }
 
@@ -150,47 +151,71 @@ async fn read(response: reqwest::Response, position: &mut Position, index: usize
                 position.event_id = std::str::from_utf8(id).ok().map(str::to_owned);
                 continue;
             }
-            let Some((sent, n)) = parse(line) else {
+            let Some(Body { sent, n, room }) = parse(line) else {
                 continue;
             };
             tally.latency.record(now_micros().saturating_sub(sent));
             tally.deliveries.fetch_add(1, Ordering::Relaxed);
-            if n <= position.last {
+            let last = position.last.entry(room).or_default();
+            if n <= *last {
                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if n > position.last + 1 {
-                tally
-                    .gaps
-                    .fetch_add(n - position.last - 1, Ordering::Relaxed);
+            if n > *last + 1 {
+                tally.gaps.fetch_add(n - *last - 1, Ordering::Relaxed);
             }
-            position.last = n;
+            *last = n;
             tally.last_seen[index].store(n, Ordering::Relaxed);
         }
         pending.drain(..consumed);
     }
 }
 
-/// Finds `t=<digits>;n=<digits>` in a `data:` line.
-fn parse(line: &[u8]) -> Option<(u64, u64)> {
+/// What a published body carries: `t=<send time, µs>;n=<sequence>`, and
+/// `;r=<room index>` where messages go to many rooms, each its own sequence.
+#[derive(Debug, PartialEq)]
+pub struct Body {
+    sent: u64,
+    n: u64,
+    room: u64,
+}
+
+impl Body {
+    pub fn text(n: u64, room: Option<u64>) -> String {
+        let room = room.map_or(String::new(), |r| format!(";r={r}"));
+        format!("t={};n={n}{room}", now_micros())
+    }
+}
+
+/// Finds a `Body` in a `data:` line.
+fn parse(line: &[u8]) -> Option<Body> {
     if !line.starts_with(b"data:") {
         return None;
     }
     let text = std::str::from_utf8(line).ok()?;
-    let start = text.find("t=")? + 2;
-    let rest = &text[start..];
-    let (sent, rest) = rest.split_once(";n=")?;
-    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((sent.parse().ok()?, n.parse().ok()?))
+    let number = |key: &str| -> Option<u64> {
+        let start = text.find(key)? + key.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some(Body {
+        sent: number("t=")?,
+        n: number(";n=")?,
+        room: number(";r=").unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn bodies_are_found_in_our_events_and_the_hubs() {
+        let body = |sent, n, room| Some(super::Body { sent, n, room });
         let ours = br#"data: {"type":"message","message":{"body":"t=1700;n=42","seq":9}}"#;
-        assert_eq!(super::parse(ours), Some((1700, 42)));
-        assert_eq!(super::parse(b"data: t=5;n=6\n"), Some((5, 6)));
+        assert_eq!(super::parse(ours), body(1700, 42, 0));
+        assert_eq!(super::parse(b"data: t=5;n=6;r=7\n"), body(5, 6, 7));
         assert_eq!(super::parse(b"id: 5\n"), None);
     }
 }

@@ -1,0 +1,180 @@
+//! W3: chat-shaped load. Many rooms with one widget stream each (a user, a
+//! member of that room only), a few admin panels watching every room, and
+//! messages spread over the rooms at a fixed total rate. Each room's messages
+//! are published in order by one publisher task, so every stream can check
+//! its rooms' sequences for gaps and duplicates.
+
+use crate::streams::{Body, Tally};
+use crate::{Common, Target, lineup, token, token_as, write_json};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Publisher tasks; each owns every `PUBLISHERS`th room.
+const PUBLISHERS: usize = 64;
+
+#[derive(Serialize)]
+struct ChatResult {
+    target: &'static str,
+    rooms: usize,
+    admins: usize,
+    rate: u32,
+    achieved_rate: f64,
+    connect_s: f64,
+    deliveries_per_s: f64,
+    widget_p50_ms: f64,
+    widget_p99_ms: f64,
+    widget_max_ms: f64,
+    admin_p50_ms: f64,
+    admin_p99_ms: f64,
+    admin_max_ms: f64,
+    lost: u64,
+    duplicates: u64,
+    server_cpu_percent: f64,
+    server_rss_kib: u64,
+}
+
+pub async fn chat(
+    common: &Common,
+    rooms: usize,
+    admins: usize,
+    rate: u32,
+    seconds: u64,
+) -> Result<(), String> {
+    let mut results = Vec::new();
+    for &ours in lineup(common) {
+        let target = Target::start(common, ours, "25s").await?;
+        let (widget_streams, publish_urls, global_url) = if ours {
+            let ids = target
+                .create_rooms(rooms, |index| vec![format!("load-user-{index}")])
+                .await?;
+            let base = &target.served.base;
+            let streams: Vec<_> = ids
+                .iter()
+                .enumerate()
+                .map(|(index, room)| {
+                    let token = token_as(&format!("load-user-{index}"), "user");
+                    (format!("{base}/api/chat/sse?roomId={room}"), Some(token))
+                })
+                .collect();
+            let publish: Vec<String> = ids.iter().map(|room| target.messages_url(room)).collect();
+            (streams, publish, format!("{base}/api/chat/sse"))
+        } else {
+            let base = &target.served.base;
+            let streams = (0..rooms)
+                .map(|room| (format!("{base}/sse?room={room}"), None))
+                .collect();
+            let publish: Vec<String> = (0..rooms)
+                .map(|room| format!("{base}/publish?room={room}"))
+                .collect();
+            (streams, publish, format!("{base}/sse"))
+        };
+        let (widgets, panels) = (Tally::new(rooms), Tally::new(admins));
+        let connect = target.connect(widget_streams, false, &widgets).await?;
+        let admin_streams = (0..admins).map(|index| {
+            let token = ours.then(|| token(&format!("load-panel-{index}")));
+            (global_url.clone(), token)
+        });
+        target.connect(admin_streams, false, &panels).await?;
+        println!(
+            "{}: {rooms} widget streams connected in {:.1} s, and {admins} admin panels",
+            target.served.name,
+            connect.as_secs_f64()
+        );
+
+        let cpu_before = target.served.sample().cpu_ticks;
+        let started = Instant::now();
+        let target = Arc::new(target);
+        let publish_urls = Arc::new(publish_urls);
+        let per_publisher = f64::from(rate) / PUBLISHERS as f64;
+        let messages = u64::from(rate) * seconds / PUBLISHERS as u64;
+        let tasks: Vec<_> = (0..PUBLISHERS.min(rooms))
+            .map(|publisher| {
+                let (target, urls) = (target.clone(), publish_urls.clone());
+                tokio::spawn(async move {
+                    let own: Vec<usize> = (publisher..urls.len()).step_by(PUBLISHERS).collect();
+                    let mut sent = vec![0u64; own.len()];
+                    let mut tick =
+                        tokio::time::interval(Duration::from_secs_f64(1.0 / per_publisher));
+                    for message in 0..messages as usize {
+                        tick.tick().await;
+                        let slot = message % own.len();
+                        sent[slot] += 1;
+                        let room = own[slot];
+                        let body = Body::text(sent[slot], Some(room as u64));
+                        target.publish_to(&urls[room], &body, sent[slot]).await?;
+                    }
+                    Ok::<_, String>(own.into_iter().zip(sent).collect::<Vec<_>>())
+                })
+            })
+            .collect();
+        let mut published = vec![0u64; rooms];
+        for task in tasks {
+            for (room, count) in task.await.map_err(|e| e.to_string())?? {
+                published[room] = count;
+            }
+        }
+        let publishing = started.elapsed().as_secs_f64();
+        let total: u64 = published.iter().sum();
+        let lost = |widgets: &Tally, panels: &Tally| {
+            let widget_tails: u64 = published
+                .iter()
+                .zip(&widgets.last_seen)
+                .map(|(&sent, seen)| sent.saturating_sub(seen.load(Ordering::Relaxed)))
+                .sum();
+            let panel_distinct = panels.deliveries.load(Ordering::Relaxed)
+                - panels.duplicates.load(Ordering::Relaxed);
+            widget_tails
+                + widgets.gaps.load(Ordering::Relaxed)
+                + (total * admins as u64).saturating_sub(panel_distinct)
+        };
+        let drain = Instant::now();
+        while lost(&widgets, &panels) > 0 && drain.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sample = target.served.sample();
+        let delivered =
+            widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
+        let result = ChatResult {
+            target: target.served.name,
+            rooms,
+            admins,
+            rate,
+            achieved_rate: total as f64 / publishing,
+            connect_s: connect.as_secs_f64(),
+            deliveries_per_s: delivered as f64 / publishing,
+            widget_p50_ms: widgets.latency.percentile_ms(0.50),
+            widget_p99_ms: widgets.latency.percentile_ms(0.99),
+            widget_max_ms: widgets.latency.max_ms(),
+            admin_p50_ms: panels.latency.percentile_ms(0.50),
+            admin_p99_ms: panels.latency.percentile_ms(0.99),
+            admin_max_ms: panels.latency.max_ms(),
+            lost: lost(&widgets, &panels),
+            duplicates: widgets.duplicates.load(Ordering::Relaxed)
+                + panels.duplicates.load(Ordering::Relaxed),
+            server_cpu_percent: (sample.cpu_ticks - cpu_before) as f64 * 10.0
+                / (publishing * 1000.0)
+                * 100.0,
+            server_rss_kib: sample.rss_kib,
+        };
+        println!(
+            "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
+            result.target,
+            result.achieved_rate,
+            result.deliveries_per_s,
+            result.widget_p50_ms,
+            result.widget_p99_ms,
+            result.widget_max_ms,
+            result.admin_p50_ms,
+            result.admin_p99_ms,
+            result.admin_max_ms,
+            result.lost,
+            result.duplicates,
+            result.server_cpu_percent,
+            result.server_rss_kib
+        );
+        results.push(result);
+    }
+    write_json("w3", common, &results)
+}
