@@ -7,6 +7,8 @@
 mod chat;
 mod histogram;
 mod hub;
+mod plot;
+mod polling;
 mod process;
 mod streams;
 mod writes;
@@ -101,6 +103,23 @@ enum Workload {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// W4: fallback polling of `GET /api/chat/rooms`, without and with
+    /// `If-None-Match`, over rooms seeded with messages.
+    Polling {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        rooms: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 1_000)]
+        users: usize,
+        /// Requests per second, over all users.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// W5: concurrent writers posting over many rooms, stepped by writer count.
     Writes {
         #[command(flatten)]
@@ -119,6 +138,13 @@ enum Workload {
         common: Common,
         #[arg(long, default_value_t = 10_000)]
         streams: usize,
+    },
+    /// Draws the recorded results (W1, W2) as SVG charts.
+    Plot {
+        #[arg(long, default_value = "target/bench")]
+        input: std::path::PathBuf,
+        #[arg(long, default_value = "docs/benchmarks")]
+        output: std::path::PathBuf,
     },
     /// A few hundred streams for a few seconds: works, and loses nothing (CI).
     Smoke {
@@ -154,6 +180,14 @@ async fn main() -> ExitCode {
             rate,
             seconds,
         } => chat::chat(&common, rooms, admins, rate, seconds).await,
+        Workload::Polling {
+            common,
+            rooms,
+            messages,
+            users,
+            rate,
+            seconds,
+        } => polling::polling(&common, rooms, messages, users, rate, seconds).await,
         Workload::Writes {
             common,
             rooms,
@@ -161,6 +195,7 @@ async fn main() -> ExitCode {
             seconds,
         } => writes::writes(&common, rooms, &writers, seconds).await,
         Workload::Resume { common, streams } => resume(&common, streams).await,
+        Workload::Plot { input, output } => plot::plot(&input, &output),
         Workload::Smoke { common } => smoke(&common).await,
     };
     match outcome {
@@ -297,7 +332,7 @@ impl Target {
             }
         });
         futures::stream::iter(creations)
-            .buffered(32)
+            .buffered(4)
             .try_collect()
             .await
     }
@@ -566,6 +601,8 @@ struct IdleResult {
     kib_per_stream: f64,
     cpu_ms_per_1000_heartbeats: f64,
     open_files: u64,
+    /// (streams open, server RSS in KiB), sampled while connecting.
+    rss_by_streams: Vec<(u64, u64)>,
 }
 
 /// W1: `count` idle streams (room and global mixed), heartbeat 1 s.
@@ -576,9 +613,26 @@ async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String>
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = target.served.sample();
         let tally = Tally::new(count);
+        let pid = target.served.pid();
+        let sampler = tokio::spawn({
+            let tally = tally.clone();
+            async move {
+                let mut series = Vec::new();
+                loop {
+                    let open = tally.connected.load(Ordering::Relaxed);
+                    series.push((open, process::Sample::of(pid).rss_kib));
+                    if open >= count as u64 {
+                        return series;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
         let connect = target.open(count, true, &tally).await?;
+        let mut rss_by_streams = sampler.await.map_err(|e| e.to_string())?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let settled = target.served.sample();
+        rss_by_streams.push((count as u64, settled.rss_kib));
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let after = target.served.sample();
         let heartbeats = (count as u64 * seconds) as f64;
@@ -593,6 +647,7 @@ async fn idle(common: &Common, count: usize, seconds: u64) -> Result<(), String>
                 / heartbeats
                 * 1000.0,
             open_files: after.open_files,
+            rss_by_streams,
         };
         println!(
             "{:>12}: {} streams, connected in {:.1} s, {:.1} KiB RSS per stream ({} -> {} KiB), {:.2} ms CPU per 1,000 heartbeats, {} open files",

@@ -139,6 +139,10 @@ impl Served {
     pub fn sample(&self) -> Sample {
         Sample::of(self.child.id())
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Served {
