@@ -39,6 +39,52 @@ macro_rules! visible_to_caller {
 }
 pub(super) use visible_to_caller;
 
+/// Unread totals: O(rooms visible), never a scan of messages. `$1` caller.
+macro_rules! total_unread_all {
+    () => {
+        "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
+         FROM rooms r
+         LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1"
+    };
+}
+pub(super) use total_unread_all;
+
+macro_rules! total_unread_member {
+    () => {
+        "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
+         FROM room_members me
+         JOIN rooms r ON r.id = me.room_id
+         LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+         WHERE me.user_id = $1"
+    };
+}
+pub(super) use total_unread_member;
+
+/// The first id the log no longer holds, minus one: no snapshot may claim less.
+macro_rules! purged_up_to {
+    () => {
+        "SELECT COALESCE(MIN(id), (SELECT last_id + 1 FROM event_counter)) - 1 FROM events"
+    };
+}
+pub(super) use purged_up_to;
+
+/// The newest event in any of the rooms of the user `$1`.
+macro_rules! member_last_event {
+    () => {
+        "SELECT COALESCE(MAX(r.last_event_id), 0)
+         FROM room_members me JOIN rooms r ON r.id = me.room_id WHERE me.user_id = $1"
+    };
+}
+pub(super) use member_last_event;
+
+/// The newest event about the user `$1`: joining or leaving a room.
+macro_rules! subject_last_event {
+    () => {
+        "SELECT COALESCE(MAX(id), 0) FROM events WHERE subject_id = $1"
+    };
+}
+pub(super) use subject_last_event;
+
 macro_rules! impl_store {
     (
         store: $store:ty,
@@ -51,7 +97,10 @@ macro_rules! impl_store {
         notify: $notify:expr $(,)?
     ) => {
         use super::group_commit::{Post, answer_failed_batch};
-        use super::sql::{room_select, visible_to_caller};
+        use super::sql::{
+            member_last_event, purged_up_to, room_select, subject_last_event, total_unread_all,
+            total_unread_member, visible_to_caller,
+        };
         use super::{
             EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
             RoomCursor, RoomPage, RoomRow, Store, StoredEvent, initial_members, page_of, resend,
@@ -85,15 +134,26 @@ macro_rules! impl_store {
             "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
             "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
         );
-        // Unread totals: O(rooms visible), never a scan of messages.
-        const TOTAL_UNREAD_ALL: &str = "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
-             FROM rooms r
-             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1";
-        const TOTAL_UNREAD_MEMBER: &str = "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
-             FROM room_members me
-             JOIN rooms r ON r.id = me.room_id
-             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
-             WHERE me.user_id = $1";
+        /// What a page of the listing reports beside its rooms, in one
+        /// statement: the unread total, the newest event, the purge mark.
+        const LISTING_MARKS_ALL: &str = concat!(
+            "SELECT (", total_unread_all!(), "), (SELECT last_id FROM event_counter), (",
+            purged_up_to!(), ")"
+        );
+        const LISTING_MARKS_MEMBER: &str = concat!(
+            "SELECT (", total_unread_member!(), "), (", member_last_event!(), "), (",
+            purged_up_to!(), ")"
+        );
+        /// What a listing's version is made of, in one statement (one snapshot):
+        /// every change to a listing writes an event, in one of the caller's
+        /// rooms or about the caller (a room they left).
+        const VERSION_ALL: &str = concat!(
+            "SELECT (SELECT last_id FROM event_counter), (", purged_up_to!(), ")"
+        );
+        const VERSION_MEMBER: &str = concat!(
+            "SELECT (", member_last_event!(), "), (", subject_last_event!(), "), (",
+            purged_up_to!(), ")"
+        );
         // Messages pages: `$1` room, `$2` seq, `$3` rows to fetch.
         const MESSAGES_BEFORE: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
              FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
@@ -116,16 +176,9 @@ macro_rules! impl_store {
             "UPDATE rooms SET last_event_id = $2, activity = $2 WHERE id = $1";
         const CURSOR: &str =
             "SELECT last_read_seq FROM read_cursors WHERE room_id = $1 AND user_id = $2";
-        /// The first id the log no longer holds, minus one: no snapshot may claim less.
-        const PURGED_UP_TO: &str =
-            "SELECT COALESCE(MIN(id), (SELECT last_id + 1 FROM event_counter)) - 1 FROM events";
+        const PURGED_UP_TO: &str = purged_up_to!();
         const NEWEST_EVENT: &str = "SELECT last_id FROM event_counter";
-        const MEMBER_LAST_EVENT: &str = "SELECT COALESCE(MAX(r.last_event_id), 0)
-             FROM room_members me JOIN rooms r ON r.id = me.room_id WHERE me.user_id = $1";
         const ROOM_LAST_EVENT: &str = "SELECT last_event_id FROM rooms WHERE id = $1";
-        /// The newest event about the user: joining or leaving a room.
-        const SUBJECT_LAST_EVENT: &str =
-            "SELECT COALESCE(MAX(id), 0) FROM events WHERE subject_id = $1";
         // Replay: `$1` after, then the scope's id if any, then the limit.
         const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 ORDER BY id LIMIT $2";
@@ -592,10 +645,10 @@ macro_rules! impl_store {
                 limit: u32,
                 after: Option<&RoomCursor>,
             ) -> Result<RoomPage> {
-                let (query, total, last_event) = if caller.is_admin() {
-                    (ALL_ROOMS, TOTAL_UNREAD_ALL, NEWEST_EVENT)
+                let (query, marks) = if caller.is_admin() {
+                    (ALL_ROOMS, LISTING_MARKS_ALL)
                 } else {
-                    (MEMBER_ROOMS, TOTAL_UNREAD_MEMBER, MEMBER_LAST_EVENT)
+                    (MEMBER_ROOMS, LISTING_MARKS_MEMBER)
                 };
                 // One snapshot, so the page, the total and the event id agree.
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
@@ -605,42 +658,28 @@ macro_rules! impl_store {
                     .bind(after.map_or(i64::MAX, |cursor| cursor.activity))
                     .fetch_all(&mut *tx)
                     .await?;
-                let total_unread: i64 = sqlx::query_scalar(total)
-                    .bind(caller.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let mut last_event = sqlx::query_scalar(last_event);
-                if !caller.is_admin() {
-                    last_event = last_event.bind(caller.id.as_str());
-                }
-                let last_event_id: i64 = last_event.fetch_one(&mut *tx).await?;
-                let purged_up_to: i64 = sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
+                let (total_unread, last_event_id, purged_up_to): (i64, i64, i64) =
+                    sqlx::query_as(marks)
+                        .bind(caller.id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
                 tx.commit().await?;
                 RoomPage::from_rows(rows, limit, total_unread, last_event_id.max(purged_up_to))
             }
 
             async fn rooms_version(&self, caller: &Caller) -> Result<String> {
-                // Every change to a listing writes an event: in one of the
-                // caller's rooms, or about the caller (a room they left).
-                let mut tx = self.pool.begin_with($begin_snapshot).await?;
-                let purged_up_to: i64 =
-                    sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
-                let version = if caller.is_admin() {
-                    let newest: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
-                    format!("all:{newest}:{purged_up_to}")
+                // One statement: no transaction to begin and end.
+                if caller.is_admin() {
+                    let (newest, purged_up_to): (i64, i64) =
+                        sqlx::query_as(VERSION_ALL).fetch_one(&self.pool).await?;
+                    Ok(format!("all:{newest}:{purged_up_to}"))
                 } else {
-                    let rooms: i64 = sqlx::query_scalar(MEMBER_LAST_EVENT)
+                    let (rooms, about, purged_up_to): (i64, i64, i64) = sqlx::query_as(VERSION_MEMBER)
                         .bind(caller.id.as_str())
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&self.pool)
                         .await?;
-                    let about: i64 = sqlx::query_scalar(SUBJECT_LAST_EVENT)
-                        .bind(caller.id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    format!("member:{rooms}:{about}:{purged_up_to}")
-                };
-                tx.commit().await?;
-                Ok(version)
+                    Ok(format!("member:{rooms}:{about}:{purged_up_to}"))
+                }
             }
 
             async fn add_member(
