@@ -10,6 +10,7 @@ mod hub;
 mod plot;
 mod polling;
 mod process;
+mod scale;
 mod streams;
 mod writes;
 
@@ -23,8 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use streams::{Body, Tally, clients, now_micros, subscribe, subscribe_resuming};
-use tokio::sync::Semaphore;
+use streams::{Body, Tally, now_micros};
 
 const SECRET: &str = "chat-load-secret-that-is-at-least-32-bytes";
 
@@ -139,6 +139,32 @@ enum Workload {
         #[arg(long, default_value_t = 10_000)]
         streams: usize,
     },
+    /// W1 scale-out: streams spread over several instances sharing one
+    /// PostgreSQL database; every stream must see every message.
+    Scale {
+        /// A server where a fresh database may be created.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres: String,
+        #[arg(long, default_value_t = 6)]
+        instances: usize,
+        #[arg(long, default_value_t = 100_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 20)]
+        messages: u64,
+    },
+    /// One load-generating process of `scale` (started by it).
+    #[command(hide = true)]
+    ScaleWorker {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        room: String,
+        #[arg(long)]
+        streams: usize,
+        /// The index of this worker's first admin user.
+        #[arg(long)]
+        first: usize,
+    },
     /// Draws the recorded results (W1, W2) as SVG charts.
     Plot {
         #[arg(long, default_value = "target/bench")]
@@ -195,6 +221,18 @@ async fn main() -> ExitCode {
             seconds,
         } => writes::writes(&common, rooms, &writers, seconds).await,
         Workload::Resume { common, streams } => resume(&common, streams).await,
+        Workload::Scale {
+            postgres,
+            instances,
+            streams,
+            messages,
+        } => scale::scale(&postgres, instances, streams, messages).await,
+        Workload::ScaleWorker {
+            base,
+            room,
+            streams,
+            first,
+        } => scale::worker(&base, &room, streams, first).await,
         Workload::Plot { input, output } => plot::plot(&input, &output),
         Workload::Smoke { common } => smoke(&common).await,
     };
@@ -415,44 +453,9 @@ impl Target {
         resuming: bool,
         tally: &Arc<Tally>,
     ) -> Result<Duration, String> {
-        let clients = clients();
-        let connecting = Arc::new(Semaphore::new(256));
-        let started = Instant::now();
-        let mut count = 0;
-        for (index, (url, token)) in streams.into_iter().enumerate() {
-            count += 1;
-            let client = clients[index % clients.len()].clone();
-            let (tally, permit) = (
-                tally.clone(),
-                connecting
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            if resuming {
-                let token = token.unwrap_or_default();
-                tokio::spawn(subscribe_resuming(client, url, token, index, tally, permit));
-            } else {
-                tokio::spawn(subscribe(client, url, token, index, tally, permit));
-            }
-        }
-        while tally.connected.load(Ordering::Relaxed) + tally.errors.load(Ordering::Relaxed)
-            < count as u64
-        {
-            if started.elapsed() > Duration::from_secs(120) {
-                return Err("streams did not all connect within 120 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let errors = tally.errors.load(Ordering::Relaxed);
-        if errors > 0 {
-            return Err(format!(
-                "{errors} of {count} streams failed to open on {}",
-                self.served.name
-            ));
-        }
-        Ok(started.elapsed())
+        streams::open_all(streams, resuming, tally)
+            .await
+            .map_err(|e| format!("{e} on {}", self.served.name))
     }
 
     /// Publishes message `n`, retrying (idempotently, by clientId) until stored.
@@ -502,6 +505,9 @@ struct Step {
     duplicates: u64,
 }
 
+/// Posts a fan-out publisher may have in flight at once.
+const IN_FLIGHT: usize = 32;
+
 /// W2: one room, `subscribers` streams, the publish rate stepped through `rates`.
 async fn fanout(
     common: &Common,
@@ -531,10 +537,21 @@ async fn fanout(
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
             let count = u64::from(rate) * step_seconds;
+            // On schedule, however long each post takes: posts overlap, up
+            // to `IN_FLIGHT`, so the publisher is not what limits the rate.
+            let mut in_flight = futures::stream::FuturesUnordered::new();
             for _ in 0..count {
-                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick(), if in_flight.len() < IN_FLIGHT => break,
+                        Some(posted) = in_flight.next(), if !in_flight.is_empty() => posted?,
+                    }
+                }
                 published += 1;
-                target.publish(published).await?;
+                in_flight.push(target.publish(published));
+            }
+            while let Some(posted) = in_flight.next().await {
+                posted?;
             }
             let publishing = started.elapsed().as_secs_f64();
             // Let the last deliveries land (bounded).

@@ -13,6 +13,8 @@ pub struct Served {
     ready: String,
     pub base: String,
     pub name: &'static str,
+    /// The database URL chat-server was given (empty for the hub).
+    pub database: String,
     _data: tempfile::TempDir,
 }
 
@@ -22,6 +24,8 @@ pub enum StoreChoice {
     Sqlite,
     /// A server URL where a fresh database may be created.
     Postgres(String),
+    /// This database, as it is (instances sharing one).
+    Database(String),
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -46,11 +50,12 @@ impl Served {
         let database_url = match store {
             StoreChoice::Sqlite => format!("sqlite://{}", data.path().join("chat.db").display()),
             StoreChoice::Postgres(server) => fresh_postgres_database(server).await?,
+            StoreChoice::Database(url) => url.clone(),
         };
         let mut command = Command::new(sibling("chat-server").map_err(|e| e.to_string())?);
         command
             .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", database_url)
+            .env("DATABASE_URL", &database_url)
             .env("CHAT_JWT_SECRET", secret)
             .env("CHAT_DATA_DIR", data.path())
             .env("CHAT_LOG", "warn")
@@ -65,7 +70,9 @@ impl Served {
             command.env(name, value);
         }
         command.envs(env.iter().copied());
-        Self::start(command, port, "chat-server", "/readyz", data).await
+        let mut served = Self::start(command, port, "chat-server", "/readyz", data).await?;
+        served.database = database_url;
+        Ok(served)
     }
 
     /// The reference hub, with the given heartbeat.
@@ -100,6 +107,7 @@ impl Served {
             ready: ready.to_owned(),
             base: format!("http://127.0.0.1:{port}"),
             name,
+            database: String::new(),
             _data: data,
         };
         served.wait_ready().await?;
@@ -152,7 +160,7 @@ impl Drop for Served {
     }
 }
 
-async fn fresh_postgres_database(server: &str) -> Result<String, String> {
+pub async fn fresh_postgres_database(server: &str) -> Result<String, String> {
     let name = format!("chat_bench_{}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(server)
         .await

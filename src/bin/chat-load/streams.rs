@@ -1,14 +1,16 @@
 //! Subscribers: many SSE streams, spread over source addresses 127.0.0.1-16
 //! (each has its own ~28k ephemeral ports), parsed as they arrive. Every
 //! published body is `t=<send time, µs>;n=<sequence>`: each subscriber
-//! measures latency and counts duplicates and gaps by sequence.
+//! measures latency, and counts duplicates and the distinct messages it got
+//! by sequence (in any order: publishers may have several posts in flight).
 
 use crate::histogram::Histogram;
 use futures::StreamExt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 
 pub fn now_micros() -> u64 {
     SystemTime::now()
@@ -34,12 +36,11 @@ pub struct Tally {
     pub latency: Histogram,
     pub deliveries: AtomicU64,
     pub duplicates: AtomicU64,
-    pub gaps: AtomicU64,
     pub connected: AtomicU64,
     pub reconnected: AtomicU64,
     pub errors: AtomicU64,
-    /// Per subscriber, the last sequence number seen.
-    pub last_seen: Vec<AtomicU64>,
+    /// Per subscriber, how many distinct messages it received.
+    pub received: Vec<AtomicU64>,
 }
 
 impl Tally {
@@ -48,22 +49,61 @@ impl Tally {
             latency: Histogram::new(),
             deliveries: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             reconnected: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            last_seen: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
+            received: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
-    /// Messages up to `published` that some subscriber never received.
+    /// Of `published` messages to every subscriber, how many deliveries are missing.
     pub fn lost(&self, published: u64) -> u64 {
-        let tails: u64 = self
-            .last_seen
+        self.received
             .iter()
-            .map(|last| published.saturating_sub(last.load(Ordering::Relaxed)))
-            .sum();
-        tails + self.gaps.load(Ordering::Relaxed)
+            .map(|received| published.saturating_sub(received.load(Ordering::Relaxed)))
+            .sum()
+    }
+}
+
+/// Opens a stream for each (URL, token), the `index`th counting in `tally`
+/// at `index`, at most 256 connecting at once; returns once all are open,
+/// with how long that took.
+pub async fn open_all(
+    streams: impl IntoIterator<Item = (String, Option<String>)>,
+    resuming: bool,
+    tally: &Arc<Tally>,
+) -> Result<Duration, String> {
+    let clients = clients();
+    let connecting = Arc::new(Semaphore::new(256));
+    let started = Instant::now();
+    let mut count = 0;
+    for (index, (url, token)) in streams.into_iter().enumerate() {
+        count += 1;
+        let client = clients[index % clients.len()].clone();
+        let permit = connecting
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let tally = tally.clone();
+        if resuming {
+            let token = token.unwrap_or_default();
+            tokio::spawn(subscribe_resuming(client, url, token, index, tally, permit));
+        } else {
+            tokio::spawn(subscribe(client, url, token, index, tally, permit));
+        }
+    }
+    while tally.connected.load(Ordering::Relaxed) + tally.errors.load(Ordering::Relaxed)
+        < count as u64
+    {
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("streams did not all connect within 300 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match tally.errors.load(Ordering::Relaxed) {
+        0 => Ok(started.elapsed()),
+        errors => Err(format!("{errors} of {count} streams failed to open")),
     }
 }
 
@@ -129,12 +169,26 @@ pub async fn subscribe_resuming(
     }
 }
 
-/// Where a subscriber is: the last sequence number it saw (per room, when
-/// bodies name their room) and the last event id.
+/// Where a subscriber is: the sequence numbers it has seen (per room, when
+/// bodies name their room), as bit sets, and the last event id.
 #[derive(Default)]
 struct Position {
-    last: std::collections::HashMap<u64, u64>,
+    seen: std::collections::HashMap<u64, Vec<u64>>,
     event_id: Option<String>,
+}
+
+impl Position {
+    /// Marks `n` of `room` seen; whether it was new.
+    fn see(&mut self, room: u64, n: u64) -> bool {
+        let bits = self.seen.entry(room).or_default();
+        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        let new = bits[word] & bit == 0;
+        bits[word] |= bit;
+        new
+    }
 }
 
 /// Counts a stream's frames until it ends.
@@ -156,16 +210,11 @@ async fn read(response: reqwest::Response, position: &mut Position, index: usize
             };
             tally.latency.record(now_micros().saturating_sub(sent));
             tally.deliveries.fetch_add(1, Ordering::Relaxed);
-            let last = position.last.entry(room).or_default();
-            if n <= *last {
+            if position.see(room, n) {
+                tally.received[index].fetch_add(1, Ordering::Relaxed);
+            } else {
                 tally.duplicates.fetch_add(1, Ordering::Relaxed);
-                continue;
             }
-            if n > *last + 1 {
-                tally.gaps.fetch_add(n - *last - 1, Ordering::Relaxed);
-            }
-            *last = n;
-            tally.last_seen[index].store(n, Ordering::Relaxed);
         }
         pending.drain(..consumed);
     }
