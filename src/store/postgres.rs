@@ -25,7 +25,13 @@ const POST_WRITERS: usize = 2;
 
 impl PgStore {
     pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
-        let connect = PgConnectOptions::from_str(&options.url)?;
+        // Every query here is an index lookup whose best plan does not depend
+        // on its parameters, and planning the listing's (JSON aggregates,
+        // four joins) costs ~2.5 ms: left to choose, PostgreSQL kept planning
+        // it afresh on every call, which capped polling of the listing at
+        // ~800 requests/s on two cores (docs/benchmarks.md, W4).
+        let connect = PgConnectOptions::from_str(&options.url)?
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
