@@ -307,18 +307,7 @@ impl Target {
         .await?;
         let http = reqwest::Client::new();
         let publisher = token("load-publisher");
-        let room: serde_json::Value = http
-            .post(format!("{}/api/chat/rooms", served.base))
-            .bearer_auth(&publisher)
-            .json(&json!({"name": "load"}))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let room = room["id"].as_str().unwrap_or_default().to_owned();
+        let room = create_room(&http, &served.base, &publisher, json!({"name": "load"})).await?;
         Ok(Self {
             stream_urls: vec![
                 format!("{}/api/chat/sse?roomId={room}", served.base),
@@ -352,22 +341,8 @@ impl Target {
         members: impl Fn(usize) -> Vec<String>,
     ) -> Result<Vec<String>, String> {
         let creations = (0..count).map(|index| {
-            let request = self
-                .http
-                .post(format!("{}/api/chat/rooms", self.served.base))
-                .bearer_auth(&self.publisher)
-                .json(&json!({"name": format!("load {index}"), "memberIds": members(index)}));
-            async move {
-                let room: serde_json::Value = request
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(room["id"].as_str().unwrap_or_default().to_owned())
-            }
+            let room = json!({"name": format!("load {index}"), "memberIds": members(index)});
+            create_room(&self.http, &self.served.base, &self.publisher, room)
         });
         futures::stream::iter(creations)
             .buffered(4)
@@ -387,20 +362,8 @@ impl Target {
         loop {
             // Page tokens are URL-safe base64: no escaping needed.
             let next = page_token.map_or(String::new(), |t| format!("&pageToken={t}"));
-            let page: serde_json::Value = self
-                .http
-                .get(format!(
-                    "{}/api/chat/rooms?limit=500{next}",
-                    self.served.base
-                ))
-                .bearer_auth(&self.publisher)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let url = format!("{}/api/chat/rooms?limit=500{next}", self.served.base);
+            let page = json_of(self.http.get(url).bearer_auth(&self.publisher)).await?;
             let rooms = page["rooms"].as_array().cloned().unwrap_or_default();
             total += rooms
                 .iter()
@@ -771,6 +734,30 @@ async fn smoke(common: &Common) -> Result<(), String> {
     }
     println!("smoke: ok, nothing lost or duplicated");
     Ok(())
+}
+
+/// Sends `request` and reads its JSON answer; a status other than 2xx is an error.
+async fn json_of(request: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
+    request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Creates a room on the server at `base`, as `token`; returns its id.
+async fn create_room(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    room: serde_json::Value,
+) -> Result<String, String> {
+    let url = format!("{base}/api/chat/rooms");
+    let room = json_of(http.post(url).bearer_auth(token).json(&room)).await?;
+    Ok(room["id"].as_str().unwrap_or_default().to_owned())
 }
 
 fn write_json<T: Serialize>(name: &str, common: &Common, rows: &T) -> Result<(), String> {

@@ -110,8 +110,9 @@ const COLOURS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
 /// A line chart from zero to a round maximum on both axes, legend on the right.
 fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let points = || series.iter().flat_map(|s| s.points.iter());
-    let x_max = nice(points().map(|p| p.0).fold(0.0, f64::max));
-    let y_max = nice(points().map(|p| p.1).fold(0.0, f64::max));
+    // A hair over a round number (a 5,000.1 ms histogram cap) keeps that number.
+    let x_max = nice(points().map(|p| p.0).fold(0.0, f64::max) / 1.001);
+    let y_max = nice(points().map(|p| p.1).fold(0.0, f64::max) / 1.001);
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let x = |v: f64| LEFT + v / x_max * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;

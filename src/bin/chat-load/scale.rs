@@ -8,7 +8,7 @@
 use crate::histogram::Histogram;
 use crate::process::{Sample, Served, StoreChoice, fresh_postgres_database};
 use crate::streams::{Body, Tally, open_all};
-use crate::{SECRET, token};
+use crate::{SECRET, create_room, token};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::process::Stdio;
@@ -71,18 +71,13 @@ pub async fn scale(
     let idle: Vec<Sample> = servers.iter().map(Served::sample).collect();
     let http = reqwest::Client::new();
     let publisher = token("load-publisher");
-    let room: serde_json::Value = http
-        .post(format!("{}/api/chat/rooms", servers[0].base))
-        .bearer_auth(&publisher)
-        .json(&json!({"name": "scale"}))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let room = room["id"].as_str().unwrap_or_default().to_owned();
+    let room = create_room(
+        &http,
+        &servers[0].base,
+        &publisher,
+        json!({"name": "scale"}),
+    )
+    .await?;
 
     let started = Instant::now();
     let per_instance = streams / instances;
