@@ -7,7 +7,7 @@ use crate::config::{Config, Secret};
 use crate::error::{Error, ErrorDetail};
 use crate::events::{Hub, HubOptions};
 use crate::http::{AppState, api_router};
-use crate::limits::StreamLimits;
+use crate::limits::Limits;
 use crate::store::{self, StoreOptions};
 use axum::Router;
 use axum::body::Body;
@@ -87,7 +87,7 @@ pub async fn build_state(
     Ok(AppState {
         store,
         auth: Arc::new(auth),
-        limits: StreamLimits::new(&config),
+        limits: Limits::new(&config),
         config: Arc::new(config),
         hub,
         draining,

@@ -27,6 +27,8 @@ pub struct Claims {
     pub role: Option<String>,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -49,6 +51,7 @@ pub struct Auth {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    max_lifetime: Duration,
     cookie: String,
 }
 
@@ -84,13 +87,21 @@ impl Auth {
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             leeway: config.jwt_leeway.0,
+            max_lifetime: config.token_max_lifetime.0,
             cookie: config.token_cookie.clone(),
         })
     }
 
     /// Signs an HS256 token for `sub`, valid for `ttl`, with the configured `iss`/`aud`.
     pub fn mint(&self, sub: &UserId, role: Role, ttl: Duration) -> Result<String, Error> {
-        let exp = unix_now() + ttl.as_secs();
+        if ttl > self.max_lifetime {
+            return Err(Error::bad_request(
+                "token_lifetime",
+                "a token may not live longer than token_max_lifetime",
+            ));
+        }
+        let iat = unix_now();
+        let exp = iat + ttl.as_secs();
         let claims = Claims {
             sub: sub.to_string(),
             role: Some(
@@ -101,6 +112,7 @@ impl Auth {
                 .to_owned(),
             ),
             exp,
+            iat: Some(iat),
             nbf: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -155,6 +167,13 @@ impl Auth {
                 _ => invalid("the token is invalid"),
             }
         })?;
+        // A long-lived token is a standing risk if it leaks: measured from
+        // its issue, or from now when it does not say when it was issued.
+        let issued = data.claims.iat.unwrap_or_else(unix_now);
+        let lifetime = data.claims.exp.saturating_sub(issued);
+        if lifetime > self.max_lifetime.as_secs() + self.leeway.as_secs() {
+            return Err(invalid("the token's lifetime exceeds the accepted maximum"));
+        }
         let role = match data.claims.role.as_deref() {
             None | Some("user") => Role::User,
             Some("admin") => Role::Admin,

@@ -46,6 +46,7 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     pub jwt_leeway: Interval,
     pub token_cookie: String,
+    pub token_max_lifetime: Interval,
 
     pub heartbeat_interval: Interval,
     pub stream_retry: Interval,
@@ -57,6 +58,12 @@ pub struct Config {
     pub stream_burst_per_user: u32,
     pub stream_rate_per_ip: u32,
     pub stream_burst_per_ip: u32,
+    pub message_rate_per_user: u32,
+    pub message_burst_per_user: u32,
+    pub room_rate_per_user: u32,
+    pub room_burst_per_user: u32,
+    pub member_rate_per_user: u32,
+    pub member_burst_per_user: u32,
     /// Proxies whose `X-Forwarded-For` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -230,6 +237,20 @@ impl Config {
         ];
         if rates.contains(&0) {
             return invalid("stream limits and rates must be at least 1".to_owned());
+        }
+        let writes = [
+            self.message_rate_per_user,
+            self.message_burst_per_user,
+            self.room_rate_per_user,
+            self.room_burst_per_user,
+            self.member_rate_per_user,
+            self.member_burst_per_user,
+        ];
+        if writes.contains(&0) {
+            return invalid("write rates and bursts must be at least 1".to_owned());
+        }
+        if self.token_max_lifetime.0 < Duration::from_secs(60) {
+            return invalid("token_max_lifetime must be at least 1m".to_owned());
         }
         if self.database_max_connections == 0 {
             return invalid("database_max_connections must be at least 1".to_owned());

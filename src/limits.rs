@@ -1,5 +1,7 @@
-//! Rate limits on opening streams, per user and per client address, so a
-//! reconnect storm from one client cannot starve the others.
+//! Rate limits, per user and per client address: on opening streams, so a
+//! reconnect storm from one client cannot starve the others; and on writes
+//! (messages, rooms, membership changes), so one user cannot flood a room
+//! that thousands watch.
 
 use crate::config::Config;
 use crate::error::Error;
@@ -11,12 +13,23 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct StreamLimits {
+pub struct Limits {
     per_user: DefaultKeyedRateLimiter<UserId>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    messages: DefaultKeyedRateLimiter<UserId>,
+    rooms: DefaultKeyedRateLimiter<UserId>,
+    members: DefaultKeyedRateLimiter<UserId>,
 }
 
-impl StreamLimits {
+/// A kind of write, each limited on its own.
+#[derive(Debug, Clone, Copy)]
+pub enum Write {
+    Message,
+    Room,
+    Member,
+}
+
+impl Limits {
     pub fn new(config: &Config) -> Arc<Self> {
         let quota = |rate: u32, burst: u32| {
             Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
@@ -31,6 +44,15 @@ impl StreamLimits {
                 config.stream_rate_per_ip,
                 config.stream_burst_per_ip,
             )),
+            messages: RateLimiter::keyed(quota(
+                config.message_rate_per_user,
+                config.message_burst_per_user,
+            )),
+            rooms: RateLimiter::keyed(quota(config.room_rate_per_user, config.room_burst_per_user)),
+            members: RateLimiter::keyed(quota(
+                config.member_rate_per_user,
+                config.member_burst_per_user,
+            )),
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
         let weak = Arc::downgrade(&limits);
@@ -41,6 +63,9 @@ impl StreamLimits {
                 let Some(limits) = weak.upgrade() else { return };
                 limits.per_user.retain_recent();
                 limits.per_ip.retain_recent();
+                limits.messages.retain_recent();
+                limits.rooms.retain_recent();
+                limits.members.retain_recent();
             }
         });
         limits
@@ -48,19 +73,30 @@ impl StreamLimits {
 
     /// Counts one stream opening; refuses it with a 429 when over a limit.
     pub fn check_open(&self, caller: &Caller, ip: IpAddr) -> Result<(), Error> {
-        let refused = |not_until: governor::NotUntil<_>, whose: &'static str| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Error::TooManyRequests {
-                retry_after: wait.as_secs().max(1),
-                message: format!("too many streams opened {whose}; retry later").into(),
-            }
-        };
         self.per_ip
             .check_key(&ip)
-            .map_err(|e| refused(e, "from this address"))?;
+            .map_err(|e| refused(e, "streams opened from this address"))?;
         self.per_user
             .check_key(&caller.id)
-            .map_err(|e| refused(e, "by this user"))?;
+            .map_err(|e| refused(e, "streams opened by this user"))?;
         Ok(())
+    }
+
+    /// Counts one write of the caller's; refuses it with a 429 when over the limit.
+    pub fn check_write(&self, caller: &Caller, write: Write) -> Result<(), Error> {
+        let (limiter, what) = match write {
+            Write::Message => (&self.messages, "messages posted by this user"),
+            Write::Room => (&self.rooms, "rooms created by this user"),
+            Write::Member => (&self.members, "membership changes by this user"),
+        };
+        limiter.check_key(&caller.id).map_err(|e| refused(e, what))
+    }
+}
+
+fn refused(not_until: governor::NotUntil<governor::clock::QuantaInstant>, what: &str) -> Error {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    Error::TooManyRequests {
+        retry_after: wait.as_secs().max(1),
+        message: format!("too many {what}; retry later").into(),
     }
 }

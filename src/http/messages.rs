@@ -3,6 +3,7 @@
 
 use super::{AppState, Json, Path, Query, limit, room_id};
 use crate::error::{Error, Result};
+use crate::limits::Write;
 use crate::model::{Caller, ClientId, Message, MessageBody, ReadState};
 use crate::store::{MessageRange, NewMessage, Posted};
 use axum::Router;
@@ -85,6 +86,7 @@ async fn post_message(
     Path(room): Path<String>,
     Json(send): Json<SendMessage>,
 ) -> Result<(StatusCode, Json<Message>)> {
+    state.limits.check_write(&caller, Write::Message)?;
     let room = room_id(&room)?;
     let message = NewMessage {
         body: MessageBody::parse(send.body)?,

@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::Hub;
-use crate::limits::StreamLimits;
+use crate::limits::Limits;
 use crate::model::{RoomId, UserId};
 use crate::store::Store;
 use axum::Router;
@@ -29,7 +29,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
-    pub limits: Arc<StreamLimits>,
+    pub limits: Arc<Limits>,
     /// Turns true when shutdown begins: readiness fails, streams wind down.
     pub draining: watch::Receiver<bool>,
 }

@@ -3,6 +3,7 @@
 
 use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{Error, Result};
+use crate::limits::Write;
 use crate::model::{Caller, Room, RoomName, UserId};
 use crate::store::RoomCursor;
 use axum::Router;
@@ -114,6 +115,7 @@ async fn create_room(
     caller: Caller,
     Json(new): Json<NewRoom>,
 ) -> Result<(StatusCode, Json<Room>)> {
+    state.limits.check_write(&caller, Write::Room)?;
     let name = RoomName::parse(new.name)?;
     if new.member_ids.len() > MAX_INITIAL_MEMBERS {
         return Err(Error::unprocessable(
@@ -151,6 +153,7 @@ async fn add_member(
     Path(room): Path<String>,
     Json(member): Json<NewMember>,
 ) -> Result<Json<Room>> {
+    state.limits.check_write(&caller, Write::Member)?;
     let room = room_id(&room)?;
     let user = UserId::parse(member.user_id)?;
     Ok(Json(state.store.add_member(&caller, &room, &user).await?))
@@ -161,6 +164,7 @@ async fn remove_member(
     caller: Caller,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<Room>> {
+    state.limits.check_write(&caller, Write::Member)?;
     let room = room_id(&room)?;
     let user = user_id(user)?;
     Ok(Json(

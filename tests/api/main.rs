@@ -19,3 +19,4 @@ mod proxy;
 mod rooms;
 mod streams;
 mod unread;
+mod write_limits;

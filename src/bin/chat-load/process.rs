@@ -66,6 +66,12 @@ impl Served {
             ("CHAT_STREAM_BURST_PER_USER", "1000000"),
             ("CHAT_STREAM_RATE_PER_IP", "1000000"),
             ("CHAT_STREAM_BURST_PER_IP", "1000000"),
+            ("CHAT_MESSAGE_RATE_PER_USER", "1000000"),
+            ("CHAT_MESSAGE_BURST_PER_USER", "1000000"),
+            ("CHAT_ROOM_RATE_PER_USER", "1000000"),
+            ("CHAT_ROOM_BURST_PER_USER", "1000000"),
+            ("CHAT_MEMBER_RATE_PER_USER", "1000000"),
+            ("CHAT_MEMBER_BURST_PER_USER", "1000000"),
         ] {
             command.env(name, value);
         }
