@@ -343,4 +343,36 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "****");
     }
+
+    mod properties {
+        use super::super::Interval;
+        use proptest::prelude::*;
+        use std::time::Duration;
+
+        proptest! {
+            #[test]
+            fn durations_with_a_unit_parse_to_what_they_say(
+                n in 0u64..1_000_000,
+                (unit, scale) in prop::sample::select(vec![
+                    ("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
+                ]),
+            ) {
+                let parsed = Interval::parse(&format!(" {n}{unit} "));
+                prop_assert_eq!(parsed, Ok(Interval(Duration::from_millis(n * scale))));
+            }
+
+            #[test]
+            fn anything_else_fails_with_a_message_that_quotes_it(text in "[^0-9]*|[0-9]+|[0-9]+[a-z]{3,6}") {
+                if let Err(message) = Interval::parse(&text) {
+                    prop_assert!(message.contains(&format!("`{text}`")), "{message}");
+                    prop_assert!(message.contains("like `25s`"), "{message}");
+                }
+                // A bare number has no unit: never taken for seconds or
+                // anything else (only `0` means the same in every unit).
+                if text != "0" && !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+                    prop_assert!(Interval::parse(&text).is_err(), "{text}");
+                }
+            }
+        }
+    }
 }

@@ -78,4 +78,75 @@ mod tests {
             assert_eq!(parse_event_id(bad), None, "{bad}");
         }
     }
+
+    mod properties {
+        use super::super::{event, parse_event_id};
+        use crate::model::{EventData, Message, MessageId, RoomId, Timestamp, UserId};
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        use proptest::prelude::*;
+
+        /// Bodies as hostile as text gets: any Unicode, line breaks of every
+        /// kind, NUL, and text that looks like SSE fields.
+        fn body() -> impl Strategy<Value = String> {
+            let tricky = prop::sample::select(vec![
+                "\n", "\r", "\r\n", "\0", "data: ", "id: 7", "\n\n", "event: x", ":", "retry: 1",
+            ]);
+            prop::collection::vec(
+                prop_oneof![any::<String>(), tricky.prop_map(str::to_owned)],
+                0..8,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        /// Encodes a message event as the relay does, then reads it back with
+        /// a real SSE parser: what arrives is what was sent.
+        fn round_trip(id: i64, body: &str) -> (String, String) {
+            let message = Message {
+                id: MessageId::new(),
+                room_id: RoomId::from_store("01a21bc8-1175-756f-9e0c-38792acfab03".into()),
+                seq: 1,
+                author_id: UserId::from_store("alice".into()),
+                body: body.to_owned(),
+                client_id: None,
+                created_at: Timestamp::from_unix_ms(0),
+            };
+            let data = serde_json::to_string(&EventData::Message { message: &message })
+                .expect("a message encodes");
+            let frame = event(id, &data);
+            let chunks = futures::stream::iter([Ok::<_, std::io::Error>(frame)]);
+            let events: Vec<_> = futures::executor::block_on(chunks.eventsource().collect());
+            assert_eq!(events.len(), 1, "one frame, one event");
+            let parsed = events
+                .into_iter()
+                .next()
+                .expect("one event")
+                .expect("parses");
+            let json: serde_json::Value = serde_json::from_str(&parsed.data).expect("JSON data");
+            let body = json["message"]["body"].as_str().expect("a body").to_owned();
+            (parsed.id, body)
+        }
+
+        proptest! {
+            #[test]
+            fn any_body_survives_the_wire_unchanged(id in 0..i64::MAX, text in body()) {
+                let (wire_id, wire_body) = round_trip(id, &text);
+                prop_assert_eq!(wire_body, text);
+                prop_assert_eq!(wire_id, id.to_string());
+            }
+
+            #[test]
+            fn event_ids_round_trip(id in 0..=i64::MAX) {
+                prop_assert_eq!(parse_event_id(&id.to_string()), Some(id));
+            }
+
+            #[test]
+            fn only_plain_digits_are_event_ids(text in "\\PC*|-?[0-9]{1,25}|[0-9 +_.e-]{1,8}") {
+                if let Some(id) = parse_event_id(&text) {
+                    prop_assert!(text.bytes().all(|b| b.is_ascii_digit()), "{text:?}");
+                    prop_assert_eq!(text.trim_start_matches('0').parse::<i64>().unwrap_or(0), id);
+                }
+            }
+        }
+    }
 }
