@@ -611,3 +611,12 @@ pub fn sign(claims: &Value, secret: &[u8]) -> String {
     )
     .expect("signing")
 }
+
+/// The `Retry-After` of a refused request, in whole seconds.
+pub fn retry_after(response: &reqwest::Response) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

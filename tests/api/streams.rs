@@ -2,7 +2,8 @@
 //! ends a stream may come to (removal, token expiry, limits).
 
 use crate::helpers::{
-    Backend, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, send, sign, unix_now, user,
+    Backend, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, retry_after, send, sign,
+    unix_now, user,
 };
 use chat_server::model::Timestamp;
 use figment::providers::Serialized;
@@ -419,12 +420,7 @@ async fn opening_streams_too_fast_gets_429_with_retry_after(backend: Backend) {
         assert!(opened < 20, "the opening rate was never limited");
     };
     assert!(opened >= 5, "the burst is allowed: {opened}");
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
+    assert!(retry_after(&refused) >= 1);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert!(
         body["error"]["message"]

@@ -2,7 +2,8 @@
 //! watch; and the longest a token may live.
 
 use crate::helpers::{
-    Backend, SECRET, TestApp, admin, assert_error, on_both_stores, sign, unix_now, user,
+    Backend, SECRET, TestApp, admin, assert_error, on_both_stores, retry_after, sign, unix_now,
+    user,
 };
 use figment::providers::Serialized;
 use reqwest::StatusCode;
@@ -45,12 +46,7 @@ async fn a_user_posting_past_their_limit_gets_429_with_retry_after_and_others_do
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
+    assert!(retry_after(&refused) >= 1);
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_requests");
 
