@@ -6,18 +6,20 @@ use crate::auth::{self, Auth};
 use crate::config::{Config, Secret};
 use crate::error::{Error, ErrorDetail};
 use crate::events::{Hub, HubOptions};
-use crate::http::{AppState, api_router};
+use crate::http::{self, AppState, api_router};
 use crate::limits::Limits;
-use crate::store::{self, StoreOptions};
+use crate::metrics;
+use crate::store::{self, Measured, Store, StoreOptions};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{Request, Response, Uri};
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -70,8 +72,11 @@ pub async fn build_state(
 ) -> Result<AppState, StartError> {
     let secret = jwt_secret(&config)?;
     let auth = Auth::new(&config, &secret)?;
+    let metrics = crate::metrics::recorder();
     let wake = Arc::new(Notify::new());
-    let store = store::open(&store_options(&config), wake.clone()).await?;
+    let store: Arc<dyn Store> = Arc::new(Measured(
+        store::open(&store_options(&config), wake.clone()).await?,
+    ));
     let hub = Hub::start(
         store.clone(),
         wake,
@@ -88,6 +93,7 @@ pub async fn build_state(
         store,
         auth: Arc::new(auth),
         limits: Limits::new(&config),
+        metrics,
         config: Arc::new(config),
         hub,
         draining,
@@ -101,10 +107,11 @@ pub fn router(state: AppState) -> Router {
     } else {
         CorsLayer::new()
     };
-    api_router()
+    api_router(&state.config)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(cors)
         .layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(middleware::from_fn(count_request))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<Body>| {
@@ -126,6 +133,27 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .with_state(state)
+}
+
+/// `/metrics` alone, for the `metrics_listen` address.
+pub fn metrics_router(state: AppState) -> Router {
+    http::metrics_router().with_state(state)
+}
+
+/// Counts every request by method, route and status, and times its head.
+/// A route layer: the route is the matched pattern (`/api/chat/rooms/{id}`),
+/// never the raw path, so ids do not multiply the series.
+async fn count_request(route: MatchedPath, request: Request<Body>, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let route = route.as_str().to_owned();
+    let status = response.status().as_u16().to_string();
+    ::metrics::counter!(metrics::HTTP_REQUESTS, "method" => method.to_string(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    ::metrics::histogram!(metrics::HTTP_DURATION, "method" => method.to_string(), "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {

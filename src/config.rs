@@ -72,6 +72,13 @@ pub struct Config {
 
     pub max_body_bytes: usize,
 
+    /// When set, `/metrics` is served here, and not on `listen`.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
+    #[serde(default)]
+    pub metrics_token: Option<Secret>,
+
     /// Dev-only: answer CORS requests from any origin.
     pub dev_cors_any_origin: bool,
     /// Dev-only: `POST /api/dev/token` signs a token for any user (for the pages).

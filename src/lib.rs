@@ -7,7 +7,8 @@
 //!   SQLite or PostgreSQL.
 //! - [`events`]: relays the event log to this process's streams; heartbeats.
 //! - [`sse`]: how stream frames are spelled on the wire.
-//! - [`limits`]: rate limits on opening streams.
+//! - [`limits`]: rate limits on opening streams and on writes.
+//! - [`metrics`]: what is counted, for `/metrics`.
 //! - [`http`]: the JSON API and the streams, one module per resource.
 //! - [`error`]: the one error type and its HTTP mapping.
 //! - [`app`]: start-up, middleware, and serving a listener until shutdown.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod sse;
 pub mod store;

@@ -5,6 +5,7 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::{STREAM_OPENS_REFUSED, WRITES_REFUSED};
 use crate::model::{Caller, UserId};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -73,23 +74,28 @@ impl Limits {
 
     /// Counts one stream opening; refuses it with a 429 when over a limit.
     pub fn check_open(&self, caller: &Caller, ip: IpAddr) -> Result<(), Error> {
-        self.per_ip
-            .check_key(&ip)
-            .map_err(|e| refused(e, "streams opened from this address"))?;
-        self.per_user
-            .check_key(&caller.id)
-            .map_err(|e| refused(e, "streams opened by this user"))?;
+        self.per_ip.check_key(&ip).map_err(|e| {
+            ::metrics::counter!(STREAM_OPENS_REFUSED, "reason" => "ip_rate").increment(1);
+            refused(e, "streams opened from this address")
+        })?;
+        self.per_user.check_key(&caller.id).map_err(|e| {
+            ::metrics::counter!(STREAM_OPENS_REFUSED, "reason" => "user_rate").increment(1);
+            refused(e, "streams opened by this user")
+        })?;
         Ok(())
     }
 
     /// Counts one write of the caller's; refuses it with a 429 when over the limit.
     pub fn check_write(&self, caller: &Caller, write: Write) -> Result<(), Error> {
-        let (limiter, what) = match write {
-            Write::Message => (&self.messages, "messages posted by this user"),
-            Write::Room => (&self.rooms, "rooms created by this user"),
-            Write::Member => (&self.members, "membership changes by this user"),
+        let (limiter, kind, what) = match write {
+            Write::Message => (&self.messages, "message", "messages posted by this user"),
+            Write::Room => (&self.rooms, "room", "rooms created by this user"),
+            Write::Member => (&self.members, "member", "membership changes by this user"),
         };
-        limiter.check_key(&caller.id).map_err(|e| refused(e, what))
+        limiter.check_key(&caller.id).map_err(|e| {
+            ::metrics::counter!(WRITES_REFUSED, "kind" => kind).increment(1);
+            refused(e, what)
+        })
     }
 }
 

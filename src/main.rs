@@ -85,6 +85,7 @@ fn init_tracing(default_filter: &str) {
 
 async fn serve(config: Config) -> Result<(), AnyError> {
     let listen = config.listen;
+    let metrics_listen = config.metrics_listen;
     let deadline = config.shutdown_deadline.0;
     tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
     // Every stream is an open file: take all the kernel allows.
@@ -98,6 +99,14 @@ async fn serve(config: Config) -> Result<(), AnyError> {
         .await
         .map_err(|e| format!("could not listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving");
+    if let Some(address) = metrics_listen {
+        let metrics = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("could not listen on {address} for metrics: {e}"))?;
+        tracing::info!(address = %metrics.local_addr()?, "serving /metrics");
+        let router = app::metrics_router(state.clone());
+        tokio::spawn(app::serve(metrics, router, draining.clone()));
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         // Readiness fails at once; streams wind down; no new connections.

@@ -8,6 +8,7 @@ mod filter;
 
 pub use filter::{Admit, Filter};
 
+use crate::metrics;
 use crate::model::{RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
 use crate::store::{EventScope, Store, StoredEvent};
@@ -198,10 +199,11 @@ impl Hub {
 
     /// Notes that a stream fell behind the broadcast and reads the log.
     pub fn note_catch_up(&self) {
+        ::metrics::counter!(metrics::CATCH_UPS).increment(1);
         self.catch_ups.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// What this process holds now: for leak checks, and later metrics.
+    /// What this process holds now: for leak checks and the metrics.
     pub fn stats(&self) -> HubStats {
         let users = self
             .streams_per_user
@@ -272,11 +274,13 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
             {
                 Ok(batch) => batch,
                 Err(error) => {
+                    ::metrics::counter!(metrics::RELAY_ERRORS).increment(1);
                     tracing::warn!(%error, "relay cannot read the event log; retrying");
                     break;
                 }
             };
             let full = batch.len() == RELAY_BATCH as usize;
+            ::metrics::counter!(metrics::RELAYED).increment(batch.len() as u64);
             for stored in batch {
                 let event = Arc::new(Event::from_stored(stored));
                 hub.relayed.store(event.id, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 mod extract;
 mod health;
 mod messages;
+mod metrics;
 mod pages;
 mod rooms;
 mod streams;
@@ -11,7 +12,7 @@ mod streams;
 pub use extract::{Json, Path, Query};
 
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::events::Hub;
 use crate::limits::Limits;
@@ -19,6 +20,7 @@ use crate::model::{RoomId, UserId};
 use crate::store::Store;
 use axum::Router;
 use axum::extract::FromRef;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -30,18 +32,36 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub limits: Arc<Limits>,
+    /// Renders the process's metrics.
+    pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.
     pub draining: watch::Receiver<bool>,
 }
 
 /// Every route of the API, without the middleware (see `app::router`).
-pub fn api_router() -> Router<AppState> {
-    Router::new()
+/// `/metrics` is among them unless it is served on its own address, or it
+/// would be public (production without `metrics_token`).
+pub fn api_router(config: &Config) -> Router<AppState> {
+    let metrics_here = config.metrics_listen.is_none()
+        && (config.metrics_token.is_some() || config.env == Environment::Development);
+    let router = if metrics_here {
+        metrics::router()
+    } else {
+        Router::new()
+    };
+    router
         .merge(rooms::router())
         .merge(messages::router())
         .merge(streams::router())
         .merge(pages::router())
         .merge(health::router())
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+}
+
+/// `/metrics` alone, for the `metrics_listen` address.
+pub fn metrics_router() -> Router<AppState> {
+    metrics::router()
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
 }

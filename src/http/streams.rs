@@ -7,9 +7,11 @@ use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
 use crate::error::{Error, Result};
 use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
-use crate::model::Caller;
+use crate::metrics;
+use crate::model::{Caller, RoomId};
 use crate::sse;
 use crate::store::EventScope;
+use ::metrics::{Counter, Gauge};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -83,9 +85,13 @@ async fn open_stream(
     let ticket = state
         .hub
         .admit(&caller.id, state.config.stream_max_per_user)
-        .ok_or_else(|| Error::TooManyRequests {
-            retry_after: 5,
-            message: "too many open streams for this user".into(),
+        .ok_or_else(|| {
+            ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams")
+                .increment(1);
+            Error::TooManyRequests {
+                retry_after: 5,
+                message: "too many open streams for this user".into(),
+            }
         })?;
 
     // Order matters. Subscribe first, so every event committed from now on
@@ -94,10 +100,10 @@ async fn open_stream(
     // arrives live and the filter applies it (a removal ends a room stream).
     let live = state.hub.subscribe();
     let bounds = state.store.event_bounds().await?;
-    let (scope, rooms) = match room {
+    let (scope, rooms) = match &room {
         Some(room) => {
-            state.store.room(&caller, &room).await?;
-            (EventScope::Room(room), Vec::new())
+            state.store.room(&caller, room).await?;
+            (EventScope::Room(room.clone()), Vec::new())
         }
         None if caller.is_admin() => (EventScope::All, Vec::new()),
         None => (
@@ -107,7 +113,10 @@ async fn open_stream(
     };
     let start = match resume_from {
         None => Start::After(bounds.newest),
-        Some(id) if bounds.can_resume_from(id) => Start::After(id),
+        Some(id) if bounds.can_resume_from(id) => {
+            ::metrics::counter!(metrics::RESUMES).increment(1);
+            Start::After(id)
+        }
         Some(id) => Start::Reset {
             newest: bounds.newest,
             reason: if id > bounds.newest {
@@ -117,6 +126,7 @@ async fn open_stream(
             },
         },
     };
+    let record = StreamRecord::open(&caller, room.as_ref(), resume_from, bounds.newest);
     let stream = LiveStream {
         hub: state.hub.clone(),
         live,
@@ -127,6 +137,7 @@ async fn open_stream(
         draining: state.draining.clone(),
         spread: state.config.shutdown_spread.0,
         ticket,
+        record,
     };
     let mut response = Response::new(Body::from_stream(stream.run()));
     let headers = response.headers_mut();
@@ -183,6 +194,109 @@ struct LiveStream {
     draining: watch::Receiver<bool>,
     spread: Duration,
     ticket: StreamTicket,
+    record: StreamRecord,
+}
+
+/// One stream's life, for the metrics and for its two log lines: one when it
+/// opens, one when it ends, with how long it lived, why it ended and what it sent.
+struct StreamRecord {
+    opened: Instant,
+    /// Events up to this id predate the stream: sending them is a replay.
+    replay_up_to: i64,
+    end: End,
+    events: u64,
+    heartbeats: u64,
+    replayed: u64,
+    open: Gauge,
+    events_sent: Counter,
+    heartbeats_sent: Counter,
+    events_replayed: Counter,
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// The client went away (or the connection broke): the default.
+    ClientGone,
+    TokenExpired,
+    RemovedFromRoom,
+    Shutdown,
+    StoreError,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::ClientGone => "client_gone",
+            End::TokenExpired => "token_expired",
+            End::RemovedFromRoom => "removed_from_room",
+            End::Shutdown => "shutdown",
+            End::StoreError => "store_error",
+        }
+    }
+}
+
+impl StreamRecord {
+    fn open(caller: &Caller, room: Option<&RoomId>, resume_from: Option<i64>, newest: i64) -> Self {
+        let kind = if room.is_some() { "room" } else { "global" };
+        let role = if caller.is_admin() { "admin" } else { "user" };
+        ::metrics::counter!(metrics::STREAMS_OPENED, "kind" => kind, "role" => role).increment(1);
+        let open = ::metrics::gauge!(metrics::STREAMS_OPEN, "kind" => kind, "role" => role);
+        open.increment(1);
+        tracing::info!(
+            user = %caller.id,
+            kind,
+            room = room.map(RoomId::as_str),
+            resume_from,
+            "stream opened"
+        );
+        Self {
+            opened: Instant::now(),
+            replay_up_to: if resume_from.is_some() { newest } else { 0 },
+            end: End::ClientGone,
+            events: 0,
+            heartbeats: 0,
+            replayed: 0,
+            open,
+            events_sent: ::metrics::counter!(metrics::EVENTS_SENT),
+            heartbeats_sent: ::metrics::counter!(metrics::HEARTBEATS_SENT),
+            events_replayed: ::metrics::counter!(metrics::EVENTS_REPLAYED),
+        }
+    }
+
+    fn sent_event(&mut self, id: i64) {
+        self.events += 1;
+        self.events_sent.increment(1);
+        if id <= self.replay_up_to {
+            self.replayed += 1;
+            self.events_replayed.increment(1);
+        }
+    }
+
+    fn ended(&mut self, why: End) {
+        self.end = why;
+    }
+
+    fn sent_heartbeat(&mut self) {
+        self.heartbeats += 1;
+        self.heartbeats_sent.increment(1);
+    }
+}
+
+impl Drop for StreamRecord {
+    fn drop(&mut self) {
+        self.open.decrement(1);
+        let reason = self.end.as_str();
+        ::metrics::counter!(metrics::STREAMS_CLOSED, "reason" => reason).increment(1);
+        tracing::info!(
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            reason,
+            events = self.events,
+            heartbeats = self.heartbeats,
+            replayed = self.replayed,
+            "stream closed"
+        );
+    }
 }
 
 /// What woke a stream.
@@ -206,6 +320,7 @@ impl LiveStream {
             draining,
             spread,
             ticket,
+            mut record,
         } = self;
         async_stream::stream! {
             let _ticket = ticket;
@@ -230,6 +345,7 @@ impl LiveStream {
             let (mut last, mut catch_up) = match start {
                 Start::After(id) => (id, true),
                 Start::Reset { newest, reason } => {
+                    ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
                     yield Ok(sse::reset(newest, reason));
                     (newest, false)
                 }
@@ -246,6 +362,7 @@ impl LiveStream {
                     // stream fell behind the broadcast.
                     let Ok(batch) = hub.store().events_after(last, filter.scope(), CATCH_UP_BATCH).await else {
                         // The client reconnects with its last id and loses nothing.
+                        record.ended(End::StoreError);
                         return;
                     };
                     catch_up = batch.len() == CATCH_UP_BATCH as usize;
@@ -267,9 +384,14 @@ impl LiveStream {
                         }
                         last = event.id;
                         match filter.admit(&event) {
-                            Admit::Send => yield Ok(event.frame.clone()),
+                            Admit::Send => {
+                                record.sent_event(event.id);
+                                yield Ok(event.frame.clone());
+                            }
                             Admit::Skip => {}
                             Admit::SendAndEnd => {
+                                record.sent_event(event.id);
+                                record.ended(End::RemovedFromRoom);
                                 yield Ok(event.frame.clone());
                                 return;
                             }
@@ -280,13 +402,21 @@ impl LiveStream {
                         hub.note_catch_up();
                         catch_up = true;
                     }
-                    Wake::Live(Err(broadcast::error::RecvError::Closed)) => return,
-                    Wake::Heartbeat(frame) => yield Ok(frame),
+                    Wake::Live(Err(broadcast::error::RecvError::Closed)) => {
+                        record.ended(End::Shutdown);
+                        return;
+                    }
+                    Wake::Heartbeat(frame) => {
+                        record.sent_heartbeat();
+                        yield Ok(frame);
+                    }
                     Wake::Expired => {
+                        record.ended(End::TokenExpired);
                         yield Ok(sse::auth_expired());
                         return;
                     }
                     Wake::Draining => {
+                        record.ended(End::Shutdown);
                         // Spread the ends, so clients do not all reconnect at once.
                         tokio::time::sleep(spread_delay(spread)).await;
                         yield Ok(sse::retry(retry.as_millis() as u64));

@@ -8,10 +8,12 @@
 //! (see `sql.rs`): the log is what live streams relay and resume from.
 
 mod group_commit;
+mod measured;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use measured::Measured;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -205,6 +207,17 @@ pub trait Store: Send + Sync + 'static {
     /// events (and whenever it may have missed such news). A store that only
     /// one process writes returns at once.
     async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>);
+
+    /// The connection pool now, for the metrics.
+    fn pool_stats(&self) -> PoolStats;
+}
+
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// How to reach the database, from the settings.

@@ -61,7 +61,9 @@ impl PgStore {
                     wake.notify_one();
                     // `Ok(None)` is a lost connection: reconnect ourselves, so
                     // the catch-up wake comes after the new LISTEN, not before.
+                    let received = ::metrics::counter!(crate::metrics::NOTIFICATIONS);
                     while let Ok(Some(_)) = listener.try_recv().await {
+                        received.increment(1);
                         wake.notify_one();
                     }
                     tracing::warn!("event listener lost its connection; reconnecting");

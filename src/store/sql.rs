@@ -897,6 +897,14 @@ macro_rules! impl_store {
             async fn watch_other_writers(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
                 self.watch_notifications(wake).await
             }
+
+            fn pool_stats(&self) -> super::PoolStats {
+                super::PoolStats {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
         }
     };
 }

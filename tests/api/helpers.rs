@@ -327,6 +327,8 @@ pub struct ServerProcess {
     pub child: std::process::Child,
     pub address: String,
     pub database_url: String,
+    /// Every line the server logged so far.
+    logs: Arc<std::sync::Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
     _db: Option<Arc<TestDb>>,
 }
@@ -382,7 +384,9 @@ impl ServerProcess {
         let mut child = command.spawn().expect("the server binary starts");
         let stderr = child.stderr.take().expect("stderr");
         let (found, address) = std::sync::mpsc::channel();
-        // Reads the log for the bound address, then keeps draining it.
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Reads the log for the bound address, and keeps every line.
+        let kept = logs.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut found = Some(found);
@@ -390,6 +394,7 @@ impl ServerProcess {
                 .lines()
                 .map_while(Result::ok)
             {
+                kept.lock().expect("the log").push(line.clone());
                 let address = line
                     .split("address=")
                     .nth(1)
@@ -409,6 +414,7 @@ impl ServerProcess {
             child,
             address: format!("http://{address}"),
             database_url,
+            logs,
             _data_dir: data_dir,
             _db: Some(db.db.clone()),
         }
@@ -416,6 +422,27 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// Every line the server logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("the log").clone()
+    }
+
+    /// Waits (at most `WAIT`) for a logged line that `matches`, and returns it.
+    pub async fn wait_for_log(&self, matches: impl Fn(&str) -> bool) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|line| matches(line)) {
+                return line;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "no such log line within {WAIT:?}; the log:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM.

@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod load;
 mod messages;
+mod metrics;
 mod no_loss;
 mod pages;
 mod proxy;

@@ -1,0 +1,122 @@
+//! A store that times every operation for the metrics, as its callers wait
+//! for it (a post includes its wait for the batch's commit).
+
+use super::{
+    EventBounds, EventScope, MessagePage, MessageRange, NewMessage, PoolStats, Posted, RoomCursor,
+    RoomPage, Store, StoredEvent,
+};
+use crate::error::{Error, Result};
+use crate::metrics::STORE_DURATION;
+use crate::model::{Caller, ReadState, Room, RoomId, RoomName, Timestamp, UserId};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub struct Measured(pub Arc<dyn Store>);
+
+async fn timed<T>(operation: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = Instant::now();
+    let result = work.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(Error::Unavailable(_) | Error::Internal(_)) => "error",
+        // A refusal the caller earned: not found, forbidden, conflict.
+        Err(_) => "refused",
+    };
+    ::metrics::histogram!(STORE_DURATION, "operation" => operation, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+#[async_trait]
+impl Store for Measured {
+    async fn ping(&self) -> Result<()> {
+        timed("ping", self.0.ping()).await
+    }
+
+    async fn create_room(
+        &self,
+        caller: &Caller,
+        name: &RoomName,
+        members: &[UserId],
+    ) -> Result<Room> {
+        timed("create_room", self.0.create_room(caller, name, members)).await
+    }
+
+    async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room> {
+        timed("room", self.0.room(caller, room)).await
+    }
+
+    async fn rooms(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        after: Option<&RoomCursor>,
+    ) -> Result<RoomPage> {
+        timed("rooms", self.0.rooms(caller, limit, after)).await
+    }
+
+    async fn rooms_version(&self, caller: &Caller) -> Result<String> {
+        timed("rooms_version", self.0.rooms_version(caller)).await
+    }
+
+    async fn add_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {
+        timed("add_member", self.0.add_member(caller, room, user)).await
+    }
+
+    async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {
+        timed("remove_member", self.0.remove_member(caller, room, user)).await
+    }
+
+    async fn messages(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        range: MessageRange,
+        limit: u32,
+    ) -> Result<MessagePage> {
+        timed("messages", self.0.messages(caller, room, range, limit)).await
+    }
+
+    async fn post_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &NewMessage,
+    ) -> Result<Posted> {
+        timed("post_message", self.0.post_message(caller, room, message)).await
+    }
+
+    async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState> {
+        timed("mark_read", self.0.mark_read(caller, room, seq)).await
+    }
+
+    async fn events_after(
+        &self,
+        after: i64,
+        scope: &EventScope,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        timed("events_after", self.0.events_after(after, scope, limit)).await
+    }
+
+    async fn event_bounds(&self) -> Result<EventBounds> {
+        timed("event_bounds", self.0.event_bounds()).await
+    }
+
+    async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>> {
+        timed("member_rooms", self.0.member_rooms(user)).await
+    }
+
+    async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {
+        timed("purge_events", self.0.purge_events(cutoff)).await
+    }
+
+    async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>) {
+        self.0.watch_other_writers(wake).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.0.pool_stats()
+    }
+}
