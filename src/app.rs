@@ -13,7 +13,7 @@ use crate::store::{self, Measured, Store, StoreOptions};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
-use axum::http::{Request, Response, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use std::any::Any;
@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -102,14 +103,14 @@ pub async fn build_state(
 
 /// The API with its middleware.
 pub fn router(state: AppState) -> Router {
-    let cors = if state.config.dev_cors_any_origin {
-        CorsLayer::very_permissive()
-    } else {
-        CorsLayer::new()
-    };
+    let cors = cors(&state.config);
     api_router(&state.config)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(cors)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .route_layer(middleware::from_fn(count_request))
         .layer(
@@ -133,6 +134,35 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .with_state(state)
+}
+
+/// Which browser pages elsewhere may call us: the configured origins, with
+/// credentials (the token cookie), and what streams and conditional listings
+/// need (`Last-Event-ID`, `If-None-Match`; `ETag` and `Retry-After` readable).
+fn cors(config: &Config) -> CorsLayer {
+    if config.dev_cors_any_origin {
+        return CorsLayer::very_permissive();
+    }
+    let origins: Vec<HeaderValue> = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(3600))
 }
 
 /// `/metrics` alone, for the `metrics_listen` address.

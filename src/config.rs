@@ -16,6 +16,9 @@ const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
 /// The shortest production secret: 256 bits, what HS256 is designed for.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The shortest metrics token: it guards figures, not accounts.
+pub const MIN_METRICS_TOKEN_BYTES: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
@@ -72,6 +75,10 @@ pub struct Config {
 
     pub max_body_bytes: usize,
 
+    /// Origins whose pages may call the API from a browser, with credentials.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
+
     /// When set, `/metrics` is served here, and not on `listen`.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
@@ -83,6 +90,18 @@ pub struct Config {
     pub dev_cors_any_origin: bool,
     /// Dev-only: `POST /api/dev/token` signs a token for any user (for the pages).
     pub dev_token_endpoint: bool,
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, host)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 /// A duration written the human way (`25s`, `200ms`, `1h 30m`).
@@ -220,6 +239,20 @@ impl Config {
                 }
             }
         }
+        for origin in &self.cors_allowed_origins {
+            if !is_origin(origin) {
+                return invalid(format!(
+                    "cors_allowed_origins: `{origin}` is not an origin like `https://app.example.com`"
+                ));
+            }
+        }
+        if let Some(token) = &self.metrics_token
+            && token.0.len() < MIN_METRICS_TOKEN_BYTES
+        {
+            return invalid(format!(
+                "metrics_token must be at least {MIN_METRICS_TOKEN_BYTES} bytes"
+            ));
+        }
         if self.jwt_leeway.0 > Duration::from_secs(60) {
             return invalid("jwt_leeway must be at most 60s".to_owned());
         }
@@ -331,6 +364,27 @@ mod tests {
         assert!(Config::from_figment(weak).is_err());
         let strong = production.merge(Serialized::default("jwt_secret", "x".repeat(32)));
         assert!(Config::from_figment(strong).is_ok());
+    }
+
+    #[test]
+    fn cors_origins_must_be_origins_and_a_metrics_token_must_not_be_short() {
+        let origins = |list: &[&str]| {
+            Config::from_figment(
+                Config::defaults().merge(Serialized::default("cors_allowed_origins", list)),
+            )
+        };
+        assert!(origins(&["https://app.example.com", "http://localhost:3000"]).is_ok());
+        for bad in ["*", "app.example.com", "https://app.example.com/", "ftp://x"] {
+            let error = origins(&[bad]).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+        let token = |value: &str| {
+            Config::from_figment(
+                Config::defaults().merge(Serialized::default("metrics_token", value)),
+            )
+        };
+        assert!(token("short").is_err());
+        assert!(token("a-long-enough-scrape-token").is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod browser;
+mod cors;
 mod health;
 mod lifecycle;
 mod load;

@@ -1,0 +1,159 @@
+//! CORS: pages on a configured origin may call the API and open streams, with
+//! credentials; other origins get no grant; by default (outside development)
+//! no origin does. Every answer carries `nosniff`; pages also a referrer policy.
+
+use crate::helpers::{Backend, TestApp, on_both_stores, user};
+use figment::providers::Serialized;
+use reqwest::{Method, StatusCode};
+
+on_both_stores!(
+    a_configured_origin_gets_preflight_and_credentialed_answers_and_others_get_nothing,
+    without_configured_origins_no_origin_is_granted,
+    every_answer_says_nosniff_and_pages_send_no_referrer,
+);
+
+const ALLOWED: &str = "https://app.example.com";
+
+async fn a_configured_origin_gets_preflight_and_credentialed_answers_and_others_get_nothing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(Serialized::default("dev_cors_any_origin", false))
+            .merge(Serialized::default("cors_allowed_origins", [ALLOWED]))
+    })
+    .await;
+    let preflight = |origin: &str, method: &str, headers: &str| {
+        app.http
+            .request(Method::OPTIONS, app.url("/api/chat/rooms"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let granted = preflight(ALLOWED, "POST", "authorization,content-type")
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), StatusCode::OK);
+    let headers = granted.headers();
+    assert_eq!(headers["access-control-allow-origin"], ALLOWED);
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed_headers = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for needed in [
+        "authorization",
+        "content-type",
+        "last-event-id",
+        "if-none-match",
+    ] {
+        assert!(
+            allowed_headers.contains(needed),
+            "{needed} in {allowed_headers}"
+        );
+    }
+    assert!(headers.contains_key("access-control-max-age"));
+
+    let stranger = preflight("https://evil.example", "POST", "authorization")
+        .await
+        .unwrap();
+    assert!(
+        !stranger
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    // The actual request: the grant names the origin, and `ETag` is readable.
+    let listing = app
+        .http
+        .get(app.url("/api/chat/rooms"))
+        .bearer_auth(user("ann"))
+        .header("origin", ALLOWED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), StatusCode::OK);
+    assert_eq!(listing.headers()["access-control-allow-origin"], ALLOWED);
+    assert_eq!(
+        listing.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let exposed = listing.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
+    let vary = listing.headers()["vary"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(vary.contains("origin"), "{vary}");
+
+    // A stream opened from the page's origin is granted too.
+    let stream = app
+        .http
+        .get(app.url("/api/chat/sse"))
+        .bearer_auth(user("ann"))
+        .header("origin", ALLOWED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["access-control-allow-origin"], ALLOWED);
+}
+
+async fn without_configured_origins_no_origin_is_granted(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("dev_cors_any_origin", false))
+    })
+    .await;
+    let response = app
+        .http
+        .get(app.url("/api/chat/rooms"))
+        .bearer_auth(user("ann"))
+        .header("origin", ALLOWED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+}
+
+async fn every_answer_says_nosniff_and_pages_send_no_referrer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for path in ["/api/chat/rooms", "/healthz", "/no/such/route", "/admin"] {
+        let response = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(user("ann"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+    for page in ["/admin", "/widget"] {
+        let response = app.http.get(app.url(page)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["referrer-policy"],
+            "no-referrer",
+            "{page}"
+        );
+    }
+}
