@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -116,8 +119,15 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<Body>| {
+                    let id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or_default();
+                    // Headers are never logged: they carry tokens.
                     tracing::info_span!(
                         "request",
+                        id,
                         method = %request.method(),
                         uri = %redact(request.uri()),
                     )
@@ -133,7 +143,26 @@ pub fn router(state: AppState) -> Router {
                     }
                 }),
         )
+        // Outermost: the id exists before the span that logs it, and goes back
+        // to the client (a proxy's own `X-Request-Id` is kept).
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
         .with_state(state)
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A fresh id for every request that comes without one: a UUIDv7, so ids
+/// sort by time.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// Which browser pages elsewhere may call us: the configured origins, with

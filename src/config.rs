@@ -26,11 +26,22 @@ pub enum Environment {
     Production,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event, the span's fields in front.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub env: Environment,
     pub listen: SocketAddr,
     pub log: String,
+    pub log_format: LogFormat,
     pub data_dir: PathBuf,
 
     pub database_url: String,
@@ -374,7 +385,12 @@ mod tests {
             )
         };
         assert!(origins(&["https://app.example.com", "http://localhost:3000"]).is_ok());
-        for bad in ["*", "app.example.com", "https://app.example.com/", "ftp://x"] {
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+        ] {
             let error = origins(&[bad]).unwrap_err().to_string();
             assert!(error.contains(bad), "{error}");
         }

@@ -2,7 +2,7 @@
 
 use chat_server::app;
 use chat_server::auth::Auth;
-use chat_server::config::{Config, Interval};
+use chat_server::config::{Config, Interval, LogFormat};
 use chat_server::model::{Role, UserId};
 use chat_server::store;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
     };
     // `token` prints the token on stdout; keep its stderr to what needs saying.
     let quiet = matches!(cli.command, Some(Command::Token { .. }));
-    init_tracing(if quiet { "warn" } else { &config.log });
+    init_tracing(if quiet { "warn" } else { &config.log }, config.log_format);
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
@@ -73,14 +73,21 @@ async fn main() -> ExitCode {
 
 type AnyError = Box<dyn std::error::Error>;
 
-fn init_tracing(default_filter: &str) {
+fn init_tracing(default_filter: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The request's span (its id, method and URI) on every line.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 async fn serve(config: Config) -> Result<(), AnyError> {

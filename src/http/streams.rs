@@ -200,6 +200,9 @@ struct LiveStream {
 /// One stream's life, for the metrics and for its two log lines: one when it
 /// opens, one when it ends, with how long it lived, why it ended and what it sent.
 struct StreamRecord {
+    /// The request's span: the close is logged under the request's id too,
+    /// though it happens when the connection drops the body, outside it.
+    span: tracing::Span,
     opened: Instant,
     /// Events up to this id predate the stream: sending them is a replay.
     replay_up_to: i64,
@@ -251,6 +254,7 @@ impl StreamRecord {
             "stream opened"
         );
         Self {
+            span: tracing::Span::current(),
             opened: Instant::now(),
             replay_up_to: if resume_from.is_some() { newest } else { 0 },
             end: End::ClientGone,
@@ -287,6 +291,7 @@ impl Drop for StreamRecord {
     fn drop(&mut self) {
         self.open.decrement(1);
         let reason = self.end.as_str();
+        let _request = self.span.enter();
         ::metrics::counter!(metrics::STREAMS_CLOSED, "reason" => reason).increment(1);
         tracing::info!(
             duration_ms = self.opened.elapsed().as_millis() as u64,

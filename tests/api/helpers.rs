@@ -395,11 +395,7 @@ impl ServerProcess {
                 .map_while(Result::ok)
             {
                 kept.lock().expect("the log").push(line.clone());
-                let address = line
-                    .split("address=")
-                    .nth(1)
-                    .filter(|_| line.contains("serving"));
-                if let Some(address) = address
+                if let Some(address) = serving_address(&line)
                     && let Some(found) = found.take()
                 {
                     let _ = found.send(address.trim().to_owned());
@@ -485,6 +481,19 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address of a "serving" log line, written as text or as JSON.
+fn serving_address(line: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<Value>(line) {
+        return (json["fields"]["message"] == "serving")
+            .then(|| json["fields"]["address"].as_str().map(str::to_owned))
+            .flatten();
+    }
+    line.split("address=")
+        .nth(1)
+        .filter(|_| line.contains(" serving"))
+        .map(str::to_owned)
 }
 
 /// Lets this test process hold as many sockets as the system allows.

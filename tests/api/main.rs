@@ -13,6 +13,7 @@ mod cors;
 mod health;
 mod lifecycle;
 mod load;
+mod logs;
 mod messages;
 mod metrics;
 mod no_loss;
