@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::borrow::Cow;
+use utoipa::{IntoResponses, ToSchema};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -131,6 +132,68 @@ impl Error {
             other => other.to_string(),
         }
     }
+}
+
+/// The body of every error answer, as the OpenAPI document describes it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only described: `IntoResponse` writes the body.
+pub struct ErrorBody {
+    error: ErrorInfo,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorInfo {
+    /// Stable, snake_case: what a client branches on.
+    #[schema(example = "room_not_found")]
+    code: String,
+    /// A sentence for humans.
+    message: String,
+}
+
+/// What every route that reads may answer besides its success (OpenAPI).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ReadErrors {
+    /// A malformed path, query parameter or header.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No token, or one that is invalid, expired or signed by a stranger.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller may see the thing, but not do this.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Absent, or not visible to the caller: the two look alike.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Too many requests of this kind: retry after `Retry-After` seconds.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// A bug; details go to the log, never to the client.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// The store is unreachable or the server is shutting down: retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What a route that takes a JSON body may answer besides [`ReadErrors`].
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// The request contradicts what is stored (a reused `clientId`).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is larger than `max_body_bytes`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Well-formed JSON with a value that breaks a rule, or not JSON at all.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
 }
 
 /// Carried in the extensions of a 5xx response, for the logging layer to report.

@@ -5,6 +5,7 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 /// Why an input was refused: a stable snake_case code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +66,7 @@ fn check_no_control(value: &str, field: &str, code: &'static str) -> Result<(), 
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -207,7 +208,7 @@ impl ClientId {
 }
 
 /// What a caller may do beyond their own rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -230,7 +231,8 @@ impl Caller {
 
 /// A point in time, kept as Unix milliseconds (the stores' representation) and
 /// written as RFC 3339 UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-11-27T12:00:00.123Z")]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -262,7 +264,7 @@ impl Serialize for Timestamp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: MessageId,
@@ -276,7 +278,7 @@ pub struct Message {
 
 /// A room as one caller sees it: `unread_count` is that caller's own. In
 /// stream events, which many viewers share, it is left out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
     pub id: RoomId,
@@ -290,7 +292,7 @@ pub struct Room {
 }
 
 /// A caller's read cursor in a room, after it moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadState {
     pub room_id: RoomId,

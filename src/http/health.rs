@@ -2,26 +2,48 @@
 //! it can do its work (the store answers), for load balancers to route by.
 
 use super::AppState;
+use crate::error::ReadErrors;
 use crate::error::{Error, Result};
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
-async fn healthz() -> super::Json<Value> {
-    super::Json(json!({"status": "ok"}))
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<super::Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process serves",
+    responses((status = 200, description = "Alive", body = Health)),
+)]
+async fn healthz() -> super::Json<Health> {
+    super::Json(Health { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "The process can do its work: the store answers, and it is not shutting down",
+    responses((status = 200, description = "Ready", body = Health), ReadErrors),
+)]
+async fn readyz(State(state): State<AppState>) -> Result<super::Json<Health>> {
     if *state.draining.borrow() {
         return Err(Error::ShuttingDown);
     }
     state.store.ping().await?;
-    Ok(super::Json(json!({"status": "ready"})))
+    Ok(super::Json(Health { status: "ready" }))
 }

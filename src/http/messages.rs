@@ -2,36 +2,41 @@
 //! sending (idempotent by `clientId`), and moving the caller's read cursor.
 
 use super::{AppState, Json, Path, Query, limit, room_id};
+use crate::error::{BodyErrors, ReadErrors};
 use crate::error::{Error, Result};
 use crate::limits::Write;
 use crate::model::{Caller, ClientId, Message, MessageBody, ReadState};
 use crate::store::{MessageRange, NewMessage, Posted};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/chat/rooms/{room_id}/messages",
-            get(list_messages).post(post_message),
-        )
-        .route("/api/chat/rooms/{room_id}/read", post(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_messages, post_message))
+        .routes(routes!(mark_read))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Messages after this seq (ascending from it); not with `before`.
+    #[param(minimum = 0)]
     after: Option<i64>,
+    /// Messages before this seq (the page just older); not with `after`.
+    #[param(minimum = 0)]
     before: Option<i64>,
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MessageList {
     messages: Vec<Message>,
@@ -40,6 +45,15 @@ struct MessageList {
     last_event_id: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/rooms/{room_id}/messages",
+    tag = "messages",
+    summary = "A page of a room's history, ascending by seq (the newest page by default)",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), ListParams),
+    responses((status = 200, description = "A page of messages", body = MessageList), ReadErrors),
+    security(("bearer" = []), ("access_token" = []), ("cookie" = [])),
+)]
 async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,13 +87,33 @@ async fn list_messages(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendMessage {
+    /// 1 to 4000 characters, not blank, no NUL.
+    #[schema(min_length = 1, max_length = 4000)]
     body: String,
+    /// The sender's own id for this message: a retry with the same one gets
+    /// the original back (200) instead of a second message.
+    #[schema(max_length = 64)]
     client_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/rooms/{room_id}/messages",
+    tag = "messages",
+    summary = "Sends a message; idempotent by `clientId`",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body = SendMessage,
+    responses(
+        (status = 201, description = "Stored and streamed", body = Message),
+        (status = 200, description = "A retry: the message first sent with this `clientId`", body = Message),
+        ReadErrors,
+        BodyErrors,
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,11 +134,23 @@ async fn post_message(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct MarkRead {
+    /// Read up to here; clamped to the newest message, never moves back.
+    #[schema(minimum = 0)]
     seq: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/rooms/{room_id}/read",
+    tag = "messages",
+    summary = "Moves the caller's read cursor forward",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body = MarkRead,
+    responses((status = 200, description = "The cursor after the move", body = ReadState), ReadErrors, BodyErrors),
+    security(("bearer" = [])),
+)]
 async fn mark_read(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,19 +3,31 @@
 //! serves it on a separate, private address instead.
 
 use super::AppState;
+use crate::error::ReadErrors;
 use crate::error::{Error, Result};
 use crate::metrics::{self, DB_CONNECTIONS, DB_CONNECTIONS_MAX, RELAY_LAG};
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Metrics in the Prometheus text format",
+    responses(
+        (status = 200, description = "Every metric", content_type = "text/plain", body = String),
+        ReadErrors,
+    ),
+    security((), ("metrics_token" = [])),
+)]
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     if let Some(token) = &state.config.metrics_token {
         let given = headers

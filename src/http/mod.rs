@@ -5,6 +5,7 @@ mod extract;
 mod health;
 mod messages;
 mod metrics;
+mod openapi;
 mod pages;
 mod rooms;
 mod streams;
@@ -23,6 +24,7 @@ use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
 
 /// What every handler may reach.
 #[derive(Clone, FromRef)]
@@ -44,24 +46,25 @@ pub struct AppState {
 pub fn api_router(config: &Config) -> Router<AppState> {
     let metrics_here = config.metrics_listen.is_none()
         && (config.metrics_token.is_some() || config.env == Environment::Development);
-    let router = if metrics_here {
-        metrics::router()
-    } else {
-        Router::new()
-    };
-    router
+    let api = OpenApiRouter::new()
         .merge(rooms::router())
         .merge(messages::router())
         .merge(streams::router())
         .merge(pages::router())
-        .merge(health::router())
+        .merge(health::router());
+    let api = if metrics_here {
+        api.merge(metrics::router())
+    } else {
+        api
+    };
+    openapi::with_document(api)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
 }
 
 /// `/metrics` alone, for the `metrics_listen` address.
 pub fn metrics_router() -> Router<AppState> {
-    metrics::router()
+    Router::from(metrics::router())
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
 }

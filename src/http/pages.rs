@@ -3,23 +3,25 @@
 //! token endpoint the pages sign in with.
 
 use super::{AppState, Json};
-use crate::error::{Error, Result};
+use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::model::{Role, UserId};
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Pages load nothing from elsewhere, and run no inline script.
 const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The pages and files are not in the OpenAPI document: they are not API.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/admin", get(|| page(include_str!("../../web/admin.html"))))
         .route(
             "/widget",
@@ -59,7 +61,7 @@ pub fn router() -> Router<AppState> {
                 )
             }),
         )
-        .route("/api/dev/token", post(dev_token))
+        .routes(routes!(dev_token))
 }
 
 async fn page(html: &'static str) -> Response {
@@ -88,23 +90,44 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DevTokenRequest {
+    /// The user to sign for.
+    #[schema(min_length = 1, max_length = 128)]
     sub: String,
     #[serde(default)]
     role: Role,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DevToken {
+    token: String,
+    /// Seconds.
+    expires_in: u64,
+}
+
 /// Development only (production refuses the setting): a token for anyone.
+#[utoipa::path(
+    post,
+    path = "/api/dev/token",
+    tag = "development",
+    summary = "Signs a token for any user (development only; 404 in production)",
+    request_body = DevTokenRequest,
+    responses((status = 200, description = "A token valid for an hour", body = DevToken), ReadErrors, BodyErrors),
+)]
 async fn dev_token(
     State(state): State<AppState>,
     Json(request): Json<DevTokenRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<DevToken>> {
     if !state.config.dev_token_endpoint {
         return Err(Error::NotFound("route"));
     }
     let user = UserId::parse(request.sub)?;
     let ttl = Duration::from_secs(3600);
     let token = state.auth.mint(&user, request.role, ttl)?;
-    Ok(Json(json!({"token": token, "expiresIn": ttl.as_secs()})))
+    Ok(Json(DevToken {
+        token,
+        expires_in: ttl.as_secs(),
+    }))
 }

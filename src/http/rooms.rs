@@ -2,44 +2,46 @@
 //! creating rooms, and their membership.
 
 use super::{AppState, Json, Path, Query, limit, room_id, user_id};
-use crate::error::{Error, Result};
+use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::limits::Write;
 use crate::model::{Caller, Room, RoomName, UserId};
 use crate::store::RoomCursor;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
 /// Members a room may be created with in one request.
 const MAX_INITIAL_MEMBERS: usize = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/rooms", get(list_rooms).post(create_room))
-        .route("/api/chat/rooms/{room_id}", get(get_room))
-        .route("/api/chat/rooms/{room_id}/members", post(add_member))
-        .route(
-            "/api/chat/rooms/{room_id}/members/{user_id}",
-            delete(remove_member),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms, create_room))
+        .routes(routes!(get_room))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Rooms per page.
+    #[param(minimum = 1, maximum = 500, default = 100)]
     limit: Option<i64>,
+    /// The `nextPageToken` of the page before.
     page_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoomList {
     rooms: Vec<Room>,
@@ -54,6 +56,24 @@ struct RoomList {
 /// tag covers the caller, the page asked for and the store's version of the
 /// caller's listing, read before the listing, so a tag never claims more
 /// than its body shows.
+#[utoipa::path(
+    get,
+    path = "/api/chat/rooms",
+    tag = "rooms",
+    summary = "The caller's rooms, newest activity first, with unread counts",
+    description = "What fallback polling reads: send the last `ETag` as `If-None-Match` and an unchanged listing is a `304`.",
+    params(
+        ListParams,
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer"),
+    ),
+    responses(
+        (status = 200, description = "A page of rooms", body = RoomList,
+            headers(("ETag" = String, description = "Changes whenever the listing may have"))),
+        (status = 304, description = "Unchanged since the `ETag` given"),
+        ReadErrors,
+    ),
+    security(("bearer" = []), ("access_token" = []), ("cookie" = [])),
+)]
 async fn list_rooms(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,14 +122,27 @@ async fn list_rooms(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NewRoom {
+    /// 1 to 100 characters, not blank.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Members besides the creator.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     member_ids: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/rooms",
+    tag = "rooms",
+    summary = "Creates a room; the caller is its first member",
+    request_body = NewRoom,
+    responses((status = 201, description = "The new room", body = Room), ReadErrors, BodyErrors),
+    security(("bearer" = [])),
+)]
 async fn create_room(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,6 +165,15 @@ async fn create_room(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/rooms/{room_id}",
+    tag = "rooms",
+    summary = "One room, as the caller sees it",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    responses((status = 200, description = "The room", body = Room), ReadErrors),
+    security(("bearer" = []), ("access_token" = []), ("cookie" = [])),
+)]
 async fn get_room(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,12 +183,23 @@ async fn get_room(
     Ok(Json(room))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NewMember {
+    #[schema(min_length = 1, max_length = 128)]
     user_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/rooms/{room_id}/members",
+    tag = "rooms",
+    summary = "Adds a member (admins, or members of the room); adding twice changes nothing",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body = NewMember,
+    responses((status = 200, description = "The room", body = Room), ReadErrors, BodyErrors),
+    security(("bearer" = [])),
+)]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,6 +212,18 @@ async fn add_member(
     Ok(Json(state.store.add_member(&caller, &room, &user).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/chat/rooms/{room_id}/members/{user_id}",
+    tag = "rooms",
+    summary = "Removes a member (admins, or the member themself)",
+    params(
+        ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        ("user_id" = String, Path, description = "The member to remove"),
+    ),
+    responses((status = 200, description = "The room", body = Room), ReadErrors),
+    security(("bearer" = [])),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,

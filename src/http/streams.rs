@@ -5,6 +5,7 @@
 
 use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
+use crate::error::ReadErrors;
 use crate::error::{Error, Result};
 use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
 use crate::metrics;
@@ -12,12 +13,10 @@ use crate::model::{Caller, RoomId};
 use crate::sse;
 use crate::store::EventScope;
 use ::metrics::{Counter, Gauge};
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
@@ -28,18 +27,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/sse", get(open_stream))
-        .route("/api/chat/sse/stats", get(stream_stats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(open_stream))
+        .routes(routes!(stream_stats))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamParams {
+    /// One room's stream; without it, every room the caller may see.
     #[serde(rename = "roomId")]
+    #[param(rename = "roomId")]
     room_id: Option<String>,
+    /// Where to resume, for clients that cannot send the `Last-Event-ID` header.
     #[serde(rename = "lastEventId", alias = "last_event_id")]
+    #[param(rename = "lastEventId", pattern = "^[0-9]+$")]
     last_event_id: Option<String>,
 }
 
@@ -53,6 +60,25 @@ enum Start {
     Reset { newest: i64, reason: &'static str },
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/sse",
+    tag = "streams",
+    summary = "A live stream of events (Server-Sent Events)",
+    description = "Events `message`, `read` and `room` carry ids: reconnect with the last one as \
+        `Last-Event-ID` and the stream replays what was missed, then goes live. `heartbeat` \
+        events (no id) come every `heartbeat_interval`; `reset` says a resume id cannot be \
+        served (reload the snapshot); `auth_expired` ends a stream whose token expired.",
+    params(
+        StreamParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received"),
+    ),
+    responses(
+        (status = 200, description = "The stream; it never ends by itself", content_type = "text/event-stream", body = String),
+        ReadErrors,
+    ),
+    security(("bearer" = []), ("access_token" = []), ("cookie" = [])),
+)]
 async fn open_stream(
     State(state): State<AppState>,
     session: Session,
@@ -151,6 +177,14 @@ async fn open_stream(
 }
 
 /// What the server holds for streams now (admins only): for leak checks.
+#[utoipa::path(
+    get,
+    path = "/api/chat/sse/stats",
+    tag = "streams",
+    summary = "What this process holds for streams now (admins only)",
+    responses((status = 200, description = "Counts", body = crate::events::HubStats), ReadErrors),
+    security(("bearer" = [])),
+)]
 async fn stream_stats(
     State(state): State<AppState>,
     caller: Caller,

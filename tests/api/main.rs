@@ -17,6 +17,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod no_loss;
+mod openapi;
 mod pages;
 mod proxy;
 mod rooms;
