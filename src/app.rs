@@ -12,16 +12,20 @@ use crate::metrics;
 use crate::store::{self, Measured, Store, StoreOptions};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::any::Any;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -108,6 +112,10 @@ pub async fn build_state(
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.config);
     api_router(&state.config)
+        .layer(middleware::from_fn_with_state(
+            state.config.request_timeout.0,
+            answer_within,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -194,6 +202,19 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
+/// Bounds the time to an answer's head: reading the body included, a
+/// stream's life not (its head goes out as it starts).
+async fn answer_within(
+    State(limit): State<Duration>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::RequestTimeout.into_response(),
+    }
+}
+
 /// `/metrics` alone, for the `metrics_listen` address.
 pub fn metrics_router(state: AppState) -> Router {
     http::metrics_router().with_state(state)
@@ -219,22 +240,71 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {
     Error::Internal("a handler panicked".to_owned()).into_response()
 }
 
-/// Serves until `draining` turns true, then stops accepting connections and
-/// waits for open ones to finish (streams end themselves when draining).
+/// Serves HTTP/1.1 until `draining` turns true, then stops accepting
+/// connections and waits for open ones to finish (streams end themselves
+/// when draining). Unlike `axum::serve`, it cuts a client that has not sent
+/// a request's head within `header_timeout` (hyper needs a timer for that):
+/// one that trickles its headers (slowloris) holds a connection until then.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     mut draining: watch::Receiver<bool>,
+    header_timeout: Duration,
 ) -> std::io::Result<()> {
-    let shutdown = async move {
+    let drained = async move {
         let _ = draining.wait_for(|draining| *draining).await;
     };
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    tokio::pin!(drained);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut drained => break,
+        };
+        // Streams write small frames: no waiting to fill a segment.
+        let _ = socket.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
+            });
+        let connection =
+            http.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept: a connection reset before we took it is the client's
+/// business; anything else (out of file descriptors) gets a pause, so the
+/// loop does not spin while the condition lasts.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept connections; retrying in 1s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// A URI fit for logs: the value of any `access_token` query parameter is hidden.

@@ -85,6 +85,8 @@ pub struct Config {
     pub shutdown_spread: Interval,
 
     pub max_body_bytes: usize,
+    pub header_timeout: Interval,
+    pub request_timeout: Interval,
 
     /// Origins whose pages may call the API from a browser, with credentials.
     #[serde(default)]

@@ -38,6 +38,9 @@ pub enum Error {
         code: &'static str,
         message: Cow<'static, str>,
     },
+    /// 408: the request was not answered within `request_timeout`.
+    #[error("the request took too long")]
+    RequestTimeout,
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -92,6 +95,7 @@ impl Error {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -116,6 +120,7 @@ impl Error {
             },
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "store_unavailable",
@@ -167,6 +172,9 @@ pub enum ReadErrors {
     /// Absent, or not visible to the caller: the two look alike.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// Not answered within `request_timeout` (a body sent too slowly).
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody),
     /// Too many requests of this kind: retry after `Retry-After` seconds.
     #[response(status = 429)]
     TooManyRequests(ErrorBody),

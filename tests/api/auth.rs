@@ -112,6 +112,20 @@ async fn forged_expired_and_malformed_tokens_are_all_refused(backend: Backend) {
         let (status, body) = app.get("/api/chat/rooms", &token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{attack}: {body}");
         assert_eq!(body["error"]["code"], "invalid_token", "{attack}");
+        // A stream is refused the same way, in the header or the query, and
+        // gets a JSON error, not one byte of a stream.
+        let by_header = app.http.get(app.url("/api/chat/sse")).bearer_auth(&token);
+        let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let by_query = app
+            .http
+            .get(app.url(&format!("/api/chat/sse?access_token={encoded}")));
+        for request in [by_header, by_query] {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{attack}");
+            assert_eq!(response.headers()["content-type"], "application/json");
+            let body = response.text().await.unwrap();
+            assert!(!body.contains("data:"), "{attack}: {body}");
+        }
     }
     // Expiry within the configured leeway (5 s) is still accepted.
     let just_expired = sign(&claims(json!({"exp": now - 2})), SECRET.as_bytes());

@@ -218,7 +218,13 @@ impl TestApp {
             .expect("the server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(app::serve(listener, app::router(state.clone()), draining));
+        let header_timeout = state.config.header_timeout.0;
+        tokio::spawn(app::serve(
+            listener,
+            app::router(state.clone()),
+            draining,
+            header_timeout,
+        ));
         Self {
             address,
             http: reqwest::Client::new(),
