@@ -21,7 +21,7 @@ use tokio::sync::watch;
 pub const SECRET: &str = "integration-test-secret-of-at-least-32-bytes";
 
 /// Set in CI: a missing `TEST_DATABASE_URL` then fails instead of skipping.
-const REQUIRE_POSTGRES: &str = "CHAT_TEST_REQUIRE_POSTGRES";
+pub const REQUIRE_POSTGRES: &str = "CHAT_TEST_REQUIRE_POSTGRES";
 
 /// Runs each named test (an `async fn(Backend)` in the calling module) on
 /// SQLite, and on PostgreSQL when `TEST_DATABASE_URL` names a server.
@@ -372,7 +372,14 @@ impl ServerProcess {
 
     /// Starts the binary on `db`, listening on `port` (0: any).
     pub async fn start_on(db: &SharedDb, port: u16, env: &[(&str, &str)]) -> Self {
-        let database_url = db.url.clone();
+        let mut server = Self::start_with_database(&db.url, port, env).await;
+        server._db = Some(db.db.clone());
+        server
+    }
+
+    /// Starts the binary on the database at `database_url`, which the caller owns.
+    pub async fn start_with_database(database_url: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        let database_url = database_url.to_owned();
         let listen = format!("127.0.0.1:{port}");
         let data_dir = tempfile::tempdir().expect("a temp dir");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
@@ -418,7 +425,7 @@ impl ServerProcess {
             database_url,
             logs,
             _data_dir: data_dir,
-            _db: Some(db.db.clone()),
+            _db: None,
         }
     }
 
