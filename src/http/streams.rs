@@ -5,8 +5,7 @@
 
 use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
-use crate::error::ReadErrors;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReadErrors, Result};
 use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
 use crate::metrics;
 use crate::model::{Caller, RoomId};
