@@ -4,6 +4,7 @@
 
 use crate::auth::{self, Auth};
 use crate::config::{Config, Secret};
+use crate::connection::Connection;
 use crate::error::{Error, ErrorDetail};
 use crate::events::{Hub, HubOptions};
 use crate::http::{self, AppState, api_router};
@@ -240,16 +241,35 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {
     Error::Internal("a handler panicked".to_owned()).into_response()
 }
 
+/// How long the server waits on clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// For a request's head (line and headers).
+    pub header: Duration,
+    /// For a stream's client to take its next frame.
+    pub stream_stall: Duration,
+}
+
+impl Patience {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            header: config.header_timeout.0,
+            stream_stall: config.stream_stall_timeout.0,
+        }
+    }
+}
+
 /// Serves HTTP/1.1 until `draining` turns true, then stops accepting
 /// connections and waits for open ones to finish (streams end themselves
 /// when draining). Unlike `axum::serve`, it cuts a client that has not sent
-/// a request's head within `header_timeout` (hyper needs a timer for that):
-/// one that trickles its headers (slowloris) holds a connection until then.
+/// a request's head within `patience.header` (hyper needs a timer for that):
+/// one that trickles its headers (slowloris) holds a connection until then;
+/// and a connection whose stream has not been read for `patience.stream_stall`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     mut draining: watch::Receiver<bool>,
-    header_timeout: Duration,
+    patience: Patience,
 ) -> std::io::Result<()> {
     let drained = async move {
         let _ = draining.wait_for(|draining| *draining).await;
@@ -257,7 +277,7 @@ pub async fn serve(
     tokio::pin!(drained);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(patience.header);
     let connections = GracefulShutdown::new();
     loop {
         let (socket, peer) = tokio::select! {
@@ -272,18 +292,25 @@ pub async fn serve(
         };
         // Streams write small frames: no waiting to fill a segment.
         let _ = socket.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<Incoming>| {
+        let held = Connection::new();
+        let service = router.clone().map_request({
+            let held = held.clone();
+            move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(held.clone());
                 request.map(Body::new)
-            });
+            }
+        });
         let connection =
             http.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                served = connection => if let Err(error) = served {
+                    tracing::debug!(%error, "connection ended with an error");
+                },
+                // Dropping the connection closes the socket.
+                () = held.stalled(patience.stream_stall) => {}
             }
         });
     }

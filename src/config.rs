@@ -86,6 +86,7 @@ pub struct Config {
 
     pub max_body_bytes: usize,
     pub header_timeout: Interval,
+    pub stream_stall_timeout: Interval,
     pub request_timeout: Interval,
 
     /// Origins whose pages may call the API from a browser, with credentials.
@@ -278,6 +279,13 @@ impl Config {
         if self.event_retention.0 < Duration::from_secs(60) {
             return invalid("event_retention must be at least 1m".to_owned());
         }
+        if self.stream_stall_timeout.0 < self.heartbeat_interval.0 * 2 {
+            return invalid(
+                "stream_stall_timeout must be at least twice heartbeat_interval: a stream \
+                 that is read hands over a heartbeat every interval"
+                    .to_owned(),
+            );
+        }
         if self.shutdown_spread.0 >= self.shutdown_deadline.0 {
             return invalid("shutdown_spread must be shorter than shutdown_deadline".to_owned());
         }
@@ -403,6 +411,18 @@ mod tests {
         };
         assert!(token("short").is_err());
         assert!(token("a-long-enough-scrape-token").is_ok());
+    }
+
+    #[test]
+    fn a_stream_stall_timeout_must_leave_room_for_two_heartbeats() {
+        let stall = |value: &str| {
+            Config::from_figment(
+                Config::defaults().merge(Serialized::default("stream_stall_timeout", value)),
+            )
+        };
+        let error = stall("40s").unwrap_err().to_string();
+        assert!(error.contains("twice heartbeat_interval"), "{error}");
+        assert!(stall("50s").is_ok());
     }
 
     #[test]

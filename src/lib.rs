@@ -7,6 +7,7 @@
 //!   SQLite or PostgreSQL.
 //! - [`events`]: relays the event log to this process's streams; heartbeats.
 //! - [`sse`]: how stream frames are spelled on the wire.
+//! - [`connection`]: a client connection, and cutting one whose stream is not read.
 //! - [`limits`]: rate limits on opening streams and on writes.
 //! - [`metrics`]: what is counted, for `/metrics`.
 //! - [`http`]: the JSON API and the streams, one module per resource.
@@ -16,6 +17,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -93,7 +93,7 @@ fn init_tracing(default_filter: &str, format: LogFormat) {
 async fn serve(config: Config) -> Result<(), AnyError> {
     let listen = config.listen;
     let metrics_listen = config.metrics_listen;
-    let header_timeout = config.header_timeout.0;
+    let patience = app::Patience::of(&config);
     let deadline = config.shutdown_deadline.0;
     tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
     // Every stream is an open file: take all the kernel allows.
@@ -113,24 +113,14 @@ async fn serve(config: Config) -> Result<(), AnyError> {
             .map_err(|e| format!("could not listen on {address} for metrics: {e}"))?;
         tracing::info!(address = %metrics.local_addr()?, "serving /metrics");
         let router = app::metrics_router(state.clone());
-        tokio::spawn(app::serve(
-            metrics,
-            router,
-            draining.clone(),
-            header_timeout,
-        ));
+        tokio::spawn(app::serve(metrics, router, draining.clone(), patience));
     }
     tokio::spawn(async move {
         shutdown_signal().await;
         // Readiness fails at once; streams wind down; no new connections.
         let _ = drain.send(true);
     });
-    let server = app::serve(
-        listener,
-        app::router(state),
-        draining.clone(),
-        header_timeout,
-    );
+    let server = app::serve(listener, app::router(state), draining.clone(), patience);
     let mut signalled = draining;
     let deadline_passed = async move {
         let _ = signalled.wait_for(|draining| *draining).await;

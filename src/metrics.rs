@@ -86,7 +86,7 @@ fn describe() {
     describe_counter!(STREAMS_OPENED, "Streams opened, by kind and role");
     describe_counter!(
         STREAMS_CLOSED,
-        "Streams ended, by reason: client_gone, token_expired, removed_from_room, shutdown, store_error"
+        "Streams ended, by reason: client_gone, slow_consumer, token_expired, removed_from_room, shutdown, store_error"
     );
     describe_counter!(
         STREAM_OPENS_REFUSED,

@@ -5,6 +5,7 @@
 
 use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
+use crate::connection::Connection;
 use crate::error::{Error, ReadErrors, Result};
 use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
 use crate::metrics;
@@ -13,7 +14,7 @@ use crate::sse;
 use crate::store::EventScope;
 use ::metrics::{Counter, Gauge};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
@@ -82,6 +83,7 @@ async fn open_stream(
     State(state): State<AppState>,
     session: Session,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    connection: Option<Extension<Arc<Connection>>>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Response> {
@@ -151,7 +153,15 @@ async fn open_stream(
             },
         },
     };
-    let record = StreamRecord::open(&caller, room.as_ref(), resume_from, bounds.newest);
+    let connection = connection.map(|Extension(connection)| connection);
+    let on_connection = connection.as_ref().map(Connection::stream);
+    let record = StreamRecord::open(
+        &caller,
+        room.as_ref(),
+        resume_from,
+        bounds.newest,
+        connection,
+    );
     let stream = LiveStream {
         hub: state.hub.clone(),
         live,
@@ -164,7 +174,13 @@ async fn open_stream(
         ticket,
         record,
     };
-    let mut response = Response::new(Body::from_stream(stream.run()));
+    // Each frame hyper takes says the client reads (see `connection`).
+    let frames = stream.run().inspect(move |_| {
+        if let Some(on_connection) = &on_connection {
+            on_connection.connection().frame_sent();
+        }
+    });
+    let mut response = Response::new(Body::from_stream(frames));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -236,6 +252,8 @@ struct StreamRecord {
     /// The request's span: the close is logged under the request's id too,
     /// though it happens when the connection drops the body, outside it.
     span: tracing::Span,
+    /// Says whether the stream ended because its client stopped reading.
+    connection: Option<Arc<Connection>>,
     opened: Instant,
     /// Events up to this id predate the stream: sending them is a replay.
     replay_up_to: i64,
@@ -254,6 +272,8 @@ struct StreamRecord {
 enum End {
     /// The client went away (or the connection broke): the default.
     ClientGone,
+    /// The client stopped reading: its connection was cut.
+    SlowConsumer,
     TokenExpired,
     RemovedFromRoom,
     Shutdown,
@@ -264,6 +284,7 @@ impl End {
     fn as_str(self) -> &'static str {
         match self {
             End::ClientGone => "client_gone",
+            End::SlowConsumer => "slow_consumer",
             End::TokenExpired => "token_expired",
             End::RemovedFromRoom => "removed_from_room",
             End::Shutdown => "shutdown",
@@ -273,7 +294,13 @@ impl End {
 }
 
 impl StreamRecord {
-    fn open(caller: &Caller, room: Option<&RoomId>, resume_from: Option<i64>, newest: i64) -> Self {
+    fn open(
+        caller: &Caller,
+        room: Option<&RoomId>,
+        resume_from: Option<i64>,
+        newest: i64,
+        connection: Option<Arc<Connection>>,
+    ) -> Self {
         let kind = if room.is_some() { "room" } else { "global" };
         let role = if caller.is_admin() { "admin" } else { "user" };
         ::metrics::counter!(metrics::STREAMS_OPENED, "kind" => kind, "role" => role).increment(1);
@@ -288,6 +315,7 @@ impl StreamRecord {
         );
         Self {
             span: tracing::Span::current(),
+            connection,
             opened: Instant::now(),
             replay_up_to: if resume_from.is_some() { newest } else { 0 },
             end: End::ClientGone,
@@ -323,6 +351,9 @@ impl StreamRecord {
 impl Drop for StreamRecord {
     fn drop(&mut self) {
         self.open.decrement(1);
+        if self.connection.as_ref().is_some_and(|c| c.was_cut()) {
+            self.end = End::SlowConsumer;
+        }
         let reason = self.end.as_str();
         let _request = self.span.enter();
         ::metrics::counter!(metrics::STREAMS_CLOSED, "reason" => reason).increment(1);

@@ -218,12 +218,12 @@ impl TestApp {
             .expect("the server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
-        let header_timeout = state.config.header_timeout.0;
+        let patience = app::Patience::of(&state.config);
         tokio::spawn(app::serve(
             listener,
             app::router(state.clone()),
             draining,
-            header_timeout,
+            patience,
         ));
         Self {
             address,

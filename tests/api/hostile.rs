@@ -25,6 +25,7 @@ on_both_stores!(
     a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one,
     oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on,
     a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all,
+    a_stream_whose_client_stopped_reading_is_cut_and_counted,
 );
 
 /// One figure of the server's `/metrics`: the sum of `name`'s series.
@@ -551,6 +552,79 @@ async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backen
         assert!(seen.insert(i), "once");
         assert!(sent_whole[i], "cut-{i} was cut short, yet stored");
     }
+}
+
+async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backend) {
+    let server = ServerProcess::start(
+        &backend,
+        &[
+            ("CHAT_HEARTBEAT_INTERVAL", "100ms"),
+            ("CHAT_STREAM_STALL_TIMEOUT", "1s"),
+            ("CHAT_MESSAGE_RATE_PER_USER", "100000"),
+            ("CHAT_MESSAGE_BURST_PER_USER", "100000"),
+        ],
+    )
+    .await;
+    let boss = admin("boss");
+    let room = create_room(&server, &boss, "stall").await;
+    // One admin's stream is read; another's client stops reading after the head.
+    let mut reader = EventStream::new(
+        reqwest::Client::new()
+            .get(server.url("/api/chat/sse"))
+            .bearer_auth(&boss)
+            .send()
+            .await
+            .unwrap(),
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket
+        .connect(socket_address(&server).parse().unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /api/chat/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        admin("sleepy")
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // Messages flow until the stalled stream's buffers fill and it is cut.
+    let body = "z".repeat(4_000);
+    let started = Instant::now();
+    let mut posted = 0;
+    while figure(&server, "chat_streams_closed_total").await == 0.0 {
+        for _ in 0..20 {
+            let (status, _) = post(&server, &boss, &room, json!({"body": body})).await;
+            assert_eq!(status, StatusCode::CREATED);
+            posted += 1;
+        }
+        assert!(started.elapsed() < WAIT, "not cut after {posted} messages");
+    }
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"chat_streams_closed_total{reason="slow_consumer"} 1"#),
+        "{text}"
+    );
+    // Its socket is closed: what the server had sent, then the end.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, stalled.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the stalled connection stays open");
+    // The reader was never held back: it has every message, and stays open.
+    for _ in 0..posted {
+        reader.expect("message").await;
+    }
+    assert_eq!(figure(&server, "chat_streams_open").await, 1.0);
+    server
+        .wait_for_log(|line| line.contains("stream closed") && line.contains("slow_consumer"))
+        .await;
 }
 
 /// PostgreSQL goes away for 10 s: streams stay open with heartbeats, writes
