@@ -433,6 +433,18 @@ impl ServerProcess {
         format!("{}{}", self.address, path)
     }
 
+    /// Opens `/api/chat/sse{query}` and checks it answered as a stream.
+    pub async fn stream(&self, query: &str, token: &str) -> EventStream {
+        let response = reqwest::Client::new()
+            .get(self.url(&format!("/api/chat/sse{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), StatusCode::OK, "opening {query}");
+        EventStream::new(response)
+    }
+
     /// Every line the server logged so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("the log").clone()

@@ -72,6 +72,21 @@ fn socket_address(server: &ServerProcess) -> String {
     server.address.trim_start_matches("http://").to_owned()
 }
 
+/// Asks for a stream over a socket with a small receive buffer, then reads
+/// nothing: the server's side of it fills up quickly.
+async fn unread_stream(server: &ServerProcess, token: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket
+        .connect(socket_address(server).parse().unwrap())
+        .await
+        .unwrap();
+    let request =
+        format!("GET /api/chat/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
 /// Reads until the server closes the connection; what it sent.
 async fn read_to_close(socket: &mut TcpStream) -> String {
     let mut answer = Vec::new();
@@ -94,14 +109,7 @@ async fn a_client_trickling_headers_or_a_body_is_cut_while_streams_live_on(backe
     )
     .await;
     // A stream opened first outlives both timeouts many times over.
-    let mut stream = EventStream::new(
-        reqwest::Client::new()
-            .get(server.url("/api/chat/sse"))
-            .bearer_auth(user("ann"))
-            .send()
-            .await
-            .unwrap(),
-    );
+    let mut stream = server.stream("", &user("ann")).await;
 
     // Slowloris: a header line every 300 ms, never the blank line.
     let mut slow = TcpStream::connect(socket_address(&server)).await.unwrap();
@@ -290,27 +298,13 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
 
     // 1,000 streams whose clients send the request, then never read: small
     // receive buffers, so the server's side fills up quickly.
-    let request = |i: usize| {
-        format!(
-            "GET /api/chat/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
-            user(&format!("stalled-{i}"))
-        )
-    };
     let mut stalled = Vec::new();
     for chunk in (0..1_000).collect::<Vec<_>>().chunks(100) {
-        let opened = join_all(chunk.iter().map(|&i| {
-            let address = socket_address(&server);
-            let request = request(i);
-            async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.set_recv_buffer_size(4096).unwrap();
-                let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
-                stream.write_all(request.as_bytes()).await.unwrap();
-                stream
-            }
-        }))
-        .await;
-        stalled.extend(opened);
+        let tokens: Vec<String> = chunk
+            .iter()
+            .map(|i| user(&format!("stalled-{i}")))
+            .collect();
+        stalled.extend(join_all(tokens.iter().map(|token| unread_stream(&server, token))).await);
     }
     // Every stalled user is in the room, so every message is for them.
     let ids: Vec<String> = (0..1_000).map(|i| format!("stalled-{i}")).collect();
@@ -326,14 +320,7 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
             assert_eq!(status, StatusCode::OK);
         }
     }
-    let mut live = EventStream::new(
-        reqwest::Client::new()
-            .get(server.url(&format!("/api/chat/sse?roomId={room}")))
-            .bearer_auth(&boss)
-            .send()
-            .await
-            .unwrap(),
-    );
+    let mut live = server.stream(&format!("?roomId={room}"), &boss).await;
 
     // 2 MB of messages flow; the live reader gets each one, in order.
     let body = "x".repeat(2_000);
@@ -464,14 +451,7 @@ async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backen
     .await;
     let ann = user("ann");
     let room = create_room(&server, &ann, "cut").await;
-    let mut stream = EventStream::new(
-        reqwest::Client::new()
-            .get(server.url(&format!("/api/chat/sse?roomId={room}")))
-            .bearer_auth(&ann)
-            .send()
-            .await
-            .unwrap(),
-    );
+    let mut stream = server.stream(&format!("?roomId={room}"), &ann).await;
     // Each post is cut at a different point: in the head, in the body, right
     // after the body, or after the answer began.
     let mut sent_whole = Vec::new();
@@ -568,25 +548,17 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     let boss = admin("boss");
     let room = create_room(&server, &boss, "stall").await;
     // One admin's stream is read; another's client stops reading after the head.
-    let mut reader = EventStream::new(
-        reqwest::Client::new()
-            .get(server.url("/api/chat/sse"))
-            .bearer_auth(&boss)
-            .send()
-            .await
-            .unwrap(),
-    );
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket
-        .connect(socket_address(&server).parse().unwrap())
-        .await
-        .unwrap();
-    let request = format!(
-        "GET /api/chat/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
-        admin("sleepy")
-    );
-    stalled.write_all(request.as_bytes()).await.unwrap();
+    // The reader reads all along, on a task of its own.
+    let mut reader = server.stream("", &boss).await;
+    let (read, mut messages) = tokio::sync::mpsc::unbounded_channel();
+    let reading = tokio::spawn(async move {
+        while let Some(event) = reader.next().await {
+            if read.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let mut stalled = unread_stream(&server, &admin("sleepy")).await;
     let mut head = [0u8; 12];
     stalled.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
@@ -619,9 +591,14 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     assert!(read.is_ok(), "the stalled connection stays open");
     // The reader was never held back: it has every message, and stays open.
     for _ in 0..posted {
-        reader.expect("message").await;
+        let event = tokio::time::timeout(WAIT, messages.recv()).await.unwrap();
+        assert_eq!(
+            event.expect("the reader's stream goes on").kind(),
+            "message"
+        );
     }
     assert_eq!(figure(&server, "chat_streams_open").await, 1.0);
+    reading.abort();
     server
         .wait_for_log(|line| line.contains("stream closed") && line.contains("slow_consumer"))
         .await;
@@ -648,13 +625,7 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     let http = reqwest::Client::new();
     let boss = admin("boss");
     let room = create_room(&server, &boss, "outage").await;
-    let mut stream = EventStream::new(
-        http.get(server.url("/api/chat/sse"))
-            .bearer_auth(&boss)
-            .send()
-            .await
-            .unwrap(),
-    );
+    let mut stream = server.stream("", &boss).await;
     let mut acknowledged = Vec::new();
     for i in 0..3 {
         let (status, message) = post(
