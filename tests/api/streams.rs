@@ -315,6 +315,16 @@ async fn a_removed_member_is_told_once_and_hears_no_more_of_the_room(backend: Ba
         assert_eq!(removed.data["room"]["id"], room.as_str());
     }
     widget.expect_end().await;
+    // His token is still good, but not for that room's stream any more.
+    let reopened = app
+        .http
+        .get(app.url(&format!("/api/chat/sse?roomId={room}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reopened.status(), StatusCode::NOT_FOUND);
+    assert_eq!(reopened.headers()["content-type"], "application/json");
 
     app.send(&alice, &room, "bob cannot see this").await;
     app.send(&alice, &kept, "but this").await;
