@@ -226,14 +226,14 @@ pub fn metrics_router(state: AppState) -> Router {
 /// never the raw path, so ids do not multiply the series.
 async fn count_request(route: MatchedPath, request: Request<Body>, next: Next) -> Response<Body> {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
     let route = route.as_str().to_owned();
     let status = response.status().as_u16().to_string();
-    ::metrics::counter!(metrics::HTTP_REQUESTS, "method" => method.to_string(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    ::metrics::histogram!(metrics::HTTP_DURATION, "method" => method.to_string(), "route" => route)
+    ::metrics::histogram!(metrics::HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
+    ::metrics::counter!(metrics::HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
+        .increment(1);
     response
 }
 

@@ -390,7 +390,14 @@ impl ServerProcess {
             .env("DATABASE_URL", &database_url)
             .env("CHAT_JWT_SECRET", SECRET)
             .env("CHAT_DATA_DIR", data_dir.path())
-            .env("CHAT_LOG", "info")
+            .env("CHAT_LOG", "info");
+        // Tests write in bursts; the write limits have tests of their own.
+        for write in ["MESSAGE", "ROOM", "MEMBER"] {
+            command
+                .env(format!("CHAT_{write}_RATE_PER_USER"), "1000000")
+                .env(format!("CHAT_{write}_BURST_PER_USER"), "1000000");
+        }
+        command
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
@@ -443,6 +450,30 @@ impl ServerProcess {
             .expect("the server answers");
         assert_eq!(response.status(), StatusCode::OK, "opening {query}");
         EventStream::new(response)
+    }
+
+    /// Creates a room as `token`'s user; its id.
+    pub async fn create_room(&self, token: &str, name: &str) -> String {
+        let (status, room) = send(
+            reqwest::Client::new()
+                .post(self.url("/api/chat/rooms"))
+                .bearer_auth(token)
+                .json(&json!({"name": name})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{room}");
+        room["id"].as_str().expect("a room id").to_owned()
+    }
+
+    /// Posts `message` (a JSON body) to `room` as `token`'s user.
+    pub async fn post(&self, token: &str, room: &str, message: Value) -> (StatusCode, Value) {
+        send(
+            reqwest::Client::new()
+                .post(self.url(&format!("/api/chat/rooms/{room}/messages")))
+                .bearer_auth(token)
+                .json(&message),
+        )
+        .await
     }
 
     /// Every line the server logged so far.
@@ -505,6 +536,51 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One scrape: every sample, keyed by its series as written (`name{labels}`).
+pub struct Scrape(std::collections::HashMap<String, f64>);
+
+impl Scrape {
+    pub async fn of(server: &ServerProcess, bearer: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new().get(server.url("/metrics"));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the server answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        Self::parse(&response.text().await.unwrap())
+    }
+
+    fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Self(samples)
+    }
+
+    /// The sum of `name`'s samples whose labels include all of `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                let (series_name, series_labels) =
+                    series.split_once('{').unwrap_or((series.as_str(), ""));
+                series_name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(_, value)| value)
+            .sum()
     }
 }
 

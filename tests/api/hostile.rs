@@ -5,8 +5,8 @@
 //! everyone else, loses nothing it acknowledged, and recovers by itself.
 
 use crate::helpers::{
-    Backend, EventStream, ServerProcess, WAIT, admin, on_both_stores, raise_open_file_limit, send,
-    user,
+    Backend, EventStream, Scrape, ServerProcess, WAIT, admin, on_both_stores,
+    raise_open_file_limit, send, user,
 };
 use crate::throwaway_postgres::ThrowawayPostgres;
 use futures::StreamExt;
@@ -30,41 +30,7 @@ on_both_stores!(
 
 /// One figure of the server's `/metrics`: the sum of `name`'s series.
 async fn figure(server: &ServerProcess, name: &str) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-async fn create_room(server: &ServerProcess, token: &str, name: &str) -> String {
-    let (status, room) = send(
-        reqwest::Client::new()
-            .post(server.url("/api/chat/rooms"))
-            .bearer_auth(token)
-            .json(&json!({"name": name})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{room}");
-    room["id"].as_str().unwrap().to_owned()
-}
-
-async fn post(server: &ServerProcess, token: &str, room: &str, body: Value) -> (StatusCode, Value) {
-    send(
-        reqwest::Client::new()
-            .post(server.url(&format!("/api/chat/rooms/{room}/messages")))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await
+    Scrape::of(server, None).await.value(name, &[])
 }
 
 /// The server's address, for raw sockets.
@@ -165,7 +131,7 @@ async fn a_reconnect_storm_is_limited_and_leaves_other_users_and_memory_alone(ba
     // A small pool, filled before the baseline: its connections are files too.
     let server = ServerProcess::start(&backend, &[("CHAT_DATABASE_MAX_CONNECTIONS", "2")]).await;
     let boss = admin("boss");
-    let room = create_room(&server, &boss, "storm").await;
+    let room = server.create_room(&boss, "storm").await;
     // A bystander, on an address of their own, streaming the room.
     let bystander = reqwest::Client::builder()
         .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
@@ -247,7 +213,9 @@ async fn a_reconnect_storm_is_limited_and_leaves_other_users_and_memory_alone(ba
     );
 
     // The bystander still opens streams and hears the room at once.
-    let (status, _) = post(&server, &boss, &room, json!({"body": "still here"})).await;
+    let (status, _) = server
+        .post(&boss, &room, json!({"body": "still here"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         watching.expect("message").await.data["message"]["body"],
@@ -285,15 +253,11 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
         &[
             ("CHAT_STREAM_RATE_PER_IP", "100000"),
             ("CHAT_STREAM_BURST_PER_IP", "100000"),
-            ("CHAT_MESSAGE_RATE_PER_USER", "100000"),
-            ("CHAT_MESSAGE_BURST_PER_USER", "100000"),
-            ("CHAT_MEMBER_RATE_PER_USER", "100000"),
-            ("CHAT_MEMBER_BURST_PER_USER", "100000"),
         ],
     )
     .await;
     let boss = admin("boss");
-    let room = create_room(&server, &boss, "stalled").await;
+    let room = server.create_room(&boss, "stalled").await;
     let memory_before = figure(&server, "process_resident_memory_bytes").await;
 
     // 1,000 streams whose clients send the request, then never read: small
@@ -327,13 +291,9 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
     let mut slowest = Duration::ZERO;
     for i in 0..1_000 {
         let sent = Instant::now();
-        let (status, message) = post(
-            &server,
-            &boss,
-            &room,
-            json!({"body": format!("{i} {body}")}),
-        )
-        .await;
+        let (status, message) = server
+            .post(&boss, &room, json!({"body": format!("{i} {body}")}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         let event = live.expect("message").await;
         assert_eq!(event.data["message"]["seq"], message["seq"]);
@@ -357,7 +317,7 @@ async fn oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on(backend: 
     let server = ServerProcess::start(&backend, &[]).await;
     let http = reqwest::Client::new();
     let ann = user("ann");
-    let room = create_room(&server, &ann, "sizes").await;
+    let room = server.create_room(&ann, "sizes").await;
     let routes = [
         ("GET", "/api/chat/rooms".to_owned()),
         ("POST", "/api/chat/rooms".to_owned()),
@@ -436,21 +396,16 @@ async fn oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on(backend: 
     }
     let (status, _) = send(http.get(server.url("/readyz"))).await;
     assert_eq!(status, StatusCode::OK, "the server serves on");
-    let (status, _) = post(&server, &ann, &room, json!({"body": "after all that"})).await;
+    let (status, _) = server
+        .post(&ann, &room, json!({"body": "after all that"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
 async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backend: Backend) {
-    let server = ServerProcess::start(
-        &backend,
-        &[
-            ("CHAT_MESSAGE_RATE_PER_USER", "100000"),
-            ("CHAT_MESSAGE_BURST_PER_USER", "100000"),
-        ],
-    )
-    .await;
+    let server = ServerProcess::start(&backend, &[]).await;
     let ann = user("ann");
-    let room = create_room(&server, &ann, "cut").await;
+    let room = server.create_room(&ann, "cut").await;
     let mut stream = server.stream(&format!("?roomId={room}"), &ann).await;
     // Each post is cut at a different point: in the head, in the body, right
     // after the body, or after the answer began.
@@ -476,13 +431,13 @@ async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backen
         sent_whole.push(cut >= request.len());
     }
     // A last, ordinary post, sent after every cut connection was closed.
-    let (status, _) = post(
-        &server,
-        &ann,
-        &room,
-        json!({"body": "the end", "clientId": "the-end"}),
-    )
-    .await;
+    let (status, _) = server
+        .post(
+            &ann,
+            &room,
+            json!({"body": "the end", "clientId": "the-end"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let mut streamed: Vec<Value> = Vec::new();
     let mut next_streamed = async || stream.expect("message").await.data["message"].clone();
@@ -540,13 +495,11 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
         &[
             ("CHAT_HEARTBEAT_INTERVAL", "100ms"),
             ("CHAT_STREAM_STALL_TIMEOUT", "1s"),
-            ("CHAT_MESSAGE_RATE_PER_USER", "100000"),
-            ("CHAT_MESSAGE_BURST_PER_USER", "100000"),
         ],
     )
     .await;
     let boss = admin("boss");
-    let room = create_room(&server, &boss, "stall").await;
+    let room = server.create_room(&boss, "stall").await;
     // One admin's stream is read; another's client stops reading after the head.
     // The reader reads all along, on a task of its own.
     let mut reader = server.stream("", &boss).await;
@@ -569,7 +522,7 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     let mut posted = 0;
     while figure(&server, "chat_streams_closed_total").await == 0.0 {
         for _ in 0..20 {
-            let (status, _) = post(&server, &boss, &room, json!({"body": body})).await;
+            let (status, _) = server.post(&boss, &room, json!({"body": body})).await;
             assert_eq!(status, StatusCode::CREATED);
             posted += 1;
         }
@@ -624,17 +577,13 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     .await;
     let http = reqwest::Client::new();
     let boss = admin("boss");
-    let room = create_room(&server, &boss, "outage").await;
+    let room = server.create_room(&boss, "outage").await;
     let mut stream = server.stream("", &boss).await;
     let mut acknowledged = Vec::new();
     for i in 0..3 {
-        let (status, message) = post(
-            &server,
-            &boss,
-            &room,
-            json!({"body": format!("before {i}")}),
-        )
-        .await;
+        let (status, message) = server
+            .post(&boss, &room, json!({"body": format!("before {i}")}))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
         acknowledged.push(message["id"].clone());
         stream.expect("message").await;
@@ -646,7 +595,7 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     let mut unready = 0;
     let mut beats = 0;
     while outage.elapsed() < Duration::from_secs(10) {
-        let (status, body) = post(&server, &boss, &room, json!({"body": "during"})).await;
+        let (status, body) = server.post(&boss, &room, json!({"body": "during"})).await;
         // A write either fails whole with a 503, or (never, with the
         // database gone) succeeds and is then owed to the history.
         if status == StatusCode::CREATED {
@@ -678,7 +627,7 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     // first post after the outage, and the history holds every acknowledged one.
     let recovery = Instant::now();
     let after = loop {
-        let (status, body) = post(&server, &boss, &room, json!({"body": "after"})).await;
+        let (status, body) = server.post(&boss, &room, json!({"body": "after"})).await;
         if status == StatusCode::CREATED {
             break body;
         }

@@ -2,10 +2,11 @@
 //! flow, streams resume and end; the endpoint is never public by accident.
 //! Each test runs its own server process: the metrics recorder is process-wide.
 
-use crate::helpers::{Backend, EventStream, ServerProcess, WAIT, on_both_stores, send, user};
+use crate::helpers::{
+    Backend, EventStream, Scrape, ServerProcess, WAIT, on_both_stores, send, user,
+};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::Instant;
 
 on_both_stores!(
@@ -13,63 +14,11 @@ on_both_stores!(
     metrics_need_their_token_or_their_own_address,
 );
 
-/// One scrape: every sample, keyed by its series as written (`name{labels}`).
-struct Scrape(HashMap<String, f64>);
-
-impl Scrape {
-    async fn of(server: &ServerProcess, bearer: Option<&str>) -> Self {
-        let mut request = reqwest::Client::new().get(server.url("/metrics"));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the server answers");
-        assert_eq!(response.status(), StatusCode::OK);
-        let content_type = response.headers()["content-type"].to_str().unwrap();
-        assert!(content_type.starts_with("text/plain"), "{content_type}");
-        Self::parse(&response.text().await.unwrap())
-    }
-
-    fn parse(text: &str) -> Self {
-        let samples = text
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                Some((series.to_owned(), value.parse().ok()?))
-            })
-            .collect();
-        Self(samples)
-    }
-
-    /// The sum of `name`'s samples whose labels include all of `labels`.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.0
-            .iter()
-            .filter(|(series, _)| {
-                let (series_name, series_labels) =
-                    series.split_once('{').unwrap_or((series.as_str(), ""));
-                series_name == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")))
-            })
-            .map(|(_, value)| value)
-            .sum()
-    }
-}
-
 async fn metrics_follow_streams_events_resumes_and_requests(backend: Backend) {
     let server = ServerProcess::start(&backend, &[("CHAT_DATABASE_MAX_CONNECTIONS", "7")]).await;
     let http = reqwest::Client::new();
     let ann = user("ann");
-    let (status, room) = send(
-        http.post(server.url("/api/chat/rooms"))
-            .bearer_auth(&ann)
-            .json(&json!({"name": "metrics"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let room = room["id"].as_str().unwrap().to_owned();
+    let room = server.create_room(&ann, "metrics").await;
     let open = |last_event_id: Option<i64>| {
         let mut request = http
             .get(server.url(&format!("/api/chat/sse?roomId={room}")))
@@ -81,12 +30,7 @@ async fn metrics_follow_streams_events_resumes_and_requests(backend: Backend) {
     };
     let mut live = EventStream::new(open(None).await.unwrap());
     for body in ["one", "two", "three"] {
-        let (status, _) = send(
-            http.post(server.url(&format!("/api/chat/rooms/{room}/messages")))
-                .bearer_auth(&ann)
-                .json(&json!({"body": body})),
-        )
-        .await;
+        let (status, _) = server.post(&ann, &room, json!({"body": body})).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let first = live.expect("message").await.id();
