@@ -87,6 +87,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
+    /// The longest (and default) wait of `GET /api/chat/events`; see
+    /// [`Config::longest_poll`].
+    pub long_poll_wait: Interval,
     pub request_timeout: Interval,
 
     /// Origins whose pages may call the API from a browser, with credentials.
@@ -333,6 +336,15 @@ impl Config {
         Ok(())
     }
 
+    /// How long a poll of `GET /api/chat/events` may wait: `long_poll_wait`,
+    /// but well within `request_timeout` (by 5 s, or a quarter of a shorter
+    /// one), which would otherwise answer the waiting poll with a 408.
+    pub fn longest_poll(&self) -> Duration {
+        let request = self.request_timeout.0;
+        let margin = (request / 4).min(Duration::from_secs(5));
+        self.long_poll_wait.0.min(request - margin)
+    }
+
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
@@ -423,6 +435,23 @@ mod tests {
         let error = stall("40s").unwrap_err().to_string();
         assert!(error.contains("twice heartbeat_interval"), "{error}");
         assert!(stall("50s").is_ok());
+    }
+
+    #[test]
+    fn a_poll_never_waits_into_the_request_timeout() {
+        let with = |poll: &str, request: &str| {
+            Config::from_figment(
+                Config::defaults()
+                    .merge(Serialized::default("long_poll_wait", poll))
+                    .merge(Serialized::default("request_timeout", request)),
+            )
+            .unwrap()
+            .longest_poll()
+        };
+        assert_eq!(with("25s", "30s"), Duration::from_secs(25));
+        assert_eq!(with("60s", "30s"), Duration::from_secs(25));
+        assert_eq!(with("10s", "30s"), Duration::from_secs(10));
+        assert_eq!(with("25s", "1s"), Duration::from_millis(750));
     }
 
     #[test]

@@ -13,8 +13,11 @@ pub fn retry(ms: u64) -> Bytes {
 /// A logged event. `data` is JSON from serde_json, which never holds a raw
 /// line break, so it always fits on one `data:` line.
 pub fn event(id: i64, data: &str) -> Bytes {
-    Bytes::from(format!("id: {id}\ndata: {data}\n\n"))
+    Bytes::from(format!("id: {id}\ndata: {data}{EVENT_END}"))
 }
+
+/// What follows an event's data: the end of its line and of the event.
+pub const EVENT_END: &str = "\n\n";
 
 /// A heartbeat carries no id, so it never moves a client's resume point.
 pub fn heartbeat(unix_ms: i64) -> Bytes {

@@ -1,11 +1,14 @@
 //! The live side of the event log. One relay per process reads the log in id
 //! order and broadcasts each event, encoded once, to every stream of the
 //! process; writers only wake it (after their commit, and through the store's
-//! cross-process notifications). A stream that falls behind the broadcast
-//! reads the log itself: nothing is ever skipped. Also the shared heartbeat.
+//! cross-process notifications). A reader that falls behind the broadcast
+//! reads the log itself (`feed`): nothing is ever skipped. Also the shared
+//! heartbeat.
 
+mod feed;
 mod filter;
 
+pub use feed::{Feed, Start, Step};
 pub use filter::{Admit, Filter};
 
 use crate::metrics;
@@ -38,6 +41,8 @@ pub struct Event {
     pub membership: Option<Membership>,
     /// The whole SSE frame, shared by every stream that sends it.
     pub frame: Bytes,
+    /// Where the frame's JSON data begins.
+    data_at: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,12 +70,20 @@ impl Event {
                     .map(UserId::from_store)
                     .collect(),
             });
+        let frame = sse::event(stored.id, &stored.data);
         Self {
             id: stored.id,
-            frame: sse::event(stored.id, &stored.data),
+            data_at: frame.len() - stored.data.len() - sse::EVENT_END.len(),
+            frame,
             room_id: RoomId::from_store(stored.room_id),
             membership,
         }
+    }
+
+    /// The event's JSON, as the log keeps it and the frame carries it.
+    pub fn data(&self) -> Bytes {
+        self.frame
+            .slice(self.data_at..self.frame.len() - sse::EVENT_END.len())
     }
 }
 
@@ -195,6 +208,11 @@ impl Hub {
             hub: self.clone(),
             user: user.clone(),
         })
+    }
+
+    /// The newest event the relay has broadcast (and so, committed).
+    pub fn relayed_event_id(&self) -> i64 {
+        self.relayed.load(Ordering::Relaxed)
     }
 
     /// Notes that a stream fell behind the broadcast and reads the log.

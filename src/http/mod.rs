@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its own `router()`, merged
 //! here with the fallbacks that keep even unknown routes answering in JSON.
 
+mod events;
 mod extract;
 mod health;
 mod messages;
@@ -50,6 +51,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(rooms::router())
         .merge(messages::router())
         .merge(streams::router())
+        .merge(events::router())
         .merge(pages::router())
         .merge(health::router());
     let api = if metrics_here {

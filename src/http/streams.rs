@@ -7,11 +7,10 @@ use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
 use crate::connection::Connection;
 use crate::error::{Error, ReadErrors, Result};
-use crate::events::{Admit, CATCH_UP_BATCH, Event, Filter, Hub, StreamTicket};
+use crate::events::{CATCH_UP_BATCH, Feed, Hub, Start, Step, StreamTicket};
 use crate::metrics;
 use crate::model::{Caller, RoomId};
 use crate::sse;
-use crate::store::EventScope;
 use ::metrics::{Counter, Gauge};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, State};
@@ -20,12 +19,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -48,16 +46,6 @@ struct StreamParams {
     #[serde(rename = "lastEventId", alias = "last_event_id")]
     #[param(rename = "lastEventId", pattern = "^[0-9]+$")]
     last_event_id: Option<String>,
-}
-
-/// Where a stream starts.
-enum Start {
-    /// Every event after this id, then live. Without a resume id, that is the
-    /// newest id when the stream subscribed: what came before is the
-    /// snapshot's business, and repeating it would duplicate.
-    After(i64),
-    /// The id cannot be served: say so, then live after the newest id.
-    Reset { newest: i64, reason: &'static str },
 }
 
 #[utoipa::path(
@@ -88,84 +76,37 @@ async fn open_stream(
     Query(params): Query<StreamParams>,
 ) -> Result<Response> {
     let caller = session.caller;
-    // A browser's own reconnect sends a fresh header on the old URL: it wins.
-    let last_event_id = match headers.get("last-event-id") {
-        Some(value) => Some(value.to_str().unwrap_or_default().to_owned()),
-        None => params.last_event_id,
-    };
-    let resume_from = last_event_id
-        .map(|text| {
-            sse::parse_event_id(text.trim()).ok_or_else(|| {
-                Error::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID must be an event id: decimal digits",
-                )
-            })
-        })
-        .transpose()?;
+    let resume_from = resume_point(&headers, params.last_event_id)?;
     let room = params.room_id.as_deref().map(room_id).transpose()?;
     // The cheap refusals first, before any database work.
     state.limits.check_open(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let ticket = state
-        .hub
-        .admit(&caller.id, state.config.stream_max_per_user)
-        .ok_or_else(|| {
-            ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams")
-                .increment(1);
-            Error::TooManyRequests {
-                retry_after: 5,
-                message: "too many open streams for this user".into(),
-            }
-        })?;
-
-    // Order matters. Subscribe first, so every event committed from now on
-    // reaches this stream; then read the newest id; only then check access.
-    // A membership change committed after that check has a larger id, so it
-    // arrives live and the filter applies it (a removal ends a room stream).
-    let live = state.hub.subscribe();
-    let bounds = state.store.event_bounds().await?;
-    let (scope, rooms) = match &room {
-        Some(room) => {
-            state.store.room(&caller, room).await?;
-            (EventScope::Room(room.clone()), Vec::new())
-        }
-        None if caller.is_admin() => (EventScope::All, Vec::new()),
-        None => (
-            EventScope::MemberOf(caller.id.clone()),
-            state.store.member_rooms(&caller.id).await?,
-        ),
-    };
-    let start = match resume_from {
-        None => Start::After(bounds.newest),
-        Some(id) if bounds.can_resume_from(id) => {
-            ::metrics::counter!(metrics::RESUMES).increment(1);
-            Start::After(id)
-        }
-        Some(id) => Start::Reset {
-            newest: bounds.newest,
-            reason: if id > bounds.newest {
-                "unknown_event_id"
-            } else {
-                "event_id_expired"
-            },
-        },
-    };
+    let ticket = admit(&state, &caller)?;
+    let (feed, start) = Feed::open(
+        &state.hub,
+        &caller,
+        room.as_ref(),
+        resume_from,
+        CATCH_UP_BATCH,
+    )
+    .await?;
+    if let Start::Resumed { .. } = start {
+        ::metrics::counter!(metrics::RESUMES).increment(1);
+    }
     let connection = connection.map(|Extension(connection)| connection);
     let on_connection = connection.as_ref().map(Connection::stream);
     let record = StreamRecord::open(
         &caller,
         room.as_ref(),
         resume_from,
-        bounds.newest,
+        start.newest(),
         connection,
     );
     let stream = LiveStream {
         hub: state.hub.clone(),
-        live,
-        filter: Filter::new(caller, scope, rooms),
+        feed,
         start,
         expires_at: expiry_instant(session.expires_at),
         retry: state.config.stream_retry.0,
@@ -189,6 +130,41 @@ async fn open_stream(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// Where a client resumes: the `Last-Event-ID` header, else the id in the
+/// query. A browser's own reconnect sends a fresh header on the old URL, so
+/// the header wins.
+pub(super) fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result<Option<i64>> {
+    let text = match headers.get("last-event-id") {
+        Some(value) => value.to_str().unwrap_or_default().to_owned(),
+        None => match query {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+    };
+    sse::parse_event_id(text.trim()).map(Some).ok_or_else(|| {
+        Error::bad_request(
+            "invalid_last_event_id",
+            "the last event id (Last-Event-ID, lastEventId or after) must be decimal digits",
+        )
+    })
+}
+
+/// Counts one more stream (or waiting poll) of the caller's, unless they
+/// already hold `stream_max_per_user`.
+pub(super) fn admit(state: &AppState, caller: &Caller) -> Result<StreamTicket> {
+    state
+        .hub
+        .admit(&caller.id, state.config.stream_max_per_user)
+        .ok_or_else(|| {
+            ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams")
+                .increment(1);
+            Error::TooManyRequests {
+                retry_after: 5,
+                message: "too many open streams for this user".into(),
+            }
+        })
 }
 
 /// What the server holds for streams now (admins only): for leak checks.
@@ -235,8 +211,7 @@ fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
 /// Everything one open stream holds.
 struct LiveStream {
     hub: Arc<Hub>,
-    live: broadcast::Receiver<Arc<Event>>,
-    filter: Filter,
+    feed: Feed,
     start: Start,
     expires_at: Instant,
     retry: Duration,
@@ -370,8 +345,8 @@ impl Drop for StreamRecord {
 
 /// What woke a stream.
 enum Wake {
-    /// An event, from the broadcast or from the stream's own read of the log.
-    Live(std::result::Result<Arc<Event>, broadcast::error::RecvError>),
+    /// The feed's next event, read live or from the log.
+    Feed(Result<Step>),
     Heartbeat(Bytes),
     Expired,
     Draining,
@@ -381,8 +356,7 @@ impl LiveStream {
     fn run(self) -> impl Stream<Item = std::result::Result<Bytes, Infallible>> + Send {
         let LiveStream {
             hub,
-            mut live,
-            mut filter,
+            mut feed,
             start,
             expires_at,
             retry,
@@ -410,69 +384,39 @@ impl LiveStream {
             };
             tokio::pin!(drain);
             yield Ok(sse::retry(retry.as_millis() as u64));
-            // The id of the last event this stream passed (sent or skipped).
-            let (mut last, mut catch_up) = match start {
-                Start::After(id) => (id, true),
-                Start::Reset { newest, reason } => {
-                    ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
-                    yield Ok(sse::reset(newest, reason));
-                    (newest, false)
-                }
-            };
-            // Events read from the log, waiting to be passed on in order.
-            let mut backlog: VecDeque<Arc<Event>> = VecDeque::new();
+            if let Start::Reset { newest, reason } = start {
+                ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
+                yield Ok(sse::reset(newest, reason));
+            }
             let expiry = tokio::time::sleep_until(expires_at);
             tokio::pin!(expiry);
             loop {
-                let wake = if let Some(event) = backlog.pop_front() {
-                    Wake::Live(Ok(event))
-                } else if catch_up {
-                    // Read the log after `last`: on resume, and whenever this
-                    // stream fell behind the broadcast.
-                    let Ok(batch) = hub.store().events_after(last, filter.scope(), CATCH_UP_BATCH).await else {
-                        // The client reconnects with its last id and loses nothing.
-                        record.ended(End::StoreError);
-                        return;
-                    };
-                    catch_up = batch.len() == CATCH_UP_BATCH as usize;
-                    backlog.extend(batch.into_iter().map(|stored| Arc::new(Event::from_stored(stored))));
-                    continue;
-                } else {
-                    tokio::select! {
-                        received = live.recv() => Wake::Live(received),
-                        Some(frame) = beats.next() => Wake::Heartbeat(frame),
-                        () = &mut expiry => Wake::Expired,
-                        () = &mut drain => Wake::Draining,
-                    }
+                let wake = tokio::select! {
+                    step = feed.next(true) => Wake::Feed(step),
+                    Some(frame) = beats.next() => Wake::Heartbeat(frame),
+                    () = &mut expiry => Wake::Expired,
+                    () = &mut drain => Wake::Draining,
                 };
                 match wake {
-                    Wake::Live(Ok(event)) => {
-                        // Already passed: sent by the replay, or before the stream began.
-                        if event.id <= last {
-                            continue;
-                        }
-                        last = event.id;
-                        match filter.admit(&event) {
-                            Admit::Send => {
-                                record.sent_event(event.id);
-                                yield Ok(event.frame.clone());
-                            }
-                            Admit::Skip => {}
-                            Admit::SendAndEnd => {
-                                record.sent_event(event.id);
-                                record.ended(End::RemovedFromRoom);
-                                yield Ok(event.frame.clone());
-                                return;
-                            }
-                        }
+                    Wake::Feed(Ok(Step::Send(event))) => {
+                        record.sent_event(event.id);
+                        yield Ok(event.frame.clone());
                     }
-                    Wake::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
-                        // Fell behind the broadcast: the log has everything.
-                        hub.note_catch_up();
-                        catch_up = true;
+                    Wake::Feed(Ok(Step::SendAndEnd(event))) => {
+                        record.sent_event(event.id);
+                        record.ended(End::RemovedFromRoom);
+                        yield Ok(event.frame.clone());
+                        return;
                     }
-                    Wake::Live(Err(broadcast::error::RecvError::Closed)) => {
+                    // Only a feed asked not to wait is idle.
+                    Wake::Feed(Ok(Step::Idle)) => {}
+                    Wake::Feed(Ok(Step::Closed)) => {
                         record.ended(End::Shutdown);
+                        return;
+                    }
+                    Wake::Feed(Err(_)) => {
+                        // The client reconnects with its last id and loses nothing.
+                        record.ended(End::StoreError);
                         return;
                     }
                     Wake::Heartbeat(frame) => {

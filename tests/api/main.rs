@@ -20,6 +20,7 @@ mod metrics;
 mod no_loss;
 mod openapi;
 mod pages;
+mod polling;
 mod proxy;
 mod rooms;
 mod streams;
