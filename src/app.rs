@@ -204,14 +204,20 @@ fn cors(config: &Config) -> CorsLayer {
 }
 
 /// Bounds the time to an answer's head: reading the body included, a
-/// stream's life not (its head goes out as it starts).
+/// stream's life not (its head goes out as it starts). A write cut short may
+/// still take effect (a post waits in its batch), and its answer says so.
 async fn answer_within(
     State(limit): State<Duration>,
     request: Request<Body>,
     next: Next,
 ) -> Response<Body> {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if write => Error::RequestTimeout.unsettled().into_response(),
         Err(_) => Error::RequestTimeout.into_response(),
     }
 }

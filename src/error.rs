@@ -63,6 +63,11 @@ pub enum Error {
     /// 500: a bug or an unexpected store failure. Details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A write that failed in a way that leaves its outcome unknown (it timed
+    /// out, or the store failed around its commit): it may have taken effect.
+    /// Answered as the inner error, saying so (`"outcome": "unknown"`).
+    #[error("{0}; it may or may not have taken effect")]
+    Unsettled(Box<Error>),
 }
 
 impl Error {
@@ -87,8 +92,17 @@ impl Error {
         })
     }
 
+    /// This failure of a write, which may nevertheless have taken effect.
+    pub fn unsettled(self) -> Self {
+        match self {
+            Self::Unsettled(_) => self,
+            other => Self::Unsettled(Box::new(other)),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Unsettled(inner) => inner.status(),
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -107,6 +121,7 @@ impl Error {
 
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Unsettled(inner) => inner.code(),
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Unprocessable(invalid) => invalid.code,
             Self::Unauthorized {
@@ -134,6 +149,11 @@ impl Error {
         match self {
             Self::Internal(_) => "an internal error occurred".to_owned(),
             Self::Unavailable(_) => "the store is unavailable; try again shortly".to_owned(),
+            Self::Unsettled(inner) => format!(
+                "{}; the request may or may not have taken effect: a message sent again \
+                 with the same clientId is stored once",
+                inner.public_message()
+            ),
             other => other.to_string(),
         }
     }
@@ -154,6 +174,18 @@ pub struct ErrorInfo {
     code: String,
     /// A sentence for humans.
     message: String,
+    /// `unknown` when a write failed in a way that leaves open whether it
+    /// took effect (a `408`, or a `503` around its commit): retry it with
+    /// the same idempotency key (`clientId`), which never applies it twice.
+    #[schema(nullable = false)]
+    outcome: Option<Outcome>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Outcome {
+    Unknown,
 }
 
 /// What every route that reads may answer besides its success (OpenAPI).
@@ -211,7 +243,10 @@ pub struct ErrorDetail(pub String);
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
+        let mut body = json!({"error": {"code": self.code(), "message": self.public_message()}});
+        if let Self::Unsettled(_) = &self {
+            body["error"]["outcome"] = json!("unknown");
+        }
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::Unauthorized { token_given, .. } = &self {
             let challenge = if *token_given {
@@ -226,6 +261,7 @@ impl IntoResponse for Error {
         }
         let retry_after = match &self {
             Self::Unavailable(_) => Some(1),
+            Self::Unsettled(inner) if matches!(**inner, Self::Unavailable(_)) => Some(1),
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
@@ -237,6 +273,10 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             let detail = match &self {
                 Self::Unavailable(source) => format!("store unavailable: {source}"),
+                Self::Unsettled(inner) => match &**inner {
+                    Self::Unavailable(source) => format!("store unavailable at a write: {source}"),
+                    other => other.to_string(),
+                },
                 other => other.to_string(),
             };
             response.extensions_mut().insert(ErrorDetail(detail));

@@ -126,12 +126,21 @@ async fn post_message(
         body: MessageBody::parse(send.body)?,
         client_id: send.client_id.map(ClientId::parse).transpose()?,
     };
-    Ok(
-        match state.store.post_message(&caller, &room, &message).await? {
-            Posted::Created(message) => (StatusCode::CREATED, Json(message)),
-            Posted::Existing(message) => (StatusCode::OK, Json(message)),
-        },
-    )
+    let posted = state
+        .store
+        .post_message(&caller, &room, &message)
+        .await
+        .map_err(|error| match error {
+            // Refused before it was queued: certainly not stored.
+            Error::ShuttingDown => error,
+            // The store failed while the post was queued or committing.
+            error if error.status().is_server_error() => error.unsettled(),
+            error => error,
+        })?;
+    Ok(match posted {
+        Posted::Created(message) => (StatusCode::CREATED, Json(message)),
+        Posted::Existing(message) => (StatusCode::OK, Json(message)),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -113,6 +113,8 @@ async fn a_client_trickling_headers_or_a_body_is_cut_while_streams_live_on(backe
     let answer = read_to_close(&mut slow_body).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    // A write cut short may yet take effect: the answer says so.
+    assert!(answer.contains(r#""outcome":"unknown""#), "{answer}");
 
     // Three seconds on, the stream is still there and beating.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -594,15 +596,20 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     let mut refused_writes = 0;
     let mut unready = 0;
     let mut beats = 0;
+    let mut unsettled = Vec::new();
     while outage.elapsed() < Duration::from_secs(10) {
-        let (status, body) = server.post(&boss, &room, json!({"body": "during"})).await;
-        // A write either fails whole with a 503, or (never, with the
-        // database gone) succeeds and is then owed to the history.
+        let client_id = format!("during-{refused_writes}");
+        let post = json!({"body": client_id, "clientId": client_id});
+        let (status, body) = server.post(&boss, &room, post.clone()).await;
+        // A write either fails with a 503 that leaves its outcome open, or
+        // (never, with the database gone) succeeds and is owed to the history.
         if status == StatusCode::CREATED {
             acknowledged.push(body["id"].clone());
         } else {
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
             assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+            assert_eq!(body["error"]["outcome"], "unknown", "{body}");
+            unsettled.push(post);
             refused_writes += 1;
         }
         let (status, body) = send(http.get(server.url("/readyz"))).await;
@@ -638,14 +645,27 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     acknowledged.push(after["id"].clone());
+    // What the client does with an unknown outcome: send it again, same clientId.
+    let (mut retried, mut stored_after_all) = (Vec::new(), Vec::new());
+    for post in unsettled {
+        let (status, body) = server.post(&boss, &room, post).await;
+        match status {
+            StatusCode::CREATED => retried.push(body["id"].clone()),
+            // It had been stored after all: the original comes back.
+            StatusCode::OK => stored_after_all.push(body["id"].clone()),
+            _ => panic!("a retry got {status} {body}"),
+        }
+    }
     let (status, _) = send(http.get(server.url("/readyz"))).await;
     assert_eq!(status, StatusCode::OK);
+    let last = retried.last().unwrap_or(&after["id"]).clone();
     loop {
         let event = stream.expect("message").await;
-        if event.data["message"]["id"] == after["id"] {
+        if event.data["message"]["id"] == last {
             break;
         }
     }
+    acknowledged.extend(retried);
     let (_, history) = send(
         http.get(server.url(&format!("/api/chat/rooms/{room}/messages?limit=200")))
             .bearer_auth(&boss),
@@ -656,9 +676,10 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
         .unwrap()
         .iter()
         .map(|message| message["id"].clone())
+        .filter(|id| !stored_after_all.contains(id))
         .collect();
     assert_eq!(
         stored, acknowledged,
-        "every acknowledged message, once, in order"
+        "every acknowledged message, once, in order, and each retried one once"
     );
 }
