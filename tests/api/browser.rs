@@ -393,19 +393,67 @@ async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_
     browser.close().await;
 }
 
-#[test]
-fn the_client_timing_logic_passes_its_unit_tests() {
-    let Some(node) = required("node", "the client's unit tests") else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_package_passes_its_tests_under_node_against_a_real_server() {
+    let test = "the client package's tests";
+    let Some(node) = required("node", test) else {
         return;
     };
-    let output = Command::new(node)
-        .args(["--test", "web/tests/"])
+    if !web_packages_installed(test) {
+        return;
+    }
+    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+    let output = tokio::process::Command::new(node)
+        .args(["--test", "web/sdk/test/"])
+        .env("CHAT_SERVER_URL", &server.address)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
+        .await
         .expect("node runs");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
-    assert!(report.contains("# fail 0"), "{report}");
+    // Every test ran: none failed, none was skipped for want of the server.
+    for line in ["# fail 0", "# skipped 0", "# todo 0", "# cancelled 0"] {
+        assert!(report.contains(line), "no `{line}` in:\n{report}");
+    }
+}
+
+/// Installs `web/`'s packages (the client's test dependencies, axe-core) with
+/// `npm ci` when they are missing or older than the lock file, once per run.
+/// `false` (after saying so loudly) when npm is not installed.
+fn web_packages_installed(test: &str) -> bool {
+    static INSTALLED: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(done) = *installed {
+        return done;
+    }
+    let Some(npm) = required("npm", test) else {
+        *installed = Some(false);
+        return false;
+    };
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let modified = |path: PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let current = match (
+        modified(web.join("node_modules/.package-lock.json")),
+        modified(web.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => installed >= lock,
+        _ => false,
+    };
+    if !current {
+        let output = Command::new(npm)
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&web)
+            .output()
+            .expect("npm runs");
+        assert!(
+            output.status.success(),
+            "npm ci in web/ failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    *installed = Some(true);
+    true
 }
 
 /// A browser whose `/admin` page, with `timings`, reaches a fresh server

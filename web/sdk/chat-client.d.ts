@@ -1,4 +1,4 @@
-// Type declarations for /sdk/chat-client.js.
+// Types of chat-server-client (chat-client.js).
 
 export type Status = 'connecting' | 'live' | 'reconnecting' | 'polling' | 'paused' | 'offline';
 
@@ -23,10 +23,19 @@ export interface Room {
   unreadCount?: number;
 }
 
+/**
+ * An event of the log. A `message` also moves its author's read cursor to
+ * its `seq` (posting reads the room), as a `read` event would.
+ */
 export type StreamData =
   | { type: 'message'; message: Message }
   | { type: 'read'; roomId: string; userId: string; lastReadSeq: number }
   | { type: 'room'; room: Room; change: 'created' | 'member_added' | 'member_removed'; userId?: string };
+
+export interface ResetData {
+  type: 'reset';
+  reason: 'unknown_event_id' | 'event_id_expired';
+}
 
 export interface RoomsSnapshot {
   rooms: Room[];
@@ -41,60 +50,131 @@ export interface MessagesSnapshot {
   lastEventId: string;
 }
 
-export interface Timings {
-  /** Silence (no event, no heartbeat) after which the stream is presumed dead. Default 60 000 ms. */
-  heartbeatTimeout: number;
-  /** First reconnect delay ceiling; doubles per failure, with full jitter. Default 1 000 ms. */
-  backoffInitial: number;
-  /** Default 16 000 ms. */
-  backoffMax: number;
-  /** Failed connects before falling back to polling. Default 5. */
-  maxAttempts: number;
-  /** Default 5 000 ms. */
-  pollInterval: number;
-  /** While polling, how often streaming is tried again. Default 30 000 ms. */
-  streamRetryInterval: number;
-  /** A tab hidden this long closes its stream. Default 300 000 ms. */
-  pauseWhenHiddenAfter: number;
-  /** One stream per browser for the same server, user and room. Default true. */
-  shareAcrossTabs: boolean;
+/** `GET /api/chat/events`. */
+export interface EventPage {
+  events: Array<{ id: string; data: StreamData | ResetData }>;
+  lastEventId: string;
+  hasMore: boolean;
 }
 
-export interface ChatStreamOptions extends Partial<Timings> {
+export interface Timings {
+  /** Silence on a live stream (no event, no heartbeat) that means it is dead. Default 60 000 ms. */
+  heartbeatTimeout: number;
+  /** For a stream's first bytes, and for any request's answer. Default 10 000 ms. */
+  connectTimeout: number;
+  /** First retry delay ceiling; doubles per failure, with full jitter. Default 1 000 ms. */
+  backoffInitial: number;
+  /** Default 5 000 ms. */
+  backoffMax: number;
+  /** Failed stream connects before falling back to long-polling. Default 5. */
+  maxAttempts: number;
+  /** Seconds the server may hold a long-poll. Default 25. */
+  pollWait: number;
+  /** The least time between polls that bring nothing. Default 1 000 ms. */
+  pollInterval: number;
+  /** While polling, how often streaming is tried again (jittered, never later). Default 5 000 ms. */
+  streamRetryInterval: number;
+  /** A tab hidden this long closes its connection. Default 300 000 ms. */
+  pauseWhenHiddenAfter: number;
+  /** One connection per browser for the same server, user and room. Default true. */
+  shareAcrossTabs: boolean;
+  /** A room's newest messages in its snapshot. Default 50. */
+  snapshotMessages: number;
+  /** A send not answered within this is retried. Default 10 000 ms. */
+  sendTimeout: number;
+  /** Tries of a send whose outcome stays unknown. Default 5. */
+  sendAttempts: number;
+}
+
+/** Replacements for browser facilities, for tests. */
+export interface Environment {
+  fetch: typeof fetch;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+  now(): number;
+  random(): number;
+  document: Document;
+  window: Window;
+  locks: LockManager;
+  BroadcastChannel: typeof BroadcastChannel;
+}
+
+export type GetToken = (options: { forceRefresh: boolean }) => Promise<string>;
+
+export interface ChatApiOptions extends Partial<Timings> {
   /** Where the server is; '' for the page's own origin. */
   baseUrl?: string;
+  /** Resolves to a bearer token; `forceRefresh` after a 401 or `auth_expired`. */
+  getToken: GetToken;
+  fetch?: typeof fetch;
+  environment?: Partial<Environment>;
+}
+
+export interface ChatStreamOptions extends ChatApiOptions {
   /** One room (a widget); omit for every room the caller may see. */
   roomId?: string | null;
-  /** Resolves to a bearer token; `forceRefresh` after a 401 or `auth_expired`. */
-  getToken(options: { forceRefresh: boolean }): Promise<string>;
-  /** Replacements for browser facilities, for tests. */
-  environment?: Partial<{
-    fetch: typeof fetch;
-    setTimeout(fn: () => void, ms: number): unknown;
-    clearTimeout(id: unknown): void;
-    now(): number;
-    random(): number;
-    document: Document;
-    window: Window;
-    locks: LockManager;
-    BroadcastChannel: typeof BroadcastChannel;
-  }>;
 }
 
 export declare const DEFAULTS: Readonly<Timings>;
 export declare function backoffDelay(attempt: number, options?: Pick<Timings, 'backoffInitial' | 'backoffMax'>, random?: () => number): number;
-export declare function isNewerId(id: string, than: string | null | undefined): boolean;
+export declare function jittered(ms: number, random?: () => number): number;
+export declare function isNewerId(id: string | null | undefined, than: string | null | undefined): boolean;
+export declare function newClientId(random?: () => number): string;
+export declare function tokenClaims(token: string): { sub: string; role: 'admin' | 'user' };
 
 export declare class SseParser {
   constructor(onEvent: (event: { id: string; hasId: boolean; data: string }) => void);
   push(text: string): void;
 }
 
+export declare class ChatError extends Error {
+  /** 0 when no answer came: a network failure or a timeout. */
+  readonly status: number;
+  readonly code: string | null;
+  /** Seconds, from `Retry-After`. */
+  readonly retryAfter: number | null;
+  /** 'unknown' when a write may have taken effect all the same. */
+  readonly outcome: 'unknown' | null;
+  /** Whether trying again may work. */
+  readonly retryable: boolean;
+}
+
+export declare class SendError extends ChatError {
+  /** Send again with this `clientId`: the message is stored once, whatever happened. */
+  readonly clientId: string;
+}
+
+export interface SendOptions {
+  /** The message's idempotency key; made when absent. Keep it to retry. */
+  clientId?: string;
+  signal?: AbortSignal;
+  onRetry?(retry: { attempt: number; error: ChatError; clientId: string }): void;
+}
+
+export declare class ChatApi {
+  constructor(options: ChatApiOptions);
+  readonly baseUrl: string;
+  /** A fetch with the token (refreshed once on 401) and a timeout. */
+  fetch(path: string, init?: RequestInit & { timeout?: number }): Promise<Response>;
+  request<T = unknown>(method: string, path: string, body?: unknown, options?: { timeout?: number; signal?: AbortSignal }): Promise<T>;
+  refreshToken(): void;
+  rooms(options?: { limit?: number; pageToken?: string }): Promise<RoomsSnapshot>;
+  /** Every page of the listing as one, with the first page's `lastEventId`. */
+  allRooms(): Promise<RoomsSnapshot>;
+  room(roomId: string): Promise<Room>;
+  createRoom(name: string, memberIds?: string[]): Promise<Room>;
+  messages(roomId: string, query?: { before?: number; after?: number; limit?: number } | string): Promise<MessagesSnapshot>;
+  /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. */
+  send(roomId: string, body: string, options?: SendOptions | string): Promise<Message>;
+  markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
+}
+
 export interface ChatStreamEventMap {
   snapshot: CustomEvent<RoomsSnapshot | MessagesSnapshot>;
-  event: CustomEvent<{ id: string | null; data: StreamData }>;
-  reset: CustomEvent<{ type: 'reset'; reason: string }>;
-  status: CustomEvent<{ status: Status }>;
+  event: CustomEvent<{ id: string; data: StreamData }>;
+  reset: CustomEvent<ResetData>;
+  status: CustomEvent<{ status: Status; retryIn?: number }>;
+  error: CustomEvent<{ error: ChatError }>;
 }
 
 export declare class ChatStream extends EventTarget {
@@ -102,19 +182,52 @@ export declare class ChatStream extends EventTarget {
   readonly status: Status;
   readonly lastEventId: string | null;
   readonly isLeader: boolean;
+  readonly api: ChatApi;
   readonly stats: { reconnects: number; lastEventAt: number | null; polls: number };
   start(): Promise<void>;
   close(): void;
   pendingTimers(): string[];
   addEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   removeEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
 }
 
-export declare class ChatApi {
-  constructor(options: { baseUrl?: string; getToken: ChatStreamOptions['getToken']; fetch?: typeof fetch });
-  rooms(): Promise<RoomsSnapshot>;
-  createRoom(name: string, memberIds?: string[]): Promise<Room>;
-  messages(roomId: string, query?: string): Promise<MessagesSnapshot>;
-  send(roomId: string, body: string, clientId?: string): Promise<Message>;
-  markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
+export declare class UnreadCounter {
+  constructor(options: { me: string; admin?: boolean });
+  readonly rooms: Map<string, { lastSeq: number; cursor: number; known: boolean }>;
+  applyRoom(room: Pick<Room, 'id' | 'lastMessage' | 'unreadCount'>): void;
+  /** The room whose count may have changed, or null. */
+  applyEvent(data: StreamData): string | null;
+  unknownRooms(): string[];
+  unread(roomId: string): number;
+  readonly total: number;
+}
+
+export type ChatRoomsOptions = Omit<ChatStreamOptions, 'roomId'>;
+
+export interface ChatRoomsState {
+  status: Status;
+  totalUnread: number;
+  /** Newest activity first. */
+  rooms: ReadonlyArray<{ room: Room; unread: number }>;
+  /** The first snapshot is in. */
+  ready: boolean;
+}
+
+export declare class ChatRooms extends EventTarget {
+  constructor(options: ChatRoomsOptions);
+  readonly stream: ChatStream;
+  readonly api: ChatApi;
+  start(): Promise<void>;
+  close(): void;
+  /** For React's useSyncExternalStore. */
+  subscribe(listener: () => void): () => void;
+  /** A new object after each change, the same one otherwise. */
+  getSnapshot(): ChatRoomsState;
+  unread(roomId: string): number;
+  room(roomId: string): Room | null;
+  markRead(roomId: string): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomIds: string[] | null }>) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }

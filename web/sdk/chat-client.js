@@ -1,9 +1,14 @@
-// chat-client: a dependency-free browser client for chat-server's live streams.
+// chat-server-client: a dependency-free client for chat-server, for browsers
+// and Node 20+.
 //
 // It keeps a view live without refreshes: it loads a snapshot, streams every
-// change after it, reconnects with backoff and resumes by event id (nothing
-// lost, nothing twice), falls back to polling when streaming fails, pauses in
-// long-hidden tabs, and shares one stream between all tabs of a browser.
+// change after it over Server-Sent Events, reconnects with jittered backoff
+// and resumes by event id (nothing lost, nothing twice), falls back to
+// long-polling the same event log when streaming fails (a proxy that buffers,
+// a filter that cuts), returns to streaming as soon as it works again, pauses
+// in long-hidden tabs, and shares one connection between all tabs of a
+// browser. Sends carry an idempotency key kept across retries, so a send
+// whose answer was lost is retried without ever storing the message twice.
 //
 // Why fetch and not EventSource: with fetch the token travels in a header
 // (out of URLs and server logs), `Last-Event-ID` can be sent on every
@@ -11,14 +16,19 @@
 // EventSource hides every failure behind a bare `error` event.
 
 export const DEFAULTS = Object.freeze({
-  heartbeatTimeout: 60_000, // silence that means the stream is dead
-  backoffInitial: 1_000, // first reconnect delay ceiling; doubles per failure
-  backoffMax: 16_000,
-  maxAttempts: 5, // failed connects before falling back to polling
-  pollInterval: 5_000,
-  streamRetryInterval: 30_000, // while polling, how often to try streaming again
+  heartbeatTimeout: 60_000, // silence on a live stream that means it is dead
+  connectTimeout: 10_000, // for a stream's first bytes, and any request's answer
+  backoffInitial: 1_000, // first retry delay ceiling; doubles per failure
+  backoffMax: 5_000, // so anything that failed is tried again within 5 s
+  maxAttempts: 5, // failed stream connects before falling back to polling
+  pollWait: 25, // seconds the server may hold a long-poll open
+  pollInterval: 1_000, // the least time between polls that bring nothing
+  streamRetryInterval: 5_000, // while polling, how often streaming is tried again
   pauseWhenHiddenAfter: 300_000,
   shareAcrossTabs: true,
+  snapshotMessages: 50, // a room's newest messages in its snapshot
+  sendTimeout: 10_000, // a send not answered within this is retried
+  sendAttempts: 5, // tries of a send whose outcome stays unknown
 });
 
 /** Full jitter: a delay uniformly in [0, min(max, initial * 2^attempt)]. */
@@ -27,11 +37,27 @@ export function backoffDelay(attempt, options = DEFAULTS, random = Math.random) 
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * A delay the server asked for (`Retry-After`), spread so that clients told
+ * the same thing do not come back in lockstep: uniformly in [ms, 2 ms).
+ */
+export function jittered(ms, random = Math.random) {
+  return Math.floor(ms * (1 + random()));
+}
+
 /** Event ids are decimal strings that may exceed 2^53: compare them as text. */
 export function isNewerId(id, than) {
+  if (id == null || id === '') return false;
   if (than == null || than === '') return true;
   if (id.length !== than.length) return id.length > than.length;
   return id > than;
+}
+
+/** A fresh idempotency key for a message (a `clientId`). */
+export function newClientId(random = Math.random) {
+  const uuid = globalThis.crypto?.randomUUID?.();
+  if (uuid) return uuid;
+  return `c-${Date.now().toString(36)}-${Math.floor(random() * 2 ** 52).toString(36)}`;
 }
 
 /**
@@ -83,17 +109,47 @@ export class SseParser {
   }
 }
 
-/** Reads the subject of a JWT without verifying it (the server does that). */
-function tokenSubject(token) {
+/** The claims of a JWT, read without verifying it (the server does that). */
+export function tokenClaims(token) {
   try {
     const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(payload)).sub ?? '';
+    const claims = JSON.parse(atob(payload));
+    return { sub: claims.sub ?? '', role: claims.role === 'admin' ? 'admin' : 'user' };
   } catch {
-    return '';
+    return { sub: '', role: 'user' };
   }
 }
 
-function browserEnvironment() {
+/**
+ * A failed request. `status` is 0 when no answer came (a network error or a
+ * timeout); `retryable` says whether trying again may work; `outcome` is
+ * `'unknown'` when a write may have taken effect all the same.
+ */
+export class ChatError extends Error {
+  constructor(message, { status = 0, code = null, retryAfter = null, outcome = null, cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'ChatError';
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+    this.outcome = outcome ?? (status === 0 ? 'unknown' : null);
+  }
+
+  get retryable() {
+    return this.status === 0 || this.status === 401 || this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** A send that finally failed; `clientId` sends the same message again. */
+export class SendError extends ChatError {
+  constructor(error, clientId) {
+    super(error.message, error);
+    this.name = 'SendError';
+    this.clientId = clientId;
+  }
+}
+
+function defaultEnvironment() {
   const g = globalThis;
   return {
     fetch: (...args) => g.fetch(...args),
@@ -108,47 +164,237 @@ function browserEnvironment() {
   };
 }
 
-class RetryLater extends Error {
-  constructor(message, delay) {
-    super(message);
-    this.delay = delay;
+/** Turns a failed answer into a ChatError, with the server's code and delay. */
+async function answerError(response) {
+  const body = await response.json().catch(() => null);
+  const seconds = Number(response.headers.get('retry-after'));
+  return new ChatError(body?.error?.message ?? `HTTP ${response.status}`, {
+    status: response.status,
+    code: body?.error?.code ?? null,
+    retryAfter: seconds > 0 ? seconds : null,
+    outcome: body?.error?.outcome ?? null,
+  });
+}
+
+/** The JSON API, with one token source, timeouts and a token refresh on 401. */
+export class ChatApi {
+  #env;
+  #needFreshToken = false;
+
+  constructor({ baseUrl = '', getToken, fetch, environment = {}, ...timings }) {
+    if (typeof getToken !== 'function') throw new TypeError('getToken is required');
+    this.baseUrl = baseUrl;
+    this.getToken = getToken;
+    this.options = { ...DEFAULTS, ...timings };
+    this.#env = { ...defaultEnvironment(), ...(fetch ? { fetch } : {}), ...environment };
   }
+
+  /** Asks for a fresh token on the next request (after `auth_expired`). */
+  refreshToken() {
+    this.#needFreshToken = true;
+  }
+
+  /**
+   * Fetches `path` with the bearer token, retrying once with a fresh token
+   * after a 401. `timeout` bounds the wait for the answer's head; `signal`
+   * aborts. Network failures and timeouts reject with a ChatError (status 0).
+   */
+  async fetch(path, { timeout = this.options.connectTimeout, signal, ...init } = {}) {
+    for (let attempt = 0; ; attempt += 1) {
+      const token = await this.getToken({ forceRefresh: this.#needFreshToken });
+      this.#needFreshToken = false;
+      // The caller's signal aborts the answer's body too, for as long as it is read.
+      const controller = new AbortController();
+      signal?.addEventListener('abort', () => controller.abort(), { once: true });
+      if (signal?.aborted) controller.abort();
+      let timedOut = false;
+      const timer = timeout > 0
+        ? this.#env.setTimeout(() => {
+          timedOut = true;
+          controller.abort();
+        }, timeout)
+        : null;
+      let response;
+      try {
+        response = await this.#env.fetch(`${this.baseUrl}${path}`, {
+          ...init,
+          headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` },
+          cache: 'no-store',
+          signal: controller.signal,
+        });
+      } catch (cause) {
+        if (signal?.aborted) throw cause;
+        throw new ChatError(timedOut ? 'no answer in time' : 'the network failed', { cause });
+      } finally {
+        if (timer !== null) this.#env.clearTimeout(timer);
+      }
+      if (response.status === 401 && attempt === 0) {
+        this.#needFreshToken = true;
+        continue;
+      }
+      return response;
+    }
+  }
+
+  /** A JSON request; resolves with the answer's JSON, rejects with a ChatError. */
+  async request(method, path, body, options = {}) {
+    const response = await this.fetch(path, {
+      ...options,
+      method,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw await answerError(response);
+    if (response.status === 204) return null;
+    try {
+      return await response.json();
+    } catch (cause) {
+      throw new ChatError('the answer was cut short', { cause, outcome: method === 'GET' ? null : 'unknown' });
+    }
+  }
+
+  /** One page of the caller's rooms, newest activity first. */
+  rooms({ limit, pageToken } = {}) {
+    const query = new URLSearchParams();
+    if (limit) query.set('limit', String(limit));
+    if (pageToken) query.set('pageToken', pageToken);
+    const text = query.toString();
+    return this.request('GET', `/api/chat/rooms${text ? `?${text}` : ''}`);
+  }
+
+  /**
+   * Every room the caller may see, page after page, as one listing: the
+   * first page's `totalUnread` and `lastEventId` (resume from it: rooms that
+   * moved while paging arrive as events after it).
+   */
+  async allRooms(options = {}) {
+    const first = await this.rooms({ limit: 500 });
+    const rooms = [...first.rooms];
+    const seen = new Set(rooms.map((room) => room.id));
+    for (let token = first.nextPageToken; token;) {
+      const page = await this.rooms({ limit: 500, pageToken: token, ...options });
+      for (const room of page.rooms) {
+        if (seen.has(room.id)) continue;
+        seen.add(room.id);
+        rooms.push(room);
+      }
+      token = page.nextPageToken;
+    }
+    return { ...first, rooms, nextPageToken: null };
+  }
+
+  room(roomId) {
+    return this.request('GET', `/api/chat/rooms/${encodeURIComponent(roomId)}`);
+  }
+
+  createRoom(name, memberIds = []) {
+    return this.request('POST', '/api/chat/rooms', { name, memberIds });
+  }
+
+  /** A page of a room's messages: `{ before }`, `{ after }` or the newest; `limit`. */
+  messages(roomId, query = {}) {
+    const text = typeof query === 'string' ? query.replace(/^\?/, '') : new URLSearchParams(
+      Object.entries(query).filter(([, value]) => value != null).map(([key, value]) => [key, String(value)]),
+    ).toString();
+    return this.request('GET', `/api/chat/rooms/${encodeURIComponent(roomId)}/messages${text ? `?${text}` : ''}`);
+  }
+
+  /**
+   * Sends a message, exactly once however often it is retried: it carries
+   * `clientId` (made here when not given), and a send whose outcome is
+   * unknown (no answer, a timeout, 408, 429, 5xx) is tried again with the
+   * same one, after a jittered backoff, up to `sendAttempts` times. Rejects
+   * with a SendError carrying the `clientId`: pass it to retry later.
+   */
+  async send(roomId, body, options = {}) {
+    if (typeof options === 'string') options = { clientId: options };
+    const clientId = options.clientId ?? newClientId(this.#env.random);
+    const path = `/api/chat/rooms/${encodeURIComponent(roomId)}/messages`;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.request('POST', path, { body, clientId }, {
+          timeout: this.options.sendTimeout,
+          signal: options.signal,
+        });
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        const chatError = error instanceof ChatError ? error : new ChatError(String(error), { cause: error });
+        if (!chatError.retryable || attempt + 1 >= this.options.sendAttempts) {
+          throw new SendError(chatError, clientId);
+        }
+        options.onRetry?.({ attempt: attempt + 1, error: chatError, clientId });
+        await this.#sleep(retryDelay(chatError, attempt, this.options, this.#env.random), options.signal);
+      }
+    }
+  }
+
+  markRead(roomId, seq) {
+    return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/read`, { seq });
+  }
+
+  #sleep(ms, signal) {
+    return new Promise((resolve, reject) => {
+      const timer = this.#env.setTimeout(resolve, ms);
+      signal?.addEventListener('abort', () => {
+        this.#env.clearTimeout(timer);
+        reject(signal.reason ?? new Error('aborted'));
+      }, { once: true });
+    });
+  }
+}
+
+/** How long to wait before trying again after `error`, the `attempt`-th failure. */
+function retryDelay(error, attempt, options, random) {
+  if (error?.retryAfter) return jittered(error.retryAfter * 1000, random);
+  return backoffDelay(attempt, options, random);
 }
 
 /**
  * A live view of every room the caller may see (no `roomId`), or of one room.
  *
  * Events (all `CustomEvent`s; read `event.detail`):
- * - `snapshot`: `{ rooms, totalUnread, lastEventId }` or, for a room,
- *   `{ messages, lastEventId }`; on start, after a `reset`, and while polling;
- * - `event`: `{ id, data }` for each stream event (`data.type` is `message`,
- *   `read` or `room`), once each and in order; while polling a room, new
- *   messages arrive as `{ id: null, data: { type: 'message', message } }`;
+ * - `snapshot`: `{ rooms, totalUnread, lastEventId }` (every room, all pages)
+ *   or, for a room, `{ messages, hasMore, lastEventId }`; on start and after
+ *   a `reset`;
+ * - `event`: `{ id, data }` for each event of the log (`data.type` is
+ *   `message`, `read` or `room`), once each and in order, whether it came by
+ *   stream or by polling;
  * - `reset`: the server could not resume; a fresh snapshot follows;
- * - `status`: `{ status }`, one of connecting, live, reconnecting, polling,
- *   paused, offline.
+ * - `status`: `{ status, retryIn? }`, status one of connecting, live,
+ *   reconnecting, polling, paused, offline; `retryIn` (ms) while waiting to
+ *   try again;
+ * - `error`: `{ error }` for a failure that retrying cannot mend (the room is
+ *   gone, or the caller may not see it); the view stops.
  */
 export class ChatStream extends EventTarget {
   #options;
   #env;
+  #api;
   #timers = new Map();
+  #sleepers = new Set();
   #cleanups = [];
-  #controller = null;
-  #attempt = 0;
-  #needFreshToken = false;
   #closed = false;
   #leader = false;
   #channel = null;
   #releaseLock = null;
-  #etag = null;
-  #lastSeq = 0;
+  /** 'stream', 'polling', 'paused', 'offline' or 'stopped'. */
+  #mode = 'stream';
+  /** The connection that delivers (a stream), a probe while polling, a poll. */
+  #main = null;
+  #probe = null;
+  #poll = null;
+  #pollRound = 0;
+  /** Consecutive failed stream connects. */
+  #attempt = 0;
   #wasLive = false;
+  #reloading = null;
 
   constructor(options) {
     super();
     if (typeof options?.getToken !== 'function') throw new TypeError('getToken is required');
     this.#options = { ...DEFAULTS, baseUrl: '', roomId: null, ...options };
-    this.#env = { ...browserEnvironment(), ...(options.environment ?? {}) };
+    this.#env = { ...defaultEnvironment(), ...(options.environment ?? {}) };
+    this.#api = new ChatApi({ ...this.#options, environment: this.#env });
     this.status = 'connecting';
     this.lastEventId = null;
     this.stats = { reconnects: 0, lastEventAt: null, polls: 0 };
@@ -158,7 +404,16 @@ export class ChatStream extends EventTarget {
     return this.#leader;
   }
 
-  /** Loads the snapshot and goes live. Resolves once the first snapshot is out. */
+  /** The JSON API this view uses (same token source and timeouts). */
+  get api() {
+    return this.#api;
+  }
+
+  /**
+   * Loads the snapshot and goes live. Resolves once the first snapshot is
+   * out, however many tries that takes (the status says it is retrying);
+   * rejects only if retrying cannot help (see the `error` event) or on close.
+   */
   async start() {
     this.#listenToPage();
     const { locks, BroadcastChannel } = this.#env;
@@ -167,7 +422,7 @@ export class ChatStream extends EventTarget {
       const name = [
         'chat-stream',
         new URL(this.#options.baseUrl || '/', this.#env.window?.location?.href ?? 'http://x/').origin,
-        tokenSubject(token),
+        tokenClaims(token).sub,
         this.#options.roomId ?? '*',
       ].join('|');
       // Listen before loading, so nothing the leader relays falls in between.
@@ -179,26 +434,33 @@ export class ChatStream extends EventTarget {
       locks.request(name, () => {
         if (this.#closed) return undefined;
         this.#leader = true;
-        this.#connect();
+        this.#connect('main');
         // Held until close(): the next tab in line takes over then.
         return new Promise((resolve) => (this.#releaseLock = resolve));
       });
     } else {
       await this.#loadSnapshot();
       this.#leader = true;
-      this.#connect();
+      this.#connect('main');
     }
   }
 
   /** Stops everything: no timer, listener, lock or connection is left. */
   close() {
     this.#closed = true;
-    this.#controller?.abort();
+    this.#mode = 'stopped';
+    for (const connection of [this.#main, this.#probe, this.#poll]) connection?.controller.abort();
     for (const id of this.#timers.values()) this.#env.clearTimeout(id);
     this.#timers.clear();
+    for (const wake of this.#sleepers) wake();
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#channel?.close();
     this.#releaseLock?.();
+  }
+
+  /** Names of the timers now pending (for tests and debugging). */
+  pendingTimers() {
+    return [...this.#timers.keys()];
   }
 
   // ---- timers -------------------------------------------------------------
@@ -218,16 +480,23 @@ export class ChatStream extends EventTarget {
     this.#timers.delete(name);
   }
 
-  /** Names of the timers now pending (for tests and debugging). */
-  pendingTimers() {
-    return [...this.#timers.keys()];
+  /** Waits `ms` under the timer `name`; resolves early when closed. */
+  #sleep(name, ms) {
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      this.#sleepers.add(wake);
+      this.#later(name, ms, wake);
+    });
   }
 
-  #setStatus(status) {
-    if (this.status === status) return;
+  #setStatus(status, extra = {}) {
+    if (this.status === status && extra.retryIn === undefined) return;
     this.status = status;
-    this.#emit('status', { status });
-    this.#relay({ kind: 'status', status });
+    this.#emit('status', { status, ...extra });
+    this.#relay({ kind: 'status', status, ...extra });
   }
 
   #emit(type, detail) {
@@ -238,248 +507,326 @@ export class ChatStream extends EventTarget {
     if (this.#leader && this.#channel) this.#channel.postMessage(message);
   }
 
-  // ---- followers (tabs that share the leader's stream) ---------------------
+  #fatal(error) {
+    this.#emit('error', { error });
+    this.close();
+  }
+
+  // ---- followers (tabs that share the leader's connection) -----------------
 
   #onChannel(message) {
     if (this.#closed) return;
     if (this.#leader) {
       // A tab just joined: tell it the status it missed.
       if (message.kind === 'hello') this.#relay({ kind: 'status', status: this.status });
-      // A visible tab needs the stream this hidden leader paused.
-      if (message.kind === 'resume' && this.status === 'paused') this.#resume();
+      // A visible tab needs the connection this hidden leader paused.
+      if (message.kind === 'resume' && this.#mode === 'paused') this.#resume();
       return;
     }
     if (message.kind === 'status') {
       this.status = message.status;
-      this.#emit('status', { status: message.status });
+      const { kind, ...detail } = message;
+      this.#emit('status', detail);
       if (message.status === 'paused' && this.#env.document?.visibilityState === 'visible') {
         this.#channel.postMessage({ kind: 'resume' });
       }
     } else if (message.kind === 'event') {
       this.#deliver(message.id, message.data);
+    } else if (message.kind === 'position') {
+      this.#advance(message.id);
     } else if (message.kind === 'snapshot') {
       this.#applySnapshot(message.snapshot);
+    } else if (message.kind === 'reset') {
+      this.#emit('reset', message.data);
     }
   }
 
   // ---- snapshots ---------------------------------------------------------------
 
-  async #authorizedFetch(path, init = {}) {
+  async #fetchSnapshot() {
+    const room = this.#options.roomId;
+    if (room == null) return this.#api.allRooms();
+    return this.#api.messages(room, { limit: this.#options.snapshotMessages });
+  }
+
+  /**
+   * Loads the snapshot, trying again (with backoff, the status saying so)
+   * until it comes, unless retrying cannot help.
+   */
+  async #loadSnapshot() {
     for (let attempt = 0; ; attempt += 1) {
-      const token = await this.#options.getToken({ forceRefresh: this.#needFreshToken });
-      this.#needFreshToken = false;
-      const headers = { ...(init.headers ?? {}), Authorization: `Bearer ${token}` };
-      const response = await this.#env.fetch(`${this.#options.baseUrl}${path}`, {
-        ...init,
-        headers,
-        cache: 'no-store',
-      });
-      if (response.status === 401 && attempt === 0) {
-        this.#needFreshToken = true;
-        continue;
+      if (this.#closed) throw new Error('closed');
+      try {
+        const snapshot = await this.#fetchSnapshot();
+        if (this.#closed) throw new Error('closed');
+        this.#applySnapshot(snapshot);
+        this.#relay({ kind: 'snapshot', snapshot });
+        return;
+      } catch (error) {
+        if (this.#closed) throw error;
+        if (error instanceof ChatError && !error.retryable) {
+          this.#fatal(error);
+          throw error;
+        }
+        const delay = retryDelay(error, attempt, this.#options, this.#env.random);
+        this.#setStatus(this.#wasLive ? 'reconnecting' : 'connecting', { retryIn: delay });
+        await this.#sleep('snapshot', delay);
       }
-      return response;
     }
   }
 
-  #snapshotPath() {
-    const room = this.#options.roomId;
-    return room == null
-      ? '/api/chat/rooms'
-      : `/api/chat/rooms/${encodeURIComponent(room)}/messages?limit=200`;
-  }
-
-  async #loadSnapshot() {
-    const response = await this.#authorizedFetch(this.#snapshotPath());
-    if (!response.ok) throw new RetryLater(`snapshot failed: ${response.status}`);
-    this.#etag = response.headers.get('etag');
-    const snapshot = await response.json();
-    this.#applySnapshot(snapshot);
-    this.#relay({ kind: 'snapshot', snapshot });
+  /** After a reset: one reload at a time, while events keep flowing. */
+  #reload() {
+    this.#reloading ??= this.#loadSnapshot()
+      .catch(() => {})
+      .finally(() => (this.#reloading = null));
   }
 
   #applySnapshot(snapshot) {
-    if (snapshot.lastEventId != null && isNewerId(snapshot.lastEventId, this.lastEventId)) {
-      this.lastEventId = snapshot.lastEventId;
-    }
-    for (const message of snapshot.messages ?? []) this.#lastSeq = Math.max(this.#lastSeq, message.seq);
+    this.#advance(snapshot.lastEventId);
     this.#emit('snapshot', snapshot);
+  }
+
+  // ---- events, from whichever transport -------------------------------------------
+
+  /** Handles one event of the log, as the stream or a poll brought it. */
+  #onLogEvent(id, data) {
+    this.stats.lastEventAt = this.#env.now();
+    if (data.type === 'reset') {
+      // Where to go on from, whatever the snapshot says.
+      if (id != null) this.lastEventId = id;
+      this.#emit('reset', data);
+      this.#relay({ kind: 'reset', data });
+      this.#relay({ kind: 'position', id });
+      this.#reload();
+      return;
+    }
+    this.#deliver(id, data);
+  }
+
+  /** Passes an event on once: ids only ever move forward. */
+  #deliver(id, data) {
+    if (!isNewerId(id, this.lastEventId)) return;
+    this.lastEventId = id;
+    this.#emit('event', { id, data });
+    this.#relay({ kind: 'event', id, data });
+  }
+
+  /** Moves the resume point forward without an event (a quiet poll's answer). */
+  #advance(id) {
+    if (!isNewerId(id, this.lastEventId)) return;
+    this.lastEventId = id;
+    this.#relay({ kind: 'position', id });
   }
 
   // ---- the stream ------------------------------------------------------------
 
-  async #connect({ probe = false } = {}) {
-    if (this.#closed) return;
-    if (!probe) this.#setStatus(this.#wasLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
-    const controller = new AbortController();
-    if (!probe) this.#controller = controller;
+  /**
+   * Opens a stream as the `main` connection or, while polling, as a `probe`
+   * that becomes main once bytes flow. Its watchdog runs from the start: no
+   * answer or no first bytes within `connectTimeout`, or silence for
+   * `heartbeatTimeout` once flowing, and the connection is given up.
+   */
+  async #connect(role) {
+    if (this.#closed || !this.#leader) return;
+    const connection = { role, controller: new AbortController(), flowing: false, answered: false };
+    if (role === 'main') {
+      this.#main?.controller.abort();
+      this.#main = connection;
+      this.#mode = 'stream';
+      this.#setStatus(this.#wasLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
+    } else {
+      this.#probe = connection;
+    }
+    this.#watch(connection, this.#options.connectTimeout);
     try {
       const query = this.#options.roomId == null ? '' : `?roomId=${encodeURIComponent(this.#options.roomId)}`;
       const headers = { Accept: 'text/event-stream' };
       if (this.lastEventId != null) headers['Last-Event-ID'] = this.lastEventId;
-      const response = await this.#authorizedFetch(`/api/chat/sse${query}`, {
+      const response = await this.#api.fetch(`/api/chat/sse${query}`, {
         headers,
-        signal: controller.signal,
+        signal: connection.controller.signal,
+        timeout: 0, // the watchdog bounds it
       });
-      if (!response.ok) {
-        const retryAfter = Number(response.headers.get('retry-after'));
-        throw new RetryLater(
-          `stream refused: ${response.status}`,
-          retryAfter > 0 ? retryAfter * 1000 : undefined,
-        );
-      }
-      if (probe) {
-        // Streaming works again: stop polling before anything is delivered.
-        this.#stopPolling();
-        this.#controller?.abort();
-        this.#controller = controller;
-      }
-      await this.#read(response, controller);
-      // The server ended the stream (shutdown, expiry): reconnect at once.
-      if (!controller.signal.aborted) this.#scheduleReconnect(0);
+      if (!response.ok) throw await answerError(response);
+      connection.answered = true;
+      await this.#read(response, connection);
+      // The server ended the stream (shutdown, token expiry): come back soon.
+      if (!connection.controller.signal.aborted) this.#lost(connection, { ended: true });
     } catch (error) {
-      if (this.#closed || controller.signal.aborted) return;
-      if (probe) return; // still polling; the next probe will try again
-      this.#failed(error);
+      if (this.#closed || connection.controller.signal.aborted) return;
+      this.#lost(connection, { error });
     }
   }
 
-  async #read(response, controller) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    const parser = new SseParser((event) => this.#onStreamEvent(event, controller));
-    this.#armWatchdog(controller);
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done || controller.signal.aborted) return;
-      if (this.status !== 'live') {
-        this.#attempt = 0;
-        this.#wasLive = true;
-        this.#setStatus('live');
-      }
-      this.#armWatchdog(controller);
-      parser.push(decoder.decode(value, { stream: true }));
-    }
-  }
-
-  #armWatchdog(controller) {
-    this.#later('watchdog', this.#options.heartbeatTimeout, () => {
-      // Silence: the connection is dead even if it never closed.
-      controller.abort();
-      this.#failed(new Error('no heartbeat'));
+  #watch(connection, ms) {
+    this.#later(`${connection.role === 'main' ? 'watchdog' : 'probe-watchdog'}`, ms, () => {
+      connection.controller.abort();
+      // Answered but silent from the start: something holds the bytes back.
+      this.#lost(connection, { silent: true, buffered: connection.answered && !connection.flowing });
     });
   }
 
-  #onStreamEvent({ id, hasId, data }, controller) {
+  async #read(response, connection) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser((event) => this.#onStreamEvent(event));
+    const abort = () => reader.cancel().catch(() => {});
+    connection.controller.signal.addEventListener('abort', abort);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || connection.controller.signal.aborted) return;
+        if (!connection.flowing) this.#flowing(connection);
+        if (connection !== this.#main) return; // superseded meanwhile
+        this.#watch(connection, this.#options.heartbeatTimeout);
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+    } finally {
+      connection.controller.signal.removeEventListener('abort', abort);
+    }
+  }
+
+  /** The first bytes of a stream: it works, so it is what delivers now. */
+  #flowing(connection) {
+    connection.flowing = true;
+    if (connection.role === 'probe') {
+      // Streaming works again: stop polling; the stream resumes from an id
+      // no newer than anything polled since, and repeats are dropped by id.
+      this.#probe = null;
+      this.#cancel('probe-watchdog');
+      this.#stopPolling();
+      this.#main?.controller.abort();
+      connection.role = 'main';
+      this.#main = connection;
+    }
+    this.#mode = 'stream';
+    this.#attempt = 0;
+    this.#wasLive = true;
+    this.#setStatus('live');
+  }
+
+  #onStreamEvent({ id, hasId, data }) {
     let parsed;
     try {
       parsed = JSON.parse(data);
     } catch {
       return;
     }
-    this.stats.lastEventAt = this.#env.now();
-    switch (parsed.type) {
-      case 'heartbeat':
-        return;
-      case 'auth_expired':
-        this.#needFreshToken = true;
-        return;
-      case 'reset':
-        if (hasId) this.lastEventId = id;
-        this.#emit('reset', parsed);
-        this.#relay({ kind: 'event', id, data: parsed });
-        this.#loadSnapshot().catch(() => {
-          controller.abort();
-          this.#failed(new Error('snapshot after reset failed'));
-        });
-        return;
-      default:
-        this.#deliver(hasId ? id : null, parsed);
-    }
-  }
-
-  /** Passes an event on once: ids only ever move forward. */
-  #deliver(id, data) {
-    if (id != null) {
-      if (!isNewerId(id, this.lastEventId)) return;
-      this.lastEventId = id;
-    }
-    if (data.type === 'reset') {
-      this.#emit('reset', data);
+    if (parsed.type === 'heartbeat') return;
+    if (parsed.type === 'auth_expired') {
+      this.#api.refreshToken();
       return;
     }
-    if (data.type === 'message') this.#lastSeq = Math.max(this.#lastSeq, data.message.seq);
-    this.#emit('event', { id, data });
-    this.#relay({ kind: 'event', id, data });
+    this.#onLogEvent(hasId ? id : null, parsed);
   }
 
-  #failed(error) {
+  /** A connection failed or ended. */
+  #lost(connection, { error, ended = false, buffered = false } = {}) {
     if (this.#closed) return;
+    if (connection.role === 'probe') {
+      this.#cancel('probe-watchdog');
+      if (this.#probe === connection) this.#probe = null;
+      connection.controller.abort();
+      return; // still polling; the next probe tries again
+    }
+    if (connection !== this.#main) return; // already replaced
     this.#cancel('watchdog');
-    this.#attempt += 1;
+    this.#main = null;
+    connection.controller.abort();
+    if (error instanceof ChatError && !error.retryable) {
+      this.#fatal(error);
+      return;
+    }
     this.stats.reconnects += 1;
-    if (this.#attempt >= this.#options.maxAttempts) {
+    if (ended) {
+      // Not a failure: reconnect at once, spread a little.
+      this.#attempt = 0;
+      this.#scheduleReconnect(backoffDelay(0, this.#options, this.#env.random));
+      return;
+    }
+    this.#attempt += 1;
+    if (buffered || this.#attempt >= this.#options.maxAttempts) {
       this.#startPolling();
     } else {
-      this.#scheduleReconnect(error?.delay ?? backoffDelay(this.#attempt - 1, this.#options, this.#env.random));
+      this.#scheduleReconnect(retryDelay(error, this.#attempt - 1, this.#options, this.#env.random));
     }
   }
 
   #scheduleReconnect(delay) {
-    this.#cancel('watchdog');
-    this.#setStatus('reconnecting');
-    this.#later('reconnect', delay, () => this.#connect());
+    this.#setStatus('reconnecting', { retryIn: delay });
+    this.#later('reconnect', delay, () => this.#connect('main'));
   }
 
-  // ---- fallback polling ---------------------------------------------------------
+  // ---- fallback: long-polling the same event log --------------------------------
 
   #startPolling() {
     this.#cancel('reconnect');
+    this.#mode = 'polling';
     this.#setStatus('polling');
-    const poll = async () => {
-      this.#later('poll', this.#options.pollInterval, poll);
-      this.stats.polls += 1;
-      try {
-        await this.#pollOnce();
-      } catch {
-        // Keep polling; the next round may work.
-      }
-    };
-    const probe = () => {
-      this.#later('probe', this.#options.streamRetryInterval, probe);
-      this.#connect({ probe: true });
-    };
-    this.#later('poll', this.#options.pollInterval, poll);
-    this.#later('probe', this.#options.streamRetryInterval, probe);
+    this.#pollLoop();
+    this.#scheduleProbe();
+  }
+
+  #scheduleProbe() {
+    // Never in lockstep with other clients, never later than the interval.
+    const delay = Math.floor(this.#options.streamRetryInterval * (0.5 + this.#env.random() / 2));
+    this.#later('probe', delay, () => {
+      if (this.#mode !== 'polling') return;
+      if (!this.#probe) this.#connect('probe');
+      this.#scheduleProbe();
+    });
   }
 
   #stopPolling() {
-    this.#cancel('poll');
-    this.#cancel('probe');
-    this.#attempt = 0;
+    this.#pollRound += 1;
+    this.#poll?.controller.abort();
+    this.#poll = null;
+    this.#probe?.controller.abort();
+    this.#probe = null;
+    for (const name of ['poll', 'probe', 'probe-watchdog']) this.#cancel(name);
   }
 
-  async #pollOnce() {
-    if (this.#options.roomId != null) {
-      const room = encodeURIComponent(this.#options.roomId);
-      const response = await this.#authorizedFetch(
-        `/api/chat/rooms/${room}/messages?after=${this.#lastSeq}&limit=200`,
-      );
-      if (!response.ok || this.status !== 'polling') return;
-      const page = await response.json();
-      for (const message of page.messages) this.#deliver(null, { type: 'message', message });
-      if (page.lastEventId != null && isNewerId(page.lastEventId, this.lastEventId)) {
-        this.lastEventId = page.lastEventId;
+  async #pollLoop() {
+    const round = ++this.#pollRound;
+    const polling = () => !this.#closed && this.#mode === 'polling' && round === this.#pollRound;
+    for (let failures = 0; polling();) {
+      const poll = { controller: new AbortController() };
+      this.#poll = poll;
+      const started = this.#env.now();
+      try {
+        const page = await this.#pollOnce(poll.controller.signal);
+        if (!polling()) return;
+        failures = 0;
+        this.stats.polls += 1;
+        for (const { id, data } of page.events) this.#onLogEvent(id, data);
+        this.#advance(page.lastEventId);
+        // A server that did not wait (it is shutting down, or waits little):
+        // no tighter loop than `pollInterval`.
+        const quick = this.#env.now() - started < this.#options.pollInterval;
+        if (page.events.length === 0 && !page.hasMore && quick) {
+          await this.#sleep('poll', this.#options.pollInterval);
+        }
+      } catch (error) {
+        if (!polling() || poll.controller.signal.aborted) return;
+        if (error instanceof ChatError && !error.retryable) {
+          this.#fatal(error);
+          return;
+        }
+        await this.#sleep('poll', retryDelay(error, failures, this.#options, this.#env.random));
+        failures += 1;
       }
-      return;
     }
-    const headers = this.#etag ? { 'If-None-Match': this.#etag } : {};
-    const response = await this.#authorizedFetch('/api/chat/rooms', { headers });
-    if (response.status === 304 || !response.ok || this.status !== 'polling') return;
-    this.#etag = response.headers.get('etag');
-    const snapshot = await response.json();
-    this.#applySnapshot(snapshot);
-    this.#relay({ kind: 'snapshot', snapshot });
+  }
+
+  async #pollOnce(signal) {
+    const query = new URLSearchParams({ wait: String(this.#options.pollWait) });
+    if (this.lastEventId != null) query.set('after', this.lastEventId);
+    if (this.#options.roomId != null) query.set('roomId', this.#options.roomId);
+    return this.#api.request('GET', `/api/chat/events?${query}`, undefined, {
+      signal,
+      timeout: this.#options.pollWait * 1000 + this.#options.connectTimeout,
+    });
   }
 
   // ---- the page: visibility and connectivity -------------------------------------------
@@ -503,64 +850,266 @@ export class ChatStream extends EventTarget {
     });
     on(window, 'offline', () => this.#pause('offline'));
     on(window, 'online', () => {
-      if (this.status === 'offline') this.#resume();
+      if (this.#mode === 'offline') this.#resume();
     });
   }
 
   #pause(status) {
     if (!this.#leader || this.#closed) return;
-    this.#controller?.abort();
-    for (const name of ['watchdog', 'reconnect', 'poll', 'probe']) this.#cancel(name);
+    this.#stopPolling();
+    this.#main?.controller.abort();
+    this.#main = null;
+    for (const name of ['watchdog', 'reconnect']) this.#cancel(name);
+    this.#mode = status;
     this.#setStatus(status);
   }
 
   #resume() {
     if (!this.#leader || this.#closed) return;
     this.#attempt = 0;
-    this.#connect();
+    this.#connect('main');
   }
 }
 
-/** Small helpers for the JSON API, with the same token source. */
-export class ChatApi {
-  constructor({ baseUrl = '', getToken, fetch = (...args) => globalThis.fetch(...args) }) {
-    this.baseUrl = baseUrl;
-    this.getToken = getToken;
-    this.fetch = fetch;
+/**
+ * Exact unread counts from a snapshot and the events after it, per room:
+ * each room keeps its newest seq and the caller's read cursor, both only
+ * ever moving forward, so applying a snapshot or an event twice, or a
+ * snapshot older than some events, changes nothing. A message moves its
+ * author's cursor to it (posting reads the room), so a user's own posts
+ * from another device clear that room's count too.
+ */
+export class UnreadCounter {
+  /** `me`: the caller's user id; `admin`: whether they see every room. */
+  constructor({ me, admin = false }) {
+    this.me = me;
+    this.admin = admin;
+    this.rooms = new Map();
   }
 
-  async request(method, path, body) {
-    const token = await this.getToken({ forceRefresh: false });
-    const response = await this.fetch(`${this.baseUrl}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await response.json().catch(() => null);
-    if (!response.ok) throw Object.assign(new Error(data?.error?.message ?? response.statusText), { status: response.status, data });
-    return data;
+  #entry(roomId) {
+    let entry = this.rooms.get(roomId);
+    if (!entry) {
+      entry = { lastSeq: 0, cursor: 0, known: false };
+      this.rooms.set(roomId, entry);
+    }
+    return entry;
   }
 
-  rooms() {
-    return this.request('GET', '/api/chat/rooms');
+  /** A room as a listing or `GET /rooms/{id}` shows it (with `unreadCount`). */
+  applyRoom(room) {
+    const entry = this.#entry(room.id);
+    const lastSeq = room.lastMessage?.seq ?? 0;
+    entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
+    if (room.unreadCount != null) {
+      entry.cursor = Math.max(entry.cursor, lastSeq - room.unreadCount);
+      entry.known = true;
+    }
+    return entry;
   }
 
-  createRoom(name, memberIds = []) {
-    return this.request('POST', '/api/chat/rooms', { name, memberIds });
+  /**
+   * One event's `data`. Returns the id of the room whose count may have
+   * changed, or null; `needsRoom` on the entry says the caller's cursor in
+   * it is unknown (fetch the room and `applyRoom` it).
+   */
+  applyEvent(data) {
+    switch (data.type) {
+      case 'message': {
+        const { roomId, seq, authorId } = data.message;
+        const entry = this.#entry(roomId);
+        entry.lastSeq = Math.max(entry.lastSeq, seq);
+        if (authorId === this.me) entry.cursor = Math.max(entry.cursor, seq);
+        return roomId;
+      }
+      case 'read': {
+        if (data.userId !== this.me) return null;
+        const entry = this.#entry(data.roomId);
+        entry.cursor = Math.max(entry.cursor, data.lastReadSeq);
+        entry.lastSeq = Math.max(entry.lastSeq, data.lastReadSeq);
+        return data.roomId;
+      }
+      case 'room': {
+        const { room, change, userId } = data;
+        if (change === 'member_removed' && userId === this.me && !this.admin) {
+          this.rooms.delete(room.id);
+          return room.id;
+        }
+        const entry = this.applyRoom(room);
+        // A new room has no messages to have read; one joined may have.
+        if (change === 'created' && !entry.known && entry.lastSeq === 0) entry.known = true;
+        return room.id;
+      }
+      default:
+        return null;
+    }
   }
 
-  messages(roomId, query = '') {
-    return this.request('GET', `/api/chat/rooms/${encodeURIComponent(roomId)}/messages${query}`);
+  /** Rooms whose cursor is unknown: fetch each and `applyRoom` it. */
+  unknownRooms() {
+    return [...this.rooms].filter(([, entry]) => !entry.known).map(([id]) => id);
   }
 
-  send(roomId, body, clientId = globalThis.crypto?.randomUUID?.()) {
-    return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/messages`, { body, clientId });
+  unread(roomId) {
+    const entry = this.rooms.get(roomId);
+    return entry ? Math.max(0, entry.lastSeq - entry.cursor) : 0;
   }
 
-  markRead(roomId, seq) {
-    return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/read`, { seq });
+  get total() {
+    let total = 0;
+    for (const id of this.rooms.keys()) total += this.unread(id);
+    return total;
+  }
+}
+
+/** Of two messages of a room (either may be absent), the later. */
+function newer(a, b) {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return b.seq > a.seq ? b : a;
+}
+
+/**
+ * Every room the caller may see, live, with exact unread counts: a
+ * ChatStream over all rooms, an UnreadCounter, and the rooms themselves in
+ * order of activity. For badges, inboxes and the React hook; framework-free
+ * (`subscribe`/`getSnapshot` fit React's `useSyncExternalStore`).
+ *
+ * The snapshot (`getSnapshot()`) is a new object after each change:
+ * `{ status, totalUnread, rooms: [{ room, unread }], ready }`, newest
+ * activity first.
+ */
+export class ChatRooms extends EventTarget {
+  #stream;
+  #counter = null;
+  #rooms = new Map(); // id → { room, activity }
+  #listeners = new Set();
+  #state = { status: 'connecting', totalUnread: 0, rooms: [], ready: false };
+  #fetching = new Set();
+  #rank = 0;
+
+  constructor(options) {
+    super();
+    this.#stream = new ChatStream({ ...options, roomId: null });
+    this.#stream.addEventListener('status', (event) => this.#changed({ status: event.detail.status }));
+    this.#stream.addEventListener('snapshot', (event) => this.#onSnapshot(event.detail));
+    this.#stream.addEventListener('event', (event) => this.#onEvent(event.detail));
+    this.subscribe = this.subscribe.bind(this);
+    this.getSnapshot = this.getSnapshot.bind(this);
+  }
+
+  /** The stream underneath: for the events themselves. */
+  get stream() {
+    return this.#stream;
+  }
+
+  get api() {
+    return this.#stream.api;
+  }
+
+  async start() {
+    const token = await this.#stream.api.getToken({ forceRefresh: false });
+    const { sub, role } = tokenClaims(token);
+    this.#counter = new UnreadCounter({ me: sub, admin: role === 'admin' });
+    await this.#stream.start();
+  }
+
+  close() {
+    this.#stream.close();
+    this.#listeners.clear();
+  }
+
+  subscribe(listener) {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  getSnapshot() {
+    return this.#state;
+  }
+
+  unread(roomId) {
+    return this.#counter?.unread(roomId) ?? 0;
+  }
+
+  room(roomId) {
+    return this.#rooms.get(roomId)?.room ?? null;
+  }
+
+  /** Marks `roomId` read up to its newest message; the count follows at once. */
+  async markRead(roomId) {
+    const seq = this.#counter?.rooms.get(roomId)?.lastSeq ?? 0;
+    const state = await this.api.markRead(roomId, seq);
+    this.#counter?.applyEvent({ type: 'read', roomId, userId: state.userId, lastReadSeq: state.lastReadSeq });
+    this.#changed({}, [roomId]);
+    return state;
+  }
+
+  #onSnapshot(snapshot) {
+    if (!this.#counter) return;
+    // A snapshot follows a reset too: it replaces what was known.
+    this.#rooms.clear();
+    this.#counter.rooms.clear();
+    this.#rank = 0;
+    for (const room of snapshot.rooms) {
+      this.#counter.applyRoom(room);
+      // Below any event's id: events after the snapshot come first.
+      this.#rooms.set(room.id, { room, activity: -(this.#rank += 1) });
+    }
+    this.#changed({ ready: true }, null);
+  }
+
+  #onEvent({ id, data }) {
+    if (!this.#counter) return;
+    const roomId = this.#counter.applyEvent(data);
+    if (roomId == null) return;
+    // Event ids rise with activity: they order the rooms (exactness past
+    // 2^53 does not matter for that).
+    const activity = Number(id);
+    if (data.type === 'room') {
+      if (!this.#counter.rooms.has(roomId)) this.#rooms.delete(roomId);
+      else this.#rooms.set(roomId, { room: data.room, activity });
+    } else if (data.type === 'message') {
+      const known = this.#rooms.get(roomId);
+      if (known?.room) {
+        const room = { ...known.room, lastMessage: newer(known.room.lastMessage, data.message) };
+        this.#rooms.set(roomId, { room, activity });
+      } else {
+        // A room that moved while the snapshot was paged: learn it.
+        this.#counter.rooms.get(roomId).known = false;
+        this.#rooms.set(roomId, { room: null, activity, lastMessage: newer(known?.lastMessage, data.message) });
+      }
+    }
+    this.#fetchUnknown();
+    this.#changed({}, [roomId]);
+  }
+
+  #fetchUnknown() {
+    for (const roomId of this.#counter.unknownRooms()) {
+      if (this.#fetching.has(roomId)) continue;
+      this.#fetching.add(roomId);
+      this.api.room(roomId).then((room) => {
+        this.#counter.applyRoom(room);
+        const known = this.#rooms.get(roomId);
+        if (known && !known.room) {
+          const lastMessage = newer(room.lastMessage, known.lastMessage);
+          this.#rooms.set(roomId, { room: { ...room, lastMessage }, activity: known.activity });
+        }
+        this.#changed({}, [roomId]);
+      }).catch(() => {
+        // Gone, or not reachable now: the next event about it tries again.
+      }).finally(() => this.#fetching.delete(roomId));
+    }
+  }
+
+  #changed(patch, roomIds = []) {
+    const counter = this.#counter;
+    const rooms = [...this.#rooms.values()]
+      .filter((entry) => entry.room)
+      .sort((a, b) => (b.activity ?? -Infinity) - (a.activity ?? -Infinity))
+      .map(({ room }) => ({ room, unread: counter?.unread(room.id) ?? 0 }));
+    this.#state = { ...this.#state, ...patch, rooms, totalUnread: counter?.total ?? 0 };
+    for (const listener of this.#listeners) listener();
+    this.dispatchEvent(new CustomEvent('change', { detail: { roomIds } }));
   }
 }

@@ -1,0 +1,240 @@
+// The client against a real chat-server process (CHAT_SERVER_URL; `cargo
+// test` starts one in development mode, heartbeat 200 ms, and sets it):
+// stream → long-polling → stream without losing or repeating an event,
+// exact unread counts across devices, a send whose answer is lost stored
+// once, and the package as an app installs it, from a packed tarball.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ChatApi, ChatRooms, ChatStream } from '../chat-client.js';
+
+const SERVER = process.env.CHAT_SERVER_URL;
+const skip = SERVER ? false : 'CHAT_SERVER_URL is not set (cargo test sets it)';
+const FAST = {
+  heartbeatTimeout: 1_000, connectTimeout: 1_000, backoffInitial: 50, backoffMax: 200,
+  maxAttempts: 2, pollWait: 5, pollInterval: 100, streamRetryInterval: 500, shareAcrossTabs: false,
+};
+
+/** A development token for `sub`, from the server's dev-only endpoint. */
+async function token(sub, role = 'user') {
+  const response = await fetch(`${SERVER}/api/dev/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sub, role }),
+  });
+  assert.equal(response.status, 200);
+  return (await response.json()).token;
+}
+
+const apiFor = async (sub, role) => {
+  const bearer = await token(sub, role);
+  return new ChatApi({ baseUrl: SERVER, getToken: async () => bearer });
+};
+
+async function eventually(check, what, ms = 10_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    assert.ok(Date.now() < until, `waited in vain for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * A fetch whose streams can be refused, as a network that breaks SSE does:
+ * `block()` cuts the open streams and refuses new ones; `unblock()` ends that.
+ */
+function breakableFetch() {
+  let blocked = false;
+  const open = new Set();
+  const wrapped = async (url, init = {}) => {
+    const isStream = new URL(url).pathname === '/api/chat/sse';
+    if (isStream && blocked) return new Response('{}', { status: 503 });
+    const response = await fetch(url, init);
+    if (!isStream) return response;
+    const reader = response.body.getReader();
+    let cut;
+    const body = new ReadableStream({
+      start(controller) {
+        cut = () => controller.error(new TypeError('cut by the network'));
+        open.add(cut);
+      },
+      async pull(controller) {
+        const { value, done } = await reader.read().catch(() => ({ done: true }));
+        if (done) {
+          open.delete(cut);
+          controller.close();
+        } else controller.enqueue(value);
+      },
+      cancel: () => reader.cancel(),
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+  return {
+    fetch: wrapped,
+    block() {
+      blocked = true;
+      for (const cut of open) cut();
+      open.clear();
+    },
+    unblock() {
+      blocked = false;
+    },
+  };
+}
+
+/** Every event the caller may see after `after`, from the server, by polling. */
+async function serverLog(api, after) {
+  const events = [];
+  for (;;) {
+    const page = await api.request('GET', `/api/chat/events?after=${after}&wait=0&limit=500`);
+    events.push(...page.events.map(({ id, data }) => ({ id, data })));
+    after = page.lastEventId;
+    if (!page.hasMore) return events;
+  }
+}
+
+test('stream, then long-polling, then stream: every event once and in order, unread counts exact', { skip }, async (t) => {
+  const agentToken = await token('agent', 'admin');
+  const customer = await apiFor('customer');
+  const agentElsewhere = await apiFor('agent', 'admin'); // the agent's other device
+  const network = breakableFetch();
+  const rooms = new ChatRooms({
+    baseUrl: SERVER,
+    getToken: async () => agentToken,
+    ...FAST,
+    environment: { fetch: network.fetch },
+  });
+  t.after(() => rooms.close());
+  const delivered = [];
+  const statuses = [];
+  rooms.stream.addEventListener('event', (event) => delivered.push(event.detail));
+  rooms.stream.addEventListener('status', (event) => statuses.push(event.detail.status));
+  await rooms.start();
+  const from = rooms.stream.lastEventId;
+  await eventually(() => rooms.stream.status === 'live', 'live');
+
+  const room = await customer.createRoom('Order #1', ['bob']);
+  await customer.send(room.id, 'first');
+  await eventually(() => rooms.unread(room.id) === 1, 'one unread by stream');
+
+  network.block();
+  await eventually(() => rooms.stream.status === 'polling', 'polling');
+  await customer.send(room.id, 'while polling 1');
+  await customer.send(room.id, 'while polling 2');
+  await agentElsewhere.markRead(room.id, 2); // read on the other device
+  await agentElsewhere.request('DELETE', `/api/chat/rooms/${room.id}/members/bob`);
+  await agentElsewhere.send(room.id, 'posted from the other device');
+  await customer.send(room.id, 'last while polling');
+  await eventually(() => delivered.some((e) => e.data.message?.body === 'last while polling'), 'polled events');
+  assert.equal(rooms.unread(room.id), 1, 'the other device read, then posted: one after that');
+
+  network.unblock();
+  await eventually(() => rooms.stream.status === 'live', 'live again');
+  await customer.send(room.id, 'streamed again');
+  await eventually(() => delivered.some((e) => e.data.message?.body === 'streamed again'), 'the stream');
+
+  const expected = await serverLog(new ChatApi({ baseUrl: SERVER, getToken: async () => agentToken }), from);
+  assert.deepEqual(delivered.map((e) => e.id), expected.map((e) => e.id), 'every event, once, in order');
+  assert.deepEqual(delivered.map((e) => e.data), expected.map((e) => e.data));
+  const kinds = new Set(delivered.map((e) => `${e.data.type}${e.data.change ? `:${e.data.change}` : ''}`));
+  for (const kind of ['room:created', 'message', 'read', 'room:member_removed']) assert.ok(kinds.has(kind), kind);
+  const listing = await agentElsewhere.allRooms();
+  for (const entry of listing.rooms) {
+    assert.equal(rooms.unread(entry.id), entry.unreadCount, `room ${entry.name}`);
+  }
+  assert.equal(rooms.getSnapshot().totalUnread, listing.totalUnread);
+  assert.deepEqual(
+    statuses.filter((s, i) => s !== statuses[i - 1]).filter((s) => s !== 'reconnecting'),
+    ['live', 'polling', 'live'],
+  );
+});
+
+test('a widget that polls its room gets every message once, and its stream comes back', { skip }, async (t) => {
+  const customer = await apiFor('carol');
+  const agent = await apiFor('agent-2', 'admin');
+  const room = await customer.createRoom('Widget');
+  const network = breakableFetch();
+  const bearer = await token('carol');
+  const stream = new ChatStream({
+    baseUrl: SERVER, getToken: async () => bearer, roomId: room.id, ...FAST, environment: { fetch: network.fetch },
+  });
+  t.after(() => stream.close());
+  const bodies = [];
+  stream.addEventListener('event', ({ detail: { data } }) => {
+    if (data.type === 'message') bodies.push(data.message.body);
+  });
+  network.block();
+  await stream.start();
+  await eventually(() => stream.status === 'polling', 'polling from the start');
+  for (let n = 1; n <= 3; n += 1) await agent.send(room.id, `reply ${n}`);
+  await eventually(() => bodies.length === 3, 'three replies by polling');
+  network.unblock();
+  await eventually(() => stream.status === 'live', 'live');
+  await agent.send(room.id, 'reply 4');
+  await eventually(() => bodies.length === 4, 'the fourth by stream');
+  assert.deepEqual(bodies, ['reply 1', 'reply 2', 'reply 3', 'reply 4']);
+});
+
+test('a send whose answer is lost is sent again with its clientId and stored once', { skip }, async () => {
+  const author = await token('dora');
+  let lost = 0;
+  const api = new ChatApi({
+    baseUrl: SERVER,
+    getToken: async () => author,
+    backoffInitial: 10,
+    fetch: async (url, init) => {
+      const response = await fetch(url, init);
+      // The server stored the first try; its answer never arrives.
+      if (init.method === 'POST' && url.endsWith('/messages') && lost === 0) {
+        lost += 1;
+        await response.arrayBuffer();
+        throw new TypeError('connection reset');
+      }
+      return response;
+    },
+  });
+  const room = await api.createRoom('Lost answers');
+  const message = await api.send(room.id, 'only once, please');
+  assert.equal(lost, 1, 'the first answer was lost');
+  const history = await api.messages(room.id);
+  assert.deepEqual(history.messages.map((m) => m.body), ['only once, please']);
+  assert.equal(history.messages[0].id, message.id);
+});
+
+test('the package installs from a packed tarball and an app imports it by name', { skip }, async (t) => {
+  const sdk = fileURLToPath(new URL('..', import.meta.url));
+  const app = mkdtempSync(join(tmpdir(), 'chat-app-'));
+  t.after(() => rmSync(app, { recursive: true, force: true }));
+  const npm = (args, cwd) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8' });
+  const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', app], sdk));
+  assert.deepEqual(
+    packed.files.map((file) => file.path).sort(),
+    ['README.md', 'chat-client.d.ts', 'chat-client.js', 'package.json', 'react.d.ts', 'react.js'],
+  );
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  npm(['install', join(app, packed.filename)], app);
+  assert.ok(readdirSync(join(app, 'node_modules')).includes('chat-server-client'));
+  writeFileSync(join(app, 'main.js'), `
+    import { ChatApi, ChatStream } from 'chat-server-client';
+    const token = process.env.TOKEN;
+    const api = new ChatApi({ baseUrl: process.env.SERVER, getToken: async () => token });
+    const room = await api.createRoom('From an app');
+    const stream = new ChatStream({ baseUrl: process.env.SERVER, getToken: async () => token, roomId: room.id, shareAcrossTabs: false });
+    const heard = new Promise((resolve) => stream.addEventListener('event', (e) => resolve(e.detail.data.message.body)));
+    await stream.start();
+    await api.send(room.id, 'hello from an installed package');
+    console.log(await heard);
+    console.log(import.meta.resolve('chat-server-client/react').endsWith('react.js'));
+    stream.close();
+  `);
+  const output = execFileSync(process.execPath, ['main.js'], {
+    cwd: app, encoding: 'utf8', env: { ...process.env, SERVER, TOKEN: await token('eve') }, timeout: 30_000,
+  });
+  assert.equal(output, 'hello from an installed package\ntrue\n');
+});

@@ -1,0 +1,53 @@
+// An app as the README writes it, checked by tsc (see types.test.mjs).
+import {
+  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId,
+  type Message, type Status, type StreamData,
+} from 'chat-server-client';
+import { useChatUnread } from 'chat-server-client/react';
+
+const getToken = async ({ forceRefresh }: { forceRefresh: boolean }) => (forceRefresh ? 'fresh' : 'cached');
+
+const stream = new ChatStream({ baseUrl: 'https://chat.example.com', getToken, roomId: 'r1', pollWait: 10 });
+stream.addEventListener('event', (event) => {
+  const data: StreamData = event.detail.data;
+  if (data.type === 'message') {
+    const seq: number = data.message.seq;
+    console.log(seq, event.detail.id.length);
+  }
+});
+stream.addEventListener('status', (event) => {
+  const status: Status = event.detail.status;
+  console.log(status, event.detail.retryIn ?? 0);
+});
+stream.addEventListener('error', (event) => console.log(event.detail.error.status));
+void stream.start();
+
+const api = new ChatApi({ getToken });
+async function send(body: string): Promise<Message | null> {
+  const clientId = newClientId();
+  try {
+    return await api.send('r1', body, { clientId, onRetry: ({ attempt }) => console.log(attempt) });
+  } catch (error) {
+    if (error instanceof SendError && error.retryable) return api.send('r1', body, { clientId: error.clientId });
+    if (error instanceof ChatError) console.log(error.code, error.outcome);
+    return null;
+  }
+}
+void send('hi');
+
+const rooms = new ChatRooms({ getToken });
+const unsubscribe = rooms.subscribe(() => {
+  const { totalUnread, rooms: list } = rooms.getSnapshot();
+  console.log(totalUnread, list.map(({ room, unread }) => `${room.name}: ${unread}`));
+});
+unsubscribe();
+
+const counter = new UnreadCounter({ me: 'alice' });
+counter.applyRoom({ id: 'r1', lastMessage: null, unreadCount: 0 });
+const total: number = counter.total;
+console.log(total);
+
+export function Badge(): string {
+  const { status, totalUnread } = useChatUnread({ getToken, user: 'alice' });
+  return `${status}: ${totalUnread}`;
+}

@@ -1,0 +1,148 @@
+// Unit tests of exact unread counting: UnreadCounter against a model of the
+// server under random histories, and ChatRooms over a scripted server.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChatRooms, UnreadCounter } from '../chat-client.js';
+import { fakeClock, fakeServer, hanging, sseBody, streamResponse, tokenFor } from './fakes.mjs';
+
+/** A small deterministic random source. */
+function seeded(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state * 1_664_525 + 1_013_904_223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+/**
+ * A history of one user's rooms as the server keeps it: messages by them and
+ * by others, their reads; each step logs an event and can be snapshotted.
+ */
+function history(random, steps) {
+  const rooms = new Map([['a', { seq: 0, cursor: 0 }], ['b', { seq: 0, cursor: 0 }]]);
+  const log = [];
+  const snapshots = [];
+  const snapshot = () => ({
+    id: log.length,
+    rooms: [...rooms].map(([id, r]) => ({
+      id,
+      lastMessage: r.seq ? { seq: r.seq } : null,
+      unreadCount: r.seq - r.cursor,
+    })),
+  });
+  snapshots.push(snapshot());
+  for (let i = 0; i < steps; i += 1) {
+    const roomId = random() < 0.5 ? 'a' : 'b';
+    const room = rooms.get(roomId);
+    const kind = random();
+    if (kind < 0.5) {
+      room.seq += 1;
+      log.push({ type: 'message', message: { roomId, seq: room.seq, authorId: 'other' } });
+    } else if (kind < 0.7) {
+      room.seq += 1;
+      room.cursor = room.seq; // posting reads the room
+      log.push({ type: 'message', message: { roomId, seq: room.seq, authorId: 'me' } });
+    } else if (kind < 0.85) {
+      const to = Math.floor(random() * (room.seq + 1));
+      if (to > room.cursor) {
+        room.cursor = to;
+        log.push({ type: 'read', roomId, userId: 'me', lastReadSeq: to });
+      }
+    } else {
+      log.push({ type: 'read', roomId, userId: 'someone', lastReadSeq: room.seq });
+    }
+    snapshots.push(snapshot());
+  }
+  return { rooms, log, snapshots };
+}
+
+test('counts are exact from any snapshot and the events after it, repeats and overlaps included', () => {
+  for (let seed = 1; seed <= 300; seed += 1) {
+    const random = seeded(seed);
+    const { rooms, log, snapshots } = history(random, 40);
+    const counter = new UnreadCounter({ me: 'me' });
+    // A snapshot taken at some point; events from a little before it (an
+    // overlap, as when a stream resumes from an older id), some twice.
+    const taken = snapshots[Math.floor(random() * snapshots.length)];
+    for (const room of taken.rooms) counter.applyRoom(room);
+    const from = Math.max(0, taken.id - Math.floor(random() * 5));
+    for (const data of log.slice(from)) {
+      counter.applyEvent(data);
+      if (random() < 0.2) counter.applyEvent(data);
+    }
+    // A late, older snapshot changes nothing either.
+    for (const room of snapshots[Math.floor(random() * snapshots.length)].rooms) counter.applyRoom(room);
+    for (const [id, room] of rooms) {
+      assert.equal(counter.unread(id), room.seq - room.cursor, `seed ${seed}, room ${id}`);
+    }
+    assert.equal(counter.total, [...rooms.values()].reduce((sum, r) => sum + r.seq - r.cursor, 0));
+  }
+});
+
+test('a message the user posts from another device clears that room', () => {
+  const counter = new UnreadCounter({ me: 'me' });
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 3 }, unreadCount: 3 });
+  assert.equal(counter.total, 3);
+  counter.applyEvent({ type: 'message', message: { roomId: 'r', seq: 4, authorId: 'me' } });
+  assert.equal(counter.total, 0);
+});
+
+test('a removed user loses the room; an admin keeps it; a joined room is fetched to learn the cursor', () => {
+  const user = new UnreadCounter({ me: 'me' });
+  const admin = new UnreadCounter({ me: 'me', admin: true });
+  for (const counter of [user, admin]) {
+    counter.applyRoom({ id: 'r', lastMessage: { seq: 2 }, unreadCount: 2 });
+    counter.applyEvent({ type: 'room', room: { id: 'r', lastMessage: { seq: 2 } }, change: 'member_removed', userId: 'me' });
+  }
+  assert.equal(user.total, 0);
+  assert.deepEqual([...user.rooms.keys()], []);
+  assert.equal(admin.total, 2);
+  user.applyEvent({ type: 'room', room: { id: 'j', lastMessage: { seq: 5 } }, change: 'member_added', userId: 'me' });
+  assert.deepEqual(user.unknownRooms(), ['j']);
+  user.applyRoom({ id: 'j', lastMessage: { seq: 5 }, unreadCount: 1 });
+  assert.deepEqual(user.unknownRooms(), []);
+  assert.equal(user.unread('j'), 1);
+  user.applyEvent({ type: 'room', room: { id: 'n', lastMessage: null }, change: 'created' });
+  assert.deepEqual(user.unknownRooms(), [], 'a new room has nothing unread');
+});
+
+test('ChatRooms keeps every room of every page, newest activity first, and learns rooms that moved while paging', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  const room = (id, seq, unreadCount) => ({ id, name: id, lastMessage: seq ? { id: `${id}${seq}`, roomId: id, seq } : null, unreadCount });
+  const server = fakeServer((path, init) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    if (path.startsWith('/api/chat/events')) return hanging(init);
+    if (path === '/api/chat/rooms/x') return { json: room('x', 9, 4) };
+    if (path.includes('pageToken')) return { json: { rooms: [room('c', 1, 1)], totalUnread: 0, nextPageToken: null, lastEventId: '20' } };
+    return { json: { rooms: [room('a', 2, 2), room('b', 1, 0)], totalUnread: 3, nextPageToken: 't', lastEventId: '10' } };
+  });
+  const rooms = new ChatRooms({
+    getToken: async () => tokenFor('me'),
+    shareAcrossTabs: false,
+    environment: { ...env, fetch: server.fetch },
+  });
+  let changes = 0;
+  rooms.subscribe(() => (changes += 1));
+  await rooms.start();
+  await env.advance(0);
+  const names = () => rooms.getSnapshot().rooms.map((entry) => `${entry.room.id}:${entry.unread}`);
+  assert.deepEqual(names(), ['a:2', 'b:0', 'c:1']);
+  assert.equal(rooms.getSnapshot().totalUnread, 3);
+  const before = rooms.getSnapshot();
+  assert.equal(rooms.getSnapshot(), before, 'the same object until something changes');
+
+  sse.write('retry: 1\n\n');
+  const msg = (id, roomId, seq, authorId) =>
+    `id: ${id}\ndata: ${JSON.stringify({ type: 'message', message: { id: `${roomId}${seq}`, roomId, seq, authorId, body: '' } })}\n\n`;
+  sse.write(msg(11, 'c', 2, 'other'));
+  sse.write(msg(12, 'b', 2, 'me'));
+  // A room that moved from page 2 to page 1 between the two requests.
+  sse.write(msg(13, 'x', 10, 'other'));
+  await env.advance(0);
+  assert.deepEqual(names(), ['x:5', 'b:0', 'c:2', 'a:2'], 'x is fetched: 9 - 4 read, then one more');
+  assert.equal(rooms.getSnapshot().totalUnread, 9);
+  assert.notEqual(rooms.getSnapshot(), before);
+  assert.ok(changes >= 4);
+  rooms.close();
+});
