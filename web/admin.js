@@ -1,150 +1,113 @@
-// The admin panel: every room with its unread badge, newest activity first,
-// kept live by one ChatStream; the selected room's conversation. Each event
-// touches only the rows it concerns, so thousands of rooms stay cheap.
+// The admin panel: every room the agent may see (all pages of them) with
+// exact unread badges and their total, newest activity first, kept live by
+// one ChatRooms; and the open conversation, marked read as it is read.
 
-import { ChatApi, ChatStream } from '/sdk/chat-client.js';
-import { showInOrder, showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { ChatRooms } from '/sdk/chat-client.js';
+import { showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { Composer, Conversation } from '/assets/conversation.js';
 
 const $ = (id) => document.getElementById(id);
 const { user: me, getToken } = await signIn('admin');
-const api = new ChatApi({ getToken });
-
-/** id → { room, unread, lastSeq, row } */
-const rooms = new Map();
+const rooms = new ChatRooms({ getToken, ...timingOverrides() });
+const { api } = rooms;
+/** room id → its row in the list */
+const rows = new Map();
 let selected = null;
-let nextPageToken = null;
-const shown = new Set(); // message ids in the open conversation
 
-function updateTotal() {
-  let total = 0;
-  for (const entry of rooms.values()) total += entry.unread;
-  $('total').textContent = String(total);
-}
+const conversation = new Conversation({ list: $('messages'), api, me, empty: 'No messages in this room yet.' });
+const composer = new Composer({
+  form: $('send'),
+  send: async (text, clientId) => conversation.add(await api.send(selected, text, { clientId })),
+});
 
-function setUnread(entry, unread) {
-  entry.unread = Math.max(0, unread);
-  const badge = entry.row.querySelector('.badge');
-  badge.textContent = String(entry.unread);
-  badge.dataset.count = String(entry.unread);
-  updateTotal();
-}
-
-function roomRow(room) {
+function roomRow(roomId) {
   const row = document.createElement('li');
-  row.dataset.roomId = room.id;
+  row.dataset.roomId = roomId;
   const button = document.createElement('button');
   button.type = 'button';
   const name = document.createElement('span');
   name.className = 'name';
   const badge = document.createElement('span');
   badge.className = 'badge';
-  badge.setAttribute('aria-label', 'unread');
   button.append(name, badge);
-  button.addEventListener('click', () => select(room.id));
+  button.addEventListener('click', () => select(roomId));
   row.append(button);
   return row;
 }
 
-/** Adds or refreshes a room; `toTop` moves it to the head of the list. */
-function upsert(room, { unread, toTop, append = false }) {
-  let entry = rooms.get(room.id);
-  if (!entry) {
-    entry = { room, unread: 0, lastSeq: 0, row: roomRow(room) };
-    rooms.set(room.id, entry);
-    if (append) $('rooms').append(entry.row);
-    else $('rooms').prepend(entry.row);
-  } else if (toTop && $('rooms').firstElementChild !== entry.row) {
-    $('rooms').prepend(entry.row);
+function showBadge(row, unread) {
+  const badge = row.querySelector('.badge');
+  const text = String(unread);
+  if (badge.textContent === text) return;
+  badge.textContent = text;
+  badge.dataset.count = text;
+  badge.setAttribute('aria-label', unread === 1 ? '1 unread message' : `${unread} unread messages`);
+}
+
+/** Brings the list in line with the rooms' state, touching only what changed. */
+function render() {
+  const state = rooms.getSnapshot();
+  const list = $('rooms');
+  const present = new Set();
+  let previous = null;
+  for (const { room, unread } of state.rooms) {
+    present.add(room.id);
+    let row = rows.get(room.id);
+    if (!row) {
+      row = roomRow(room.id);
+      rows.set(room.id, row);
+    }
+    const name = row.querySelector('.name');
+    if (name.textContent !== room.name) name.textContent = room.name;
+    showBadge(row, unread);
+    const expected = previous ? previous.nextElementSibling : list.firstElementChild;
+    if (row !== expected) list.insertBefore(row, expected);
+    previous = row;
   }
-  entry.room = room;
-  entry.lastSeq = Math.max(entry.lastSeq, room.lastMessage?.seq ?? 0);
-  entry.row.querySelector('.name').textContent = room.name;
-  if (unread !== undefined) setUnread(entry, unread);
-  return entry;
-}
-
-function applySnapshot(snapshot) {
-  const seen = new Set();
-  for (const room of snapshot.rooms) {
-    seen.add(room.id);
-    const entry = upsert(room, { unread: room.unreadCount, append: true });
-    $('rooms').append(entry.row); // keep the snapshot's order
+  for (const [id, row] of rows) {
+    if (present.has(id)) continue;
+    row.remove();
+    rows.delete(id);
   }
-  nextPageToken = snapshot.nextPageToken;
-  $('more').hidden = !nextPageToken;
-  updateTotal();
-}
-
-function onMessage(message) {
-  const entry = rooms.get(message.roomId);
-  if (!entry) return; // a room event introduces every room first
-  entry.lastSeq = Math.max(entry.lastSeq, message.seq);
-  entry.room = { ...entry.room, lastMessage: message };
-  upsert(entry.room, { toTop: true });
-  // Posting moves the author's cursor; others' messages are unread for me.
-  setUnread(entry, message.authorId === me ? 0 : entry.unread + 1);
-  if (selected === message.roomId) showMessage(message);
-}
-
-function onStreamEvent({ data }) {
-  if (data.type === 'message') onMessage(data.message);
-  else if (data.type === 'room') upsert(data.room, { toTop: true, unread: rooms.get(data.room.id)?.unread ?? (data.room.lastMessage?.seq ?? 0) });
-  else if (data.type === 'read' && data.userId === me) {
-    const entry = rooms.get(data.roomId);
-    if (entry) setUnread(entry, entry.lastSeq - data.lastReadSeq);
+  $('total').textContent = String(state.totalUnread);
+  $('total-label').setAttribute('aria-label', `${state.totalUnread} unread in all rooms`);
+  $('rooms-empty').hidden = !state.ready || state.rooms.length > 0;
+  if (selected && !present.has(selected)) {
+    $('room-title').textContent = 'This room is gone';
   }
 }
 
-function showMessage(message) {
-  showInOrder($('messages'), message, me, shown);
+let reading = null;
+/** Marks the open room read, soon and once for a burst, while the page is seen. */
+function markReadSoon() {
+  if (!selected || document.visibilityState !== 'visible' || reading) return;
+  reading = setTimeout(() => {
+    reading = null;
+    if (selected && rooms.unread(selected) > 0) rooms.markRead(selected).catch(() => {});
+  }, 250);
 }
 
 async function select(roomId) {
   selected = roomId;
-  shown.clear();
-  $('messages').replaceChildren();
-  for (const entry of rooms.values()) {
-    entry.row.querySelector('button').setAttribute('aria-current', String(entry.room.id === roomId));
-  }
-  $('room-title').textContent = rooms.get(roomId)?.room.name ?? '';
-  for (const control of [$('mark-read'), $('body'), $('send').querySelector('button')]) control.disabled = false;
-  const page = await api.messages(roomId, '?limit=100');
-  if (selected !== roomId) return;
-  for (const message of page.messages) showMessage(message);
+  for (const [id, row] of rows) row.querySelector('button').setAttribute('aria-current', String(id === roomId));
+  $('room-title').textContent = rooms.room(roomId)?.name ?? '';
+  composer.enable();
+  await conversation.open(roomId);
+  if (selected === roomId) rooms.markRead(roomId).catch(() => {});
 }
 
-$('send').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const body = $('body').value;
-  if (!selected || !body.trim()) return;
-  $('body').value = '';
-  await api.send(selected, body);
+rooms.subscribe(render);
+rooms.stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
+rooms.stream.addEventListener('event', ({ detail: { data } }) => {
+  if (data.type !== 'message' || data.message.roomId !== selected) return;
+  conversation.add(data.message);
+  markReadSoon();
 });
-$('body').addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !event.shiftKey) {
-    event.preventDefault();
-    $('send').requestSubmit();
-  }
-});
-$('mark-read').addEventListener('click', async () => {
-  const entry = rooms.get(selected);
-  if (!entry) return;
-  const state = await api.markRead(selected, entry.lastSeq);
-  setUnread(entry, state.unreadCount);
-});
-$('more').addEventListener('click', async () => {
-  if (!nextPageToken) return;
-  const page = await api.request('GET', `/api/chat/rooms?pageToken=${encodeURIComponent(nextPageToken)}`);
-  for (const room of page.rooms) upsert(room, { unread: room.unreadCount, append: true });
-  nextPageToken = page.nextPageToken;
-  $('more').hidden = !nextPageToken;
-});
-
-const stream = new ChatStream({ getToken, ...timingOverrides() });
-stream.addEventListener('status', (event) => showStatus($('status'), event.detail.status));
-stream.addEventListener('snapshot', (event) => applySnapshot(event.detail));
-stream.addEventListener('event', (event) => onStreamEvent(event.detail));
-window.addEventListener('pagehide', () => stream.close());
-await stream.start();
+// After a reset the open conversation is loaded again, like the list.
+rooms.stream.addEventListener('snapshot', () => selected && conversation.open(selected));
+document.addEventListener('visibilitychange', markReadSoon);
+window.addEventListener('pagehide', () => rooms.close());
 // For tests and curious operators.
-window.chatStream = stream;
+window.chatRooms = rooms;
+window.chatStream = rooms.stream;
+await rooms.start();

@@ -1,6 +1,7 @@
-// Development sign-in for the pages: a token for any name from the server's
-// dev-only endpoint (absent in production), kept for this tab. Timings may be
-// overridden from the query string (?heartbeatTimeout=1000&backoffInitial=100…).
+// What both pages share: the development sign-in (a token for any name from
+// the server's dev-only endpoint, absent in production, kept for this tab),
+// timing overrides from the query string (?heartbeatTimeout=1000&…, for
+// tests), and the status pill.
 
 // Everything that would reach the console as an error is also kept here, so
 // tests (and curious people) can see it: window.chatErrors.
@@ -16,8 +17,8 @@ console.error = (...args) => {
 };
 
 const TIMINGS = [
-  'heartbeatTimeout', 'backoffInitial', 'backoffMax', 'maxAttempts',
-  'pollInterval', 'streamRetryInterval', 'pauseWhenHiddenAfter',
+  'heartbeatTimeout', 'connectTimeout', 'backoffInitial', 'backoffMax', 'maxAttempts',
+  'pollWait', 'pollInterval', 'streamRetryInterval', 'pauseWhenHiddenAfter', 'sendTimeout', 'sendAttempts',
 ];
 
 export function timingOverrides(search = location.search) {
@@ -73,45 +74,22 @@ export async function signIn(defaultRole) {
   return { user, role, getToken };
 }
 
-export function showStatus(element, status) {
-  element.textContent = status;
+const STATUS_TEXT = {
+  connecting: 'connecting',
+  live: 'live',
+  reconnecting: 'reconnecting',
+  polling: 'polling',
+  paused: 'paused',
+  offline: 'offline',
+};
+
+/** The status pill: the status, and when a retry is waited for, when. */
+export function showStatus(element, { status, retryIn }) {
+  const retrying = retryIn !== undefined && status !== 'live';
+  element.textContent = retrying
+    ? `${STATUS_TEXT[status] ?? status} · retrying in ${Math.max(1, Math.round(retryIn / 1000))} s`
+    : STATUS_TEXT[status] ?? status;
   element.dataset.status = status;
-}
-
-export function formatTime(iso) {
-  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-}
-
-/**
- * Shows a message once, in seq order, wherever it came from (a history page
- * and the stream can interleave). Returns false if it was already shown.
- */
-export function showInOrder(list, message, me, shown) {
-  if (shown.has(message.id)) return false;
-  shown.add(message.id);
-  const item = messageItem(message, me);
-  let next = null;
-  for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
-    if (Number(node.dataset.seq) < message.seq) break;
-    next = node;
-  }
-  list.insertBefore(item, next);
-  if (!next) list.scrollTop = list.scrollHeight;
-  return true;
-}
-
-/** A message as a list item (text only: bodies are never HTML). */
-export function messageItem(message, me) {
-  const item = document.createElement('li');
-  item.className = message.authorId === me ? 'message mine' : 'message';
-  item.dataset.messageId = message.id;
-  item.dataset.seq = String(message.seq);
-  const meta = document.createElement('span');
-  meta.className = 'meta';
-  meta.textContent = `${message.authorId} · ${formatTime(message.createdAt)}`;
-  const body = document.createElement('span');
-  body.className = 'body';
-  body.textContent = message.body;
-  item.append(meta, body);
-  return item;
+  if (retrying) element.dataset.retrying = 'true';
+  else delete element.dataset.retrying;
 }

@@ -1,46 +1,92 @@
-// The chat widget: one room as its end user sees it, live.
+// The chat widget: the end user's conversation, live. It reuses the user's
+// newest room, and creates one only when they first send a message, so
+// signing in never leaves an empty room behind.
 
-import { ChatApi, ChatStream } from '/sdk/chat-client.js';
-import { showInOrder, showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { ChatApi, ChatStream, backoffDelay, jittered } from '/sdk/chat-client.js';
+import { showStatus, signIn, timingOverrides } from '/assets/session.js';
+import { Composer, Conversation } from '/assets/conversation.js';
 
 const $ = (id) => document.getElementById(id);
 const { user: me, getToken } = await signIn('user');
-const api = new ChatApi({ getToken });
+const timings = timingOverrides();
+const api = new ChatApi({ getToken, ...timings });
+let roomId = new URLSearchParams(location.search).get('roomId');
+let stream = null;
 
-// The user's conversation: their newest room, or a new one.
-const params = new URLSearchParams(location.search);
-let roomId = params.get('roomId');
-if (!roomId) {
-  const { rooms } = await api.rooms();
-  roomId = rooms[0]?.id ?? (await api.createRoom(`Support for ${me}`)).id;
+const conversation = new Conversation({
+  list: $('messages'),
+  api,
+  me,
+  empty: 'No messages yet. Say hello: we are here to help.',
+});
+const composer = new Composer({
+  form: $('send'),
+  send: async (text, clientId) => {
+    if (!roomId) await openRoom(await findOrCreateRoom());
+    conversation.add(await api.send(roomId, text, { clientId }));
+  },
+});
+
+/** Tries `work` until it succeeds, showing each wait in the status pill. */
+async function persist(work) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await work();
+    } catch (error) {
+      if (error.retryable === false) throw error;
+      const retryIn = error.retryAfter ? jittered(error.retryAfter * 1000) : backoffDelay(attempt, { ...api.options });
+      showStatus($('status'), { status: 'connecting', retryIn });
+      await new Promise((resolve) => setTimeout(resolve, retryIn));
+    }
+  }
 }
 
-const shown = new Set();
-const show = (message) => showInOrder($('messages'), message, me, shown);
+/** The user's newest room; a new one only if they have none (looked up again, in case). */
+async function findOrCreateRoom() {
+  const { rooms } = await api.rooms({ limit: 1 });
+  return rooms[0]?.id ?? (await api.createRoom(`Support for ${me}`)).id;
+}
 
-const stream = new ChatStream({ getToken, roomId, ...timingOverrides() });
-stream.addEventListener('status', (event) => showStatus($('status'), event.detail.status));
-stream.addEventListener('snapshot', (event) => event.detail.messages?.forEach(show));
-stream.addEventListener('event', (event) => {
-  const { data } = event.detail;
-  if (data.type === 'message') show(data.message);
-});
-window.addEventListener('pagehide', () => stream.close());
+let reading = null;
+function markReadSoon() {
+  if (!roomId || document.visibilityState !== 'visible' || reading) return;
+  reading = setTimeout(() => {
+    reading = null;
+    api.markRead(roomId, conversation.lastSeq).catch(() => {});
+  }, 250);
+}
 
-$('send').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const body = $('body').value;
-  if (!body.trim()) return;
-  $('body').value = '';
-  await api.send(roomId, body);
-});
-$('body').addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !event.shiftKey) {
-    event.preventDefault();
-    $('send').requestSubmit();
-  }
-});
-await stream.start();
-for (const control of [$('body'), $('send').querySelector('button')]) control.disabled = false;
-window.chatStream = stream;
+async function openRoom(id) {
+  roomId = id;
+  window.chatRoomId = id;
+  stream = new ChatStream({ getToken, roomId: id, ...timings });
+  window.chatStream = stream;
+  stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
+  stream.addEventListener('snapshot', (event) => {
+    conversation.open(id, event.detail).then(markReadSoon);
+  });
+  stream.addEventListener('event', ({ detail: { data } }) => {
+    if (data.type !== 'message') return;
+    conversation.add(data.message);
+    if (data.message.authorId !== me) markReadSoon();
+  });
+  stream.addEventListener('error', () => {
+    showStatus($('status'), { status: 'offline' });
+    $('messages').insertAdjacentHTML('beforeend', '<li class="empty">This conversation has ended.</li>');
+    $('body').disabled = true;
+  });
+  window.addEventListener('pagehide', () => stream.close());
+  await stream.start();
+}
+
+if (!roomId) roomId = (await persist(() => api.rooms({ limit: 1 }))).rooms[0]?.id ?? null;
+if (roomId) {
+  await openRoom(roomId);
+} else {
+  await conversation.open(null, { messages: [], hasMore: false });
+  showStatus($('status'), { status: 'live' });
+}
+document.addEventListener('visibilitychange', markReadSoon);
+composer.enable();
+composer.focus();
 window.chatRoomId = roomId;

@@ -44,6 +44,10 @@ pub fn router() -> OpenApiRouter<AppState> {
             get(|| asset("text/javascript", include_str!("../../web/session.js"))),
         )
         .route(
+            "/assets/conversation.js",
+            get(|| asset("text/javascript", include_str!("../../web/conversation.js"))),
+        )
+        .route(
             "/sdk/chat-client.js",
             get(|| {
                 asset(

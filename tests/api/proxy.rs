@@ -1,14 +1,16 @@
 //! A small reverse proxy for browser tests: forwards everything to a server,
-//! counts what passes, and can refuse, silence or cut `/api/chat/sse`.
+//! counts what passes, and breaks things on demand the way networks do: it
+//! refuses, silences or buffers `/api/chat/sse`, refuses snapshots, loses
+//! the answers of posts it forwarded, or goes down altogether.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -20,7 +22,13 @@ pub enum Streams {
     Refuse = 1,
     /// Forward the stream's headers, then nothing, without closing.
     Silence = 2,
+    /// Forward the headers and hold the bytes, releasing them only in
+    /// 16 KiB lumps, as a proxy that buffers `text/event-stream` does.
+    Buffer = 3,
 }
+
+/// What a buffering proxy holds before it passes anything on.
+const BUFFER_BYTES: usize = 16 * 1024;
 
 pub struct Proxy {
     pub address: String,
@@ -32,9 +40,20 @@ struct ProxyState {
     http: reqwest::Client,
     mode: AtomicU8,
     cut: Notify,
+    /// Every request fails (502) and open streams are cut.
+    down: AtomicBool,
+    /// `GET /api/chat/rooms` answers 503.
+    refuse_listing: AtomicBool,
+    /// `POST …/messages` answers 503 without reaching the server.
+    refuse_posts: AtomicBool,
+    /// The next this many `POST …/messages` reach the server, and their
+    /// answers are never passed on.
+    lose_post_answers: AtomicUsize,
     stream_opens: AtomicUsize,
     open_streams: AtomicUsize,
     room_polls: AtomicUsize,
+    event_polls: AtomicUsize,
+    posts_forwarded: AtomicUsize,
 }
 
 impl Proxy {
@@ -44,9 +63,15 @@ impl Proxy {
             http: reqwest::Client::new(),
             mode: AtomicU8::new(Streams::Pass as u8),
             cut: Notify::new(),
+            down: AtomicBool::new(false),
+            refuse_listing: AtomicBool::new(false),
+            refuse_posts: AtomicBool::new(false),
+            lose_post_answers: AtomicUsize::new(0),
             stream_opens: AtomicUsize::new(0),
             open_streams: AtomicUsize::new(0),
             room_polls: AtomicUsize::new(0),
+            event_polls: AtomicUsize::new(0),
+            posts_forwarded: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
@@ -65,6 +90,27 @@ impl Proxy {
         self.state.cut.notify_waiters();
     }
 
+    /// The network is gone (every request fails, streams are cut), or back.
+    pub fn down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+        self.state.cut.notify_waiters();
+    }
+
+    /// Whether the rooms listing (the admin's snapshot) answers 503.
+    pub fn refuse_listing(&self, refuse: bool) {
+        self.state.refuse_listing.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Whether posts answer 503 without reaching the server.
+    pub fn refuse_posts(&self, refuse: bool) {
+        self.state.refuse_posts.store(refuse, Ordering::SeqCst);
+    }
+
+    /// The next `count` posts reach the server; their answers are lost.
+    pub fn lose_post_answers(&self, count: usize) {
+        self.state.lose_post_answers.store(count, Ordering::SeqCst);
+    }
+
     /// Streams opened (and forwarded) so far.
     pub fn stream_opens(&self) -> usize {
         self.state.stream_opens.load(Ordering::SeqCst)
@@ -75,9 +121,19 @@ impl Proxy {
         self.state.open_streams.load(Ordering::SeqCst)
     }
 
-    /// `GET /api/chat/rooms` requests (fallback polls, and snapshots) so far.
+    /// `GET /api/chat/rooms` requests (snapshots) so far.
     pub fn room_polls(&self) -> usize {
         self.state.room_polls.load(Ordering::SeqCst)
+    }
+
+    /// `GET /api/chat/events` requests (long-polls) so far.
+    pub fn event_polls(&self) -> usize {
+        self.state.event_polls.load(Ordering::SeqCst)
+    }
+
+    /// Posts of messages that reached the server.
+    pub fn posts_forwarded(&self) -> usize {
+        self.state.posts_forwarded.load(Ordering::SeqCst)
     }
 }
 
@@ -90,26 +146,39 @@ impl Drop for OpenStream {
     }
 }
 
+fn unavailable(why: &'static str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+}
+
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if state.down.load(Ordering::SeqCst) {
+        return (StatusCode::BAD_GATEWAY, "the test network is down").into_response();
+    }
     let target = format!(
         "{}{}",
         state.upstream,
         request.uri().path_and_query().map_or("/", |p| p.as_str())
     );
     let is_stream = path == "/api/chat/sse";
+    let is_post = method == Method::POST && path.ends_with("/messages");
     let mode = state.mode.load(Ordering::SeqCst);
     if is_stream && mode == Streams::Refuse as u8 {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "streams refused by the test proxy",
-        )
-            .into_response();
+        return unavailable("streams refused by the test proxy");
     }
-    if path == "/api/chat/rooms" && request.method() == "GET" {
+    if path == "/api/chat/rooms" && method == Method::GET {
         state.room_polls.fetch_add(1, Ordering::SeqCst);
+        if state.refuse_listing.load(Ordering::SeqCst) {
+            return unavailable("the listing is refused by the test proxy");
+        }
     }
-    let method = request.method().clone();
+    if path == "/api/chat/events" {
+        state.event_polls.fetch_add(1, Ordering::SeqCst);
+    }
+    if is_post && state.refuse_posts.load(Ordering::SeqCst) {
+        return unavailable("posts refused by the test proxy");
+    }
     let mut headers = request.headers().clone();
     headers.remove("host");
     let body = axum::body::to_bytes(request.into_body(), 1 << 20)
@@ -125,6 +194,18 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
+    if is_post {
+        state.posts_forwarded.fetch_add(1, Ordering::SeqCst);
+        let lose = state
+            .lose_post_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            // Stored upstream; the client never hears of it.
+            drop(upstream.bytes().await);
+            return futures::future::pending::<Response>().await;
+        }
+    }
     let mut response = Response::builder().status(upstream.status());
     for (name, value) in upstream.headers() {
         if name != HeaderName::from_static("transfer-encoding") {
@@ -137,18 +218,26 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     }
     state.stream_opens.fetch_add(1, Ordering::SeqCst);
     state.open_streams.fetch_add(1, Ordering::SeqCst);
-    let silent = mode == Streams::Silence as u8;
     let guard = OpenStream(state.clone());
     let body = async_stream::stream! {
         let _guard = guard;
         let mut upstream = upstream.bytes_stream();
+        let mut held = Vec::new();
         let cut = state.cut.notified();
         tokio::pin!(cut);
         loop {
             tokio::select! {
                 () = &mut cut => break,
                 chunk = upstream.next() => match chunk {
-                    Some(Ok(bytes)) if !silent => yield Ok::<Bytes, std::io::Error>(bytes),
+                    Some(Ok(bytes)) if mode == Streams::Pass as u8 => {
+                        yield Ok::<Bytes, std::io::Error>(bytes);
+                    }
+                    Some(Ok(bytes)) if mode == Streams::Buffer as u8 => {
+                        held.extend_from_slice(&bytes);
+                        if held.len() >= BUFFER_BYTES {
+                            yield Ok(Bytes::from(std::mem::take(&mut held)));
+                        }
+                    }
                     Some(Ok(_)) => {}
                     _ => break,
                 },

@@ -1,0 +1,343 @@
+//! The pages when the network misbehaves, behind the test proxy: a proxy
+//! that buffers the stream (the pages long-poll and lose nothing), answers
+//! lost after the server stored a post, a silent stream, a network that goes
+//! and comes back, and one stream shared by several tabs.
+
+use super::{BehindProxy, TIMINGS, TOTAL, badge, create_room, post, stored_bodies};
+use crate::helpers::{WAIT, admin, send};
+use crate::proxy::Streams;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Fallback timings: give a stream 1 s to show a byte, try streaming again every 1.5 s.
+const FALLBACK: &str = "heartbeatTimeout=1000&connectTimeout=1000&backoffInitial=100&backoffMax=800&maxAttempts=3&streamRetryInterval=1500&sendTimeout=1500";
+
+/// Records, on the page, every event the client delivers (`window.delivered`).
+const RECORD: &str = "window.delivered = [];
+    window.chatStream.addEventListener('event', (e) => window.delivered.push(e.detail));
+    return window.chatStream.lastEventId;";
+
+/// What the page delivered since `RECORD`.
+async fn delivered(browser: &super::Browser) -> Vec<Value> {
+    serde_json::from_value(browser.run("return window.delivered;").await).unwrap()
+}
+
+/// Every event the agent may see after `after`, by the store's own log.
+async fn agents_log(server: &crate::helpers::ServerProcess, after: &str) -> Vec<Value> {
+    let (status, page) = send(
+        reqwest::Client::new()
+            .get(server.url(&format!("/api/chat/events?after={after}&wait=0&limit=500")))
+            .bearer_auth(admin("agent")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["hasMore"], false);
+    page["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_streams_again_after() {
+    let test =
+        "behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_streams_again_after";
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, FALLBACK).await
+    else {
+        return;
+    };
+    let other = create_room(&server, &alice, "Another order", &["bob"]).await;
+    browser
+        .click(&format!("[data-room-id='{room}'] button"))
+        .await;
+    browser
+        .wait_for("the open room read", &format!("{} === '0'", badge(&room)))
+        .await;
+    let from = browser.run(RECORD).await;
+    let from = from.as_str().unwrap().to_owned();
+
+    // The proxy now holds every byte of every stream.
+    proxy.streams(Streams::Buffer);
+    browser.status_is("polling").await;
+    let quickly = Duration::from_millis(2_500);
+    post(&server, &alice, &room, "while buffered").await;
+    let took = browser
+        .wait_within(
+            quickly,
+            "the message in the open conversation",
+            "[...document.querySelectorAll('#messages .body')].some(b => b.textContent === 'while buffered')",
+        )
+        .await;
+    eprintln!("a message reached the open conversation {took:?} after its post");
+    post(&server, &alice, &other, "in the other room").await;
+    browser
+        .wait_within(
+            quickly,
+            "the other room's badge",
+            &format!("{} === '1' && {TOTAL} === '1'", badge(&other)),
+        )
+        .await;
+    // Read on another device, and a member removed.
+    let (status, _) = send(
+        reqwest::Client::new()
+            .post(server.url(&format!("/api/chat/rooms/{other}/read")))
+            .bearer_auth(admin("agent"))
+            .json(&json!({"seq": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    browser
+        .wait_within(
+            quickly,
+            "the read from the other device",
+            &format!("{} === '0' && {TOTAL} === '0'", badge(&other)),
+        )
+        .await;
+    let (status, _) = send(
+        reqwest::Client::new()
+            .delete(server.url(&format!("/api/chat/rooms/{other}/members/bob")))
+            .bearer_auth(admin("agent")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    browser
+        .wait_within(
+            quickly,
+            "the removal",
+            "window.delivered.some(e => e.data.type === 'room' && e.data.change === 'member_removed')",
+        )
+        .await;
+    assert_eq!(
+        browser.run("return window.chatStream.status;").await,
+        "polling",
+        "all of it by polling"
+    );
+
+    // The proxy stops buffering: the stream comes back, polling stops.
+    proxy.streams(Streams::Pass);
+    browser.status_is("live").await;
+    post(&server, &alice, &room, "streamed again").await;
+    browser
+        .wait_for(
+            "the message by stream",
+            "[...document.querySelectorAll('#messages .body')].some(b => b.textContent === 'streamed again')",
+        )
+        .await;
+    let polls = proxy.event_polls();
+    tokio::time::sleep(Duration::from_millis(1_000)).await; // absence cannot be awaited
+    assert!(proxy.event_polls() <= polls + 1, "polling stopped");
+
+    let got = delivered(&browser).await;
+    let log = agents_log(&server, &from).await;
+    let ids = |events: &[Value]| events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&got), ids(&log), "every event, once, in order");
+    assert_eq!(
+        browser.shown_bodies().await,
+        ["first", "while buffered", "streamed again"],
+        "the conversation: each message once"
+    );
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and_in_the_store() {
+    let test =
+        "a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and_in_the_store";
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, TIMINGS).await
+    else {
+        return;
+    };
+    browser
+        .click(&format!("[data-room-id='{room}'] button"))
+        .await;
+    for (page, text) in [("admin", "answered once"), ("widget", "asked once")] {
+        if page == "widget" {
+            browser
+                .goto(&proxy.url(&format!("/widget?user=alice&{TIMINGS}")))
+                .await;
+            browser.status_is("live").await;
+        }
+        let forwarded = proxy.posts_forwarded();
+        proxy.lose_post_answers(1);
+        browser.type_and_send(text).await;
+        browser
+            .wait_for(
+                "the send to be retried and the box cleared",
+                "document.getElementById('body').value === '' && !document.getElementById('send').dataset.state",
+            )
+            .await;
+        assert_eq!(proxy.posts_forwarded(), forwarded + 2, "sent twice");
+        assert_eq!(
+            browser
+                .run(&format!(
+                    "return [...document.querySelectorAll('#messages .body')].filter(b => b.textContent === '{text}').length;"
+                ))
+                .await,
+            1,
+            "shown once on the {page} page"
+        );
+        let stored = stored_bodies(&server, &alice, &room).await;
+        assert_eq!(
+            stored.iter().filter(|b| *b == text).count(),
+            1,
+            "{stored:?}"
+        );
+        browser.assert_no_errors().await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_reconnects_a_stream_that_went_silent() {
+    let test = "the_watchdog_reconnects_a_stream_that_went_silent";
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, TIMINGS).await
+    else {
+        return;
+    };
+
+    // From now on streams open but carry nothing, not even heartbeats.
+    proxy.streams(Streams::Silence);
+    let opens = proxy.stream_opens();
+    let started = Instant::now();
+    while proxy.stream_opens() < opens + 2 {
+        assert!(started.elapsed() < WAIT, "the watchdog did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post(&server, &alice, &room, "sent while silent").await;
+    proxy.streams(Streams::Pass);
+    browser.status_is("live").await;
+    browser
+        .wait_for(
+            "the message sent during the silence",
+            &format!("{} === '2'", badge(&room)),
+        )
+        .await;
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_network_comes_back_the_page_is_live_again_within_five_seconds() {
+    let test = "when_the_network_comes_back_the_page_is_live_again_within_five_seconds";
+    // The pages' own timings: only the server's heartbeat is short.
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, "").await
+    else {
+        return;
+    };
+    proxy.down(true);
+    browser.status_is("reconnecting").await;
+    // Long enough to have given up streaming for polling (five tries within 13 s).
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    post(&server, &alice, &room, "sent while down").await;
+    proxy.down(false);
+    let back = browser
+        .wait_within(
+            Duration::from_secs(6),
+            "live, and the message",
+            &format!(
+                "document.getElementById('status').dataset.status === 'live' && {} === '2'",
+                badge(&room)
+            ),
+        )
+        .await;
+    eprintln!("live again {back:?} after the network came back");
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
+    let test = "three_admin_tabs_share_one_stream_and_hand_it_over_without_loss";
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, TIMINGS).await
+    else {
+        return;
+    };
+    let page = proxy.url(&format!("/admin?user=agent&role=admin&{TIMINGS}"));
+    let mut tabs = vec![browser.client.window().await.unwrap()];
+    for _ in 0..2 {
+        let tab = browser.client.new_window(true).await.unwrap().handle;
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser.goto(&page).await;
+        browser.status_is("live").await;
+        tabs.push(tab);
+    }
+    assert_eq!(proxy.open_streams(), 1, "three tabs, one stream");
+
+    post(&server, &alice, &room, "two").await;
+    let mut leader = None;
+    for tab in &tabs {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser
+            .wait_for(
+                "every tab to count it",
+                &format!("{} === '2'", badge(&room)),
+            )
+            .await;
+        browser.assert_no_errors().await;
+        if browser.run("return window.chatStream.isLeader;").await == json!(true) {
+            leader = Some(tab.clone());
+        }
+    }
+
+    // Close the leader; messages keep coming during the handover.
+    let leader = leader.expect("one tab leads");
+    browser
+        .client
+        .switch_to_window(leader.clone())
+        .await
+        .unwrap();
+    browser.client.close_window().await.unwrap();
+    post(&server, &alice, &room, "three").await;
+    post(&server, &alice, &room, "four").await;
+    let rest: Vec<_> = tabs.into_iter().filter(|tab| *tab != leader).collect();
+    for tab in &rest {
+        browser.client.switch_to_window(tab.clone()).await.unwrap();
+        browser
+            .wait_for(
+                "the surviving tabs to count every message",
+                &format!("{} === '4'", badge(&room)),
+            )
+            .await;
+        browser.status_is("live").await;
+        browser.assert_no_errors().await;
+    }
+    let started = Instant::now();
+    while proxy.open_streams() != 1 {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} streams after the handover",
+            proxy.open_streams()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.close().await;
+}
