@@ -5,7 +5,8 @@
 //! - [`auth`]: JWT verification and who a request speaks for.
 //! - [`store`]: rooms, members, messages, read cursors and the event log, on
 //!   SQLite or PostgreSQL.
-//! - [`events`]: relays the event log to this process's streams; heartbeats.
+//! - [`events`]: relays the event log to this process's streams and polls,
+//!   each caller's feed of it, and heartbeats.
 //! - [`sse`]: how stream frames are spelled on the wire.
 //! - [`connection`]: a client connection, and cutting one whose stream is not read.
 //! - [`limits`]: rate limits on opening streams and on writes.
