@@ -35,11 +35,14 @@ struct PollParams {
     /// The last event id received: the answer starts after it. Without it
     /// (and without `Last-Event-ID`), the answer waits for events newer than
     /// the newest now.
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]{1,19}$")]
     after: Option<String>,
     /// One room's events; without it, every room the caller may see.
     #[serde(rename = "roomId")]
-    #[param(rename = "roomId")]
+    #[param(
+        rename = "roomId",
+        pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     room_id: Option<String>,
     /// Events per answer at most.
     #[param(minimum = 1, maximum = 500, default = 100)]
