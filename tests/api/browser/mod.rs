@@ -262,8 +262,8 @@ pub async fn get(server: &ServerProcess, token: &str, path: &str) -> Value {
     body
 }
 
-/// The bodies the store holds for `room`, in order.
-pub async fn stored_bodies(server: &ServerProcess, token: &str, room: &str) -> Vec<String> {
+/// How many times the store holds a message of `body` in `room`.
+pub async fn stored_times(server: &ServerProcess, token: &str, room: &str, body: &str) -> usize {
     let page = get(
         server,
         token,
@@ -274,8 +274,8 @@ pub async fn stored_bodies(server: &ServerProcess, token: &str, room: &str) -> V
         .as_array()
         .unwrap()
         .iter()
-        .map(|message| message["body"].as_str().unwrap().to_owned())
-        .collect()
+        .filter(|message| message["body"] == body)
+        .count()
 }
 
 /// A browser on a page (`path`, with its query) of a fresh server, reached
