@@ -76,21 +76,10 @@ impl Feed {
         // Order matters. Subscribe first, so every event committed from now on
         // reaches this feed; then read the newest id; only then check access.
         // A membership change committed after that check has a larger id, so it
-        // arrives live and the filter applies it (a removal ends a room feed).
+        // reaches the feed and the filter applies it (a removal ends a room feed).
         let live = hub.subscribe();
         let store = hub.store();
         let bounds = store.event_bounds().await?;
-        let (scope, rooms) = match room {
-            Some(room) => {
-                store.room(caller, room).await?;
-                (EventScope::Room(room.clone()), Vec::new())
-            }
-            None if caller.is_admin() => (EventScope::All, Vec::new()),
-            None => (
-                EventScope::MemberOf(caller.id.clone()),
-                store.member_rooms(&caller.id).await?,
-            ),
-        };
         let newest = bounds.newest;
         let start = match resume_from {
             None => Start::Fresh { newest },
@@ -108,6 +97,20 @@ impl Feed {
             Start::Resumed { from, .. } => (from, true),
             Start::Fresh { newest } => (newest, true),
             Start::Reset { newest, .. } => (newest, false),
+        };
+        let (scope, rooms) = match room {
+            Some(room) => {
+                store.room(caller, room).await?;
+                (EventScope::Room(room.clone()), Vec::new())
+            }
+            None if caller.is_admin() => (EventScope::All, Vec::new()),
+            // The rooms as they were at `last`: the filter replays the joins
+            // and departures after it, event by event, so what the caller
+            // sees does not depend on when they read.
+            None => (
+                EventScope::MemberOf(caller.id.clone()),
+                store.member_rooms_at(&caller.id, last).await?,
+            ),
         };
         let feed = Self {
             hub: hub.clone(),

@@ -17,14 +17,14 @@ pub enum Admit {
 pub struct Filter {
     caller: Caller,
     scope: EventScope,
-    /// For a user's global stream: the rooms they are in, kept current by
-    /// the membership events that pass.
+    /// For a user's global stream: the rooms they are in as of the last
+    /// event passed, kept current by the membership events that pass.
     rooms: HashSet<RoomId>,
 }
 
 impl Filter {
-    /// `rooms` must be read after the stream subscribed, so that membership
-    /// events committed later are the ones that change it.
+    /// `rooms`: for a user's global feed, the rooms they were in at the
+    /// feed's starting id; the membership events after it change them.
     pub fn new(caller: Caller, scope: EventScope, rooms: impl IntoIterator<Item = RoomId>) -> Self {
         Self {
             caller,

@@ -104,8 +104,8 @@ impl Store for Measured {
         timed("event_bounds", self.0.event_bounds()).await
     }
 
-    async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>> {
-        timed("member_rooms", self.0.member_rooms(user)).await
+    async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>> {
+        timed("member_rooms_at", self.0.member_rooms_at(user, event)).await
     }
 
     async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {

@@ -19,8 +19,8 @@ pub use sqlite::SqliteStore;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName,
-    Timestamp, UserId,
+    Caller, ClientId, Message, MessageBody, MessageId, ReadState, Room, RoomChange, RoomId,
+    RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -197,8 +197,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn event_bounds(&self) -> Result<EventBounds>;
 
-    /// The rooms the user is a member of.
-    async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>>;
+    /// The rooms the user was a member of just after event `event`: the
+    /// rooms now, with the joins and departures since undone.
+    async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>>;
 
     /// Deletes events created before `cutoff`; returns how many.
     async fn purge_events(&self, cutoff: Timestamp) -> Result<u64>;
@@ -351,6 +352,26 @@ fn page_of<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
     (rows, has_more)
 }
 
+/// The rooms a user was in before `changes` (their `room` events, newest
+/// first, as `(room id, event JSON)`), given the rooms they are in now.
+fn rooms_before(now: Vec<String>, changes: Vec<(String, String)>) -> Result<Vec<RoomId>> {
+    #[derive(serde::Deserialize)]
+    struct Change {
+        change: RoomChange,
+    }
+    let mut rooms: std::collections::HashSet<String> = now.into_iter().collect();
+    for (room, data) in changes {
+        let Change { change } = serde_json::from_str(&data).map_err(|e| {
+            Error::Internal(format!("an event about a member is not a room change: {e}"))
+        })?;
+        match change {
+            RoomChange::MemberAdded | RoomChange::Created => rooms.remove(&room),
+            RoomChange::MemberRemoved => rooms.insert(room),
+        };
+    }
+    Ok(rooms.into_iter().map(RoomId::from_store).collect())
+}
+
 /// What a resend of a `clientId` gets: the original if the body matches, else 409.
 fn resend(existing: Message, message: &NewMessage) -> Result<Posted> {
     if existing.body == message.body.as_str() {
@@ -372,4 +393,30 @@ fn initial_members<'a>(creator: &'a UserId, others: &'a [UserId]) -> Vec<&'a Use
         }
     }
     members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rooms_before_a_users_changes_undo_them_newest_first() {
+        let event = |change: &str| format!(r#"{{"type":"room","change":"{change}","room":{{}}}}"#);
+        let now = vec!["a".to_owned(), "b".to_owned()];
+        // Since then: left c, joined b, left b, joined b again.
+        let changes = vec![
+            ("b".to_owned(), event("member_added")),
+            ("b".to_owned(), event("member_removed")),
+            ("b".to_owned(), event("member_added")),
+            ("c".to_owned(), event("member_removed")),
+        ];
+        let mut before: Vec<String> = rooms_before(now, changes)
+            .unwrap()
+            .into_iter()
+            .map(|room| room.as_str().to_owned())
+            .collect();
+        before.sort();
+        assert_eq!(before, ["a", "c"]);
+        assert!(rooms_before(vec![], vec![("x".to_owned(), "{}".to_owned())]).is_err());
+    }
 }

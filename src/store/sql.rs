@@ -182,11 +182,19 @@ macro_rules! impl_store {
         // Replay: `$1` after, then the scope's id if any, then the limit.
         const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 ORDER BY id LIMIT $2";
+        /// A user's rooms now, and the rooms they joined or left since `$1`
+        /// (which covers every event about them): the rooms of every event
+        /// after `$1` that they may have seen when it happened. Which of those
+        /// they saw is the stream's filter's to decide, event by event.
         const EVENTS_OF_MEMBER: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1
                AND (room_id IN (SELECT room_id FROM room_members WHERE user_id = $2)
-                    OR subject_id = $2)
+                    OR room_id IN (SELECT s.room_id FROM events s
+                                   WHERE s.subject_id = $2 AND s.id > $1))
              ORDER BY id LIMIT $3";
+        /// The events about user `$1` after `$2` (they joined or left a room), newest first.
+        const MEMBERSHIP_CHANGES_SINCE: &str = "SELECT room_id, data FROM events
+             WHERE subject_id = $1 AND id > $2 ORDER BY id DESC";
         const EVENTS_OF_ROOM: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 AND room_id = $2 ORDER BY id LIMIT $3";
         /// Moves a cursor forward only.
@@ -876,13 +884,21 @@ macro_rules! impl_store {
                 Ok(EventBounds { oldest, newest })
             }
 
-            async fn member_rooms(&self, user: &UserId) -> Result<Vec<RoomId>> {
+            async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>> {
+                // One snapshot: the rooms now, and the changes that led there.
+                let mut tx = self.pool.begin_with($begin_snapshot).await?;
                 let rooms: Vec<String> =
                     sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
                         .bind(user.as_str())
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *tx)
                         .await?;
-                Ok(rooms.into_iter().map(RoomId::from_store).collect())
+                let changes: Vec<(String, String)> = sqlx::query_as(MEMBERSHIP_CHANGES_SINCE)
+                    .bind(user.as_str())
+                    .bind(event)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                super::rooms_before(rooms, changes)
             }
 
             async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {

@@ -19,6 +19,7 @@ on_both_stores!(
     a_removed_member_polling_the_room_gets_the_removal_then_404,
     polling_a_room_is_404_for_outsiders_and_bad_parameters_are_400,
     a_waiting_poll_counts_against_the_per_user_stream_cap,
+    what_a_member_sees_is_decided_by_membership_at_each_event_whenever_it_is_read,
 );
 
 /// One poll, as `token`'s user: its status and JSON.
@@ -155,7 +156,7 @@ async fn polling_carries_the_same_events_with_the_same_ids_as_the_stream(backend
             poll_all(&app, &format!("roomId={shared}&"), &alice, &before, limit).await;
         assert_eq!(polled, rooms, "the room's, {limit} at a time");
     }
-    // The filtering was exercised: bob sees his rooms, and being let in and out.
+    // The filtering was exercised: bob sees his rooms, and a room while he was in it.
     let kinds: Vec<String> = bobs
         .iter()
         .map(|(_, data)| match data["type"].as_str().unwrap() {
@@ -171,6 +172,7 @@ async fn polling_carries_the_same_events_with_the_same_ids_as_the_stream(backend
             "message \"hi bob\"",
             "read",
             "room \"member_added\"",
+            "message \"bob was in the room for this\"",
             "room \"member_removed\"",
             "message \"the end\"",
         ]
@@ -428,4 +430,62 @@ async fn a_waiting_poll_counts_against_the_per_user_stream_cap(backend: Backend)
     assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
     let (status, _) = poll(&app, "?wait=0", &user("bob")).await;
     assert_eq!(status, StatusCode::OK, "others are unaffected");
+}
+
+async fn what_a_member_sees_is_decided_by_membership_at_each_event_whenever_it_is_read(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (bob, carol, boss) = (user("bob"), user("carol"), admin("boss"));
+    let room = app.create_room(&carol, "carol's", &[]).await;
+    app.send(&carol, &room, "before bob came").await;
+    let before = app.get("/api/chat/rooms", &bob).await.1["lastEventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut live = app.stream(&format!("?lastEventId={before}"), &bob).await;
+    app.post(
+        &format!("/api/chat/rooms/{room}/members"),
+        &carol,
+        json!({"userId": "bob"}),
+    )
+    .await;
+    app.send(&carol, &room, "while bob is in").await;
+    app.delete(&format!("/api/chat/rooms/{room}/members/bob"), &boss)
+        .await;
+    app.send(&carol, &room, "after bob left").await;
+    let mut streamed = Vec::new();
+    for _ in 0..3 {
+        streamed.push(live.next().await.expect("the live stream"));
+    }
+    let streamed = as_pairs(&streamed);
+    let summary = |events: &[(String, Value)]| -> Vec<String> {
+        events
+            .iter()
+            .map(|(_, data)| match data["type"].as_str().unwrap() {
+                "message" => data["message"]["body"].as_str().unwrap().to_owned(),
+                _ => data["change"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&streamed),
+        ["member_added", "while bob is in", "member_removed"]
+    );
+    // Read later, after he left: the same, by polling and by a resumed stream.
+    let (polled, _) = poll_all(&app, "", &bob, &before, 2).await;
+    assert_eq!(polled, streamed, "a poll from the same id");
+    let mut resumed = app.stream(&format!("?lastEventId={before}"), &bob).await;
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        again.push(resumed.next().await.expect("the resumed stream"));
+    }
+    assert_eq!(
+        as_pairs(&again),
+        streamed,
+        "a stream resumed from the same id"
+    );
+    // From before carol's room existed: nothing of what bob never saw.
+    let (from_start, _) = poll_all(&app, "", &bob, "0", 100).await;
+    assert_eq!(summary(&from_start), summary(&streamed));
 }
