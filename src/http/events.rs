@@ -4,26 +4,28 @@
 //! stream decides what the caller sees, so both carry the same events under
 //! the same ids, and a client may switch between them at any id.
 
-use super::streams::{admit, resume_point};
+use super::streams::{admit, client_ip, resume_point};
 use super::{AppState, Query, limit, room_id};
 use crate::auth::{Session, unix_now};
 use crate::error::{Error, ReadErrors, Result};
 use crate::events::{Event, Feed, Start, Step};
 use crate::metrics;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
+/// How long a poll woken by an event waits for the rest of its burst.
+const GATHER: Duration = Duration::from_millis(50);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(poll_events))
@@ -98,6 +100,7 @@ struct PolledEvent {
 async fn poll_events(
     State(state): State<AppState>,
     session: Session,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(params): Query<PollParams>,
 ) -> Result<Response> {
@@ -109,7 +112,12 @@ async fn poll_events(
     let wait = params
         .wait
         .map_or(longest, |seconds| Duration::from_secs(seconds).min(longest));
-    // A waiting poll holds what a stream holds: it counts as one.
+    // A poll is a stream opened for a moment: the same limits on opening,
+    // and a waiting poll holds what a stream holds, so it counts as one.
+    state.limits.check_open(
+        &caller,
+        client_ip(peer, &headers, &state.config.trusted_proxies),
+    )?;
     let _ticket = admit(&state, &caller)?;
     let (mut feed, start) = Feed::open(&state.hub, &caller, room.as_ref(), after, limit).await?;
     if let Start::Reset { newest, reason } = start {
@@ -117,32 +125,44 @@ async fn poll_events(
         let data = serde_json::json!({"type": "reset", "reason": reason}).to_string();
         return page(vec![polled(newest, data)?], newest, false);
     }
-    let token_left = Duration::from_secs(session.expires_at.saturating_sub(unix_now()));
-    let deadline = Instant::now() + wait.min(token_left);
-    let mut draining = state.draining.clone();
-    let mut events: Vec<Arc<Event>> = Vec::new();
-    let mut ended = false;
-    while events.len() < limit as usize && !ended {
-        let step = if events.is_empty() {
-            tokio::select! {
-                step = feed.next(true) => step?,
-                () = tokio::time::sleep_until(deadline) => break,
-                _ = draining.wait_for(|draining| *draining) => break,
+    let limit = limit as usize;
+    // What is there now, from the log, before any waiting.
+    let mut events = Vec::new();
+    let mut ended = gather(&mut feed, &mut events, limit).await?;
+    if events.is_empty() && !ended && !wait.is_zero() {
+        let token_left = Duration::from_secs(session.expires_at.saturating_sub(unix_now()));
+        let mut draining = state.draining.clone();
+        let first = tokio::select! {
+            step = feed.next(true) => step?,
+            () = tokio::time::sleep(wait.min(token_left)) => {
+                if token_left < wait {
+                    // As a stream says `auth_expired`: come back with a fresh token.
+                    return Err(Error::Unauthorized {
+                        token_given: true,
+                        message: "the token expired while the poll waited".into(),
+                    });
+                }
+                Step::Idle
             }
-        } else {
-            // Something to answer with: take only what is ready now.
-            feed.next(false).await?
+            _ = draining.wait_for(|draining| *draining) => return Err(Error::ShuttingDown),
         };
-        match step {
+        match first {
             Step::Send(event) => events.push(event),
             Step::SendAndEnd(event) => {
                 events.push(event);
                 ended = true;
             }
-            Step::Idle | Step::Closed => break,
+            Step::Idle => {}
+            Step::Closed => return Err(Error::ShuttingDown),
+        }
+        if !events.is_empty() && !ended {
+            // Events come in bursts (a batch of posts, a read after a
+            // message): take the rest of this one in the same answer.
+            tokio::time::sleep(GATHER).await;
+            ended = gather(&mut feed, &mut events, limit).await?;
         }
     }
-    let has_more = !ended && feed.has_ready();
+    let has_more = !ended && events.len() == limit && feed.has_ready();
     let events = events
         .iter()
         .map(|event| {
@@ -153,6 +173,22 @@ async fn poll_events(
         })
         .collect::<Result<Vec<_>>>()?;
     page(events, feed.last_event_id(), has_more)
+}
+
+/// Adds to `events`, up to `limit`, what the feed has without waiting;
+/// whether the feed ended (the caller lost the room).
+async fn gather(feed: &mut Feed, events: &mut Vec<Arc<Event>>, limit: usize) -> Result<bool> {
+    while events.len() < limit {
+        match feed.next(false).await? {
+            Step::Send(event) => events.push(event),
+            Step::SendAndEnd(event) => {
+                events.push(event);
+                return Ok(true);
+            }
+            Step::Idle | Step::Closed => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 fn polled(id: i64, data: String) -> Result<PolledEvent> {

@@ -192,7 +192,7 @@ fn expiry_instant(expires_at: u64) -> Instant {
 
 /// The client's address: the socket's peer, unless that peer is a trusted
 /// proxy, in which case the nearest untrusted `X-Forwarded-For` entry.
-fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub(super) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     let peer = peer.ip();
     if !trusted.contains(&peer) {
         return peer;

@@ -236,6 +236,12 @@ impl TestApp {
         }
     }
 
+    /// Begins shutting down, as SIGTERM does: readiness fails, streams and
+    /// polls wind down.
+    pub fn start_draining(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
     /// The URL of this server's database, for tests that act on it directly.
     pub fn database_url(&self) -> &str {
         &self.database_url

@@ -3,7 +3,8 @@
 //! removals; and a resume point that never goes stale.
 
 use crate::helpers::{
-    Backend, Received, TestApp, WAIT, admin, assert_error, on_both_stores, send, user,
+    Backend, Received, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, send, sign,
+    unix_now, user,
 };
 use chat_server::model::Timestamp;
 use reqwest::StatusCode;
@@ -20,6 +21,9 @@ on_both_stores!(
     polling_a_room_is_404_for_outsiders_and_bad_parameters_are_400,
     a_waiting_poll_counts_against_the_per_user_stream_cap,
     what_a_member_sees_is_decided_by_membership_at_each_event_whenever_it_is_read,
+    a_poll_that_need_not_wait_answers_with_every_event_already_there,
+    a_waiting_poll_ends_with_a_401_when_its_token_expires_and_a_503_when_the_server_drains,
+    polls_are_opened_under_the_same_rate_limit_as_streams,
 );
 
 /// One poll, as `token`'s user: its status and JSON.
@@ -488,4 +492,93 @@ async fn what_a_member_sees_is_decided_by_membership_at_each_event_whenever_it_i
     // From before carol's room existed: nothing of what bob never saw.
     let (from_start, _) = poll_all(&app, "", &bob, "0", 100).await;
     assert_eq!(summary(&from_start), summary(&streamed));
+}
+
+async fn a_poll_that_need_not_wait_answers_with_every_event_already_there(backend: Backend) {
+    // A hundred polls in a row: above the default opening rate.
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(figment::providers::Serialized::default(
+                "stream_rate_per_user",
+                1000,
+            ))
+            .merge(figment::providers::Serialized::default(
+                "stream_burst_per_user",
+                1000,
+            ))
+    })
+    .await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "busy", &[]).await;
+    let (_, page) = poll(&app, &format!("?roomId={room}&wait=0"), &alice).await;
+    let mut after = page["lastEventId"].as_str().unwrap().to_owned();
+    for n in 0..100 {
+        app.send(&alice, &room, &format!("m{n}")).await;
+        let (_, page) = poll(
+            &app,
+            &format!("?roomId={room}&after={after}&wait=0"),
+            &alice,
+        )
+        .await;
+        let events = page["events"].as_array().unwrap();
+        assert_eq!(
+            events.len(),
+            1,
+            "poll {n}: the event that was there, at once: {page}"
+        );
+        assert_eq!(page["hasMore"], false);
+        after = page["lastEventId"].as_str().unwrap().to_owned();
+    }
+}
+
+async fn a_waiting_poll_ends_with_a_401_when_its_token_expires_and_a_503_when_the_server_drains(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(figment::providers::Serialized::default("jwt_leeway", "0s"))
+    })
+    .await;
+    let short = sign(
+        &json!({"sub": "alice", "exp": unix_now() + 2}),
+        SECRET.as_bytes(),
+    );
+    let started = Instant::now();
+    let expired = poll(&app, "?wait=20", &short).await;
+    assert_error(expired, StatusCode::UNAUTHORIZED, "invalid_token");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "at its expiry, not after the wait"
+    );
+
+    let waiting = spawn_poll(&app, "?wait=20", &user("bob"));
+    wait_until_polling(&app).await;
+    app.start_draining();
+    let (status, body) = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_error(
+        (status, body),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+    );
+}
+
+async fn polls_are_opened_under_the_same_rate_limit_as_streams(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(figment::providers::Serialized::default(
+                "stream_rate_per_user",
+                1,
+            ))
+            .merge(figment::providers::Serialized::default(
+                "stream_burst_per_user",
+                3,
+            ))
+    })
+    .await;
+    let alice = user("alice");
+    for _ in 0..3 {
+        assert_eq!(poll(&app, "?wait=0", &alice).await.0, StatusCode::OK);
+    }
+    let refused = poll(&app, "?wait=0", &alice).await;
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    assert_eq!(poll(&app, "?wait=0", &user("bob")).await.0, StatusCode::OK);
 }
