@@ -372,6 +372,9 @@ impl LiveStream {
             // channel all streams share (or on the timer wheel) for every event.
             let mut heartbeat = hub.heartbeats();
             heartbeat.mark_unchanged();
+            // The latest beat goes out at once, after `retry:`: a client sees
+            // data flow from the start, and knows the stream is not held.
+            let first_beat = heartbeat.borrow().clone();
             let beats = futures::stream::unfold(heartbeat, |mut beats| async move {
                 beats.changed().await.ok()?;
                 let frame = beats.borrow_and_update().clone();
@@ -384,6 +387,8 @@ impl LiveStream {
             };
             tokio::pin!(drain);
             yield Ok(sse::retry(retry.as_millis() as u64));
+            record.sent_heartbeat();
+            yield Ok(first_beat);
             if let Start::Reset { newest, reason } = start {
                 ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
                 yield Ok(sse::reset(newest, reason));

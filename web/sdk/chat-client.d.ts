@@ -170,6 +170,7 @@ export declare class ChatApi {
 }
 
 export interface ChatStreamEventMap {
+  /** Followed again by the events already delivered that it does not reflect: apply events idempotently. */
   snapshot: CustomEvent<RoomsSnapshot | MessagesSnapshot>;
   event: CustomEvent<{ id: string; data: StreamData }>;
   reset: CustomEvent<ResetData>;

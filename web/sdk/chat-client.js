@@ -310,6 +310,8 @@ export class ChatApi {
     if (typeof options === 'string') options = { clientId: options };
     const clientId = options.clientId ?? newClientId(this.#env.random);
     const path = `/api/chat/rooms/${encodeURIComponent(roomId)}/messages`;
+    // An earlier try may have been stored: the clientId says which message it was.
+    const cancelled = (cause) => new SendError(new ChatError('the send was cancelled', { cause }), clientId);
     for (let attempt = 0; ; attempt += 1) {
       try {
         return await this.request('POST', path, { body, clientId }, {
@@ -317,13 +319,17 @@ export class ChatApi {
           signal: options.signal,
         });
       } catch (error) {
-        if (options.signal?.aborted) throw error;
+        if (options.signal?.aborted) throw cancelled(error);
         const chatError = error instanceof ChatError ? error : new ChatError(String(error), { cause: error });
         if (!chatError.retryable || attempt + 1 >= this.options.sendAttempts) {
           throw new SendError(chatError, clientId);
         }
         options.onRetry?.({ attempt: attempt + 1, error: chatError, clientId });
-        await this.#sleep(retryDelay(chatError, attempt, this.options, this.#env.random), options.signal);
+        try {
+          await this.#sleep(retryDelay(chatError, attempt, this.options, this.#env.random), options.signal);
+        } catch (cause) {
+          throw cancelled(cause);
+        }
       }
     }
   }
@@ -349,13 +355,18 @@ function retryDelay(error, attempt, options, random) {
   return backoffDelay(attempt, options, random);
 }
 
+/** How many delivered events a view keeps, to replay onto a snapshot older than them. */
+const RECENT_EVENTS = 1_000;
+
 /**
  * A live view of every room the caller may see (no `roomId`), or of one room.
  *
  * Events (all `CustomEvent`s; read `event.detail`):
  * - `snapshot`: `{ rooms, totalUnread, lastEventId }` (every room, all pages)
  *   or, for a room, `{ messages, hasMore, lastEventId }`; on start and after
- *   a `reset`;
+ *   a `reset`. Events newer than the snapshot that were already delivered
+ *   come again after it, so a view rebuilt from it misses nothing: apply
+ *   events idempotently (by message id, or by the largest seq seen);
  * - `event`: `{ id, data }` for each event of the log (`data.type` is
  *   `message`, `read` or `room`), once each and in order, whether it came by
  *   stream or by polling;
@@ -371,7 +382,8 @@ export class ChatStream extends EventTarget {
   #env;
   #api;
   #timers = new Map();
-  #sleepers = new Set();
+  /** Timer name → what wakes the sleep waiting on it. */
+  #sleepers = new Map();
   #cleanups = [];
   #closed = false;
   #leader = false;
@@ -379,15 +391,19 @@ export class ChatStream extends EventTarget {
   #releaseLock = null;
   /** 'stream', 'polling', 'paused', 'offline' or 'stopped'. */
   #mode = 'stream';
-  /** The connection that delivers (a stream), a probe while polling, a poll. */
+  /** The stream that delivers, and while polling a probe that may take over. */
   #main = null;
   #probe = null;
-  #poll = null;
+  /** The poll loop, while one runs: its round, and its request in flight. */
   #pollRound = 0;
+  #polling = false;
+  #poll = null;
   /** Consecutive failed stream connects. */
   #attempt = 0;
   #wasLive = false;
   #reloading = null;
+  /** The last events delivered, newest last. */
+  #recent = [];
 
   constructor(options) {
     super();
@@ -450,9 +466,7 @@ export class ChatStream extends EventTarget {
     this.#closed = true;
     this.#mode = 'stopped';
     for (const connection of [this.#main, this.#probe, this.#poll]) connection?.controller.abort();
-    for (const id of this.#timers.values()) this.#env.clearTimeout(id);
-    this.#timers.clear();
-    for (const wake of this.#sleepers) wake();
+    for (const name of [...this.#timers.keys()]) this.#cancel(name);
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#channel?.close();
     this.#releaseLock?.();
@@ -474,21 +488,23 @@ export class ChatStream extends EventTarget {
     this.#timers.set(name, id);
   }
 
+  /** Cancels the timer `name`; a sleep waiting on it ends at once. */
   #cancel(name) {
     const id = this.#timers.get(name);
     if (id !== undefined) this.#env.clearTimeout(id);
     this.#timers.delete(name);
+    this.#sleepers.get(name)?.();
   }
 
-  /** Waits `ms` under the timer `name`; resolves early when closed. */
+  /** Waits `ms` under the timer `name`, or until it is cancelled or the view closes. */
   #sleep(name, ms) {
     return new Promise((resolve) => {
       const wake = () => {
-        this.#sleepers.delete(wake);
+        if (this.#sleepers.get(name) === wake) this.#sleepers.delete(name);
         resolve();
       };
-      this.#sleepers.add(wake);
       this.#later(name, ms, wake);
+      this.#sleepers.set(name, wake);
     });
   }
 
@@ -497,6 +513,14 @@ export class ChatStream extends EventTarget {
     this.status = status;
     this.#emit('status', { status, ...extra });
     this.#relay({ kind: 'status', status, ...extra });
+  }
+
+  /** What the transports amount to now, as a status. */
+  #transportStatus() {
+    if (this.#mode === 'paused' || this.#mode === 'offline') return this.#mode;
+    if (this.#main?.flowing) return 'live';
+    if (this.#mode === 'polling') return 'polling';
+    return this.#wasLive || this.#attempt > 0 ? 'reconnecting' : 'connecting';
   }
 
   #emit(type, detail) {
@@ -537,7 +561,7 @@ export class ChatStream extends EventTarget {
     } else if (message.kind === 'snapshot') {
       this.#applySnapshot(message.snapshot);
     } else if (message.kind === 'reset') {
-      this.#emit('reset', message.data);
+      this.#onReset(message.id, message.data);
     }
   }
 
@@ -559,8 +583,9 @@ export class ChatStream extends EventTarget {
       try {
         const snapshot = await this.#fetchSnapshot();
         if (this.#closed) throw new Error('closed');
-        this.#applySnapshot(snapshot);
+        if (attempt > 0 && (this.#leader || !this.#channel)) this.#setStatus(this.#transportStatus());
         this.#relay({ kind: 'snapshot', snapshot });
+        this.#applySnapshot(snapshot);
         return;
       } catch (error) {
         if (this.#closed) throw error;
@@ -582,9 +607,17 @@ export class ChatStream extends EventTarget {
       .finally(() => (this.#reloading = null));
   }
 
+  /**
+   * Shows a snapshot, then again the events already delivered that it does
+   * not reflect (a snapshot read while they arrived, or a tab's own
+   * snapshot loaded while the leader relayed), so nothing is lost to it.
+   */
   #applySnapshot(snapshot) {
     this.#advance(snapshot.lastEventId);
     this.#emit('snapshot', snapshot);
+    for (const event of this.#recent) {
+      if (isNewerId(event.id, snapshot.lastEventId)) this.#emit('event', event);
+    }
   }
 
   // ---- events, from whichever transport -------------------------------------------
@@ -593,22 +626,33 @@ export class ChatStream extends EventTarget {
   #onLogEvent(id, data) {
     this.stats.lastEventAt = this.#env.now();
     if (data.type === 'reset') {
-      // Where to go on from, whatever the snapshot says.
-      if (id != null) this.lastEventId = id;
-      this.#emit('reset', data);
-      this.#relay({ kind: 'reset', data });
-      this.#relay({ kind: 'position', id });
+      this.#relay({ kind: 'reset', id, data });
+      this.#onReset(id, data);
       this.#reload();
       return;
     }
     this.#deliver(id, data);
   }
 
+  /**
+   * The server cannot serve our id. Go on from the id it gives, even if ours
+   * was larger (a log restored from a backup): the events after it are new,
+   * and what was delivered before is the old snapshot's.
+   */
+  #onReset(id, data) {
+    if (id != null) this.lastEventId = id;
+    this.#recent = [];
+    this.#emit('reset', data);
+  }
+
   /** Passes an event on once: ids only ever move forward. */
   #deliver(id, data) {
     if (!isNewerId(id, this.lastEventId)) return;
     this.lastEventId = id;
-    this.#emit('event', { id, data });
+    const event = { id, data };
+    this.#recent.push(event);
+    if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
+    this.#emit('event', event);
     this.#relay({ kind: 'event', id, data });
   }
 
@@ -626,10 +670,17 @@ export class ChatStream extends EventTarget {
    * that becomes main once bytes flow. Its watchdog runs from the start: no
    * answer or no first bytes within `connectTimeout`, or silence for
    * `heartbeatTimeout` once flowing, and the connection is given up.
+   *
+   * A stream is `flowing` at its first bytes (it shows `live`), and `proven`
+   * when bytes come again later: a path that passes the first bytes and then
+   * holds the rest (a buffering proxy) never proves itself, so polling goes
+   * on until a stream does, and such a stream counts as a failure.
    */
   async #connect(role) {
     if (this.#closed || !this.#leader) return;
-    const connection = { role, controller: new AbortController(), flowing: false, answered: false };
+    const connection = {
+      role, controller: new AbortController(), answered: false, flowing: false, proven: false,
+    };
     if (role === 'main') {
       this.#main?.controller.abort();
       this.#main = connection;
@@ -660,10 +711,9 @@ export class ChatStream extends EventTarget {
   }
 
   #watch(connection, ms) {
-    this.#later(`${connection.role === 'main' ? 'watchdog' : 'probe-watchdog'}`, ms, () => {
+    this.#later(connection.role === 'main' ? 'watchdog' : 'probe-watchdog', ms, () => {
       connection.controller.abort();
-      // Answered but silent from the start: something holds the bytes back.
-      this.#lost(connection, { silent: true, buffered: connection.answered && !connection.flowing });
+      this.#lost(connection, {});
     });
   }
 
@@ -678,6 +728,7 @@ export class ChatStream extends EventTarget {
         const { value, done } = await reader.read();
         if (done || connection.controller.signal.aborted) return;
         if (!connection.flowing) this.#flowing(connection);
+        else if (!connection.proven) this.#proven(connection);
         if (connection !== this.#main) return; // superseded meanwhile
         this.#watch(connection, this.#options.heartbeatTimeout);
         parser.push(decoder.decode(value, { stream: true }));
@@ -687,23 +738,28 @@ export class ChatStream extends EventTarget {
     }
   }
 
-  /** The first bytes of a stream: it works, so it is what delivers now. */
+  /** The first bytes of a stream: it delivers from now on. */
   #flowing(connection) {
     connection.flowing = true;
     if (connection.role === 'probe') {
-      // Streaming works again: stop polling; the stream resumes from an id
-      // no newer than anything polled since, and repeats are dropped by id.
+      // It resumes from an id no newer than anything polled since; repeats
+      // are dropped by id. Polling goes on until the stream proves itself.
       this.#probe = null;
-      this.#cancel('probe-watchdog');
-      this.#stopPolling();
+      for (const name of ['probe', 'probe-watchdog']) this.#cancel(name);
       this.#main?.controller.abort();
       connection.role = 'main';
       this.#main = connection;
     }
     this.#mode = 'stream';
-    this.#attempt = 0;
     this.#wasLive = true;
     this.#setStatus('live');
+  }
+
+  /** Bytes again after the first: the path passes data as it comes. */
+  #proven(connection) {
+    connection.proven = true;
+    this.#attempt = 0;
+    if (this.#polling) this.#stopPolling();
   }
 
   #onStreamEvent({ id, hasId, data }) {
@@ -721,8 +777,8 @@ export class ChatStream extends EventTarget {
     this.#onLogEvent(hasId ? id : null, parsed);
   }
 
-  /** A connection failed or ended. */
-  #lost(connection, { error, ended = false, buffered = false } = {}) {
+  /** A connection failed, went silent, or ended. */
+  #lost(connection, { error, ended = false } = {}) {
     if (this.#closed) return;
     if (connection.role === 'probe') {
       this.#cancel('probe-watchdog');
@@ -739,14 +795,16 @@ export class ChatStream extends EventTarget {
       return;
     }
     this.stats.reconnects += 1;
-    if (ended) {
-      // Not a failure: reconnect at once, spread a little.
+    if (ended && connection.proven) {
+      // Not a failure (a shutdown, a token to renew): reconnect at once, spread a little.
       this.#attempt = 0;
       this.#scheduleReconnect(backoffDelay(0, this.#options, this.#env.random));
       return;
     }
     this.#attempt += 1;
-    if (buffered || this.#attempt >= this.#options.maxAttempts) {
+    // Answered but never proven: something holds the bytes back. Poll now.
+    const held = connection.answered && !connection.proven && !error;
+    if (held || this.#polling || this.#attempt >= this.#options.maxAttempts) {
       this.#startPolling();
     } else {
       this.#scheduleReconnect(retryDelay(error, this.#attempt - 1, this.#options, this.#env.random));
@@ -764,7 +822,7 @@ export class ChatStream extends EventTarget {
     this.#cancel('reconnect');
     this.#mode = 'polling';
     this.#setStatus('polling');
-    this.#pollLoop();
+    if (!this.#polling) this.#pollLoop();
     this.#scheduleProbe();
   }
 
@@ -779,6 +837,7 @@ export class ChatStream extends EventTarget {
   }
 
   #stopPolling() {
+    this.#polling = false;
     this.#pollRound += 1;
     this.#poll?.controller.abort();
     this.#poll = null;
@@ -788,8 +847,9 @@ export class ChatStream extends EventTarget {
   }
 
   async #pollLoop() {
+    this.#polling = true;
     const round = ++this.#pollRound;
-    const polling = () => !this.#closed && this.#mode === 'polling' && round === this.#pollRound;
+    const polling = () => !this.#closed && round === this.#pollRound;
     for (let failures = 0; polling();) {
       const poll = { controller: new AbortController() };
       this.#poll = poll;
@@ -820,13 +880,15 @@ export class ChatStream extends EventTarget {
   }
 
   async #pollOnce(signal) {
-    const query = new URLSearchParams({ wait: String(this.#options.pollWait) });
+    const query = new URLSearchParams({ wait: String(this.#options.pollWait), limit: '500' });
     if (this.lastEventId != null) query.set('after', this.lastEventId);
     if (this.#options.roomId != null) query.set('roomId', this.#options.roomId);
-    return this.#api.request('GET', `/api/chat/events?${query}`, undefined, {
+    const page = await this.#api.request('GET', `/api/chat/events?${query}`, undefined, {
       signal,
       timeout: this.#options.pollWait * 1000 + this.#options.connectTimeout,
     });
+    if (!Array.isArray(page?.events)) throw new ChatError('not an answer of /api/chat/events');
+    return page;
   }
 
   // ---- the page: visibility and connectivity -------------------------------------------
@@ -1085,10 +1147,14 @@ export class ChatRooms extends EventTarget {
   }
 
   #fetchUnknown() {
+    // Before the snapshot every room is unknown: it will tell.
+    if (!this.#state.ready) return;
     for (const roomId of this.#counter.unknownRooms()) {
       if (this.#fetching.has(roomId)) continue;
       this.#fetching.add(roomId);
       this.api.room(roomId).then((room) => {
+        // Left (or reset) meanwhile: what the fetch says is stale.
+        if (!this.#counter.rooms.has(roomId)) return;
         this.#counter.applyRoom(room);
         const known = this.#rooms.get(roomId);
         if (known && !known.room) {

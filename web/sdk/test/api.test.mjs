@@ -103,6 +103,8 @@ test('a send may be cancelled', async () => {
   await env.advance(10);
   controller.abort();
   await env.advance(60_000);
-  assert.ok(failure);
+  assert.ok(failure instanceof SendError, String(failure));
+  assert.equal(failure.outcome, 'unknown', 'the first try may have been stored');
+  assert.equal(failure.clientId, JSON.parse(server.calls[0].body).clientId);
   assert.equal(server.calls.length, 1);
 });

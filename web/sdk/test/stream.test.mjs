@@ -141,7 +141,8 @@ test('the watchdog reconnects a silent stream, resuming from the last id', async
   const { stream, statuses } = client(env, server);
   await stream.start();
   await env.advance(0);
-  bodies[0].write('retry: 3000\n\nid: 5\ndata: {"type":"room","room":{"id":"r"},"change":"created"}\n\n');
+  bodies[0].write('retry: 3000\n\n');
+  bodies[0].write('id: 5\ndata: {"type":"room","room":{"id":"r"},"change":"created"}\n\n');
   await env.advance(999);
   assert.equal(server.streams().length, 1, 'not yet');
   await env.advance(1);
@@ -247,6 +248,7 @@ function logServer(log, { snapshotId = '0' } = {}) {
       const sse = sseBody();
       bodies.push(sse);
       sse.write('retry: 3000\n\n');
+      sse.write('data: {"type":"heartbeat","timestamp":1}\n\n');
       for (const event of after(init.headers['Last-Event-ID'])) {
         sse.write(`id: ${event.id}\ndata: ${JSON.stringify(event.data)}\n\n`);
       }
@@ -269,10 +271,10 @@ test('while polling, every kind of event arrives once and in order, and the stre
   await stream.start();
   await env.advance(50 + 100 + 200 + 400); // five refusals
   assert.equal(stream.status, 'polling');
-  assert.equal(server.polls()[0].path, '/api/chat/events?wait=2&after=10');
+  assert.equal(server.polls()[0].path, '/api/chat/events?wait=2&limit=500&after=10');
   await env.advance(0);
   assert.deepEqual(events.map((e) => e.id), ['11', '12', '13'], 'messages, reads and room events');
-  assert.equal(server.polls()[1].path, '/api/chat/events?wait=2&after=12', 'pages follow on');
+  assert.equal(server.polls()[1].path, '/api/chat/events?wait=2&limit=500&after=12', 'pages follow on');
   log.push({ id: '14', data: message(2) });
   streamsWork();
   await env.advance(3_000); // the probe, within streamRetryInterval
@@ -306,7 +308,7 @@ test('a poll answer moves the resume point past events the caller cannot see', a
   assert.equal(stream.status, 'polling');
   assert.equal(stream.lastEventId, '90');
   await env.advance(200); // an empty answer that came at once: the next waits pollInterval
-  assert.equal(server.polls()[1].path, '/api/chat/events?wait=2&after=90');
+  assert.equal(server.polls()[1].path, '/api/chat/events?wait=2&limit=500&after=90');
   stream.close();
 });
 
@@ -545,4 +547,46 @@ test('after a leader change the new leader goes on from the last id it heard: no
   assert.equal(server.streams().at(-1).headers['Last-Event-ID'], '3');
   assert.deepEqual(follower.events.map((e) => e.id), ['2', '3', '4'], 'each once');
   follower.stream.close();
+});
+
+test('a stream that shows its first bytes and then holds the rest falls back to polling', async () => {
+  const env = fakeClock();
+  const server = fakeServer((path, init) => {
+    if (path.startsWith('/api/chat/sse')) {
+      const sse = sseBody();
+      sse.write('retry: 3000\n\n'); // and then nothing: a proxy holds it
+      return streamResponse(sse);
+    }
+    if (path.startsWith('/api/chat/events')) return hanging(init);
+    return rooms('1');
+  });
+  const { stream, statuses } = client(env, server, { maxAttempts: 3 });
+  await stream.start();
+  await env.advance(1_000); // the watchdog, once
+  assert.equal(stream.status, 'polling', `${statuses}`);
+  assert.equal(server.streams().length, 1, 'at once, not after more attempts');
+  // Probes that show bytes but never more take over nothing: polling goes on.
+  await env.advance(10_000);
+  assert.equal(server.polls().filter((p) => !p.signal.aborted).length, 1, 'one poll waiting, all along');
+  stream.close();
+});
+
+test('a reload that had to retry puts the status back as the connection is', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  let snapshots = 0;
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    snapshots += 1;
+    return snapshots === 2 ? refused(503) : rooms(String(snapshots * 100));
+  });
+  const { stream, statuses } = client(env, server, { heartbeatTimeout: 60_000 });
+  await stream.start();
+  await env.advance(0);
+  sse.write('retry: 1\n\n');
+  sse.write('id: 150\ndata: {"type":"reset","reason":"event_id_expired"}\n\n');
+  await env.advance(1_000);
+  assert.equal(snapshots, 3);
+  assert.deepEqual(statuses, ['live', 'reconnecting', 'live']);
+  stream.close();
 });

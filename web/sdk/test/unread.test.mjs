@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatRooms, UnreadCounter } from '../chat-client.js';
-import { fakeClock, fakeServer, hanging, sseBody, streamResponse, tokenFor } from './fakes.mjs';
+import { fakeClock, fakeLocks, fakeServer, hanging, sseBody, streamResponse, tokenFor } from './fakes.mjs';
 
 /** A small deterministic random source. */
 function seeded(seed) {
@@ -145,4 +145,104 @@ test('ChatRooms keeps every room of every page, newest activity first, and learn
   assert.notEqual(rooms.getSnapshot(), before);
   assert.ok(changes >= 4);
   rooms.close();
+});
+
+const message = (seq, roomId = 'r') => ({
+  type: 'message', message: { id: `m${seq}`, roomId, seq, authorId: 'x', body: '', clientId: null, createdAt: '' },
+});
+const roomR = (seq, unread) => ({
+  id: 'r', name: 'r', lastMessage: seq ? { id: `m${seq}`, roomId: 'r', seq, authorId: 'x' } : null, unreadCount: unread,
+});
+
+test('an event newer than the snapshot reloaded after a reset is not lost to it', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  let snapshots = 0;
+  let release;
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    snapshots += 1;
+    if (snapshots === 1) return { json: { rooms: [roomR(0, 0)], totalUnread: 0, nextPageToken: null, lastEventId: '100' } };
+    return new Promise((resolve) => (release = () => resolve({
+      json: { rooms: [roomR(1, 1)], totalUnread: 1, nextPageToken: null, lastEventId: '150' },
+    })));
+  });
+  const view = new ChatRooms({ getToken: async () => tokenFor('me'), shareAcrossTabs: false, environment: { ...env, fetch: server.fetch } });
+  await view.start();
+  await env.advance(0);
+  sse.write('retry: 1\n\nid: 150\ndata: {"type":"reset","reason":"event_id_expired"}\n\n');
+  await env.advance(0);
+  // Committed after the reload read its snapshot, delivered before it came back.
+  sse.write(`id: 151\ndata: ${JSON.stringify(message(2))}\n\n`);
+  await env.advance(0);
+  release();
+  await env.advance(0);
+  assert.equal(view.unread('r'), 2, 'the snapshot, then again what came after it');
+  view.close();
+});
+
+test('a tab that joins while events flow loses none of them to its own snapshot', async () => {
+  const env = fakeClock();
+  const locks = fakeLocks();
+  const sse = sseBody();
+  let snapshots = 0;
+  let release;
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    if (path === '/api/chat/rooms/r') return { json: roomR(1, 1) };
+    snapshots += 1;
+    const answer = { json: { rooms: [roomR(0, 0)], totalUnread: 0, nextPageToken: null, lastEventId: '100' } };
+    if (snapshots === 1) return answer;
+    return new Promise((resolve) => (release = () => resolve(answer)));
+  });
+  const options = {
+    getToken: async () => tokenFor('me'),
+    shareAcrossTabs: true,
+    heartbeatTimeout: 60_000,
+    environment: { ...env, fetch: server.fetch, locks, BroadcastChannel },
+  };
+  const leader = new ChatRooms(options);
+  await leader.start();
+  await env.advance(0);
+  sse.write('retry: 1\n\n');
+  const follower = new ChatRooms(options);
+  const started = follower.start();
+  await env.advance(0);
+  sse.write(`id: 101\ndata: ${JSON.stringify(message(1))}\n\n`);
+  await env.advance(0);
+  release(); // the follower's own snapshot, read before event 101
+  await started;
+  await env.advance(0);
+  assert.equal(leader.unread('r'), 1);
+  assert.equal(follower.unread('r'), 1);
+  leader.close();
+  follower.close();
+});
+
+test('a room learnt after the caller left it does not come back as unread', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  let release;
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    if (path.startsWith('/api/chat/rooms/q')) {
+      return new Promise((resolve) => (release = () => resolve({
+        json: { id: 'q', name: 'q', lastMessage: { seq: 3 }, unreadCount: 3 },
+      })));
+    }
+    return { json: { rooms: [], totalUnread: 0, nextPageToken: null, lastEventId: '100' } };
+  });
+  const view = new ChatRooms({ getToken: async () => tokenFor('me'), shareAcrossTabs: false, environment: { ...env, fetch: server.fetch } });
+  await view.start();
+  await env.advance(0);
+  sse.write(`retry: 1\n\nid: 101\ndata: ${JSON.stringify(message(3, 'q'))}\n\n`);
+  await env.advance(0);
+  const removed = { type: 'room', change: 'member_removed', userId: 'me', room: { id: 'q', memberIds: [] } };
+  sse.write(`id: 102\ndata: ${JSON.stringify(removed)}\n\n`);
+  await env.advance(0);
+  release(); // the fetch started for message 101 answers now
+  await env.advance(0);
+  assert.equal(view.getSnapshot().totalUnread, 0);
+  assert.deepEqual(view.getSnapshot().rooms, []);
+  view.close();
 });
