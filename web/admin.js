@@ -17,9 +17,11 @@ let selected = null;
 const conversation = new Conversation({ list: $('messages'), api, me, empty: 'No messages in this room yet.' });
 const composer = new Composer({
   form: $('send'),
-  send: async (text, clientId) => conversation.add(await api.send(selected, text, { clientId })),
+  room: () => selected,
+  send: async (text, clientId, roomId) => conversation.add(await api.send(roomId, text, { clientId })),
 });
 
+/** A room's row, with the parts that change. */
 function roomRow(roomId) {
   const row = document.createElement('li');
   row.dataset.roomId = roomId;
@@ -32,11 +34,10 @@ function roomRow(roomId) {
   button.append(name, badge);
   button.addEventListener('click', () => select(roomId));
   row.append(button);
-  return row;
+  return { row, button, name, badge };
 }
 
-function showBadge(row, unread) {
-  const badge = row.querySelector('.badge');
+function showBadge(badge, unread) {
   const text = String(unread);
   if (badge.textContent === text) return;
   badge.textContent = text;
@@ -48,33 +49,33 @@ function showBadge(row, unread) {
 function render() {
   const state = rooms.getSnapshot();
   const list = $('rooms');
+  // Moving a row takes the focus off its button: give it back after.
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
   const present = new Set();
   let previous = null;
   for (const { room, unread } of state.rooms) {
     present.add(room.id);
-    let row = rows.get(room.id);
-    if (!row) {
-      row = roomRow(room.id);
-      rows.set(room.id, row);
+    let entry = rows.get(room.id);
+    if (!entry) {
+      entry = roomRow(room.id);
+      rows.set(room.id, entry);
     }
-    const name = row.querySelector('.name');
-    if (name.textContent !== room.name) name.textContent = room.name;
-    showBadge(row, unread);
+    if (entry.name.textContent !== room.name) entry.name.textContent = room.name;
+    showBadge(entry.badge, unread);
     const expected = previous ? previous.nextElementSibling : list.firstElementChild;
-    if (row !== expected) list.insertBefore(row, expected);
-    previous = row;
+    if (entry.row !== expected) list.insertBefore(entry.row, expected);
+    previous = entry.row;
   }
-  for (const [id, row] of rows) {
+  for (const [id, entry] of rows) {
     if (present.has(id)) continue;
-    row.remove();
+    entry.row.remove();
     rows.delete(id);
   }
+  if (focused && document.activeElement !== focused && focused.isConnected) focused.focus();
   $('total').textContent = String(state.totalUnread);
   $('total-label').setAttribute('aria-label', `${state.totalUnread} unread in all rooms`);
   $('rooms-empty').hidden = !state.ready || state.rooms.length > 0;
-  if (selected && !present.has(selected)) {
-    $('room-title').textContent = 'This room is gone';
-  }
+  if (selected && !present.has(selected)) $('room-title').textContent = 'This room is gone';
 }
 
 let reading = null;
@@ -88,8 +89,9 @@ function markReadSoon() {
 }
 
 async function select(roomId) {
+  if (selected !== roomId) composer.switched();
   selected = roomId;
-  for (const [id, row] of rows) row.querySelector('button').setAttribute('aria-current', String(id === roomId));
+  for (const [id, entry] of rows) entry.button.setAttribute('aria-current', String(id === roomId));
   $('room-title').textContent = rooms.room(roomId)?.name ?? '';
   composer.enable();
   await conversation.open(roomId);
@@ -99,12 +101,19 @@ async function select(roomId) {
 rooms.subscribe(render);
 rooms.stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
 rooms.stream.addEventListener('event', ({ detail: { data } }) => {
-  if (data.type !== 'message' || data.message.roomId !== selected) return;
+  if (data.type !== 'message') return;
+  if (data.message.authorId === me) composer.arrived(data.message);
+  if (data.message.roomId !== selected) return;
   conversation.add(data.message);
   markReadSoon();
 });
 // After a reset the open conversation is loaded again, like the list.
 rooms.stream.addEventListener('snapshot', () => selected && conversation.open(selected));
+rooms.stream.addEventListener('error', ({ detail: { error } }) => {
+  showStatus($('status'), { status: 'offline' });
+  $('rooms-empty').textContent = `The rooms cannot be shown: ${error.message}.`;
+  $('rooms-empty').hidden = false;
+});
 document.addEventListener('visibilitychange', markReadSoon);
 window.addEventListener('pagehide', () => rooms.close());
 // For tests and curious operators.

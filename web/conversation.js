@@ -45,12 +45,30 @@ export function showInOrder(list, message, me, shown) {
 /** Whether a scrolled list shows its end (within a few pixels). */
 const atEnd = (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 8;
 
+/** A line in the list that is not a message: a placeholder, a notice, an error with a Retry. */
+function notice(className, text, retry) {
+  const item = document.createElement('li');
+  item.className = className;
+  item.textContent = text;
+  if (retry) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'retry';
+    button.textContent = 'Retry';
+    button.addEventListener('click', retry);
+    item.append(' ', button);
+  }
+  return item;
+}
+
 export class Conversation {
   #list;
   #api;
   #me;
   #shown = new Set();
   #roomId = null;
+  /** Bumped by every open: answers for an older opening are dropped. */
+  #opening = 0;
   #hasMore = false;
   #loadingOlder = false;
   #empty;
@@ -72,23 +90,41 @@ export class Conversation {
 
   /** The newest seq shown. */
   get lastSeq() {
-    const last = this.#list.lastElementChild;
-    return last?.dataset.seq ? Number(last.dataset.seq) : 0;
+    const last = [...this.#list.querySelectorAll('[data-seq]')].at(-1);
+    return last ? Number(last.dataset.seq) : 0;
   }
 
-  /** Opens `roomId` at its newest messages (a `page` in hand, or fetched). */
+  /**
+   * Opens `roomId` at its newest messages (a `page` in hand, or fetched).
+   * Resolves once they show, or once a failure to load them says so (with a
+   * Retry); never rejects.
+   */
   async open(roomId, page = null) {
+    const opening = ++this.#opening;
     this.#roomId = roomId;
     this.#shown.clear();
-    this.#list.replaceChildren();
     this.#hasMore = false;
-    this.#showEmpty();
-    const newest = page ?? await this.#api.messages(roomId, { limit: 50 });
-    if (this.#roomId !== roomId) return;
+    // Busy: a screen reader announces what arrives, not a reloaded history.
+    this.#list.setAttribute('aria-busy', 'true');
+    this.#list.replaceChildren(notice('loading', 'Loading messages…'));
+    let newest = page;
+    if (!newest) {
+      try {
+        newest = await this.#api.messages(roomId, { limit: 50 });
+      } catch (error) {
+        if (opening !== this.#opening) return;
+        this.#list.replaceChildren(notice('problem', `The messages could not be loaded: ${error.message}.`, () => this.open(roomId)));
+        this.#list.removeAttribute('aria-busy');
+        return;
+      }
+    }
+    if (opening !== this.#opening) return;
+    this.#list.replaceChildren();
     this.#hasMore = newest.hasMore;
     for (const message of newest.messages) this.#add(message);
     this.#showEmpty();
     this.#list.scrollTop = this.#list.scrollHeight;
+    this.#list.removeAttribute('aria-busy');
     // A short page does not scroll: fill it, so older ones can be reached.
     if (this.#hasMore && this.#list.scrollHeight <= this.#list.clientHeight) await this.loadOlder();
   }
@@ -102,22 +138,35 @@ export class Conversation {
     if (following || message.authorId === this.#me) this.#list.scrollTop = this.#list.scrollHeight;
   }
 
-  /** Loads the page of messages before the oldest shown, keeping the view still. */
+  /** Says, at the end of the list, that the conversation cannot go on. */
+  end(text) {
+    this.#list.append(notice('ended', text));
+  }
+
+  /**
+   * Loads the page of messages before the oldest shown, keeping the view
+   * still. A failure leaves things as they were: the next scroll up tries again.
+   */
   async loadOlder() {
     if (!this.#hasMore || this.#loadingOlder || !this.#roomId) return;
-    const roomId = this.#roomId;
+    const opening = this.#opening;
     const oldest = this.#list.querySelector('[data-seq]');
     if (!oldest) return;
     this.#loadingOlder = true;
+    this.#list.setAttribute('aria-busy', 'true');
     try {
-      const page = await this.#api.messages(roomId, { before: Number(oldest.dataset.seq), limit: 50 });
-      if (this.#roomId !== roomId) return;
+      const page = await this.#api.messages(this.#roomId, { before: Number(oldest.dataset.seq), limit: 50 });
+      if (opening !== this.#opening) return;
+      // The list does not anchor its scrolling (see chat.css): keep the view still here.
       const height = this.#list.scrollHeight;
       for (const message of page.messages) this.#add(message);
       this.#hasMore = page.hasMore;
       this.#list.scrollTop += this.#list.scrollHeight - height;
+    } catch {
+      // Scrolling up again retries.
     } finally {
       this.#loadingOlder = false;
+      if (opening === this.#opening) this.#list.removeAttribute('aria-busy');
     }
   }
 
@@ -130,10 +179,7 @@ export class Conversation {
     if (this.#shown.size > 0) {
       placeholder?.remove();
     } else if (!placeholder) {
-      const item = document.createElement('li');
-      item.className = 'empty';
-      item.textContent = this.#empty;
-      this.#list.append(item);
+      this.#list.prepend(notice('empty', this.#empty));
     }
   }
 }
@@ -143,7 +189,7 @@ export class Conversation {
  * the box until the server has stored it; the client retries a send whose
  * outcome is unknown with the same clientId; if it finally fails, the text
  * stays, with what went wrong and a Retry button that sends it again as the
- * same message (stored once, whatever happened before).
+ * same message to the same room (stored once, whatever happened before).
  */
 export class Composer {
   #form;
@@ -151,14 +197,20 @@ export class Composer {
   #button;
   #problem;
   #send;
-  #pending = null; // { text, clientId } of the message in the box
+  #room;
+  /** The message in the box: `{ text, clientId, roomId }`. */
+  #pending = null;
 
-  /** `send(text, clientId)` resolves with the stored message. */
-  constructor({ form, send }) {
+  /**
+   * `send(text, clientId, roomId)` resolves with the stored message; `room()`
+   * says which room the box writes to now.
+   */
+  constructor({ form, send, room = () => null }) {
     this.#form = form;
     this.#box = form.querySelector('textarea');
     this.#button = form.querySelector('button[type=submit], button:not([type])');
     this.#send = send;
+    this.#room = room;
     this.#problem = document.createElement('p');
     this.#problem.className = 'problem';
     this.#problem.setAttribute('role', 'alert');
@@ -169,7 +221,8 @@ export class Composer {
       this.submit();
     });
     this.#box.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey) {
+      // Enter while an input method composes a word is that word's, not a send.
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         this.submit();
       }
@@ -181,15 +234,42 @@ export class Composer {
     this.#button.disabled = false;
   }
 
+  disable() {
+    this.#box.disabled = true;
+    this.#button.disabled = true;
+  }
+
   focus() {
     this.#box.focus();
+  }
+
+  /** Another room is open: what failed in the last one is no longer this box's. */
+  switched() {
+    if (this.#form.dataset.state === 'sending') return;
+    this.#pending = null;
+    this.#problem.hidden = true;
+    delete this.#form.dataset.state;
+  }
+
+  /**
+   * A message arrived from the server (by stream or poll): if it is the one
+   * in the box, whose answer was lost, it was stored after all.
+   */
+  arrived(message) {
+    if (!this.#pending || message.clientId !== this.#pending.clientId) return;
+    this.#pending.arrived = true;
+    if (this.#form.dataset.state === 'sending') return; // its send settles it
+    this.#settled(this.#pending.text);
   }
 
   async submit() {
     const text = this.#box.value;
     if (!text.trim() || this.#form.dataset.state === 'sending') return;
-    // The same text again is the same message: it keeps its clientId.
-    if (this.#pending?.text !== text) this.#pending = { text, clientId: newClientId() };
+    const roomId = this.#room();
+    // The same text to the same room again is the same message: it keeps its clientId.
+    if (this.#pending?.text !== text || this.#pending.roomId !== roomId) {
+      this.#pending = { text, clientId: newClientId(), roomId };
+    }
     const { clientId } = this.#pending;
     this.#form.dataset.state = 'sending';
     this.#box.readOnly = true;
@@ -197,19 +277,29 @@ export class Composer {
     this.#button.textContent = 'Sending…';
     this.#problem.hidden = true;
     try {
-      await this.#send(text, clientId);
-      this.#pending = null;
-      if (this.#box.value === text) this.#box.value = '';
-      delete this.#form.dataset.state;
+      await this.#send(text, clientId, roomId);
+      this.#settled(text);
     } catch (error) {
-      this.#form.dataset.state = 'failed';
-      this.#showProblem(error);
+      if (this.#pending?.arrived) {
+        // Every answer was lost, but the message itself came back: stored.
+        this.#settled(text);
+      } else {
+        this.#form.dataset.state = 'failed';
+        this.#showProblem(error);
+      }
     } finally {
       this.#box.readOnly = false;
       this.#button.disabled = false;
       this.#button.textContent = 'Send';
-      if (this.#form.dataset.state !== 'sending') this.#box.focus();
+      this.#box.focus();
     }
+  }
+
+  #settled(text) {
+    this.#pending = null;
+    if (this.#box.value === text) this.#box.value = '';
+    this.#problem.hidden = true;
+    delete this.#form.dataset.state;
   }
 
   #showProblem(error) {

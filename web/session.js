@@ -51,8 +51,12 @@ function askForName(role) {
 /** Who this tab is, and a `getToken` for the client. */
 export async function signIn(defaultRole) {
   const params = new URLSearchParams(location.search);
+  // A name in the address is a sign-in of its own: its role is the address's
+  // or the page's, never one this tab kept from another page.
   let user = params.get('user') ?? sessionStorage.getItem('chat.user');
-  let role = params.get('role') ?? sessionStorage.getItem('chat.role') ?? defaultRole;
+  let role = params.has('user')
+    ? params.get('role') ?? defaultRole
+    : sessionStorage.getItem('chat.role') ?? defaultRole;
   if (!user) ({ user, role } = await askForName(defaultRole));
   sessionStorage.setItem('chat.user', user);
   sessionStorage.setItem('chat.role', role);

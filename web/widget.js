@@ -21,9 +21,13 @@ const conversation = new Conversation({
 });
 const composer = new Composer({
   form: $('send'),
-  send: async (text, clientId) => {
-    if (!roomId) await openRoom(await findOrCreateRoom());
-    conversation.add(await api.send(roomId, text, { clientId }));
+  room: () => roomId,
+  send: async (text, clientId, room) => {
+    if (!room) {
+      await openRoom(await findOrCreateRoom());
+      room = roomId;
+    }
+    conversation.add(await api.send(room, text, { clientId }));
   },
 });
 
@@ -31,7 +35,9 @@ const composer = new Composer({
 async function persist(work) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await work();
+      const result = await work();
+      if (attempt > 0) showStatus($('status'), { status: 'connecting' });
+      return result;
     } catch (error) {
       if (error.retryable === false) throw error;
       const retryIn = error.retryAfter ? jittered(error.retryAfter * 1000) : backoffDelay(attempt, { ...api.options });
@@ -56,6 +62,15 @@ function markReadSoon() {
   }, 250);
 }
 
+let over = false;
+function ended(text) {
+  if (over) return;
+  over = true;
+  showStatus($('status'), { status: 'offline' });
+  conversation.end(text);
+  composer.disable();
+}
+
 async function openRoom(id) {
   roomId = id;
   window.chatRoomId = id;
@@ -68,25 +83,26 @@ async function openRoom(id) {
   stream.addEventListener('event', ({ detail: { data } }) => {
     if (data.type !== 'message') return;
     conversation.add(data.message);
-    if (data.message.authorId !== me) markReadSoon();
+    if (data.message.authorId === me) composer.arrived(data.message);
+    else markReadSoon();
   });
-  stream.addEventListener('error', () => {
-    showStatus($('status'), { status: 'offline' });
-    $('messages').insertAdjacentHTML('beforeend', '<li class="empty">This conversation has ended.</li>');
-    $('body').disabled = true;
-  });
+  stream.addEventListener('error', () => ended('This conversation has ended.'));
   window.addEventListener('pagehide', () => stream.close());
   await stream.start();
 }
 
-if (!roomId) roomId = (await persist(() => api.rooms({ limit: 1 }))).rooms[0]?.id ?? null;
-if (roomId) {
-  await openRoom(roomId);
-} else {
-  await conversation.open(null, { messages: [], hasMore: false });
-  showStatus($('status'), { status: 'live' });
+try {
+  if (!roomId) roomId = (await persist(() => api.rooms({ limit: 1 }))).rooms[0]?.id ?? null;
+  if (roomId) {
+    await openRoom(roomId);
+  } else {
+    await conversation.open(null, { messages: [], hasMore: false });
+    showStatus($('status'), { status: 'live' });
+  }
+  document.addEventListener('visibilitychange', markReadSoon);
+  composer.enable();
+  composer.focus();
+  window.chatRoomId = roomId;
+} catch (error) {
+  ended(`The conversation cannot be shown: ${error.message}.`);
 }
-document.addEventListener('visibilitychange', markReadSoon);
-composer.enable();
-composer.focus();
-window.chatRoomId = roomId;

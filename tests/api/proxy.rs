@@ -1,7 +1,7 @@
 //! A small reverse proxy for browser tests: forwards everything to a server,
 //! counts what passes, and breaks things on demand the way networks do: it
-//! refuses, silences or buffers `/api/chat/sse`, refuses snapshots, loses
-//! the answers of posts it forwarded, or goes down altogether.
+//! refuses or buffers `/api/chat/sse`, silences the streams open, refuses
+//! snapshots, loses the answers of posts it forwarded, or goes down.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,11 +20,9 @@ pub enum Streams {
     Pass = 0,
     /// Answer `/api/chat/sse` with a 503.
     Refuse = 1,
-    /// Forward the stream's headers, then nothing, without closing.
-    Silence = 2,
     /// Forward the headers and hold the bytes, releasing them only in
     /// 16 KiB lumps, as a proxy that buffers `text/event-stream` does.
-    Buffer = 3,
+    Buffer = 2,
 }
 
 /// What a buffering proxy holds before it passes anything on.
@@ -49,6 +47,8 @@ struct ProxyState {
     /// The next this many `POST …/messages` reach the server, and their
     /// answers are never passed on.
     lose_post_answers: AtomicUsize,
+    /// Streams opened before the latest freeze pass nothing more (and stay open).
+    freezes: AtomicUsize,
     stream_opens: AtomicUsize,
     open_streams: AtomicUsize,
     room_polls: AtomicUsize,
@@ -67,6 +67,7 @@ impl Proxy {
             refuse_listing: AtomicBool::new(false),
             refuse_posts: AtomicBool::new(false),
             lose_post_answers: AtomicUsize::new(0),
+            freezes: AtomicUsize::new(0),
             stream_opens: AtomicUsize::new(0),
             open_streams: AtomicUsize::new(0),
             room_polls: AtomicUsize::new(0),
@@ -109,6 +110,11 @@ impl Proxy {
     /// The next `count` posts reach the server; their answers are lost.
     pub fn lose_post_answers(&self, count: usize) {
         self.state.lose_post_answers.store(count, Ordering::SeqCst);
+    }
+
+    /// The streams open now pass nothing more, without closing; new ones pass.
+    pub fn freeze_open_streams(&self) {
+        self.state.freezes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Streams opened (and forwarded) so far.
@@ -219,6 +225,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     state.stream_opens.fetch_add(1, Ordering::SeqCst);
     state.open_streams.fetch_add(1, Ordering::SeqCst);
     let guard = OpenStream(state.clone());
+    let opened_before = state.freezes.load(Ordering::SeqCst);
     let body = async_stream::stream! {
         let _guard = guard;
         let mut upstream = upstream.bytes_stream();
@@ -229,6 +236,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             tokio::select! {
                 () = &mut cut => break,
                 chunk = upstream.next() => match chunk {
+                    Some(Ok(_)) if state.freezes.load(Ordering::SeqCst) != opened_before => {}
                     Some(Ok(bytes)) if mode == Streams::Pass as u8 => {
                         yield Ok::<Bytes, std::io::Error>(bytes);
                     }
@@ -238,7 +246,6 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
                             yield Ok(Bytes::from(std::mem::take(&mut held)));
                         }
                     }
-                    Some(Ok(_)) => {}
                     _ => break,
                 },
             }

@@ -402,6 +402,8 @@ export class ChatStream extends EventTarget {
   #attempt = 0;
   #wasLive = false;
   #reloading = null;
+  /** Whether the last status told of a retry to come. */
+  #toldRetry = false;
   /** The last events delivered, newest last. */
   #recent = [];
 
@@ -413,6 +415,8 @@ export class ChatStream extends EventTarget {
     this.#api = new ChatApi({ ...this.#options, environment: this.#env });
     this.status = 'connecting';
     this.lastEventId = null;
+    /** `{ sub, role }` of the caller's token, once `start()` has one. */
+    this.claims = null;
     this.stats = { reconnects: 0, lastEventAt: null, polls: 0 };
   }
 
@@ -432,13 +436,15 @@ export class ChatStream extends EventTarget {
    */
   async start() {
     this.#listenToPage();
+    // Who we are (for sharing, and for the app): a token, however many tries it takes.
+    const token = await this.#persist('token', () => this.#options.getToken({ forceRefresh: false }));
+    this.claims = tokenClaims(token);
     const { locks, BroadcastChannel } = this.#env;
     if (this.#options.shareAcrossTabs && locks && BroadcastChannel) {
-      const token = await this.#options.getToken({ forceRefresh: false });
       const name = [
         'chat-stream',
         new URL(this.#options.baseUrl || '/', this.#env.window?.location?.href ?? 'http://x/').origin,
-        tokenClaims(token).sub,
+        this.claims.sub,
         this.#options.roomId ?? '*',
       ].join('|');
       // Listen before loading, so nothing the leader relays falls in between.
@@ -509,7 +515,10 @@ export class ChatStream extends EventTarget {
   }
 
   #setStatus(status, extra = {}) {
-    if (this.status === status && extra.retryIn === undefined) return;
+    // The same status again is news only if it says when a retry comes, or
+    // if the last one did (the retry is over).
+    if (this.status === status && extra.retryIn === undefined && !this.#toldRetry) return;
+    this.#toldRetry = extra.retryIn !== undefined;
     this.status = status;
     this.#emit('status', { status, ...extra });
     this.#relay({ kind: 'status', status, ...extra });
@@ -574,19 +583,17 @@ export class ChatStream extends EventTarget {
   }
 
   /**
-   * Loads the snapshot, trying again (with backoff, the status saying so)
-   * until it comes, unless retrying cannot help.
+   * Runs `work` until it succeeds, waiting between tries (with backoff, the
+   * status saying so), unless retrying cannot help (the view then stops).
    */
-  async #loadSnapshot() {
+  async #persist(name, work) {
     for (let attempt = 0; ; attempt += 1) {
       if (this.#closed) throw new Error('closed');
       try {
-        const snapshot = await this.#fetchSnapshot();
+        const result = await work();
         if (this.#closed) throw new Error('closed');
         if (attempt > 0 && (this.#leader || !this.#channel)) this.#setStatus(this.#transportStatus());
-        this.#relay({ kind: 'snapshot', snapshot });
-        this.#applySnapshot(snapshot);
-        return;
+        return result;
       } catch (error) {
         if (this.#closed) throw error;
         if (error instanceof ChatError && !error.retryable) {
@@ -595,9 +602,16 @@ export class ChatStream extends EventTarget {
         }
         const delay = retryDelay(error, attempt, this.#options, this.#env.random);
         this.#setStatus(this.#wasLive ? 'reconnecting' : 'connecting', { retryIn: delay });
-        await this.#sleep('snapshot', delay);
+        await this.#sleep(name, delay);
       }
     }
+  }
+
+  /** Loads the snapshot, trying again until it comes (see `#persist`). */
+  async #loadSnapshot() {
+    const snapshot = await this.#persist('snapshot', () => this.#fetchSnapshot());
+    this.#relay({ kind: 'snapshot', snapshot });
+    this.#applySnapshot(snapshot);
   }
 
   /** After a reset: one reload at a time, while events keep flowing. */
@@ -1047,6 +1061,10 @@ export class ChatRooms extends EventTarget {
   #rooms = new Map(); // id → { room, activity }
   #listeners = new Set();
   #state = { status: 'connecting', totalUnread: 0, rooms: [], ready: false };
+  /** What changed since the last notice: the state is rebuilt once per burst. */
+  #dirty = false;
+  #changedRooms = new Set();
+  #noticeDue = false;
   #fetching = new Set();
   #rank = 0;
 
@@ -1069,11 +1087,8 @@ export class ChatRooms extends EventTarget {
     return this.#stream.api;
   }
 
-  async start() {
-    const token = await this.#stream.api.getToken({ forceRefresh: false });
-    const { sub, role } = tokenClaims(token);
-    this.#counter = new UnreadCounter({ me: sub, admin: role === 'admin' });
-    await this.#stream.start();
+  start() {
+    return this.#stream.start();
   }
 
   close() {
@@ -1087,6 +1102,7 @@ export class ChatRooms extends EventTarget {
   }
 
   getSnapshot() {
+    if (this.#dirty) this.#rebuild();
     return this.#state;
   }
 
@@ -1108,10 +1124,11 @@ export class ChatRooms extends EventTarget {
   }
 
   #onSnapshot(snapshot) {
-    if (!this.#counter) return;
+    // The snapshot comes after the stream knows the caller.
+    const { sub, role } = this.#stream.claims;
     // A snapshot follows a reset too: it replaces what was known.
+    this.#counter = new UnreadCounter({ me: sub, admin: role === 'admin' });
     this.#rooms.clear();
-    this.#counter.rooms.clear();
     this.#rank = 0;
     for (const room of snapshot.rooms) {
       this.#counter.applyRoom(room);
@@ -1122,6 +1139,7 @@ export class ChatRooms extends EventTarget {
   }
 
   #onEvent({ id, data }) {
+    // Before the first snapshot: it will reflect this, or be followed by it again.
     if (!this.#counter) return;
     const roomId = this.#counter.applyEvent(data);
     if (roomId == null) return;
@@ -1147,15 +1165,14 @@ export class ChatRooms extends EventTarget {
   }
 
   #fetchUnknown() {
-    // Before the snapshot every room is unknown: it will tell.
-    if (!this.#state.ready) return;
     for (const roomId of this.#counter.unknownRooms()) {
       if (this.#fetching.has(roomId)) continue;
       this.#fetching.add(roomId);
+      const counter = this.#counter;
       this.api.room(roomId).then((room) => {
-        // Left (or reset) meanwhile: what the fetch says is stale.
-        if (!this.#counter.rooms.has(roomId)) return;
-        this.#counter.applyRoom(room);
+        // Left, or a new snapshot, meanwhile: what the fetch says is stale.
+        if (counter !== this.#counter || !counter.rooms.has(roomId)) return;
+        counter.applyRoom(room);
         const known = this.#rooms.get(roomId);
         if (known && !known.room) {
           const lastMessage = newer(room.lastMessage, known.lastMessage);
@@ -1168,14 +1185,34 @@ export class ChatRooms extends EventTarget {
     }
   }
 
+  /**
+   * Notes a change; listeners hear of it once per burst (a poll's page of
+   * events, a stream's chunk), in a microtask, and the state is rebuilt
+   * when read.
+   */
   #changed(patch, roomIds = []) {
+    this.#state = { ...this.#state, ...patch };
+    this.#dirty = true;
+    if (roomIds === null) this.#changedRooms = null;
+    else if (this.#changedRooms) for (const id of roomIds) this.#changedRooms.add(id);
+    if (this.#noticeDue) return;
+    this.#noticeDue = true;
+    queueMicrotask(() => {
+      this.#noticeDue = false;
+      const changed = this.#changedRooms;
+      this.#changedRooms = new Set();
+      for (const listener of this.#listeners) listener();
+      this.dispatchEvent(new CustomEvent('change', { detail: { roomIds: changed && [...changed] } }));
+    });
+  }
+
+  #rebuild() {
     const counter = this.#counter;
     const rooms = [...this.#rooms.values()]
       .filter((entry) => entry.room)
       .sort((a, b) => (b.activity ?? -Infinity) - (a.activity ?? -Infinity))
       .map(({ room }) => ({ room, unread: counter?.unread(room.id) ?? 0 }));
-    this.#state = { ...this.#state, ...patch, rooms, totalUnread: counter?.total ?? 0 };
-    for (const listener of this.#listeners) listener();
-    this.dispatchEvent(new CustomEvent('change', { detail: { roomIds } }));
+    this.#state = { ...this.#state, rooms, totalUnread: counter?.total ?? 0 };
+    this.#dirty = false;
   }
 }

@@ -10,8 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// Fallback timings: give a stream 1 s to show a byte, try streaming again every 1.5 s.
-const FALLBACK: &str = "heartbeatTimeout=1000&connectTimeout=1000&backoffInitial=100&backoffMax=800&maxAttempts=3&streamRetryInterval=1500&sendTimeout=1500";
+/// Fallback timings: give a stream 1 s to show a byte, try streaming again
+/// every 1.5 s; polls wait 1 s, so one that goes on shows within a few.
+const FALLBACK: &str = "heartbeatTimeout=1000&connectTimeout=1000&backoffInitial=100&backoffMax=800&maxAttempts=3&streamRetryInterval=1500&pollWait=1&sendTimeout=1500";
 
 /// Records, on the page, every event the client delivers (`window.delivered`).
 const RECORD: &str = "window.delivered = [];
@@ -127,9 +128,14 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
             "[...document.querySelectorAll('#messages .body')].some(b => b.textContent === 'streamed again')",
         )
         .await;
+    // Absence cannot be awaited: polls that went on would show within 3 s (each waits 1 s).
     let polls = proxy.event_polls();
-    tokio::time::sleep(Duration::from_millis(1_000)).await; // absence cannot be awaited
-    assert!(proxy.event_polls() <= polls + 1, "polling stopped");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        proxy.event_polls() <= polls + 1,
+        "polling stopped: {} polls after {polls}",
+        proxy.event_polls()
+    );
 
     let got = delivered(&browser).await;
     let log = agents_log(&server, &from).await;
@@ -194,6 +200,24 @@ async fn a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and
         );
         browser.assert_no_errors().await;
     }
+    // Every try's answer lost: the send fails, but the message came back by
+    // the stream, so the box knows it was stored.
+    let forwarded = proxy.posts_forwarded();
+    proxy.lose_post_answers(usize::MAX);
+    browser.type_and_send("never answered").await;
+    browser
+        .wait_for(
+            "the box cleared by the message's own event, no failure shown",
+            "document.getElementById('body').value === '' && !document.getElementById('send').dataset.state
+             && document.querySelector('.problem').hidden",
+        )
+        .await;
+    proxy.lose_post_answers(0);
+    assert!(proxy.posts_forwarded() >= forwarded + 2, "it was retried");
+    assert_eq!(
+        stored_times(&server, &alice, &room, "never answered").await,
+        1
+    );
     browser.close().await;
 }
 
@@ -211,23 +235,28 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
         return;
     };
 
-    // From now on streams open but carry nothing, not even heartbeats.
-    proxy.streams(Streams::Silence);
+    let statuses = "window.statuses = [];
+        window.chatStream.addEventListener('status', (e) => window.statuses.push(e.detail.status));
+        return 0;";
+    browser.run(statuses).await;
+    // The stream that works stops carrying anything, heartbeats included,
+    // without closing: only the watchdog can tell.
     let opens = proxy.stream_opens();
-    let started = Instant::now();
-    while proxy.stream_opens() < opens + 2 {
-        assert!(started.elapsed() < WAIT, "the watchdog did not reconnect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    proxy.freeze_open_streams();
     post(&server, &alice, &room, "sent while silent").await;
-    proxy.streams(Streams::Pass);
-    browser.status_is("live").await;
     browser
         .wait_for(
-            "the message sent during the silence",
+            "the message sent during the silence, by a new stream",
             &format!("{} === '2'", badge(&room)),
         )
         .await;
+    browser.status_is("live").await;
+    assert_eq!(proxy.stream_opens(), opens + 1, "one reconnect");
+    let seen = browser.run("return window.statuses;").await;
+    assert!(
+        !seen.as_array().unwrap().contains(&json!("polling")),
+        "a stream that had worked is reconnected, not given up: {seen}"
+    );
     browser.assert_no_errors().await;
     browser.close().await;
 }
@@ -248,13 +277,21 @@ async fn when_the_network_comes_back_the_page_is_live_again_within_five_seconds(
     };
     proxy.down(true);
     browser.status_is("reconnecting").await;
-    // Long enough to have given up streaming for polling (five tries within 13 s).
-    tokio::time::sleep(Duration::from_secs(14)).await;
+    // Five failed tries (backoff up to 5 s each) and it polls, failing too.
+    browser
+        .wait_within(
+            Duration::from_secs(30),
+            "the page to fall back to polling",
+            "document.getElementById('status').dataset.status === 'polling'",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // a failed poll or two
     post(&server, &alice, &room, "sent while down").await;
     proxy.down(false);
+    // The probe interval (5 s, jittered below), and the stream's first bytes.
     let back = browser
         .wait_within(
-            Duration::from_secs(6),
+            Duration::from_millis(5_500),
             "live, and the message",
             &format!(
                 "document.getElementById('status').dataset.status === 'live' && {} === '2'",

@@ -150,7 +150,8 @@ test('the watchdog reconnects a silent stream, resuming from the last id', async
   await env.advance(50); // backoff: 0.5 × 100 ms
   assert.equal(server.streams().length, 2);
   assert.equal(server.streams()[1].headers['Last-Event-ID'], '5');
-  assert.deepEqual(statuses, ['live', 'reconnecting']);
+  // Reconnecting in 50 ms, then reconnecting now (the wait is over).
+  assert.deepEqual(statuses, ['live', 'reconnecting', 'reconnecting']);
   stream.close();
 });
 
@@ -588,5 +589,32 @@ test('a reload that had to retry puts the status back as the connection is', asy
   await env.advance(1_000);
   assert.equal(snapshots, 3);
   assert.deepEqual(statuses, ['live', 'reconnecting', 'live']);
+  stream.close();
+});
+
+test('a token that cannot be had yet is asked for again, the status saying so, and start() waits for it', async () => {
+  const env = fakeClock();
+  const { server } = streamingServer('1');
+  let asked = 0;
+  const stream = new ChatStream({
+    shareAcrossTabs: false,
+    backoffInitial: 100,
+    getToken: async () => {
+      asked += 1;
+      if (asked < 3) throw new Error('the sign-in service is down');
+      return tokenFor('u1', 'admin');
+    },
+    environment: { ...env, fetch: server.fetch },
+  });
+  const statuses = [];
+  stream.addEventListener('status', (e) => statuses.push(e.detail));
+  let started = false;
+  stream.start().then(() => (started = true));
+  await env.advance(1_000);
+  assert.ok(started);
+  assert.ok(asked > 3, 'twice refused, then a token for every request');
+  assert.deepEqual(stream.claims, { sub: 'u1', role: 'admin' });
+  assert.deepEqual(statuses.slice(0, 2).map((s) => s.status), ['connecting', 'connecting']);
+  assert.ok(statuses[0].retryIn >= 0 && statuses[1].retryIn >= 0, 'each wait announced');
   stream.close();
 });

@@ -246,3 +246,28 @@ test('a room learnt after the caller left it does not come back as unread', asyn
   assert.deepEqual(view.getSnapshot().rooms, []);
   view.close();
 });
+
+test('a page of events is one change for listeners, not one per event', async () => {
+  const env = fakeClock();
+  const events = Array.from({ length: 200 }, (_, n) => ({ id: String(11 + n), data: message(n + 1) }));
+  let polled = false;
+  const server = fakeServer((path, init) => {
+    if (path.startsWith('/api/chat/sse')) return { status: 503, json: {} };
+    if (path.startsWith('/api/chat/events')) {
+      if (polled) return hanging(init);
+      polled = true;
+      return { json: { events, lastEventId: '210', hasMore: false } };
+    }
+    return { json: { rooms: [roomR(0, 0)], totalUnread: 0, nextPageToken: null, lastEventId: '10' } };
+  });
+  const view = new ChatRooms({
+    getToken: async () => tokenFor('me'), shareAcrossTabs: false, maxAttempts: 1, environment: { ...env, fetch: server.fetch },
+  });
+  let notices = 0;
+  view.subscribe(() => (notices += 1));
+  await view.start();
+  await env.advance(0);
+  assert.equal(view.getSnapshot().totalUnread, 200);
+  assert.ok(notices <= 4, `${notices} notices for 200 events`);
+  view.close();
+});
