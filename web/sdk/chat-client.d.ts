@@ -184,6 +184,8 @@ export declare class ChatStream extends EventTarget {
   readonly lastEventId: string | null;
   readonly isLeader: boolean;
   readonly api: ChatApi;
+  /** The caller, from their token, once `start()` has one. */
+  readonly claims: { sub: string; role: 'admin' | 'user' } | null;
   readonly stats: { reconnects: number; lastEventAt: number | null; polls: number };
   start(): Promise<void>;
   close(): void;
