@@ -78,21 +78,12 @@ export async function signIn(defaultRole) {
   return { user, role, getToken };
 }
 
-const STATUS_TEXT = {
-  connecting: 'connecting',
-  live: 'live',
-  reconnecting: 'reconnecting',
-  polling: 'polling',
-  paused: 'paused',
-  offline: 'offline',
-};
-
 /** The status pill: the status, and when a retry is waited for, when. */
 export function showStatus(element, { status, retryIn }) {
   const retrying = retryIn !== undefined && status !== 'live';
   element.textContent = retrying
-    ? `${STATUS_TEXT[status] ?? status} · retrying in ${Math.max(1, Math.round(retryIn / 1000))} s`
-    : STATUS_TEXT[status] ?? status;
+    ? `${status} · retrying in ${Math.max(1, Math.round(retryIn / 1000))} s`
+    : status;
   element.dataset.status = status;
   if (retrying) element.dataset.retrying = 'true';
   else delete element.dataset.retrying;

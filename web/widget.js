@@ -2,7 +2,7 @@
 // newest room, and creates one only when they first send a message, so
 // signing in never leaves an empty room behind.
 
-import { ChatApi, ChatStream, backoffDelay, jittered } from '/sdk/chat-client.js';
+import { ChatApi, ChatStream, retryDelay } from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
 import { Composer, Conversation } from '/assets/conversation.js';
 
@@ -40,7 +40,7 @@ async function persist(work) {
       return result;
     } catch (error) {
       if (error.retryable === false) throw error;
-      const retryIn = error.retryAfter ? jittered(error.retryAfter * 1000) : backoffDelay(attempt, { ...api.options });
+      const retryIn = retryDelay(error, attempt, api.options);
       showStatus($('status'), { status: 'connecting', retryIn });
       await new Promise((resolve) => setTimeout(resolve, retryIn));
     }

@@ -1,6 +1,6 @@
 //! A small reverse proxy for browser tests: forwards everything to a server,
 //! counts what passes, and breaks things on demand the way networks do: it
-//! refuses or buffers `/api/chat/sse`, silences the streams open, refuses
+//! buffers `/api/chat/sse`, silences the streams open, refuses
 //! snapshots, loses the answers of posts it forwarded, or goes down.
 
 use axum::Router;
@@ -18,11 +18,9 @@ use tokio::sync::Notify;
 #[repr(u8)]
 pub enum Streams {
     Pass = 0,
-    /// Answer `/api/chat/sse` with a 503.
-    Refuse = 1,
     /// Forward the headers and hold the bytes, releasing them only in
     /// 16 KiB lumps, as a proxy that buffers `text/event-stream` does.
-    Buffer = 2,
+    Buffer = 1,
 }
 
 /// What a buffering proxy holds before it passes anything on.
@@ -170,9 +168,6 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     let is_stream = path == "/api/chat/sse";
     let is_post = method == Method::POST && path.ends_with("/messages");
     let mode = state.mode.load(Ordering::SeqCst);
-    if is_stream && mode == Streams::Refuse as u8 {
-        return unavailable("streams refused by the test proxy");
-    }
     if path == "/api/chat/rooms" && method == Method::GET {
         state.room_polls.fetch_add(1, Ordering::SeqCst);
         if state.refuse_listing.load(Ordering::SeqCst) {

@@ -118,6 +118,8 @@ export interface ChatStreamOptions extends ChatApiOptions {
 export declare const DEFAULTS: Readonly<Timings>;
 export declare function backoffDelay(attempt: number, options?: Pick<Timings, 'backoffInitial' | 'backoffMax'>, random?: () => number): number;
 export declare function jittered(ms: number, random?: () => number): number;
+/** The wait before the next try after `error`: `Retry-After` jittered, else the backoff. */
+export declare function retryDelay(error: unknown, attempt: number, options?: Pick<Timings, 'backoffInitial' | 'backoffMax'>, random?: () => number): number;
 export declare function isNewerId(id: string | null | undefined, than: string | null | undefined): boolean;
 export declare function newClientId(random?: () => number): string;
 export declare function tokenClaims(token: string): { sub: string; role: 'admin' | 'user' };

@@ -349,8 +349,11 @@ export class ChatApi {
   }
 }
 
-/** How long to wait before trying again after `error`, the `attempt`-th failure. */
-function retryDelay(error, attempt, options, random) {
+/**
+ * How long to wait before trying again after `error`, the `attempt`-th
+ * failure (from 0): what the server asked for, jittered, else the backoff.
+ */
+export function retryDelay(error, attempt, options = DEFAULTS, random = Math.random) {
   if (error?.retryAfter) return jittered(error.retryAfter * 1000, random);
   return backoffDelay(attempt, options, random);
 }
