@@ -119,7 +119,9 @@ export class Conversation {
       }
     }
     if (opening !== this.#opening) return;
-    this.#list.replaceChildren();
+    // Live messages may have arrived while the page loaded: keep them (the
+    // page and they interleave by seq), drop only the loading notice.
+    this.#list.querySelector('.loading')?.remove();
     this.#hasMore = newest.hasMore;
     for (const message of newest.messages) this.#add(message);
     this.#showEmpty();

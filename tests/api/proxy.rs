@@ -1,7 +1,8 @@
 //! A small reverse proxy for browser tests: forwards everything to a server,
 //! counts what passes, and breaks things on demand the way networks do: it
 //! buffers `/api/chat/sse`, silences the streams open, refuses
-//! snapshots, loses the answers of posts it forwarded, or goes down.
+//! snapshots, holds history pages, loses the answers of posts it forwarded,
+//! or goes down.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -12,7 +13,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -42,6 +43,8 @@ struct ProxyState {
     refuse_listing: AtomicBool,
     /// `POST …/messages` answers 503 without reaching the server.
     refuse_posts: AtomicBool,
+    /// While true, the answers of `GET …/messages` (history pages) wait.
+    hold_histories: watch::Sender<bool>,
     /// The next this many `POST …/messages` reach the server, and their
     /// answers are never passed on.
     lose_post_answers: AtomicUsize,
@@ -64,6 +67,7 @@ impl Proxy {
             down: AtomicBool::new(false),
             refuse_listing: AtomicBool::new(false),
             refuse_posts: AtomicBool::new(false),
+            hold_histories: watch::Sender::new(false),
             lose_post_answers: AtomicUsize::new(0),
             freezes: AtomicUsize::new(0),
             stream_opens: AtomicUsize::new(0),
@@ -103,6 +107,12 @@ impl Proxy {
     /// Whether posts answer 503 without reaching the server.
     pub fn refuse_posts(&self, refuse: bool) {
         self.state.refuse_posts.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Whether history pages are held: fetched from the server, passed on
+    /// only once released.
+    pub fn hold_histories(&self, hold: bool) {
+        self.state.hold_histories.send_replace(hold);
     }
 
     /// The next `count` posts reach the server; their answers are lost.
@@ -167,6 +177,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     );
     let is_stream = path == "/api/chat/sse";
     let is_post = method == Method::POST && path.ends_with("/messages");
+    let is_history = method == Method::GET && path.ends_with("/messages");
     let mode = state.mode.load(Ordering::SeqCst);
     if path == "/api/chat/rooms" && method == Method::GET {
         state.room_polls.fetch_add(1, Ordering::SeqCst);
@@ -215,6 +226,9 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     }
     if !is_stream || !upstream.status().is_success() {
         let bytes = upstream.bytes().await.unwrap_or_default();
+        if is_history {
+            let _ = state.hold_histories.subscribe().wait_for(|h| !*h).await;
+        }
         return response.body(Body::from(bytes)).unwrap();
     }
     state.stream_opens.fetch_add(1, Ordering::SeqCst);

@@ -239,6 +239,15 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
         window.chatStream.addEventListener('status', (e) => window.statuses.push(e.detail.status));
         return 0;";
     browser.run(statuses).await;
+    // A message after the stream's first bytes proves the path passes data
+    // as it comes; a stream frozen before that would rightly count as held.
+    post(&server, &alice, &room, "sent while working").await;
+    browser
+        .wait_for(
+            "the stream to carry a message",
+            &format!("{} === '2'", badge(&room)),
+        )
+        .await;
     // The stream that works stops carrying anything, heartbeats included,
     // without closing: only the watchdog can tell.
     let opens = proxy.stream_opens();
@@ -247,7 +256,7 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
     browser
         .wait_for(
             "the message sent during the silence, by a new stream",
-            &format!("{} === '2'", badge(&room)),
+            &format!("{} === '3'", badge(&room)),
         )
         .await;
     browser.status_is("live").await;

@@ -178,6 +178,44 @@ async fn a_widget_user_and_an_admin_talk_live_and_the_widget_keeps_one_room() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_arrives_while_the_conversation_loads_stays_in_it() {
+    let test = "a_message_that_arrives_while_the_conversation_loads_stays_in_it";
+    let Some(BehindProxy {
+        browser,
+        server,
+        proxy,
+        alice,
+        room,
+    }) = BehindProxy::admin(test, TIMINGS).await
+    else {
+        return;
+    };
+    // The history page is read before the new message is posted, and
+    // reaches the page after the message's live event.
+    proxy.hold_histories(true);
+    browser
+        .click(&format!("[data-room-id='{room}'] button"))
+        .await;
+    post(&server, &alice, &room, "while loading").await;
+    browser
+        .wait_for(
+            "the live message, shown while the history loads",
+            "document.querySelectorAll('#messages .body').length === 1",
+        )
+        .await;
+    proxy.hold_histories(false);
+    browser
+        .wait_for(
+            "the history beside the live message",
+            "document.querySelectorAll('#messages .body').length === 2",
+        )
+        .await;
+    assert_eq!(browser.shown_bodies().await, ["first", "while loading"]);
+    browser.assert_no_errors().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_a_reload() {
     let test = "after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_a_reload";
     let Some(browser) = Browser::start(test).await else {
