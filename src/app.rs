@@ -92,6 +92,8 @@ pub async fn build_state(
         HubOptions {
             heartbeat_interval: config.heartbeat_interval.0,
             buffer: config.stream_buffer_events,
+            window_events: config.event_window_events,
+            window_bytes: config.event_window_bytes,
             poll_interval: config.relay_poll_interval.0,
             retention: config.event_retention.0,
         },

@@ -66,6 +66,8 @@ pub struct Config {
     pub stream_retry: Interval,
     pub event_retention: Interval,
     pub stream_buffer_events: usize,
+    pub event_window_events: usize,
+    pub event_window_bytes: usize,
     pub relay_poll_interval: Interval,
     pub stream_max_per_user: usize,
     pub stream_rate_per_user: u32,

@@ -23,6 +23,7 @@ pub const CATCH_UPS: &str = "chat_stream_catch_ups_total";
 pub const WRITES_REFUSED: &str = "chat_writes_refused_total";
 // The relay.
 pub const RELAYED: &str = "chat_relay_events_total";
+pub const DELIVERIES: &str = "chat_relay_deliveries_total";
 pub const RELAY_ERRORS: &str = "chat_relay_read_errors_total";
 pub const RELAY_LAG: &str = "chat_relay_lag_events";
 pub const NOTIFICATIONS: &str = "chat_relay_notifications_total";
@@ -108,13 +109,18 @@ fn describe() {
     );
     describe_counter!(
         CATCH_UPS,
-        "Times a slow stream fell behind the in-memory broadcast and read the event log instead"
+        "Catch-ups of streams that resumed or fell a queue behind, by where they were served \
+         from: window (the recent events in memory) or store (the event log)"
     );
     describe_counter!(
         WRITES_REFUSED,
         "Writes refused with 429 by the per-user limits, by kind: message, room, member"
     );
-    describe_counter!(RELAYED, "Events the relay read from the log and broadcast");
+    describe_counter!(RELAYED, "Events the relay read from the log and published");
+    describe_counter!(
+        DELIVERIES,
+        "Events the relay handed to live streams: one per stream an event concerns"
+    );
     describe_counter!(RELAY_ERRORS, "Failed reads of the event log by the relay");
     describe_gauge!(
         RELAY_LAG,

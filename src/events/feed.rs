@@ -2,13 +2,12 @@
 //! stream and the long-poll both read, so one code path decides what a
 //! caller may see, and from where.
 
-use super::{Admit, Event, Filter, Hub};
+use super::{Admit, Event, Filter, FromWindow, Hub, Queued, Subscription};
 use crate::error::Result;
 use crate::model::{Caller, RoomId};
 use crate::store::EventScope;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 /// The next thing a feed has for its reader.
 #[derive(Debug)]
@@ -19,8 +18,6 @@ pub enum Step {
     SendAndEnd(Arc<Event>),
     /// Nothing more without waiting (only when asked not to wait).
     Idle,
-    /// The hub stopped: the process is shutting down.
-    Closed,
 }
 
 /// Where a feed starts, as the caller asked for it.
@@ -49,16 +46,19 @@ impl Start {
 
 pub struct Feed {
     hub: Arc<Hub>,
-    live: broadcast::Receiver<Arc<Event>>,
     filter: Filter,
     /// The id of the last event passed on or skipped.
     last: i64,
-    /// Whether the log may hold events after `last` that `live` will not bring.
-    catch_up: bool,
-    /// Events read from the log, waiting to be passed on in order.
+    /// Once the feed has passed everything up to the relay: its live queue.
+    live: Option<Subscription>,
+    /// Events read from the window or the log, waiting to be passed on in order.
     backlog: VecDeque<Arc<Event>>,
-    /// Up to here the log has been read whole once the backlog is passed.
+    /// Up to here the window or the log has been read whole once the
+    /// backlog is passed.
     read_up_to: i64,
+    /// A catch-up (a resume, or a fall a queue behind) not yet counted by
+    /// where it was served from.
+    uncounted_catch_up: bool,
     batch: u32,
 }
 
@@ -73,11 +73,10 @@ impl Feed {
         resume_from: Option<i64>,
         batch: u32,
     ) -> Result<(Self, Start)> {
-        // Order matters. Subscribe first, so every event committed from now on
-        // reaches this feed; then read the newest id; only then check access.
-        // A membership change committed after that check has a larger id, so it
-        // reaches the feed and the filter applies it (a removal ends a room feed).
-        let live = hub.subscribe();
+        // Order matters. Read the newest id first, then check access: the
+        // feed reads every event after its starting id, so a membership
+        // change committed after the check has a larger id, reaches the feed
+        // and the filter applies it (a removal ends a room feed).
         let store = hub.store();
         let bounds = store.event_bounds().await?;
         let newest = bounds.newest;
@@ -93,10 +92,9 @@ impl Feed {
                 },
             },
         };
-        let (last, catch_up) = match start {
-            Start::Resumed { from, .. } => (from, true),
-            Start::Fresh { newest } => (newest, true),
-            Start::Reset { newest, .. } => (newest, false),
+        let last = match start {
+            Start::Resumed { from, .. } => from,
+            Start::Fresh { newest } | Start::Reset { newest, .. } => newest,
         };
         let (scope, rooms) = match room {
             Some(room) => {
@@ -114,12 +112,12 @@ impl Feed {
         };
         let feed = Self {
             hub: hub.clone(),
-            live,
             filter: Filter::new(caller.clone(), scope, rooms),
             last,
-            catch_up,
+            live: None,
             backlog: VecDeque::new(),
             read_up_to: last,
+            uncounted_catch_up: matches!(start, Start::Resumed { .. }),
             batch: batch.max(1),
         };
         Ok((feed, start))
@@ -133,70 +131,113 @@ impl Feed {
 
     /// Whether an event may be ready without waiting.
     pub fn has_ready(&self) -> bool {
-        !self.backlog.is_empty() || self.catch_up || !self.live.is_empty()
+        !self.backlog.is_empty() || self.live.as_ref().is_none_or(|live| !live.is_empty())
     }
 
-    /// The next event the caller may see, in id order: from the log while
-    /// behind, then live. With `wait` it waits for one; without, it answers
-    /// `Idle` rather than wait on live events (it still reads the log).
+    /// The next event the caller may see, in id order: from the window or
+    /// the log while behind, then live. With `wait` it waits for one;
+    /// without, it answers `Idle` rather than wait on live events (it still
+    /// catches up).
     ///
     /// Cancel-safe: state changes only after each await completes, so a
     /// caller may race it against a timer and call it again.
     pub async fn next(&mut self, wait: bool) -> Result<Step> {
         loop {
-            let event = if let Some(event) = self.backlog.pop_front() {
-                event
-            } else if self.catch_up {
-                // Everything the relay has broadcast is committed, so the read
-                // below sees it all: once it comes back short, the log is read
-                // whole up to there.
+            if let Some(event) = self.backlog.pop_front() {
+                if let Some(step) = self.pass(event) {
+                    return Ok(step);
+                }
+                continue;
+            }
+            // The backlog is passed: nothing the caller may see hides below here.
+            self.last = self.last.max(self.read_up_to);
+            if let Some(live) = &mut self.live {
+                let received = if wait {
+                    live.recv().await
+                } else {
+                    match live.try_recv() {
+                        Queued::Event(event) => Some(event),
+                        Queued::Empty => {
+                            // Quiet: what was not routed here was not for the caller.
+                            if let Some(position) = self.hub.router().quiet_position(live) {
+                                self.last = self.last.max(position);
+                            }
+                            return Ok(Step::Idle);
+                        }
+                        Queued::Dropped => None,
+                    }
+                };
+                match received {
+                    Some(event) => {
+                        if let Some(step) = self.pass(event) {
+                            return Ok(step);
+                        }
+                    }
+                    None => {
+                        // Fell a queue behind and was dropped from the routes.
+                        self.live = None;
+                        self.uncounted_catch_up = true;
+                    }
+                }
+                continue;
+            }
+            self.catch_up().await?;
+        }
+    }
+
+    /// One step of catching up: a batch from the window or the store into
+    /// the backlog, or, with nothing left between the feed and the relay,
+    /// live.
+    async fn catch_up(&mut self) -> Result<()> {
+        let filter = &self.filter;
+        let read =
+            self.hub
+                .router()
+                .catch_up(self.last, filter.scope(), self.batch as usize, || {
+                    filter.audience()
+                });
+        let from_window = !matches!(read, FromWindow::TooOld);
+        if std::mem::take(&mut self.uncounted_catch_up) {
+            self.hub.note_catch_up(from_window);
+        }
+        match read {
+            FromWindow::Live(subscription) => self.live = Some(subscription),
+            FromWindow::Events { events, reached } => {
+                self.backlog.extend(events);
+                self.read_up_to = self.read_up_to.max(reached);
+            }
+            FromWindow::TooOld => {
+                // Everything the relay has published is committed, so the
+                // read below sees it all: once it comes back short, the log
+                // is read whole up to there.
                 let horizon = self.hub.relayed_event_id();
                 let batch = self
                     .hub
                     .store()
                     .events_after(self.last, self.filter.scope(), self.batch)
                     .await?;
-                self.catch_up = batch.len() == self.batch as usize;
-                if !self.catch_up {
+                if batch.len() < self.batch as usize {
                     self.read_up_to = self.read_up_to.max(horizon);
                 }
                 self.backlog
                     .extend(batch.into_iter().map(|e| Arc::new(Event::from_stored(e))));
-                continue;
-            } else {
-                // The log is passed: nothing the caller may see hides below here.
-                self.last = self.last.max(self.read_up_to);
-                let received = if wait {
-                    self.live.recv().await
-                } else {
-                    match self.live.try_recv() {
-                        Err(TryRecvError::Empty) => return Ok(Step::Idle),
-                        Err(TryRecvError::Closed) => Err(RecvError::Closed),
-                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
-                        Ok(event) => Ok(event),
-                    }
-                };
-                match received {
-                    Ok(event) => event,
-                    Err(RecvError::Lagged(_)) => {
-                        // Fell behind the broadcast: the log has everything.
-                        self.hub.note_catch_up();
-                        self.catch_up = true;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return Ok(Step::Closed),
-                }
-            };
-            // Already passed: read from the log, or before the feed began.
-            if event.id <= self.last {
-                continue;
             }
-            self.last = event.id;
-            match self.filter.admit(&event) {
-                Admit::Send => return Ok(Step::Send(event)),
-                Admit::SendAndEnd => return Ok(Step::SendAndEnd(event)),
-                Admit::Skip => {}
-            }
+        }
+        Ok(())
+    }
+
+    /// What to do with the next event in id order: a step for the reader,
+    /// or `None` to go on.
+    fn pass(&mut self, event: Arc<Event>) -> Option<Step> {
+        // Already passed: read from the window or the log, or before the feed began.
+        if event.id <= self.last {
+            return None;
+        }
+        self.last = event.id;
+        match self.filter.admit(&event) {
+            Admit::Send => Some(Step::Send(event)),
+            Admit::SendAndEnd => Some(Step::SendAndEnd(event)),
+            Admit::Skip => None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Which events one stream carries, decided event by event, in id order.
 
-use super::Event;
+use super::{Audience, Event};
 use crate::model::{Caller, RoomChange, RoomId};
 use crate::store::EventScope;
 use std::collections::HashSet;
@@ -35,6 +35,19 @@ impl Filter {
 
     pub fn scope(&self) -> &EventScope {
         &self.scope
+    }
+
+    /// Whom live events are routed to for this filter, as of the last event
+    /// it passed: the same rooms it would admit.
+    pub fn audience(&self) -> Audience {
+        match &self.scope {
+            EventScope::All => Audience::Everything,
+            EventScope::Room(room) => Audience::Room(room.clone()),
+            EventScope::MemberOf(user) => Audience::Member {
+                user: user.clone(),
+                rooms: self.rooms.clone(),
+            },
+        }
     }
 
     pub fn admit(&mut self, event: &Event) -> Admit {

@@ -1,15 +1,20 @@
 //! The live side of the event log. One relay per process reads the log in id
-//! order and broadcasts each event, encoded once, to every stream of the
-//! process; writers only wake it (after their commit, and through the store's
-//! cross-process notifications). A reader that falls behind the broadcast
-//! reads the log itself (`feed`): nothing is ever skipped. Also the shared
-//! heartbeat.
+//! order, keeps the newest events in a shared window (`window`) and hands
+//! each, encoded once, to the streams it concerns (`routing`); writers only
+//! wake it (after their commit, and through the store's cross-process
+//! notifications). A reader that falls behind catches up from the window, or
+//! from the log when its id is older (`feed`): nothing is ever skipped. Also
+//! the shared heartbeat.
 
 mod feed;
 mod filter;
+mod routing;
+mod window;
 
 pub use feed::{Feed, Start, Step};
 pub use filter::{Admit, Filter};
+pub use routing::{Audience, FromWindow, Queued, Router, Subscription};
+pub use window::Window;
 
 use crate::metrics;
 use crate::model::{RoomChange, RoomId, Timestamp, UserId};
@@ -21,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 /// How many events the relay reads from the log at once.
@@ -105,8 +110,11 @@ struct RoomMembers {
 #[derive(Debug, Clone)]
 pub struct HubOptions {
     pub heartbeat_interval: Duration,
-    /// Events the broadcast holds for slow streams before they must read the log.
+    /// Events queued for one stream before it must catch up from the window.
     pub buffer: usize,
+    /// The recent-event window's bounds.
+    pub window_events: usize,
+    pub window_bytes: usize,
     /// How often the relay reads the log even when nobody woke it.
     pub poll_interval: Duration,
     pub retention: Duration,
@@ -114,15 +122,17 @@ pub struct HubOptions {
 
 /// The fan-out of one process.
 pub struct Hub {
-    sender: broadcast::Sender<Arc<Event>>,
+    router: Arc<Router>,
     heartbeat: watch::Receiver<Bytes>,
     store: Arc<dyn Store>,
-    /// The newest event the relay has broadcast.
+    /// The newest event the relay has published.
     relayed: AtomicI64,
     open_streams: AtomicUsize,
     streams_per_user: Mutex<HashMap<UserId, usize>>,
-    /// Times a stream fell behind the broadcast and read the log instead.
-    catch_ups: AtomicUsize,
+    /// Catch-ups (resumes, and streams that fell a queue behind) served
+    /// from the window, and from the store.
+    catch_ups_from_window: AtomicUsize,
+    catch_ups_from_store: AtomicUsize,
     /// The relay, heartbeat, retention and notification tasks, stopped with the hub.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -137,24 +147,26 @@ impl Drop for Hub {
 }
 
 impl Hub {
-    /// Starts the relay, the heartbeat and the log's retention; they stop
-    /// with the hub. `wake` is what writers poke after a commit.
+    /// Fills the window with the log's newest events (so streams resuming
+    /// after a restart catch up from memory), then starts the relay, the
+    /// heartbeat and the log's retention; they stop with the hub. `wake` is
+    /// what writers poke after a commit.
     pub async fn start(
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         options: HubOptions,
     ) -> crate::error::Result<Arc<Self>> {
-        let newest = store.event_bounds().await?.newest;
-        let (sender, _) = broadcast::channel(options.buffer.max(16));
+        let router = Arc::new(preloaded_router(store.as_ref(), &options).await?);
         let (beat, heartbeat) = watch::channel(sse::heartbeat(Timestamp::now().unix_ms()));
         let hub = Arc::new(Self {
-            sender,
+            relayed: AtomicI64::new(router.position()),
+            router,
             heartbeat,
             store: store.clone(),
-            relayed: AtomicI64::new(newest),
             open_streams: AtomicUsize::new(0),
             streams_per_user: Mutex::new(HashMap::new()),
-            catch_ups: AtomicUsize::new(0),
+            catch_ups_from_window: AtomicUsize::new(0),
+            catch_ups_from_store: AtomicUsize::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = [
@@ -174,10 +186,9 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Live events from now on. Subscribe before reading the log, so nothing
-    /// committed in between can fall through.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.sender.subscribe()
+    /// Where live events and the window come from.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
     }
 
     /// The newest heartbeat frame; changes at every tick.
@@ -210,15 +221,21 @@ impl Hub {
         })
     }
 
-    /// The newest event the relay has broadcast (and so, committed).
+    /// The newest event the relay has published (and so, committed).
     pub fn relayed_event_id(&self) -> i64 {
         self.relayed.load(Ordering::Relaxed)
     }
 
-    /// Notes that a stream fell behind the broadcast and reads the log.
-    pub fn note_catch_up(&self) {
-        ::metrics::counter!(metrics::CATCH_UPS).increment(1);
-        self.catch_ups.fetch_add(1, Ordering::Relaxed);
+    /// Notes where a stream's catch-up was served from: the window (memory)
+    /// or the store.
+    pub fn note_catch_up(&self, from_window: bool) {
+        let (source, count) = if from_window {
+            ("window", &self.catch_ups_from_window)
+        } else {
+            ("store", &self.catch_ups_from_store)
+        };
+        ::metrics::counter!(metrics::CATCH_UPS, "source" => source).increment(1);
+        count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// What this process holds now: for leak checks and the metrics.
@@ -228,12 +245,20 @@ impl Hub {
             .lock()
             .map(|per_user| per_user.len())
             .unwrap_or_default();
+        let from_window = self.catch_ups_from_window.load(Ordering::Relaxed);
+        let from_store = self.catch_ups_from_store.load(Ordering::Relaxed);
+        let (window_events, window_bytes) = self.router.window_size();
         HubStats {
             open_streams: self.open_streams.load(Ordering::Relaxed),
-            subscribers: self.sender.receiver_count(),
+            subscribers: self.router.subscribers(),
             users_with_streams: users,
             relayed_event_id: self.relayed.load(Ordering::Relaxed),
-            catch_ups: self.catch_ups.load(Ordering::Relaxed),
+            deliveries: self.router.deliveries(),
+            catch_ups: from_window + from_store,
+            catch_ups_from_window: from_window,
+            catch_ups_from_store: from_store,
+            window_events,
+            window_bytes,
         }
     }
 }
@@ -245,7 +270,13 @@ pub struct HubStats {
     pub subscribers: usize,
     pub users_with_streams: usize,
     pub relayed_event_id: i64,
+    /// Events handed to streams (one per stream an event concerns).
+    pub deliveries: u64,
     pub catch_ups: usize,
+    pub catch_ups_from_window: usize,
+    pub catch_ups_from_store: usize,
+    pub window_events: usize,
+    pub window_bytes: usize,
 }
 
 /// One open stream, counted until dropped.
@@ -271,8 +302,30 @@ impl Drop for StreamTicket {
     }
 }
 
+/// A router whose window holds the log's newest events, up to its bounds.
+async fn preloaded_router(store: &dyn Store, options: &HubOptions) -> crate::error::Result<Router> {
+    let bounds = store.event_bounds().await?;
+    let first_kept = bounds.oldest.unwrap_or(bounds.newest + 1);
+    let wanted = i64::try_from(options.window_events).unwrap_or(i64::MAX);
+    let from = bounds.newest.saturating_sub(wanted).max(first_kept - 1);
+    let router = Router::new(
+        Window::new(from, options.window_events, options.window_bytes),
+        options.buffer,
+    );
+    loop {
+        let batch = store
+            .events_after(router.position(), &EventScope::All, RELAY_BATCH)
+            .await?;
+        let full = batch.len() == RELAY_BATCH as usize;
+        router.publish(batch.into_iter().map(|e| Arc::new(Event::from_stored(e))));
+        if !full {
+            return Ok(router);
+        }
+    }
+}
+
 /// Reads the log after the last relayed id whenever woken (or polled), and
-/// broadcasts what it finds in id order. Ids commit in order, so reading past
+/// publishes what it finds in id order. Ids commit in order, so reading past
 /// an id never skips one that commits later.
 async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Duration) {
     let mut poll = tokio::time::interval(poll_interval);
@@ -299,11 +352,14 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
             };
             let full = batch.len() == RELAY_BATCH as usize;
             ::metrics::counter!(metrics::RELAYED).increment(batch.len() as u64);
-            for stored in batch {
-                let event = Arc::new(Event::from_stored(stored));
-                hub.relayed.store(event.id, Ordering::Relaxed);
-                // No subscriber is fine: nobody is listening.
-                let _ = hub.sender.send(event);
+            let events: Vec<Arc<Event>> = batch
+                .into_iter()
+                .map(|stored| Arc::new(Event::from_stored(stored)))
+                .collect();
+            if let Some(newest) = events.last().map(|event| event.id) {
+                let delivered = hub.router.publish(events);
+                ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
+                hub.relayed.store(newest, Ordering::Relaxed);
             }
             if !full {
                 break;

@@ -153,7 +153,6 @@ async fn poll_events(
                 ended = true;
             }
             Step::Idle => {}
-            Step::Closed => return Err(Error::ShuttingDown),
         }
         if !events.is_empty() && !ended {
             // Events come in bursts (a batch of posts, a read after a
@@ -185,7 +184,7 @@ async fn gather(feed: &mut Feed, events: &mut Vec<Arc<Event>>, limit: usize) -> 
                 events.push(event);
                 return Ok(true);
             }
-            Step::Idle | Step::Closed => return Ok(false),
+            Step::Idle => return Ok(false),
         }
     }
     Ok(false)

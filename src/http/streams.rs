@@ -1,7 +1,7 @@
 //! `GET /api/chat/sse`: the live streams. A global stream carries every room
-//! the caller may see; `?roomId=` carries one. Each stream subscribes before
-//! writing its first byte, replays the event log after the client's last id,
-//! then relays live events, skipping by id what the replay already sent.
+//! the caller may see; `?roomId=` carries one. Each stream replays the event
+//! log after the client's last id (from the shared window of recent events,
+//! or the store when older), then takes the live events routed to it.
 
 use super::{AppState, Query, room_id};
 use crate::auth::{Session, unix_now};
@@ -415,10 +415,6 @@ impl LiveStream {
                     }
                     // Only a feed asked not to wait is idle.
                     Wake::Feed(Ok(Step::Idle)) => {}
-                    Wake::Feed(Ok(Step::Closed)) => {
-                        record.ended(End::Shutdown);
-                        return;
-                    }
                     Wake::Feed(Err(_)) => {
                         // The client reconnects with its last id and loses nothing.
                         record.ended(End::StoreError);

@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cors;
+mod fanout;
 mod health;
 mod hostile;
 mod lifecycle;

@@ -1,0 +1,461 @@
+//! Routing by audience: which of the process's live streams an event may
+//! concern, kept as indexes from a room to its room streams and to the global
+//! streams of its members, plus admins' global streams. The relay publishes
+//! each event only to those; no stream is woken to throw an event away.
+//!
+//! The indexes change with the membership events, in log order, as they are
+//! published: a member's global stream gains a room at the event that puts
+//! them in it and loses it just after the event that removes them (which it
+//! still receives). A feed joins the routes only when it has read everything
+//! up to the relay's position (from the window or the store), with its
+//! filter's rooms as of there, so between the two nothing falls through.
+//!
+//! Each subscriber has a bounded queue. One that falls that far behind is
+//! dropped from the routes; its feed sees its queue end and catches up from
+//! the window (or the store), then joins again.
+
+use super::Event;
+use super::window::Window;
+use crate::model::{RoomChange, RoomId, UserId};
+use crate::store::EventScope;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+/// Which events one live subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every event: an admin's global stream.
+    Everything,
+    /// One room's events.
+    Room(RoomId),
+    /// The events of the member's rooms (kept current by the membership
+    /// events), and of a room they are removed from.
+    Member {
+        user: UserId,
+        rooms: HashSet<RoomId>,
+    },
+}
+
+/// What a feed at some id gets from the router.
+pub enum FromWindow {
+    /// Events after the id (those its scope may want), and the id up to
+    /// which the window was looked through: read them, then ask again.
+    Events {
+        events: Vec<Arc<Event>>,
+        reached: i64,
+    },
+    /// Nothing between the id and the relay: the feed is live from here.
+    Live(Subscription),
+    /// The window no longer holds the events after the id: read the store.
+    TooOld,
+}
+
+/// The most events one look at the window goes through, so the lock it
+/// holds stays short whatever a room stream skips.
+const SCAN: usize = 4096;
+
+pub struct Router {
+    routes: Mutex<Routes>,
+    /// Each subscriber's queue holds this many events.
+    queue: usize,
+}
+
+struct Routes {
+    window: Window,
+    /// Events handed to subscribers' queues, ever.
+    deliveries: u64,
+    next_id: u64,
+    subscribers: HashMap<u64, Subscriber>,
+    /// A room's room streams, and the global streams of its members.
+    by_room: HashMap<RoomId, HashSet<u64>>,
+    /// Admins' global streams.
+    everything: HashSet<u64>,
+    /// Each member's global streams, to find them when their rooms change.
+    by_member: HashMap<UserId, HashSet<u64>>,
+}
+
+struct Subscriber {
+    sender: mpsc::Sender<Arc<Event>>,
+    audience: Audience,
+}
+
+impl Router {
+    pub fn new(window: Window, queue: usize) -> Self {
+        Self {
+            routes: Mutex::new(Routes {
+                window,
+                deliveries: 0,
+                next_id: 0,
+                subscribers: HashMap::new(),
+                by_room: HashMap::new(),
+                everything: HashSet::new(),
+                by_member: HashMap::new(),
+            }),
+            queue: queue.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends events, in id order, to the window and hands each to its
+    /// audience; returns how many deliveries that made.
+    pub fn publish(&self, events: impl IntoIterator<Item = Arc<Event>>) -> usize {
+        let mut routes = self.lock();
+        events.into_iter().map(|event| routes.publish(event)).sum()
+    }
+
+    /// The newest event published.
+    pub fn position(&self) -> i64 {
+        self.lock().window.newest()
+    }
+
+    /// Open subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
+    /// Events handed to subscribers' queues so far: once a subscriber has
+    /// an event, this counts the whole publication it came in.
+    pub fn deliveries(&self) -> u64 {
+        self.lock().deliveries
+    }
+
+    /// What a feed that has passed every event up to `after` (of `scope`)
+    /// reads next: events from the window, or, when it has nothing after
+    /// `after`, a subscription for the audience `audience` makes (the
+    /// feed's filter as of `after`), or word that `after` is too old.
+    pub fn catch_up(
+        self: &Arc<Self>,
+        after: i64,
+        scope: &EventScope,
+        limit: usize,
+        audience: impl FnOnce() -> Audience,
+    ) -> FromWindow {
+        let mut routes = self.lock();
+        if after >= routes.window.newest() {
+            return FromWindow::Live(routes.subscribe(self, audience()));
+        }
+        if !routes.window.covers(after) {
+            return FromWindow::TooOld;
+        }
+        let (events, reached) = match scope {
+            EventScope::Room(room) => routes
+                .window
+                .read(after, limit, SCAN, |event| event.room_id == *room),
+            EventScope::All | EventScope::MemberOf(_) => {
+                routes.window.read(after, limit, limit, |_| true)
+            }
+        };
+        FromWindow::Events { events, reached }
+    }
+
+    /// The relay's position, if nothing is queued for `subscription`: it has
+    /// had everything up to there that it may see.
+    pub fn quiet_position(&self, subscription: &Subscription) -> Option<i64> {
+        let routes = self.lock();
+        subscription
+            .receiver
+            .is_empty()
+            .then(|| routes.window.newest())
+    }
+
+    /// The window's size now: events and bytes.
+    pub fn window_size(&self) -> (usize, usize) {
+        let routes = self.lock();
+        (routes.window.event_count(), routes.window.bytes())
+    }
+}
+
+impl Routes {
+    fn subscribe(&mut self, router: &Arc<Router>, audience: Audience) -> Subscription {
+        let id = self.next_id;
+        self.next_id += 1;
+        match &audience {
+            Audience::Everything => {
+                self.everything.insert(id);
+            }
+            Audience::Room(room) => {
+                self.by_room.entry(room.clone()).or_default().insert(id);
+            }
+            Audience::Member { user, rooms } => {
+                self.by_member.entry(user.clone()).or_default().insert(id);
+                for room in rooms {
+                    self.by_room.entry(room.clone()).or_default().insert(id);
+                }
+            }
+        }
+        let (sender, receiver) = mpsc::channel(router.queue);
+        self.subscribers.insert(id, Subscriber { sender, audience });
+        Subscription {
+            router: router.clone(),
+            id,
+            receiver,
+        }
+    }
+
+    fn unsubscribe(&mut self, id: u64) {
+        let Some(subscriber) = self.subscribers.remove(&id) else {
+            return;
+        };
+        match subscriber.audience {
+            Audience::Everything => {
+                self.everything.remove(&id);
+            }
+            Audience::Room(room) => leave(&mut self.by_room, &room, id),
+            Audience::Member { user, rooms } => {
+                for room in &rooms {
+                    leave(&mut self.by_room, room, id);
+                }
+                leave(&mut self.by_member, &user, id);
+            }
+        }
+    }
+
+    fn publish(&mut self, event: Arc<Event>) -> usize {
+        self.window.push(event.clone());
+        let room = &event.room_id;
+        // Whoever the event puts in the room receives it: members listed.
+        if let Some(membership) = &event.membership {
+            for user in &membership.members {
+                for id in self.by_member.get(user).into_iter().flatten() {
+                    if let Some(Subscriber {
+                        audience: Audience::Member { rooms, .. },
+                        ..
+                    }) = self.subscribers.get_mut(id)
+                        && rooms.insert(room.clone())
+                    {
+                        self.by_room.entry(room.clone()).or_default().insert(*id);
+                    }
+                }
+            }
+        }
+        let mut delivered = 0;
+        let mut fell_behind = Vec::new();
+        for id in self
+            .by_room
+            .get(room)
+            .into_iter()
+            .flatten()
+            .chain(&self.everything)
+        {
+            let Some(subscriber) = self.subscribers.get(id) else {
+                continue;
+            };
+            match subscriber.sender.try_send(event.clone()) {
+                Ok(()) => delivered += 1,
+                // Full: it reads the rest from the window. Closed: it is gone.
+                Err(_) => fell_behind.push(*id),
+            }
+        }
+        // A member removed has been told; the room leaves their routes now.
+        if let Some(membership) = &event.membership
+            && membership.change == RoomChange::MemberRemoved
+            && let Some(user) = &membership.user
+            && !membership.members.contains(user)
+        {
+            for id in self.by_member.get(user).into_iter().flatten() {
+                if let Some(Subscriber {
+                    audience: Audience::Member { rooms, .. },
+                    ..
+                }) = self.subscribers.get_mut(id)
+                    && rooms.remove(room)
+                {
+                    leave(&mut self.by_room, room, *id);
+                }
+            }
+        }
+        for id in fell_behind {
+            self.unsubscribe(id);
+        }
+        self.deliveries += delivered as u64;
+        delivered
+    }
+}
+
+/// Takes `id` out of `key`'s set, and the set out of the index once empty.
+fn leave<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key: &K, id: u64) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+/// What a subscriber's queue holds now.
+pub enum Queued {
+    Event(Arc<Event>),
+    Empty,
+    /// Dropped from the routes for falling behind, and drained.
+    Dropped,
+}
+
+/// A live subscriber's end: the events routed to it, in id order. Its queue
+/// ends (`None`) when the router dropped it for falling behind.
+pub struct Subscription {
+    router: Arc<Router>,
+    id: u64,
+    receiver: mpsc::Receiver<Arc<Event>>,
+}
+
+impl Subscription {
+    /// The next event; `None` once dropped from the routes and drained.
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        self.receiver.recv().await
+    }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Queued {
+        match self.receiver.try_recv() {
+            Ok(event) => Queued::Event(event),
+            Err(mpsc::error::TryRecvError::Empty) => Queued::Empty,
+            Err(mpsc::error::TryRecvError::Disconnected) => Queued::Dropped,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.router.lock().unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoredEvent;
+
+    fn message(id: i64, room: &str) -> Arc<Event> {
+        Arc::new(Event::from_stored(StoredEvent {
+            id,
+            room_id: room.to_owned(),
+            subject_id: None,
+            data: r#"{"type":"message"}"#.to_owned(),
+        }))
+    }
+
+    fn membership(id: i64, room: &str, change: &str, user: &str, members: &[&str]) -> Arc<Event> {
+        // Tag first, as the store writes it.
+        let data = format!(
+            r#"{{"type":"room","change":"{change}","userId":"{user}","room":{{"memberIds":{}}}}}"#,
+            serde_json::json!(members)
+        );
+        Arc::new(Event::from_stored(StoredEvent {
+            id,
+            room_id: room.to_owned(),
+            subject_id: Some(user.to_owned()),
+            data,
+        }))
+    }
+
+    fn router() -> Arc<Router> {
+        Arc::new(Router::new(Window::new(0, 100, usize::MAX), 4))
+    }
+
+    fn live(router: &Arc<Router>, audience: Audience) -> Subscription {
+        let scope = EventScope::All;
+        match router.catch_up(router.position(), &scope, 10, || audience) {
+            FromWindow::Live(subscription) => subscription,
+            _ => panic!("a feed at the relay's position goes live"),
+        }
+    }
+
+    fn ids(subscription: &mut Subscription) -> Vec<i64> {
+        let mut ids = Vec::new();
+        while let Queued::Event(event) = subscription.try_recv() {
+            ids.push(event.id);
+        }
+        ids
+    }
+
+    fn room(id: &str) -> RoomId {
+        RoomId::from_store(id.to_owned())
+    }
+
+    #[test]
+    fn an_event_reaches_its_rooms_streams_its_members_and_admins_and_no_one_else() {
+        let router = router();
+        let mut room_a = live(&router, Audience::Room(room("a")));
+        let mut room_b = live(&router, Audience::Room(room("b")));
+        let mut admin = live(&router, Audience::Everything);
+        let mut ann = live(
+            &router,
+            Audience::Member {
+                user: UserId::from_store("ann".into()),
+                rooms: [room("a")].into(),
+            },
+        );
+        assert_eq!(router.publish([message(1, "a")]), 3);
+        assert_eq!(ids(&mut room_a), [1]);
+        assert_eq!(ids(&mut admin), [1]);
+        assert_eq!(ids(&mut ann), [1]);
+        assert!(ids(&mut room_b).is_empty(), "not woken");
+    }
+
+    #[test]
+    fn a_member_gains_a_room_at_the_event_that_adds_them_and_loses_it_after_the_removal() {
+        let router = router();
+        let mut bob = live(
+            &router,
+            Audience::Member {
+                user: UserId::from_store("bob".into()),
+                rooms: HashSet::new(),
+            },
+        );
+        router.publish([
+            message(1, "c"),
+            membership(2, "c", "member_added", "bob", &["ann", "bob"]),
+            message(3, "c"),
+            membership(4, "c", "member_removed", "bob", &["ann"]),
+            message(5, "c"),
+        ]);
+        assert_eq!(ids(&mut bob), [2, 3, 4]);
+        drop(bob);
+        assert_eq!(router.subscribers(), 0);
+        assert!(router.lock().by_room.is_empty() && router.lock().by_member.is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_a_queue_behind_is_dropped_and_catches_up_from_the_window() {
+        let router = router();
+        let mut slow = live(&router, Audience::Everything);
+        router.publish((1..=6).map(|id| message(id, "a")));
+        // Four fit; at the fifth it was dropped, its queue ends after the four.
+        assert_eq!(ids(&mut slow), [1, 2, 3, 4]);
+        assert!(matches!(slow.try_recv(), Queued::Dropped));
+        let FromWindow::Events { events, reached } =
+            router.catch_up(4, &EventScope::All, 10, || Audience::Everything)
+        else {
+            panic!("the window holds what it missed")
+        };
+        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(reached, 6);
+        assert!(matches!(
+            router.catch_up(6, &EventScope::All, 10, || Audience::Everything),
+            FromWindow::Live(_)
+        ));
+    }
+
+    #[test]
+    fn an_id_the_window_no_longer_holds_goes_to_the_store() {
+        let router = Arc::new(Router::new(Window::new(0, 2, usize::MAX), 4));
+        router.publish((1..=5).map(|id| message(id, "a")));
+        let scope = EventScope::Room(room("a"));
+        assert!(matches!(
+            router.catch_up(2, &scope, 10, || Audience::Everything),
+            FromWindow::TooOld
+        ));
+        assert!(matches!(
+            router.catch_up(3, &scope, 10, || Audience::Everything),
+            FromWindow::Events { .. }
+        ));
+    }
+}
