@@ -151,7 +151,8 @@ impl Error {
             Self::Unavailable(_) => "the store is unavailable; try again shortly".to_owned(),
             Self::Unsettled(inner) => format!(
                 "{}; the request may or may not have taken effect: a message sent again \
-                 with the same clientId is stored once",
+                 with the same clientId is stored once, and adding or removing a member \
+                 again changes nothing, but a room created again is another room",
                 inner.public_message()
             ),
             other => other.to_string(),

@@ -36,7 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct PollParams {
     /// The last event id received: the answer starts after it. Without it
     /// (and without `Last-Event-ID`), the answer waits for events newer than
-    /// the newest now.
+    /// the newest now. `lastEventId`, the stream's name for it, is taken too.
+    #[serde(alias = "lastEventId", alias = "last_event_id")]
     #[param(pattern = "^[0-9]{1,19}$")]
     after: Option<String>,
     /// One room's events; without it, every room the caller may see.

@@ -18,6 +18,7 @@ on_both_stores!(
     a_quiet_poll_moves_its_resume_point_past_what_the_caller_cannot_see,
     an_unknown_or_expired_id_answers_one_reset_with_the_newest_id,
     a_removed_member_polling_the_room_gets_the_removal_then_404,
+    a_room_resumed_from_before_the_callers_removal_carries_up_to_it_on_both_transports,
     polling_a_room_is_404_for_outsiders_and_bad_parameters_are_400,
     a_waiting_poll_counts_against_the_per_user_stream_cap,
     what_a_member_sees_is_decided_by_membership_at_each_event_whenever_it_is_read,
@@ -375,6 +376,54 @@ async fn a_removed_member_polling_the_room_gets_the_removal_then_404(backend: Ba
     app.send(&alice, &room, "after").await;
     let after = page["lastEventId"].as_str().unwrap();
     let gone = poll(&app, &format!("?roomId={room}&after={after}"), &bob).await;
+    assert_error(gone, StatusCode::NOT_FOUND, "room_not_found");
+}
+
+/// Removed between two polls (or while the stream was down): what came
+/// before the removal, and the removal, still reach the member.
+async fn a_room_resumed_from_before_the_callers_removal_carries_up_to_it_on_both_transports(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = app.create_room(&alice, "team", &["bob"]).await;
+    let (_, page) = poll(&app, &format!("?roomId={room}&wait=0"), &bob).await;
+    let after = page["lastEventId"].as_str().unwrap().to_owned();
+    app.send(&alice, &room, "missed").await;
+    app.delete(
+        &format!("/api/chat/rooms/{room}/members/bob"),
+        &admin("boss"),
+    )
+    .await;
+    app.send(&alice, &room, "not for him").await;
+
+    // The stream's name for the resume point works on the poll too.
+    let (status, page) = poll(
+        &app,
+        &format!("?roomId={room}&lastEventId={after}&wait=0"),
+        &bob,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{page}");
+    assert_eq!(events[0]["data"]["message"]["body"], "missed");
+    assert_eq!(events[1]["data"]["change"], "member_removed");
+    assert_eq!(page["hasMore"], false);
+
+    let mut stream = app
+        .stream(&format!("?roomId={room}&lastEventId={after}"), &bob)
+        .await;
+    assert_eq!(
+        stream.expect("message").await.data["message"]["body"],
+        "missed"
+    );
+    assert_eq!(stream.expect("room").await.data["change"], "member_removed");
+    stream.expect_end().await;
+
+    // From the removal on, the room is gone for him.
+    let removal = page["lastEventId"].as_str().unwrap();
+    let gone = poll(&app, &format!("?roomId={room}&after={removal}"), &bob).await;
     assert_error(gone, StatusCode::NOT_FOUND, "room_not_found");
 }
 
