@@ -268,10 +268,14 @@ export class Composer {
     const text = this.#box.value;
     if (!text.trim() || this.#form.dataset.state === 'sending') return;
     const roomId = this.#room();
-    // The same text to the same room again is the same message: it keeps its clientId.
-    if (this.#pending?.text !== text || this.#pending.roomId !== roomId) {
+    // The same text to the same room again is the same message: it keeps its
+    // clientId. A message written before its room existed goes to the room
+    // its first try created.
+    const sameRoom = this.#pending?.roomId === roomId || this.#pending?.roomId === null;
+    if (this.#pending?.text !== text || !sameRoom) {
       this.#pending = { text, clientId: newClientId(), roomId };
     }
+    this.#pending.roomId = roomId;
     const { clientId } = this.#pending;
     this.#form.dataset.state = 'sending';
     this.#box.readOnly = true;

@@ -60,13 +60,13 @@ export interface EventPage {
 export interface Timings {
   /** Silence on a live stream (no event, no heartbeat) that means it is dead. Default 60 000 ms. */
   heartbeatTimeout: number;
-  /** For a stream's first bytes, and for any request's answer. Default 10 000 ms. */
+  /** For a stream's first bytes (none by then: it is held on the way, and the client long-polls at once), and for any request's answer. Default 10 000 ms. */
   connectTimeout: number;
   /** First retry delay ceiling; doubles per failure, with full jitter. Default 1 000 ms. */
   backoffInitial: number;
   /** Default 5 000 ms. */
   backoffMax: number;
-  /** Failed stream connects before falling back to long-polling. Default 5. */
+  /** Failed stream connects (refused or broken) before falling back to long-polling. Default 5. */
   maxAttempts: number;
   /** Seconds the server may hold a long-poll. Default 25. */
   pollWait: number;

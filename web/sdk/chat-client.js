@@ -819,8 +819,10 @@ export class ChatStream extends EventTarget {
       return;
     }
     this.#attempt += 1;
-    // Answered but never proven: something holds the bytes back. Poll now.
-    const held = connection.answered && !connection.proven && !error;
+    // Timed out before it was proven (no answer, no first bytes, or nothing
+    // after them): something on the way holds the stream back. Poll now,
+    // and let the probes find when streaming works again.
+    const held = !connection.proven && !error;
     if (held || this.#polling || this.#attempt >= this.#options.maxAttempts) {
       this.#startPolling();
     } else {
@@ -1070,9 +1072,17 @@ export class ChatRooms extends EventTarget {
   #noticeDue = false;
   #fetching = new Set();
   #rank = 0;
+  #options;
+  #env;
+  /** The timer of the next try at rooms whose fetch failed, and how many failed in a row. */
+  #refetch = null;
+  #fetchFailures = 0;
+  #closed = false;
 
   constructor(options) {
     super();
+    this.#options = { ...DEFAULTS, ...options };
+    this.#env = { ...defaultEnvironment(), ...(options.environment ?? {}) };
     this.#stream = new ChatStream({ ...options, roomId: null });
     this.#stream.addEventListener('status', (event) => this.#changed({ status: event.detail.status }));
     this.#stream.addEventListener('snapshot', (event) => this.#onSnapshot(event.detail));
@@ -1095,6 +1105,9 @@ export class ChatRooms extends EventTarget {
   }
 
   close() {
+    this.#closed = true;
+    if (this.#refetch !== null) this.#env.clearTimeout(this.#refetch);
+    this.#refetch = null;
     this.#stream.close();
     this.#listeners.clear();
   }
@@ -1175,6 +1188,7 @@ export class ChatRooms extends EventTarget {
       this.api.room(roomId).then((room) => {
         // Left, or a new snapshot, meanwhile: what the fetch says is stale.
         if (counter !== this.#counter || !counter.rooms.has(roomId)) return;
+        this.#fetchFailures = 0;
         counter.applyRoom(room);
         const known = this.#rooms.get(roomId);
         if (known && !known.room) {
@@ -1182,10 +1196,30 @@ export class ChatRooms extends EventTarget {
           this.#rooms.set(roomId, { room: { ...room, lastMessage }, activity: known.activity });
         }
         this.#changed({}, [roomId]);
-      }).catch(() => {
-        // Gone, or not reachable now: the next event about it tries again.
+      }).catch((error) => {
+        if (counter !== this.#counter || !counter.rooms.has(roomId)) return;
+        if (error?.status === 404) {
+          // Not the caller's room (any more): it counts for nothing.
+          counter.rooms.delete(roomId);
+          this.#rooms.delete(roomId);
+          this.#changed({}, [roomId]);
+          return;
+        }
+        // Not reachable now: its count stays unknown (all of it unread)
+        // until a try succeeds, so try again soon, not only at the next event.
+        this.#refetchLater(error);
       }).finally(() => this.#fetching.delete(roomId));
     }
+  }
+
+  #refetchLater(error) {
+    if (this.#refetch !== null || this.#closed) return;
+    const delay = retryDelay(error, this.#fetchFailures, this.#options, this.#env.random);
+    this.#fetchFailures += 1;
+    this.#refetch = this.#env.setTimeout(() => {
+      this.#refetch = null;
+      if (this.#counter && !this.#closed) this.#fetchUnknown();
+    }, delay);
   }
 
   /**

@@ -155,7 +155,7 @@ test('the watchdog reconnects a silent stream, resuming from the last id', async
   stream.close();
 });
 
-test('a connect that never answers, or answers without a byte, is given up after connectTimeout', async () => {
+test('a connect that never answers, or answers without a byte, falls back to polling after connectTimeout', async () => {
   const env = fakeClock();
   let streams = 0;
   const server = fakeServer((path, init) => {
@@ -168,15 +168,19 @@ test('a connect that never answers, or answers without a byte, is given up after
   await stream.start();
   await env.advance(499);
   assert.equal(server.streams()[0].signal.aborted, false);
+  // No answer at all (a proxy that holds even the headers): polling starts
+  // at once, not after maxAttempts more tries.
   await env.advance(1);
   assert.equal(server.streams()[0].signal.aborted, true, 'the hanging fetch is aborted');
-  await env.advance(50);
-  assert.equal(server.streams().length, 2, 'and tried again');
-  // The second answers with headers but holds every byte back (a buffering
-  // proxy): polling starts at once, not after more attempts.
-  await env.advance(500);
   assert.equal(stream.status, 'polling');
   assert.equal(server.polls().length, 1);
+  // The probe answers with headers but holds every byte back (a buffering
+  // proxy): it is given up after connectTimeout, and polling goes on.
+  await env.advance(3_000);
+  assert.equal(server.streams().length, 2, 'a probe');
+  await env.advance(500);
+  assert.equal(server.streams()[1].signal.aborted, true, 'the silent probe is given up');
+  assert.equal(stream.status, 'polling');
   stream.close();
 });
 
@@ -225,6 +229,27 @@ test('a refused stream waits what Retry-After says, jittered, not in lockstep', 
   assert.equal(streams, 1, 'not before 4 s × 1.25');
   await env.advance(1);
   assert.equal(streams, 2);
+  stream.close();
+});
+
+test('a refused poll waits what Retry-After says, jittered, not in lockstep', async () => {
+  const env = fakeClock({ random: () => 0.25 });
+  let polls = 0;
+  const server = fakeServer((path, init) => {
+    if (path.startsWith('/api/chat/sse')) return hanging(init);
+    if (!path.startsWith('/api/chat/events')) return rooms('1');
+    polls += 1;
+    return polls === 1 ? refused(503, { 'retry-after': '2' }) : hanging(init);
+  });
+  const { stream } = client(env, server);
+  await stream.start();
+  await env.advance(500); // the stream's connect times out: polling
+  assert.equal(stream.status, 'polling');
+  assert.equal(polls, 1);
+  await env.advance(2_499);
+  assert.equal(polls, 1, 'not before 2 s × 1.25');
+  await env.advance(1);
+  assert.equal(polls, 2);
   stream.close();
 });
 

@@ -247,6 +247,37 @@ test('a room learnt after the caller left it does not come back as unread', asyn
   view.close();
 });
 
+test('a room whose fetch fails is fetched again soon, and a room that is not the caller\'s is dropped', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  let tries = 0;
+  const server = fakeServer((path, init) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    if (path.startsWith('/api/chat/events')) return hanging(init);
+    if (path === '/api/chat/rooms/x') {
+      tries += 1;
+      if (tries === 1) return { status: 503, json: {}, headers: { 'retry-after': '2' } };
+      return { json: { id: 'x', name: 'x', lastMessage: { seq: 10 }, unreadCount: 1 } };
+    }
+    if (path === '/api/chat/rooms/y') return { status: 404, json: { error: { code: 'room_not_found', message: 'no' } } };
+    return { json: { rooms: [], totalUnread: 0, nextPageToken: null, lastEventId: '100' } };
+  });
+  const view = new ChatRooms({ getToken: async () => tokenFor('me'), shareAcrossTabs: false, environment: { ...env, fetch: server.fetch } });
+  await view.start();
+  await env.advance(0);
+  sse.write(`retry: 1\n\nid: 101\ndata: ${JSON.stringify(message(10, 'x'))}\n\n`);
+  sse.write(`id: 102\ndata: ${JSON.stringify(message(3, 'y'))}\n\n`);
+  await env.advance(0);
+  assert.equal(tries, 1);
+  assert.equal(view.unread('y'), 0, 'y is not the caller\'s: dropped');
+  assert.equal(view.getSnapshot().totalUnread, 10, 'x unknown yet: counted whole');
+  await env.advance(3_000); // Retry-After 2 s, jittered (× 1.5 with this clock)
+  assert.equal(tries, 2, 'tried again without waiting for another event');
+  assert.equal(view.getSnapshot().totalUnread, 1);
+  assert.deepEqual(view.getSnapshot().rooms.map((entry) => entry.room.id), ['x']);
+  view.close();
+});
+
 test('a page of events is one change for listeners, not one per event', async () => {
   const env = fakeClock();
   const events = Array.from({ length: 200 }, (_, n) => ({ id: String(11 + n), data: message(n + 1) }));
