@@ -65,7 +65,7 @@ struct EventPage {
     /// Poll again after this id: everything the caller may see up to it is
     /// in this answer or an earlier one. It may pass the last event's id.
     last_event_id: String,
-    /// More events are waiting now: poll again at once.
+    /// More events may be waiting now: poll again at once.
     has_more: bool,
 }
 
