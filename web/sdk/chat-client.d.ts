@@ -185,6 +185,8 @@ export declare class ChatStream extends EventTarget {
   readonly status: Status;
   readonly lastEventId: string | null;
   readonly isLeader: boolean;
+  /** Whether this tab's stream has shown that the path passes data as it comes; until then polling may still start. */
+  readonly streamProven: boolean;
   readonly api: ChatApi;
   /** The caller, from their token, once `start()` has one. */
   readonly claims: { sub: string; role: 'admin' | 'user' } | null;

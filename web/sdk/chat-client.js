@@ -427,6 +427,15 @@ export class ChatStream extends EventTarget {
     return this.#leader;
   }
 
+  /**
+   * Whether this tab's stream has shown that the path passes data as it
+   * comes (bytes at two moments). Until then it may still turn out to be
+   * held on the way, and polling start.
+   */
+  get streamProven() {
+    return this.#main?.proven === true;
+  }
+
   /** The JSON API this view uses (same token source and timeouts). */
   get api() {
     return this.#api;

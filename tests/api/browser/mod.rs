@@ -302,6 +302,11 @@ impl BehindProxy {
         let room = create_room_with_message(&server, &alice, "first").await;
         browser.goto(&proxy.url(path)).await;
         browser.status_is("live").await;
+        // Live shows at the first bytes; what the tests do to the network
+        // next must meet a stream known to pass data, not one still on trial.
+        browser
+            .wait_for("the stream to be proven", "window.chatStream.streamProven")
+            .await;
         Some(Self {
             browser,
             server,
