@@ -14,8 +14,8 @@ mod sql;
 mod sqlite;
 
 pub use measured::Measured;
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PgStore, REPLAY_QUERIES as PG_REPLAY_QUERIES};
+pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};
 
 use crate::error::{Error, Result};
 use crate::model::{
@@ -116,6 +116,15 @@ pub struct StoredEvent {
     pub room_id: String,
     pub subject_id: Option<String>,
     pub data: String,
+}
+
+/// The SQL a backend replays the log with, by scope (`$1` after, then the
+/// room or user for a scoped one, then the limit): for plan checks.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayQueries {
+    pub all: &'static str,
+    pub room: &'static str,
+    pub member: &'static str,
 }
 
 /// Which ids the log can still replay.

@@ -98,6 +98,14 @@ super::sql::impl_store! {
     member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
         FROM room_members WHERE room_id = r.id)",
     greatest: "GREATEST",
+    // Each room's scan stops at the limit (a lateral join).
+    events_of_member: concat!(
+        "SELECT e.id, e.room_id, e.subject_id, e.data FROM ",
+        super::sql::member_replay_rooms!(),
+        " CROSS JOIN LATERAL (SELECT id, room_id, subject_id, data FROM events
+              WHERE room_id = mine.room_id AND id > $1 ORDER BY id LIMIT $3) AS e
+         ORDER BY e.id LIMIT $3"
+    ),
     // One snapshot for every statement of a listing, like SQLite's.
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     // Rows locked in the order they are read.

@@ -68,6 +68,17 @@ macro_rules! purged_up_to {
 }
 pub(super) use purged_up_to;
 
+/// The rooms whose events a member's replay reads: the rooms of user `$2`
+/// now, and those they joined or left after event `$1`.
+macro_rules! member_replay_rooms {
+    () => {
+        "(SELECT room_id FROM room_members WHERE user_id = $2
+          UNION
+          SELECT room_id FROM events WHERE subject_id = $2 AND id > $1) AS mine"
+    };
+}
+pub(super) use member_replay_rooms;
+
 /// The newest event in any of the rooms of the user `$1`.
 macro_rules! member_last_event {
     () => {
@@ -92,6 +103,7 @@ macro_rules! impl_store {
         connection: $conn:ty,
         member_ids: $member_ids:literal,
         greatest: $greatest:literal,
+        events_of_member: $events_of_member:expr,
         begin_snapshot: $begin_snapshot:literal,
         lock_rows: $lock_rows:literal,
         notify: $notify:expr $(,)?
@@ -182,21 +194,25 @@ macro_rules! impl_store {
         // Replay: `$1` after, then the scope's id if any, then the limit.
         const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 ORDER BY id LIMIT $2";
-        /// A user's rooms now, and the rooms they joined or left since `$1`
-        /// (which covers every event about them): the rooms of every event
-        /// after `$1` that they may have seen when it happened. Which of those
-        /// they saw is the stream's filter's to decide, event by event.
-        const EVENTS_OF_MEMBER: &str = "SELECT id, room_id, subject_id, data FROM events
-             WHERE id > $1
-               AND (room_id IN (SELECT room_id FROM room_members WHERE user_id = $2)
-                    OR room_id IN (SELECT s.room_id FROM events s
-                                   WHERE s.subject_id = $2 AND s.id > $1))
-             ORDER BY id LIMIT $3";
+        /// The events of a user's rooms now, and of the rooms they joined or
+        /// left since `$1` (which covers every event about them): of every
+        /// event after `$1` that they may have seen when it happened. Which
+        /// of those they saw is the stream's filter's to decide, event by
+        /// event. Each room is a range scan of `events_by_room` that stops at
+        /// `$3` rows, so a batch reads at most rooms × `$3` rows, whatever
+        /// the size of the log (each backend spells it its own way).
+        const EVENTS_OF_MEMBER: &str = $events_of_member;
         /// The events about user `$1` after `$2` (they joined or left a room), newest first.
         const MEMBERSHIP_CHANGES_SINCE: &str = "SELECT room_id, data FROM events
              WHERE subject_id = $1 AND id > $2 ORDER BY id DESC";
         const EVENTS_OF_ROOM: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 AND room_id = $2 ORDER BY id LIMIT $3";
+        /// The replay queries, for the tests that check their plans.
+        pub const REPLAY_QUERIES: super::ReplayQueries = super::ReplayQueries {
+            all: EVENTS_ALL,
+            room: EVENTS_OF_ROOM,
+            member: EVENTS_OF_MEMBER,
+        };
         /// Moves a cursor forward only.
         const ADVANCE_CURSOR: &str = concat!(
             "INSERT INTO read_cursors (room_id, user_id, last_read_seq) VALUES ($1, $2, $3)

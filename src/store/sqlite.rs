@@ -76,6 +76,17 @@ super::sql::impl_store! {
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
     greatest: "MAX",
+    // No lateral joins: each room's scan is bounded above by the id of its
+    // `$3`-th event after `$1`, which SQLite uses as the range's end.
+    events_of_member: concat!(
+        "SELECT e.id, e.room_id, e.subject_id, e.data FROM ",
+        super::sql::member_replay_rooms!(),
+        " JOIN events e ON e.room_id = mine.room_id AND e.id > $1
+             AND e.id <= COALESCE((SELECT x.id FROM events x
+                 WHERE x.room_id = mine.room_id AND x.id > $1
+                 ORDER BY x.id LIMIT 1 OFFSET $3 - 1), 9223372036854775807)
+         ORDER BY e.id LIMIT $3"
+    ),
     // Deferred: the snapshot starts at the first read.
     begin_snapshot: "BEGIN",
     // `BEGIN IMMEDIATE` already holds the database's write lock.

@@ -21,6 +21,7 @@ mod metrics;
 mod no_loss;
 mod openapi;
 mod pages;
+mod plans;
 mod polling;
 mod proxy;
 mod rooms;
