@@ -87,6 +87,7 @@ pub struct Config {
     pub shutdown_spread: Interval,
 
     pub max_body_bytes: usize,
+    pub room_max_members: usize,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
     /// The longest (and default) wait of `GET /api/chat/events`; see
@@ -323,6 +324,9 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.room_max_members < 2 {
+            return invalid("room_max_members must be at least 2".to_owned());
         }
         if self.jwt_public_key_file.is_some() != self.jwt_public_key_algorithm.is_some() {
             return invalid(

@@ -150,10 +150,12 @@ async fn create_room(
 ) -> Result<(StatusCode, Json<Room>)> {
     state.limits.check_write(&caller, Write::Room)?;
     let name = RoomName::parse(new.name)?;
-    if new.member_ids.len() > MAX_INITIAL_MEMBERS {
+    // The creator is a member too.
+    let most = MAX_INITIAL_MEMBERS.min(state.config.room_max_members - 1);
+    if new.member_ids.len() > most {
         return Err(Error::unprocessable(
             "too_many_members",
-            format!("a room may be created with at most {MAX_INITIAL_MEMBERS} members"),
+            format!("a room may be created with at most {most} other members"),
         ));
     }
     let members = new
@@ -209,7 +211,13 @@ async fn add_member(
     state.limits.check_write(&caller, Write::Member)?;
     let room = room_id(&room)?;
     let user = UserId::parse(member.user_id)?;
-    Ok(Json(state.store.add_member(&caller, &room, &user).await?))
+    let max_members = state.config.room_max_members;
+    Ok(Json(
+        state
+            .store
+            .add_member(&caller, &room, &user, max_members)
+            .await?,
+    ))
 }
 
 #[utoipa::path(

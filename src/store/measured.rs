@@ -60,8 +60,18 @@ impl Store for Measured {
         timed("rooms_version", self.0.rooms_version(caller)).await
     }
 
-    async fn add_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {
-        timed("add_member", self.0.add_member(caller, room, user)).await
+    async fn add_member(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        user: &UserId,
+        max_members: usize,
+    ) -> Result<Room> {
+        timed(
+            "add_member",
+            self.0.add_member(caller, room, user, max_members),
+        )
+        .await
     }
 
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {

@@ -171,8 +171,15 @@ pub trait Store: Send + Sync + 'static {
     /// may have: cheap (index lookups only), for `If-None-Match`.
     async fn rooms_version(&self, caller: &Caller) -> Result<String>;
 
-    /// Admins, or members of the room. Adding a member twice changes nothing.
-    async fn add_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
+    /// Admins, or members of the room. Adding a member twice changes nothing;
+    /// a room of `max_members` takes no more (422).
+    async fn add_member(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        user: &UserId,
+        max_members: usize,
+    ) -> Result<Room>;
 
     /// Admins, or the member themself.
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
@@ -391,6 +398,14 @@ fn resend(existing: Message, message: &NewMessage) -> Result<Posted> {
             "this clientId was already used for a different message",
         ))
     }
+}
+
+/// A place in the activity order for a room not yet given its first event:
+/// below every real one (event ids are positive), and unique but for odds of
+/// 2^-62, so concurrent creations never wait on each other's index entry.
+fn pending_activity() -> i64 {
+    let (_, random) = uuid::Uuid::now_v7().as_u64_pair();
+    -1 - (random & (i64::MAX as u64)) as i64
 }
 
 /// The members a new room starts with: the creator first, then the others once each.

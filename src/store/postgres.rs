@@ -98,6 +98,8 @@ super::sql::impl_store! {
     member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
         FROM room_members WHERE room_id = r.id)",
     greatest: "GREATEST",
+    insert_members: "INSERT INTO room_members (room_id, user_id, joined_at)
+        SELECT $1, m, $3 FROM json_array_elements_text($2::json) AS m",
     // Each room's scan stops at the limit (a lateral join).
     events_of_member: concat!(
         "SELECT e.id, e.room_id, e.subject_id, e.data FROM ",

@@ -103,6 +103,7 @@ macro_rules! impl_store {
         connection: $conn:ty,
         member_ids: $member_ids:literal,
         greatest: $greatest:literal,
+        insert_members: $insert_members:literal,
         events_of_member: $events_of_member:expr,
         begin_snapshot: $begin_snapshot:literal,
         lock_rows: $lock_rows:literal,
@@ -115,7 +116,8 @@ macro_rules! impl_store {
         };
         use super::{
             EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
-            RoomCursor, RoomPage, RoomRow, Store, StoredEvent, initial_members, page_of, resend,
+            RoomCursor, RoomPage, RoomRow, Store, StoredEvent, initial_members, page_of,
+            pending_activity, resend,
         };
         use crate::error::{Error, Result};
         use crate::model::{
@@ -172,10 +174,15 @@ macro_rules! impl_store {
         const MESSAGES_AFTER: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
              FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
         const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
-        /// `$5` is the room's first event: its activity and newest event.
+        /// `$5` holds the room's place in the activity order until its first
+        /// event's id takes it (see `create_room`).
         const INSERT_ROOM: &str =
-            "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity, last_event_id)
-             VALUES ($1, $2, $3, $4, $4, $5, $5)";
+            "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity)
+             VALUES ($1, $2, $3, $4, $4, $5)";
+        /// `$1` room, `$2` a JSON array of user ids, `$3` when: one statement.
+        const INSERT_MEMBERS: &str = $insert_members;
+        /// Members of room `$1` now.
+        const MEMBER_COUNT: &str = "SELECT COUNT(*) FROM room_members WHERE room_id = $1";
         const NEXT_EVENT_ID: &str =
             "UPDATE event_counter SET last_id = last_id + 1 RETURNING last_id";
         /// Takes `$1` event ids at once; returns the last.
@@ -624,34 +631,38 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let id = RoomId::new();
                 let now = Timestamp::now().unix_ms();
+                let members: Vec<&str> = initial_members(&caller.id, members)
+                    .into_iter()
+                    .map(UserId::as_str)
+                    .collect();
+                let members = serde_json::to_string(&members)
+                    .map_err(|e| Error::Internal(format!("could not encode members: {e}")))?;
                 let mut tx = begin_write(&self.pool).await?;
-                // The counter first, exceptionally: the rows that follow are all new.
-                let event_id = next_event_id(&mut tx).await?;
+                // The room and its members first, the event counter last, as
+                // in every write: the counter is held for the event's insert
+                // alone. Until then the room takes a place of its own below
+                // every real activity (unique: concurrent creations never meet).
                 sqlx::query(INSERT_ROOM)
                     .bind(id.as_str())
                     .bind(name.as_str())
                     .bind(caller.id.as_str())
                     .bind(now)
-                    .bind(event_id)
+                    .bind(pending_activity())
                     .execute(&mut *tx)
                     .await?;
-                for user in initial_members(&caller.id, members) {
-                    sqlx::query(
-                        "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
-                    )
+                sqlx::query(INSERT_MEMBERS)
                     .bind(id.as_str())
-                    .bind(user.as_str())
+                    .bind(members)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                }
                 let room = visible_room(&mut tx, caller, id.as_str()).await?;
                 let event = EventData::Room {
                     room: &shared_view(&room),
                     change: RoomChange::Created,
                     user_id: None,
                 };
-                insert_event(&mut tx, event_id, &id, None, &event, now).await?;
+                append_event(&mut tx, &id, None, &event, true, now).await?;
                 tx.commit().await?;
                 self.wake.notify_one();
                 Ok(room)
@@ -710,10 +721,31 @@ macro_rules! impl_store {
                 caller: &Caller,
                 room: &RoomId,
                 user: &UserId,
+                max_members: usize,
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
                 visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                // Counted under the room's lock: concurrent adds cannot pass the cap.
+                let members: i64 = sqlx::query_scalar(MEMBER_COUNT)
+                    .bind(room.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if usize::try_from(members).unwrap_or(usize::MAX) >= max_members {
+                    let already: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
+                    )
+                    .bind(room.as_str())
+                    .bind(user.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if !already {
+                        return Err(Error::unprocessable(
+                            "room_full",
+                            format!("a room holds at most {max_members} members"),
+                        ));
+                    }
+                }
                 let added = sqlx::query(
                     "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)
                      ON CONFLICT (room_id, user_id) DO NOTHING",

@@ -76,6 +76,8 @@ super::sql::impl_store! {
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
     greatest: "MAX",
+    insert_members: "INSERT INTO room_members (room_id, user_id, joined_at)
+        SELECT $1, value, $3 FROM json_each($2)",
     // No lateral joins: each room's scan is bounded above by the id of its
     // `$3`-th event after `$1`, which SQLite uses as the range's end.
     events_of_member: concat!(

@@ -2,9 +2,11 @@
 //! that does not exist), membership, and listing in pages.
 
 use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, send, user};
+use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 on_both_stores!(
     a_new_room_has_its_creator_as_a_member,
@@ -13,6 +15,8 @@ on_both_stores!(
     members_may_add_others_and_leave_but_not_remove_others,
     rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_once,
     an_unchanged_listing_answers_304_to_if_none_match_per_caller,
+    a_room_holds_at_most_room_max_members_and_says_so,
+    creating_rooms_of_a_thousand_members_holds_up_no_other_write,
 );
 
 async fn a_new_room_has_its_creator_as_a_member(backend: Backend) {
@@ -267,4 +271,98 @@ async fn an_unchanged_listing_answers_304_to_if_none_match_per_caller(backend: B
         .bearer_auth(&alice)
         .header("If-None-Match", &current);
     assert_eq!(send(other_page).await.0, StatusCode::OK);
+}
+
+async fn a_room_holds_at_most_room_max_members_and_says_so(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("room_max_members", 3))
+    })
+    .await;
+    let alice = user("alice");
+    let too_many = app
+        .post(
+            "/api/chat/rooms",
+            &alice,
+            json!({"name": "big", "memberIds": ["bob", "carol", "dave"]}),
+        )
+        .await;
+    assert_error(
+        too_many,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_members",
+    );
+    let room = app.create_room(&alice, "full", &["bob", "carol"]).await;
+    let members = format!("/api/chat/rooms/{room}/members");
+    let full = app.post(&members, &alice, json!({"userId": "dave"})).await;
+    assert_error(full, StatusCode::UNPROCESSABLE_ENTITY, "room_full");
+    // Adding a member who is in changes nothing, full or not.
+    let (status, again) = app.post(&members, &alice, json!({"userId": "bob"})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["memberIds"], json!(["alice", "bob", "carol"]));
+    // Once someone leaves, there is room again.
+    let (status, _) = app
+        .delete(&format!("{members}/carol"), &user("carol"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, room) = app.post(&members, &alice, json!({"userId": "dave"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    assert_eq!(room["memberIds"], json!(["alice", "bob", "dave"]));
+}
+
+/// A room is created with its members in one statement, and takes the event
+/// counter (which every write of every instance takes) last, for its event's
+/// insert alone: posts elsewhere meanwhile wait no longer than a post does.
+async fn creating_rooms_of_a_thousand_members_holds_up_no_other_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (boss, bob) = (admin("boss"), user("bob"));
+    let room = app.create_room(&bob, "busy", &[]).await;
+    let members: Vec<String> = (0..999).map(|i| format!("member-{i}")).collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+
+    let started = Instant::now();
+    let big = app.create_room(&boss, "everyone", &members).await;
+    let one_creation = started.elapsed();
+    let (_, created) = app.get(&format!("/api/chat/rooms/{big}"), &boss).await;
+    assert_eq!(created["memberIds"].as_array().unwrap().len(), 1000);
+
+    let mut quiet = Duration::ZERO;
+    for i in 0..10 {
+        let started = Instant::now();
+        app.send(&bob, &room, &format!("alone {i}")).await;
+        quiet = quiet.max(started.elapsed());
+    }
+    let creating = {
+        let (address, boss) = (app.address.clone(), boss.clone());
+        let members: Vec<String> = (0..999).map(|i| format!("member-{i}")).collect();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0..5 {
+                let (status, room) = send(
+                    http.post(format!("{address}/api/chat/rooms"))
+                        .bearer_auth(&boss)
+                        .json(&json!({"name": format!("everyone {i}"), "memberIds": members})),
+                )
+                .await;
+                assert_eq!(status, StatusCode::CREATED, "{room}");
+            }
+        })
+    };
+    let mut during = Duration::ZERO;
+    let mut posts = 0;
+    while !creating.is_finished() {
+        let started = Instant::now();
+        app.send(&bob, &room, &format!("during {posts}")).await;
+        during = during.max(started.elapsed());
+        posts += 1;
+    }
+    creating.await.unwrap();
+    eprintln!(
+        "one creation of 1,000 members: {one_creation:?}; slowest post alone {quiet:?}, \
+         during creations {during:?} ({posts} posts)"
+    );
+    // Generous, for loaded machines: this bounds a hold-up, not speed.
+    assert!(
+        during < Duration::from_millis(500),
+        "a post waited {during:?}"
+    );
 }
