@@ -196,7 +196,7 @@ struct NewMember {
     post,
     path = "/api/chat/rooms/{room_id}/members",
     tag = "rooms",
-    summary = "Adds a member (admins, or members of the room); adding twice changes nothing",
+    summary = "Adds a member (admins, or members of the room); adding twice changes nothing; a full room (room_max_members) answers 422",
     params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     request_body = NewMember,
     responses((status = 200, description = "The room", body = Room), ReadErrors, BodyErrors),
