@@ -59,6 +59,10 @@ pub struct Feed {
     /// A catch-up (a resume, or a fall a queue behind) not yet counted by
     /// where it was served from.
     uncounted_catch_up: bool,
+    /// The newest event committed when the feed opened: it may not have
+    /// reached the relay yet, but a caller asking for what is there now
+    /// must get it (see `catch_up`).
+    newest_at_open: i64,
     batch: u32,
 }
 
@@ -129,6 +133,7 @@ impl Feed {
             backlog: VecDeque::new(),
             read_up_to: last,
             uncounted_catch_up: matches!(start, Start::Resumed { .. }),
+            newest_at_open: newest,
             batch: batch.max(1),
         };
         Ok((feed, start))
@@ -212,28 +217,40 @@ impl Feed {
             self.hub.note_catch_up(from_window);
         }
         match read {
-            FromWindow::Live(subscription) => self.live = Some(subscription),
+            FromWindow::Live(subscription) => {
+                self.live = Some(subscription);
+                // Committed before the feed opened, not relayed yet: the
+                // queue will bring it, but a poll that does not wait must
+                // have it now. Live first, so nothing after it falls between.
+                if self.last < self.newest_at_open {
+                    self.read_store(self.newest_at_open).await?;
+                }
+            }
             FromWindow::Events { events, reached } => {
                 self.backlog.extend(events);
                 self.read_up_to = self.read_up_to.max(reached);
             }
-            FromWindow::TooOld => {
-                // Everything the relay has published is committed, so the
-                // read below sees it all: once it comes back short, the log
-                // is read whole up to there.
-                let horizon = self.hub.relayed_event_id();
-                let batch = self
-                    .hub
-                    .store()
-                    .events_after(self.last, self.filter.scope(), self.batch)
-                    .await?;
-                if batch.len() < self.batch as usize {
-                    self.read_up_to = self.read_up_to.max(horizon);
-                }
-                self.backlog
-                    .extend(batch.into_iter().map(|e| Arc::new(Event::from_stored(e))));
-            }
+            // Everything the relay has published is committed, so the read
+            // sees it all.
+            FromWindow::TooOld => self.read_store(self.hub.relayed_event_id()).await?,
         }
+        Ok(())
+    }
+
+    /// A batch from the store into the backlog; once one comes back short,
+    /// the log is read whole up to `horizon` (committed before the read).
+    async fn read_store(&mut self, horizon: i64) -> Result<()> {
+        let batch = self
+            .hub
+            .store()
+            .events_after(self.last, self.filter.scope(), self.batch)
+            .await?;
+        self.hub.note_store_success();
+        if batch.len() < self.batch as usize {
+            self.read_up_to = self.read_up_to.max(horizon);
+        }
+        self.backlog
+            .extend(batch.into_iter().map(|e| Arc::new(Event::from_stored(e))));
         Ok(())
     }
 
