@@ -33,6 +33,14 @@ pub fn reset(newest_id: i64, reason: &str) -> Bytes {
     event(newest_id, &data)
 }
 
+/// Sent just before a stream ends because the store cannot be read now: come
+/// back after `retry_ms` (the `retry:` field tells `EventSource` the same). No id.
+pub fn unavailable(retry_ms: u64) -> Bytes {
+    Bytes::from(format!(
+        "retry: {retry_ms}\ndata: {{\"type\":\"unavailable\",\"retryIn\":{retry_ms}}}\n\n"
+    ))
+}
+
 /// Sent just before a stream ends because its token expired; no id.
 pub fn auth_expired() -> Bytes {
     Bytes::from_static(b"data: {\"type\":\"auth_expired\"}\n\n")
@@ -57,6 +65,10 @@ mod tests {
         assert_eq!(
             &heartbeat(12)[..],
             b"data: {\"type\":\"heartbeat\",\"timestamp\":12}\n\n"
+        );
+        assert_eq!(
+            &unavailable(4500)[..],
+            b"retry: 4500\ndata: {\"type\":\"unavailable\",\"retryIn\":4500}\n\n"
         );
         assert_eq!(
             &reset(9, "expired")[..],

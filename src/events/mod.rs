@@ -19,11 +19,11 @@ pub use window::Window;
 use crate::metrics;
 use crate::model::{RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
-use crate::store::{EventScope, Store, StoredEvent};
+use crate::store::{Store, StoredEvent};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -133,6 +133,9 @@ pub struct Hub {
     /// from the window, and from the store.
     catch_ups_from_window: AtomicUsize,
     catch_ups_from_store: AtomicUsize,
+    /// Catch-up reads of the store that failed since the last that did not:
+    /// how far streams are told to back off.
+    store_failures: AtomicU32,
     /// The relay, heartbeat, retention and notification tasks, stopped with the hub.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -167,6 +170,7 @@ impl Hub {
             streams_per_user: Mutex::new(HashMap::new()),
             catch_ups_from_window: AtomicUsize::new(0),
             catch_ups_from_store: AtomicUsize::new(0),
+            store_failures: AtomicU32::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = [
@@ -236,6 +240,18 @@ impl Hub {
         };
         ::metrics::counter!(metrics::CATCH_UPS, "source" => source).increment(1);
         count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a failed catch-up read of the store; how many failed in a row.
+    pub fn note_store_failure(&self) -> u32 {
+        self.store_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Notes a catch-up read of the store that worked.
+    pub fn note_store_success(&self) {
+        if self.store_failures.load(Ordering::Relaxed) != 0 {
+            self.store_failures.store(0, Ordering::Relaxed);
+        }
     }
 
     /// What this process holds now: for leak checks and the metrics.
@@ -314,7 +330,7 @@ async fn preloaded_router(store: &dyn Store, options: &HubOptions) -> crate::err
     );
     loop {
         let batch = store
-            .events_after(router.position(), &EventScope::All, RELAY_BATCH)
+            .relay_events_after(router.position(), RELAY_BATCH)
             .await?;
         let full = batch.len() == RELAY_BATCH as usize;
         router.publish(batch.into_iter().map(|e| Arc::new(Event::from_stored(e))));
@@ -338,11 +354,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
         let Some(hub) = hub.upgrade() else { return };
         loop {
             let after = hub.relayed.load(Ordering::Relaxed);
-            let batch = match hub
-                .store
-                .events_after(after, &EventScope::All, RELAY_BATCH)
-                .await
-            {
+            let batch = match hub.store.relay_events_after(after, RELAY_BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
                     ::metrics::counter!(metrics::RELAY_ERRORS).increment(1);

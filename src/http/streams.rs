@@ -416,8 +416,12 @@ impl LiveStream {
                     // Only a feed asked not to wait is idle.
                     Wake::Feed(Ok(Step::Idle)) => {}
                     Wake::Feed(Err(_)) => {
-                        // The client reconnects with its last id and loses nothing.
+                        // The client reconnects with its last id and loses
+                        // nothing; told to wait longer while failures go on,
+                        // so that clients do not all come back at once.
                         record.ended(End::StoreError);
+                        let failures = hub.note_store_failure();
+                        yield Ok(sse::unavailable(back_off(retry, failures).as_millis() as u64));
                         return;
                     }
                     Wake::Heartbeat(frame) => {
@@ -444,17 +448,42 @@ impl LiveStream {
 
 /// A delay in `[0, spread)`, different for each stream.
 fn spread_delay(spread: Duration) -> Duration {
+    spread.mul_f64(random_fraction())
+}
+
+/// How long a stream ended by a failed read of the store advises its client
+/// to wait: `retry`, doubled for each failure in a row up to 30 s, then
+/// spread over `[d, 2d)`.
+fn back_off(retry: Duration, failures: u32) -> Duration {
+    let doubled = retry.saturating_mul(1 << failures.saturating_sub(1).min(5));
+    let delay = doubled.min(Duration::from_secs(30));
+    delay + delay.mul_f64(random_fraction())
+}
+
+/// A number in `[0, 1)`, different for each call.
+fn random_fraction() -> f64 {
     let mut bytes = [0u8; 4];
-    let fraction = match getrandom::fill(&mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
         Err(_) => 0.5,
-    };
-    spread.mul_f64(fraction)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_failure_sends_clients_away_for_longer_each_time_spread_and_bounded() {
+        let retry = Duration::from_secs(3);
+        for (failures, least) in [(1, 3), (2, 6), (3, 12), (4, 24), (5, 30), (50, 30)] {
+            for _ in 0..100 {
+                let delay = back_off(retry, failures);
+                let least = Duration::from_secs(least);
+                assert!(delay >= least && delay < least * 2, "{failures}: {delay:?}");
+            }
+        }
+    }
 
     #[test]
     fn the_client_address_is_the_peer_unless_the_peer_is_a_trusted_proxy() {

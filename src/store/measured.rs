@@ -110,6 +110,14 @@ impl Store for Measured {
         timed("events_after", self.0.events_after(after, scope, limit)).await
     }
 
+    async fn relay_events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        timed(
+            "relay_events_after",
+            self.0.relay_events_after(after, limit),
+        )
+        .await
+    }
+
     async fn event_bounds(&self) -> Result<EventBounds> {
         timed("event_bounds", self.0.event_bounds()).await
     }

@@ -211,6 +211,11 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
 
+    /// The relay's read of the whole log: up to `limit` events after
+    /// `after`, on a connection of its own, so that no burst of stream opens
+    /// or catch-ups queues ahead of live delivery.
+    async fn relay_events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>>;
+
     async fn event_bounds(&self) -> Result<EventBounds>;
 
     /// The rooms the user was a member of just after event `event`: the

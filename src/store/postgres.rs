@@ -17,6 +17,8 @@ pub struct PgStore {
     /// Poked after every write commits, to wake this process's relay.
     wake: Arc<Notify>,
     pool: PgPool,
+    /// The relay's own connection (see `Store::relay_events_after`).
+    relay_pool: PgPool,
     posts: PostQueue,
 }
 
@@ -35,13 +37,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
+        let relay_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect);
         let posts = PostQueue::start(POST_WRITERS, {
             let (pool, wake) = (pool.clone(), wake.clone());
             move |batch| write_posts(pool.clone(), wake.clone(), batch)
         });
-        Ok(Self { wake, pool, posts })
+        Ok(Self {
+            wake,
+            pool,
+            relay_pool,
+            posts,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {

@@ -922,6 +922,14 @@ macro_rules! impl_store {
                 Ok(query.fetch_all(&self.pool).await?)
             }
 
+            async fn relay_events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+                Ok(sqlx::query_as(EVENTS_ALL)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.relay_pool)
+                    .await?)
+            }
+
             async fn event_bounds(&self) -> Result<EventBounds> {
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
                 let newest: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;

@@ -15,6 +15,8 @@ pub struct SqliteStore {
     /// Poked after every write commits, to wake this process's relay.
     wake: Arc<Notify>,
     pool: SqlitePool,
+    /// The relay's own connection (see `Store::relay_events_after`).
+    relay_pool: SqlitePool,
     posts: PostQueue,
 }
 
@@ -46,13 +48,26 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
+        let relay_pool = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_lazy_with(connect)
+        };
         let posts = PostQueue::start(POST_WRITERS, {
             let (pool, wake) = (pool.clone(), wake.clone());
             move |batch| write_posts(pool.clone(), wake.clone(), batch)
         });
-        Ok(Self { wake, pool, posts })
+        Ok(Self {
+            wake,
+            pool,
+            relay_pool,
+            posts,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {

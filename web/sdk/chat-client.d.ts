@@ -68,6 +68,10 @@ export interface Timings {
   backoffMax: number;
   /** Failed stream connects (refused or broken) before falling back to long-polling. Default 5. */
   maxAttempts: number;
+  /** The least wait before reconnecting a stream, even one the server ended cleanly. Default 500 ms. */
+  reconnectFloor: number;
+  /** A stream that lived this long and ended cleanly was not a failure; one that ended sooner backs off. Default 10 000 ms. */
+  steadyStream: number;
   /** Seconds the server may hold a long-poll. Default 25. */
   pollWait: number;
   /** The least time between polls that bring nothing. Default 1 000 ms. */

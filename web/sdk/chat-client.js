@@ -21,6 +21,8 @@ export const DEFAULTS = Object.freeze({
   backoffInitial: 1_000, // first retry delay ceiling; doubles per failure
   backoffMax: 5_000, // so anything that failed is tried again within 5 s
   maxAttempts: 5, // failed stream connects before falling back to polling
+  reconnectFloor: 500, // the least wait before reconnecting, even after a clean end
+  steadyStream: 10_000, // a stream that lived this long and ended cleanly was not a failure
   pollWait: 25, // seconds the server may hold a long-poll open
   pollInterval: 1_000, // the least time between polls that bring nothing
   streamRetryInterval: 5_000, // while polling, how often streaming is tried again
@@ -403,6 +405,8 @@ export class ChatStream extends EventTarget {
   #poll = null;
   /** Consecutive failed stream connects. */
   #attempt = 0;
+  /** Streams in a row that the server ended soon after they opened. */
+  #quickEnds = 0;
   #wasLive = false;
   #reloading = null;
   /** Whether the last status told of a retry to come. */
@@ -706,6 +710,7 @@ export class ChatStream extends EventTarget {
     if (this.#closed || !this.#leader) return;
     const connection = {
       role, controller: new AbortController(), answered: false, flowing: false, proven: false,
+      openedAt: this.#env.now(), retryIn: null,
     };
     if (role === 'main') {
       this.#main?.controller.abort();
@@ -746,7 +751,7 @@ export class ChatStream extends EventTarget {
   async #read(response, connection) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
-    const parser = new SseParser((event) => this.#onStreamEvent(event));
+    const parser = new SseParser((event) => this.#onStreamEvent(event, connection));
     const abort = () => reader.cancel().catch(() => {});
     connection.controller.signal.addEventListener('abort', abort);
     try {
@@ -788,7 +793,7 @@ export class ChatStream extends EventTarget {
     if (this.#polling) this.#stopPolling();
   }
 
-  #onStreamEvent({ id, hasId, data }) {
+  #onStreamEvent({ id, hasId, data }, connection) {
     let parsed;
     try {
       parsed = JSON.parse(data);
@@ -796,6 +801,12 @@ export class ChatStream extends EventTarget {
       return;
     }
     if (parsed.type === 'heartbeat') return;
+    if (parsed.type === 'unavailable') {
+      // The server cannot read the store now, and says when to come back
+      // (spread already); the stream ends next.
+      connection.retryIn = Number(parsed.retryIn) || null;
+      return;
+    }
     if (parsed.type === 'auth_expired') {
       this.#api.refreshToken();
       return;
@@ -821,10 +832,22 @@ export class ChatStream extends EventTarget {
       return;
     }
     this.stats.reconnects += 1;
+    if (connection.retryIn != null) {
+      // Ended by the server until its store answers again: a failure, with
+      // the server's own (spread) delay.
+      this.#attempt += 1;
+      this.#scheduleReconnect(Math.max(connection.retryIn, this.#options.reconnectFloor));
+      return;
+    }
     if (ended && connection.proven) {
-      // Not a failure (a shutdown, a token to renew): reconnect at once, spread a little.
+      // Not a failure (a shutdown, a token to renew): reconnect soon, spread
+      // a little, never in a tight loop; and if streams keep ending soon
+      // after they open, wait longer each time.
+      const lived = this.#env.now() - connection.openedAt;
+      this.#quickEnds = lived >= this.#options.steadyStream ? 0 : this.#quickEnds + 1;
       this.#attempt = 0;
-      this.#scheduleReconnect(backoffDelay(0, this.#options, this.#env.random));
+      const spread = backoffDelay(this.#quickEnds, this.#options, this.#env.random);
+      this.#scheduleReconnect(this.#options.reconnectFloor + spread);
       return;
     }
     this.#attempt += 1;

@@ -155,6 +155,58 @@ test('the watchdog reconnects a silent stream, resuming from the last id', async
   stream.close();
 });
 
+test('a stream ended because the store is down waits the server\'s retryIn, then resumes', async () => {
+  const env = fakeClock();
+  const { server, bodies } = streamingServer('1');
+  const { stream } = client(env, server);
+  await stream.start();
+  await env.advance(0);
+  bodies[0].write('retry: 3000\n\nid: 5\ndata: {"type":"room","room":{"id":"r"},"change":"created"}\n\n');
+  await env.advance(0);
+  bodies[0].write('retry: 7000\ndata: {"type":"unavailable","retryIn":7000}\n\n');
+  bodies[0].end();
+  await env.advance(6_999);
+  assert.equal(server.streams().length, 1, 'not before the 7 s the server asked for');
+  await env.advance(1);
+  assert.equal(server.streams().length, 2);
+  assert.equal(server.streams()[1].headers['Last-Event-ID'], '5');
+  stream.close();
+});
+
+test('a stream the server ends never brings a reconnect at once, and ends soon after opening back off', async () => {
+  const env = fakeClock();
+  const { server, bodies } = streamingServer('1');
+  const { stream } = client(env, server, { reconnectFloor: 500, steadyStream: 10_000 });
+  await stream.start();
+  /** Proves the newest stream (bytes at two moments), keeps it `ms` alive, and ends it; when. */
+  const serveAndEnd = async (ms) => {
+    await env.advance(0);
+    const body = bodies.at(-1);
+    body.write('retry: 3000\n\n');
+    for (let alive = 0; alive < ms; alive += 500) {
+      await env.advance(500);
+      body.write('data: {"type":"heartbeat","timestamp":1}\n\n');
+    }
+    await env.advance(0);
+    body.end();
+    return env.now();
+  };
+  /** How long until the next stream opens. */
+  const nextOpen = async (since) => {
+    const count = bodies.length;
+    while (bodies.length === count) await env.advance(50);
+    return env.now() - since;
+  };
+  const gaps = [];
+  for (let round = 0; round < 3; round += 1) gaps.push(await nextOpen(await serveAndEnd(500)));
+  assert.ok(gaps.every((gap) => gap >= 500), `never under the floor: ${gaps}`);
+  assert.ok(gaps[0] < gaps[1] && gaps[1] < gaps[2], `ending soon after opening backs off: ${gaps}`);
+  // A stream that lived long and ended is not a failure: back to the floor.
+  const gap = await nextOpen(await serveAndEnd(10_500));
+  assert.ok(gap >= 500 && gap <= 600, `reconnected after ${gap} ms`);
+  stream.close();
+});
+
 test('a connect that never answers, or answers without a byte, falls back to polling after connectTimeout', async () => {
   const env = fakeClock();
   let streams = 0;
@@ -338,7 +390,7 @@ test('a poll answer moves the resume point past events the caller cannot see', a
   stream.close();
 });
 
-test('a probe that became the stream and then fails is reconnected at once, not after a watchdog', async () => {
+test('a probe that became the stream and then fails is reconnected within a second, not after a watchdog', async () => {
   const env = fakeClock();
   const { server, bodies, streamsWork } = logServer([], { snapshotId: '1' });
   const { stream, statuses } = client(env, server, { heartbeatTimeout: 60_000, maxAttempts: 1 });
@@ -350,8 +402,8 @@ test('a probe that became the stream and then fails is reconnected at once, not 
   assert.equal(stream.status, 'live');
   const opened = server.streams().length;
   bodies.at(-1).end(); // the server ends it (a restart)
-  await env.advance(100);
-  assert.equal(server.streams().length, opened + 1, 'reconnected within the first backoff');
+  await env.advance(1_000);
+  assert.equal(server.streams().length, opened + 1, 'reconnected after the floor and a first backoff');
   assert.deepEqual(statuses.slice(-2), ['reconnecting', 'live']);
   stream.close();
 });
