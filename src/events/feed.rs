@@ -205,13 +205,16 @@ impl Feed {
     /// the backlog, or, with nothing left between the feed and the relay,
     /// live.
     async fn catch_up(&mut self) -> Result<()> {
+        // What the feed wants from the window, exactly: its filter's own
+        // answer, on a copy (the events it skips never change its rooms).
+        let mut probe = self.filter.clone();
         let filter = &self.filter;
-        let read =
-            self.hub
-                .router()
-                .catch_up(self.last, filter.scope(), self.batch as usize, || {
-                    filter.audience()
-                });
+        let read = self.hub.router().catch_up(
+            self.last,
+            self.batch as usize,
+            |event| probe.admit(event) != Admit::Skip,
+            || filter.audience(),
+        );
         let from_window = !matches!(read, FromWindow::TooOld);
         if std::mem::take(&mut self.uncounted_catch_up) {
             self.hub.note_catch_up(from_window);

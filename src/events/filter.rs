@@ -14,6 +14,7 @@ pub enum Admit {
     SendAndEnd,
 }
 
+#[derive(Clone)]
 pub struct Filter {
     caller: Caller,
     scope: EventScope,
@@ -66,9 +67,13 @@ impl Filter {
                     if membership.members.contains(&self.caller.id) {
                         self.rooms.insert(event.room_id.clone());
                     } else if about_me.is_some() {
-                        // Told once, so their screen can drop the room.
-                        self.rooms.remove(&event.room_id);
-                        return Admit::Send;
+                        // Told once, so their screen can drop the room (if
+                        // it ever showed it).
+                        return if self.rooms.remove(&event.room_id) {
+                            Admit::Send
+                        } else {
+                            Admit::Skip
+                        };
                     }
                 }
                 if self.rooms.contains(&event.room_id) {

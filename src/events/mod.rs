@@ -22,7 +22,7 @@ use crate::sse;
 use crate::store::{Store, StoredEvent};
 use bytes::Bytes;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,9 +32,10 @@ use tokio::time::MissedTickBehavior;
 /// How many events the relay reads from the log at once.
 const RELAY_BATCH: u32 = 500;
 
-/// How many events a stream reads from the log at once when catching up. A
-/// stream whose client stopped reading holds at most one such batch, so keep
-/// it small: that is what bounds a stalled stream's memory.
+/// How many events a stream reads from the window or the log at once when
+/// catching up. A stream whose client stopped reading holds at most one such
+/// batch and its live queue (bounded in events and bytes, see `routing`), so
+/// keep it small: with those, it bounds a stalled stream's memory.
 pub const CATCH_UP_BATCH: u32 = 64;
 
 /// One event as streams see it.
@@ -54,7 +55,8 @@ pub struct Event {
 pub struct Membership {
     pub change: RoomChange,
     pub user: Option<UserId>,
-    pub members: Vec<UserId>,
+    /// A set: every stream of the room asks whether its user is in it.
+    pub members: HashSet<UserId>,
 }
 
 impl Event {

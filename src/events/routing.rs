@@ -10,17 +10,17 @@
 //! up to the relay's position (from the window or the store), with its
 //! filter's rooms as of there, so between the two nothing falls through.
 //!
-//! Each subscriber has a bounded queue. One that falls that far behind is
-//! dropped from the routes; its feed sees its queue end and catches up from
-//! the window (or the store), then joins again.
+//! Each subscriber has a queue bounded by events and bytes. One that falls
+//! that far behind is dropped from the routes and its queue emptied (what it
+//! held is in the window, or the log); its feed sees the queue end and
+//! catches up, then joins again.
 
 use super::Event;
 use super::window::Window;
 use crate::model::{RoomChange, RoomId, UserId};
-use crate::store::EventScope;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// Which events one live subscriber receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +39,8 @@ pub enum Audience {
 
 /// What a feed at some id gets from the router.
 pub enum FromWindow {
-    /// Events after the id (those its scope may want), and the id up to
-    /// which the window was looked through: read them, then ask again.
+    /// Events after the id that the feed wants, and the id up to which the
+    /// window was looked through: read them, then ask again.
     Events {
         events: Vec<Arc<Event>>,
         reached: i64,
@@ -52,8 +52,12 @@ pub enum FromWindow {
 }
 
 /// The most events one look at the window goes through, so the lock it
-/// holds stays short whatever a room stream skips.
-const SCAN: usize = 4096;
+/// holds stays short whatever a feed skips.
+pub const SCAN: usize = 4096;
+
+/// The most bytes of frames one subscriber's queue holds: a stream this far
+/// behind reads from the window, and does not pin what the window let go.
+const QUEUE_BYTES: usize = 1 << 20;
 
 pub struct Router {
     routes: Mutex<Routes>,
@@ -76,8 +80,65 @@ struct Routes {
 }
 
 struct Subscriber {
-    sender: mpsc::Sender<Arc<Event>>,
+    queue: Arc<Queue>,
     audience: Audience,
+}
+
+/// One subscriber's events, in id order. Only the router pushes (under its
+/// lock); only the subscriber's feed takes.
+struct Queue {
+    state: Mutex<QueueState>,
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    /// Dropped from the routes: nothing more comes.
+    dropped: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an event; false (and the queue emptied and closed) if it would
+    /// pass either bound.
+    fn push(&self, event: &Arc<Event>, max_events: usize) -> bool {
+        let mut state = self.lock();
+        let bytes = state.bytes + event.frame.len();
+        if state.events.len() >= max_events || bytes > QUEUE_BYTES {
+            state.events = VecDeque::new();
+            state.bytes = 0;
+            state.dropped = true;
+            drop(state);
+            self.arrived.notify_one();
+            return false;
+        }
+        state.bytes = bytes;
+        state.events.push_back(event.clone());
+        drop(state);
+        self.arrived.notify_one();
+        true
+    }
+
+    fn take(&self) -> Queued {
+        let mut state = self.lock();
+        match state.events.pop_front() {
+            Some(event) => {
+                state.bytes -= event.frame.len();
+                Queued::Event(event)
+            }
+            None if state.dropped => Queued::Dropped,
+            None => Queued::Empty,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().events.is_empty()
+    }
 }
 
 impl Router {
@@ -101,10 +162,14 @@ impl Router {
     }
 
     /// Appends events, in id order, to the window and hands each to its
-    /// audience; returns how many deliveries that made.
+    /// audience; returns how many deliveries that made. The lock is taken
+    /// per event: each is whole for whoever joins, and nobody waits behind a
+    /// batch.
     pub fn publish(&self, events: impl IntoIterator<Item = Arc<Event>>) -> usize {
-        let mut routes = self.lock();
-        events.into_iter().map(|event| routes.publish(event)).sum()
+        events
+            .into_iter()
+            .map(|event| self.lock().publish(event, self.queue))
+            .sum()
     }
 
     /// The newest event published.
@@ -123,15 +188,16 @@ impl Router {
         self.lock().deliveries
     }
 
-    /// What a feed that has passed every event up to `after` (of `scope`)
-    /// reads next: events from the window, or, when it has nothing after
-    /// `after`, a subscription for the audience `audience` makes (the
-    /// feed's filter as of `after`), or word that `after` is too old.
+    /// What a feed that has passed every event up to `after` reads next:
+    /// up to `limit` events from the window that `wanted` keeps (looking at
+    /// no more than `SCAN`), or, when it has nothing after `after`, a
+    /// subscription for the audience `audience` makes (the feed's filter as
+    /// of `after`), or word that `after` is too old.
     pub fn catch_up(
         self: &Arc<Self>,
         after: i64,
-        scope: &EventScope,
         limit: usize,
+        wanted: impl FnMut(&Event) -> bool,
         audience: impl FnOnce() -> Audience,
     ) -> FromWindow {
         let mut routes = self.lock();
@@ -141,14 +207,7 @@ impl Router {
         if !routes.window.covers(after) {
             return FromWindow::TooOld;
         }
-        let (events, reached) = match scope {
-            EventScope::Room(room) => routes
-                .window
-                .read(after, limit, SCAN, |event| event.room_id == *room),
-            EventScope::All | EventScope::MemberOf(_) => {
-                routes.window.read(after, limit, limit, |_| true)
-            }
-        };
+        let (events, reached) = routes.window.read(after, limit, SCAN, wanted);
         FromWindow::Events { events, reached }
     }
 
@@ -157,7 +216,7 @@ impl Router {
     pub fn quiet_position(&self, subscription: &Subscription) -> Option<i64> {
         let routes = self.lock();
         subscription
-            .receiver
+            .queue
             .is_empty()
             .then(|| routes.window.newest())
     }
@@ -187,12 +246,21 @@ impl Routes {
                 }
             }
         }
-        let (sender, receiver) = mpsc::channel(router.queue);
-        self.subscribers.insert(id, Subscriber { sender, audience });
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            arrived: Notify::new(),
+        });
+        self.subscribers.insert(
+            id,
+            Subscriber {
+                queue: queue.clone(),
+                audience,
+            },
+        );
         Subscription {
             router: router.clone(),
             id,
-            receiver,
+            queue,
         }
     }
 
@@ -214,22 +282,48 @@ impl Routes {
         }
     }
 
-    fn publish(&mut self, event: Arc<Event>) -> usize {
+    /// The member streams of the users listed in `members`: by the shorter
+    /// of the two lists, so a big room costs only its members with streams.
+    fn member_streams_among(&self, members: &HashSet<UserId>) -> Vec<u64> {
+        if self.by_member.len() < members.len() {
+            self.by_member
+                .iter()
+                .filter(|(user, _)| members.contains(*user))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect()
+        } else {
+            members
+                .iter()
+                .filter_map(|user| self.by_member.get(user))
+                .flatten()
+                .copied()
+                .collect()
+        }
+    }
+
+    /// Sets whether member stream `id` routes `room`.
+    fn route_member(&mut self, id: u64, room: &RoomId, routed: bool) {
+        let Some(Subscriber {
+            audience: Audience::Member { rooms, .. },
+            ..
+        }) = self.subscribers.get_mut(&id)
+        else {
+            return;
+        };
+        if routed && rooms.insert(room.clone()) {
+            self.by_room.entry(room.clone()).or_default().insert(id);
+        } else if !routed && rooms.remove(room) {
+            leave(&mut self.by_room, room, id);
+        }
+    }
+
+    fn publish(&mut self, event: Arc<Event>, queue: usize) -> usize {
         self.window.push(event.clone());
         let room = &event.room_id;
         // Whoever the event puts in the room receives it: members listed.
         if let Some(membership) = &event.membership {
-            for user in &membership.members {
-                for id in self.by_member.get(user).into_iter().flatten() {
-                    if let Some(Subscriber {
-                        audience: Audience::Member { rooms, .. },
-                        ..
-                    }) = self.subscribers.get_mut(id)
-                        && rooms.insert(room.clone())
-                    {
-                        self.by_room.entry(room.clone()).or_default().insert(*id);
-                    }
-                }
+            for id in self.member_streams_among(&membership.members) {
+                self.route_member(id, room, true);
             }
         }
         let mut delivered = 0;
@@ -244,10 +338,11 @@ impl Routes {
             let Some(subscriber) = self.subscribers.get(id) else {
                 continue;
             };
-            match subscriber.sender.try_send(event.clone()) {
-                Ok(()) => delivered += 1,
-                // Full: it reads the rest from the window. Closed: it is gone.
-                Err(_) => fell_behind.push(*id),
+            if subscriber.queue.push(&event, queue) {
+                delivered += 1;
+            } else {
+                // It reads the rest from the window, or the log.
+                fell_behind.push(*id);
             }
         }
         // A member removed has been told; the room leaves their routes now.
@@ -256,15 +351,15 @@ impl Routes {
             && let Some(user) = &membership.user
             && !membership.members.contains(user)
         {
-            for id in self.by_member.get(user).into_iter().flatten() {
-                if let Some(Subscriber {
-                    audience: Audience::Member { rooms, .. },
-                    ..
-                }) = self.subscribers.get_mut(id)
-                    && rooms.remove(room)
-                {
-                    leave(&mut self.by_room, room, *id);
-                }
+            let ids: Vec<u64> = self
+                .by_member
+                .get(user)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            for id in ids {
+                self.route_member(id, room, false);
             }
         }
         for id in fell_behind {
@@ -289,36 +384,40 @@ fn leave<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key: &K,
 pub enum Queued {
     Event(Arc<Event>),
     Empty,
-    /// Dropped from the routes for falling behind, and drained.
+    /// Dropped from the routes for falling behind: its feed catches up.
     Dropped,
 }
 
-/// A live subscriber's end: the events routed to it, in id order. Its queue
-/// ends (`None`) when the router dropped it for falling behind.
+/// A live subscriber's end: the events routed to it, in id order, until the
+/// router drops it for falling behind.
 pub struct Subscription {
     router: Arc<Router>,
     id: u64,
-    receiver: mpsc::Receiver<Arc<Event>>,
+    queue: Arc<Queue>,
 }
 
 impl Subscription {
-    /// The next event; `None` once dropped from the routes and drained.
-    /// Cancel-safe.
+    /// The next event; `None` once dropped from the routes. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        self.receiver.recv().await
+        loop {
+            // Registered before looking, so a push in between still wakes it
+            // (a wake-up missed by a cancelled wait is kept as a permit).
+            let arrived = self.queue.arrived.notified();
+            match self.queue.take() {
+                Queued::Event(event) => return Some(event),
+                Queued::Dropped => return None,
+                Queued::Empty => arrived.await,
+            }
+        }
     }
 
     /// The next event if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Queued {
-        match self.receiver.try_recv() {
-            Ok(event) => Queued::Event(event),
-            Err(mpsc::error::TryRecvError::Empty) => Queued::Empty,
-            Err(mpsc::error::TryRecvError::Disconnected) => Queued::Dropped,
-        }
+        self.queue.take()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.receiver.is_empty()
+        self.queue.is_empty()
     }
 }
 
@@ -361,8 +460,7 @@ mod tests {
     }
 
     fn live(router: &Arc<Router>, audience: Audience) -> Subscription {
-        let scope = EventScope::All;
-        match router.catch_up(router.position(), &scope, 10, || audience) {
+        match router.catch_up(router.position(), 10, |_| true, || audience) {
             FromWindow::Live(subscription) => subscription,
             _ => panic!("a feed at the relay's position goes live"),
         }
@@ -427,34 +525,64 @@ mod tests {
     fn a_subscriber_that_falls_a_queue_behind_is_dropped_and_catches_up_from_the_window() {
         let router = router();
         let mut slow = live(&router, Audience::Everything);
-        router.publish((1..=6).map(|id| message(id, "a")));
-        // Four fit; at the fifth it was dropped, its queue ends after the four.
-        assert_eq!(ids(&mut slow), [1, 2, 3, 4]);
+        router.publish((1..=2).map(|id| message(id, "a")));
+        assert_eq!(ids(&mut slow), [1, 2]);
+        router.publish((3..=6).map(|id| message(id, "a")));
+        assert_eq!(router.subscribers(), 1, "four fit");
+        router.publish([message(7, "a")]);
+        // At the fifth it was dropped, and its queue emptied: it pins no
+        // event the window may let go. It catches up from the last it took.
+        assert_eq!(router.subscribers(), 0);
         assert!(matches!(slow.try_recv(), Queued::Dropped));
         let FromWindow::Events { events, reached } =
-            router.catch_up(4, &EventScope::All, 10, || Audience::Everything)
+            router.catch_up(2, 10, |_| true, || Audience::Everything)
         else {
             panic!("the window holds what it missed")
         };
-        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [5, 6]);
-        assert_eq!(reached, 6);
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [3, 4, 5, 6, 7]
+        );
+        assert_eq!(reached, 7);
         assert!(matches!(
-            router.catch_up(6, &EventScope::All, 10, || Audience::Everything),
+            router.catch_up(7, 10, |_| true, || Audience::Everything),
             FromWindow::Live(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_wakes_for_an_event_even_after_a_cancelled_wait() {
+        let router = router();
+        let mut waiting = live(&router, Audience::Everything);
+        // A wait given up (a heartbeat won the race), then an event.
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(10), waiting.recv()).await;
+        assert!(gave_up.is_err());
+        let publisher = {
+            let router = router.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                router.publish([message(1, "a")]);
+            })
+        };
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), waiting.recv())
+            .await
+            .expect("woken")
+            .expect("an event");
+        assert_eq!(event.id, 1);
+        publisher.await.unwrap();
     }
 
     #[test]
     fn an_id_the_window_no_longer_holds_goes_to_the_store() {
         let router = Arc::new(Router::new(Window::new(0, 2, usize::MAX), 4));
         router.publish((1..=5).map(|id| message(id, "a")));
-        let scope = EventScope::Room(room("a"));
         assert!(matches!(
-            router.catch_up(2, &scope, 10, || Audience::Everything),
+            router.catch_up(2, 10, |_| true, || Audience::Everything),
             FromWindow::TooOld
         ));
         assert!(matches!(
-            router.catch_up(3, &scope, 10, || Audience::Everything),
+            router.catch_up(3, 10, |_| true, || Audience::Everything),
             FromWindow::Events { .. }
         ));
     }

@@ -77,7 +77,7 @@ impl Window {
         after: i64,
         limit: usize,
         scan: usize,
-        wanted: impl Fn(&Event) -> bool,
+        mut wanted: impl FnMut(&Event) -> bool,
     ) -> (Vec<Arc<Event>>, i64) {
         debug_assert!(self.covers(after));
         let start = self.events.partition_point(|event| event.id <= after);

@@ -356,7 +356,7 @@ impl LiveStream {
     fn run(self) -> impl Stream<Item = std::result::Result<Bytes, Infallible>> + Send {
         let LiveStream {
             hub,
-            mut feed,
+            feed,
             start,
             expires_at,
             retry,
@@ -395,9 +395,16 @@ impl LiveStream {
             }
             let expiry = tokio::time::sleep_until(expires_at);
             tokio::pin!(expiry);
+            // The feed's steps as a stream: a read of the store that a
+            // heartbeat interrupts goes on where it was, not from scratch.
+            let steps = futures::stream::unfold(feed, |mut feed| async move {
+                let step = feed.next(true).await;
+                Some((step, feed))
+            });
+            tokio::pin!(steps);
             loop {
                 let wake = tokio::select! {
-                    step = feed.next(true) => Wake::Feed(step),
+                    Some(step) = steps.next() => Wake::Feed(step),
                     Some(frame) = beats.next() => Wake::Heartbeat(frame),
                     () = &mut expiry => Wake::Expired,
                     () = &mut drain => Wake::Draining,
