@@ -1,7 +1,9 @@
 //! Routing by audience: which of the process's live streams an event may
-//! concern, kept as indexes from a room to its room streams and to the global
-//! streams of its members, plus admins' global streams. The relay publishes
-//! each event only to those; no stream is woken to throw an event away.
+//! concern. A room's room streams share one channel, and admins' global
+//! streams another (one send reaches them all, as in a per-room hub); each
+//! member's global stream has a queue of its own, found through an index from
+//! a room to the global streams of its members. The relay publishes each
+//! event only to those; no stream is woken to throw an event away.
 //!
 //! The indexes change with the membership events, in log order, as they are
 //! published: a member's global stream gains a room at the event that puts
@@ -10,17 +12,16 @@
 //! up to the relay's position (from the window or the store), with its
 //! filter's rooms as of there, so between the two nothing falls through.
 //!
-//! Each subscriber has a queue bounded by events and bytes. One that falls
-//! that far behind is dropped from the routes and its queue emptied (what it
-//! held is in the window, or the log); its feed sees the queue end and
-//! catches up, then joins again.
+//! Channels and queues are bounded. A subscriber that falls that far behind
+//! (a member's queue is emptied then: what it held is in the window, or the
+//! log) sees its queue end, catches up, then joins again.
 
 use super::Event;
 use super::window::Window;
 use crate::model::{RoomChange, RoomId, UserId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 /// Which events one live subscriber receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,27 +62,31 @@ const QUEUE_BYTES: usize = 1 << 20;
 
 pub struct Router {
     routes: Mutex<Routes>,
-    /// Each subscriber's queue holds this many events.
+    /// Each channel and queue holds this many events.
     queue: usize,
 }
 
 struct Routes {
     window: Window,
-    /// Events handed to subscribers' queues, ever.
+    /// Events handed to subscribers, ever.
     deliveries: u64,
+    /// Each room's room streams, on one channel (made with its first).
+    rooms: HashMap<RoomId, broadcast::Sender<Arc<Event>>>,
+    /// Admins' global streams, on one channel.
+    everything: broadcast::Sender<Arc<Event>>,
     next_id: u64,
-    subscribers: HashMap<u64, Subscriber>,
-    /// A room's room streams, and the global streams of its members.
+    /// Members' global streams.
+    members: HashMap<u64, MemberStream>,
+    /// The global streams of each room's members.
     by_room: HashMap<RoomId, HashSet<u64>>,
-    /// Admins' global streams.
-    everything: HashSet<u64>,
     /// Each member's global streams, to find them when their rooms change.
     by_member: HashMap<UserId, HashSet<u64>>,
 }
 
-struct Subscriber {
+struct MemberStream {
     queue: Arc<Queue>,
-    audience: Audience,
+    user: UserId,
+    rooms: HashSet<RoomId>,
 }
 
 /// One subscriber's events, in id order. Only the router pushes (under its
@@ -147,10 +152,11 @@ impl Router {
             routes: Mutex::new(Routes {
                 window,
                 deliveries: 0,
+                rooms: HashMap::new(),
+                everything: broadcast::Sender::new(queue.max(1)),
                 next_id: 0,
-                subscribers: HashMap::new(),
+                members: HashMap::new(),
                 by_room: HashMap::new(),
-                everything: HashSet::new(),
                 by_member: HashMap::new(),
             }),
             queue: queue.max(1),
@@ -179,7 +185,14 @@ impl Router {
 
     /// Open subscribers now.
     pub fn subscribers(&self) -> usize {
-        self.lock().subscribers.len()
+        let routes = self.lock();
+        routes.members.len()
+            + routes.everything.receiver_count()
+            + routes
+                .rooms
+                .values()
+                .map(broadcast::Sender::receiver_count)
+                .sum::<usize>()
     }
 
     /// Events handed to subscribers' queues so far: once a subscriber has
@@ -215,10 +228,7 @@ impl Router {
     /// had everything up to there that it may see.
     pub fn quiet_position(&self, subscription: &Subscription) -> Option<i64> {
         let routes = self.lock();
-        subscription
-            .queue
-            .is_empty()
-            .then(|| routes.window.newest())
+        subscription.is_empty().then(|| routes.window.newest())
     }
 
     /// The window's size now: events and bytes.
@@ -230,55 +240,67 @@ impl Router {
 
 impl Routes {
     fn subscribe(&mut self, router: &Arc<Router>, audience: Audience) -> Subscription {
-        let id = self.next_id;
-        self.next_id += 1;
-        match &audience {
-            Audience::Everything => {
-                self.everything.insert(id);
-            }
+        let live = match audience {
+            Audience::Everything => Live::Channel {
+                room: None,
+                receiver: self.everything.subscribe(),
+            },
             Audience::Room(room) => {
-                self.by_room.entry(room.clone()).or_default().insert(id);
-            }
-            Audience::Member { user, rooms } => {
-                self.by_member.entry(user.clone()).or_default().insert(id);
-                for room in rooms {
-                    self.by_room.entry(room.clone()).or_default().insert(id);
+                let receiver = self
+                    .rooms
+                    .entry(room.clone())
+                    .or_insert_with(|| broadcast::Sender::new(router.queue))
+                    .subscribe();
+                Live::Channel {
+                    room: Some(room),
+                    receiver,
                 }
             }
-        }
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState::default()),
-            arrived: Notify::new(),
-        });
-        self.subscribers.insert(
-            id,
-            Subscriber {
-                queue: queue.clone(),
-                audience,
-            },
-        );
+            Audience::Member { user, rooms } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.by_member.entry(user.clone()).or_default().insert(id);
+                for room in &rooms {
+                    self.by_room.entry(room.clone()).or_default().insert(id);
+                }
+                let queue = Arc::new(Queue {
+                    state: Mutex::new(QueueState::default()),
+                    arrived: Notify::new(),
+                });
+                let member = MemberStream {
+                    queue: queue.clone(),
+                    user,
+                    rooms,
+                };
+                self.members.insert(id, member);
+                Live::Queue { id, queue }
+            }
+        };
         Subscription {
             router: router.clone(),
-            id,
-            queue,
+            live,
         }
     }
 
-    fn unsubscribe(&mut self, id: u64) {
-        let Some(subscriber) = self.subscribers.remove(&id) else {
+    fn unsubscribe_member(&mut self, id: u64) {
+        let Some(member) = self.members.remove(&id) else {
             return;
         };
-        match subscriber.audience {
-            Audience::Everything => {
-                self.everything.remove(&id);
-            }
-            Audience::Room(room) => leave(&mut self.by_room, &room, id),
-            Audience::Member { user, rooms } => {
-                for room in &rooms {
-                    leave(&mut self.by_room, room, id);
-                }
-                leave(&mut self.by_member, &user, id);
-            }
+        for room in &member.rooms {
+            leave(&mut self.by_room, room, id);
+        }
+        leave(&mut self.by_member, &member.user, id);
+    }
+
+    /// A room's channel goes with its last room stream (the one leaving is
+    /// still subscribed as it asks).
+    fn leave_room_channel(&mut self, room: &RoomId) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|channel| channel.receiver_count() <= 1)
+        {
+            self.rooms.remove(room);
         }
     }
 
@@ -303,11 +325,7 @@ impl Routes {
 
     /// Sets whether member stream `id` routes `room`.
     fn route_member(&mut self, id: u64, room: &RoomId, routed: bool) {
-        let Some(Subscriber {
-            audience: Audience::Member { rooms, .. },
-            ..
-        }) = self.subscribers.get_mut(&id)
-        else {
+        let Some(MemberStream { rooms, .. }) = self.members.get_mut(&id) else {
             return;
         };
         if routed && rooms.insert(room.clone()) {
@@ -326,19 +344,17 @@ impl Routes {
                 self.route_member(id, room, true);
             }
         }
-        let mut delivered = 0;
+        // No receiver is fine: nobody is listening.
+        let mut delivered = self.everything.send(event.clone()).unwrap_or(0);
+        if let Some(channel) = self.rooms.get(room) {
+            delivered += channel.send(event.clone()).unwrap_or(0);
+        }
         let mut fell_behind = Vec::new();
-        for id in self
-            .by_room
-            .get(room)
-            .into_iter()
-            .flatten()
-            .chain(&self.everything)
-        {
-            let Some(subscriber) = self.subscribers.get(id) else {
+        for id in self.by_room.get(room).into_iter().flatten() {
+            let Some(member) = self.members.get(id) else {
                 continue;
             };
-            if subscriber.queue.push(&event, queue) {
+            if member.queue.push(&event, queue) {
                 delivered += 1;
             } else {
                 // It reads the rest from the window, or the log.
@@ -363,7 +379,7 @@ impl Routes {
             }
         }
         for id in fell_behind {
-            self.unsubscribe(id);
+            self.unsubscribe_member(id);
         }
         self.deliveries += delivered as u64;
         delivered
@@ -384,46 +400,77 @@ fn leave<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key: &K,
 pub enum Queued {
     Event(Arc<Event>),
     Empty,
-    /// Dropped from the routes for falling behind: its feed catches up.
+    /// Dropped from the routes, or passed by its channel, for falling
+    /// behind: its feed catches up.
     Dropped,
 }
 
-/// A live subscriber's end: the events routed to it, in id order, until the
-/// router drops it for falling behind.
+/// A live subscriber's end: the events routed to it, in id order, until it
+/// falls too far behind.
 pub struct Subscription {
     router: Arc<Router>,
-    id: u64,
-    queue: Arc<Queue>,
+    live: Live,
+}
+
+enum Live {
+    /// A member's global stream: a queue of its own.
+    Queue { id: u64, queue: Arc<Queue> },
+    /// A room's streams (`room`) or admins' (`None`): a shared channel.
+    Channel {
+        room: Option<RoomId>,
+        receiver: broadcast::Receiver<Arc<Event>>,
+    },
 }
 
 impl Subscription {
-    /// The next event; `None` once dropped from the routes. Cancel-safe.
+    /// The next event; `None` once it fell too far behind. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        loop {
-            // Registered before looking, so a push in between still wakes it
-            // (a wake-up missed by a cancelled wait is kept as a permit).
-            let arrived = self.queue.arrived.notified();
-            match self.queue.take() {
-                Queued::Event(event) => return Some(event),
-                Queued::Dropped => return None,
-                Queued::Empty => arrived.await,
-            }
+        match &mut self.live {
+            Live::Queue { queue, .. } => loop {
+                // Registered before looking, so a push in between still
+                // wakes it (one a cancelled wait missed is kept as a permit).
+                let arrived = queue.arrived.notified();
+                match queue.take() {
+                    Queued::Event(event) => return Some(event),
+                    Queued::Dropped => return None,
+                    Queued::Empty => arrived.await,
+                }
+            },
+            // Lagged: the window has what the channel no longer holds.
+            Live::Channel { receiver, .. } => receiver.recv().await.ok(),
         }
     }
 
     /// The next event if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Queued {
-        self.queue.take()
+        match &mut self.live {
+            Live::Queue { queue, .. } => queue.take(),
+            Live::Channel { receiver, .. } => match receiver.try_recv() {
+                Ok(event) => Queued::Event(event),
+                Err(broadcast::error::TryRecvError::Empty) => Queued::Empty,
+                Err(_) => Queued::Dropped,
+            },
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        match &self.live {
+            Live::Queue { queue, .. } => queue.is_empty(),
+            Live::Channel { receiver, .. } => receiver.is_empty(),
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.router.lock().unsubscribe(self.id);
+        let mut routes = self.router.lock();
+        match &self.live {
+            Live::Queue { id, .. } => routes.unsubscribe_member(*id),
+            Live::Channel {
+                room: Some(room), ..
+            } => routes.leave_room_channel(room),
+            Live::Channel { room: None, .. } => {}
+        }
     }
 }
 
@@ -522,9 +569,15 @@ mod tests {
     }
 
     #[test]
-    fn a_subscriber_that_falls_a_queue_behind_is_dropped_and_catches_up_from_the_window() {
+    fn a_member_that_falls_a_queue_behind_is_dropped_and_catches_up_from_the_window() {
         let router = router();
-        let mut slow = live(&router, Audience::Everything);
+        let mut slow = live(
+            &router,
+            Audience::Member {
+                user: UserId::from_store("ann".into()),
+                rooms: [room("a")].into(),
+            },
+        );
         router.publish((1..=2).map(|id| message(id, "a")));
         assert_eq!(ids(&mut slow), [1, 2]);
         router.publish((3..=6).map(|id| message(id, "a")));
@@ -550,10 +603,33 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_room_stream_that_falls_its_channel_behind_catches_up_and_the_channel_goes_with_it() {
+        let router = router();
+        let mut slow = live(&router, Audience::Room(room("a")));
+        let mut other = live(&router, Audience::Room(room("a")));
+        router.publish((1..=6).map(|id| message(id, "a")));
+        // The channel holds four: both fell behind, and catch up from the window.
+        assert!(matches!(slow.try_recv(), Queued::Dropped));
+        assert!(matches!(other.try_recv(), Queued::Dropped));
+        assert_eq!(router.lock().rooms.len(), 1);
+        drop((slow, other));
+        assert!(
+            router.lock().rooms.is_empty(),
+            "no channel for a room nobody watches"
+        );
+    }
+
     #[tokio::test]
     async fn a_waiting_subscriber_wakes_for_an_event_even_after_a_cancelled_wait() {
         let router = router();
-        let mut waiting = live(&router, Audience::Everything);
+        let mut waiting = live(
+            &router,
+            Audience::Member {
+                user: UserId::from_store("ann".into()),
+                rooms: [room("a")].into(),
+            },
+        );
         // A wait given up (a heartbeat won the race), then an event.
         let gave_up =
             tokio::time::timeout(std::time::Duration::from_millis(10), waiting.recv()).await;
