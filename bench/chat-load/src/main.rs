@@ -290,6 +290,18 @@ fn lineup(common: &Common) -> &'static [bool] {
 }
 
 impl Target {
+    /// chat-server's `/api/chat/sse/stats`, as it answered.
+    async fn stream_stats(&self) -> Result<String, String> {
+        let answer = self
+            .http
+            .get(format!("{}/api/chat/sse/stats", self.served.base))
+            .bearer_auth(&self.publisher)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(answer.text().await.unwrap_or_default())
+    }
+
     async fn start(common: &Common, ours: bool, heartbeat: &str) -> Result<Self, String> {
         if ours {
             Self::ours(common, heartbeat).await
@@ -554,17 +566,7 @@ async fn fanout(
             target.served.sample()
         );
         if target.ours {
-            let stats = target
-                .http
-                .get(format!("{}/api/chat/sse/stats", target.served.base))
-                .bearer_auth(&target.publisher)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .unwrap_or_default();
-            println!("chat-server stream stats: {stats}");
+            println!("chat-server stream stats: {}", target.stream_stats().await?);
         }
     }
     write_json(name, common, &steps)?;
@@ -715,6 +717,10 @@ async fn resume(common: &Common, count: usize) -> Result<(), String> {
         result.lost,
         result.duplicates
     );
+    if target.ours {
+        // How the catch-ups were served: from the window (memory) or the store.
+        println!("chat-server stream stats: {}", target.stream_stats().await?);
+    }
     write_json("w6", common, &result)
 }
 
