@@ -13,8 +13,8 @@ mod window;
 
 pub use feed::{Feed, Start, Step};
 pub use filter::{Admit, Filter};
-pub use routing::{Audience, FromWindow, Queued, Router, Subscription};
-pub use window::Window;
+use routing::{Audience, FromWindow, Queued, Router, Subscription};
+use window::Window;
 
 use crate::metrics;
 use crate::model::{RoomChange, RoomId, Timestamp, UserId};
@@ -23,7 +23,7 @@ use crate::store::{Store, StoredEvent};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -112,7 +112,8 @@ struct RoomMembers {
 #[derive(Debug, Clone)]
 pub struct HubOptions {
     pub heartbeat_interval: Duration,
-    /// Events queued for one stream before it must catch up from the window.
+    /// Events a room's channel, admins' channel or a member's queue holds
+    /// before a stream that has not taken them must catch up from the window.
     pub buffer: usize,
     /// The recent-event window's bounds.
     pub window_events: usize,
@@ -127,8 +128,6 @@ pub struct Hub {
     router: Arc<Router>,
     heartbeat: watch::Receiver<Bytes>,
     store: Arc<dyn Store>,
-    /// The newest event the relay has published.
-    relayed: AtomicI64,
     open_streams: AtomicUsize,
     streams_per_user: Mutex<HashMap<UserId, usize>>,
     /// Catch-ups (resumes, and streams that fell a queue behind) served
@@ -164,7 +163,6 @@ impl Hub {
         let router = Arc::new(preloaded_router(store.as_ref(), &options).await?);
         let (beat, heartbeat) = watch::channel(sse::heartbeat(Timestamp::now().unix_ms()));
         let hub = Arc::new(Self {
-            relayed: AtomicI64::new(router.position()),
             router,
             heartbeat,
             store: store.clone(),
@@ -193,7 +191,7 @@ impl Hub {
     }
 
     /// Where live events and the window come from.
-    pub fn router(&self) -> &Arc<Router> {
+    pub(crate) fn router(&self) -> &Arc<Router> {
         &self.router
     }
 
@@ -229,7 +227,7 @@ impl Hub {
 
     /// The newest event the relay has published (and so, committed).
     pub fn relayed_event_id(&self) -> i64 {
-        self.relayed.load(Ordering::Relaxed)
+        self.router.position()
     }
 
     /// Notes where a stream's catch-up was served from: the window (memory)
@@ -270,7 +268,7 @@ impl Hub {
             open_streams: self.open_streams.load(Ordering::Relaxed),
             subscribers: self.router.subscribers(),
             users_with_streams: users,
-            relayed_event_id: self.relayed.load(Ordering::Relaxed),
+            relayed_event_id: self.router.position(),
             deliveries: self.router.deliveries(),
             catch_ups: from_window + from_store,
             catch_ups_from_window: from_window,
@@ -355,7 +353,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
         }
         let Some(hub) = hub.upgrade() else { return };
         loop {
-            let after = hub.relayed.load(Ordering::Relaxed);
+            let after = hub.router.position();
             let batch = match hub.store.relay_events_after(after, RELAY_BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -370,11 +368,8 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
                 .into_iter()
                 .map(|stored| Arc::new(Event::from_stored(stored)))
                 .collect();
-            if let Some(newest) = events.last().map(|event| event.id) {
-                let delivered = hub.router.publish(events);
-                ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
-                hub.relayed.store(newest, Ordering::Relaxed);
-            }
+            let delivered = hub.router.publish(events);
+            ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
             if !full {
                 break;
             }

@@ -525,19 +525,21 @@ mod tests {
         RoomId::from_store(id.to_owned())
     }
 
+    /// The audience of `user`'s global stream, in `rooms`.
+    fn member(user: &str, rooms: &[&str]) -> Audience {
+        Audience::Member {
+            user: UserId::from_store(user.to_owned()),
+            rooms: rooms.iter().map(|id| room(id)).collect(),
+        }
+    }
+
     #[test]
     fn an_event_reaches_its_rooms_streams_its_members_and_admins_and_no_one_else() {
         let router = router();
         let mut room_a = live(&router, Audience::Room(room("a")));
         let mut room_b = live(&router, Audience::Room(room("b")));
         let mut admin = live(&router, Audience::Everything);
-        let mut ann = live(
-            &router,
-            Audience::Member {
-                user: UserId::from_store("ann".into()),
-                rooms: [room("a")].into(),
-            },
-        );
+        let mut ann = live(&router, member("ann", &["a"]));
         assert_eq!(router.publish([message(1, "a")]), 3);
         assert_eq!(ids(&mut room_a), [1]);
         assert_eq!(ids(&mut admin), [1]);
@@ -548,13 +550,7 @@ mod tests {
     #[test]
     fn a_member_gains_a_room_at_the_event_that_adds_them_and_loses_it_after_the_removal() {
         let router = router();
-        let mut bob = live(
-            &router,
-            Audience::Member {
-                user: UserId::from_store("bob".into()),
-                rooms: HashSet::new(),
-            },
-        );
+        let mut bob = live(&router, member("bob", &[]));
         router.publish([
             message(1, "c"),
             membership(2, "c", "member_added", "bob", &["ann", "bob"]),
@@ -571,13 +567,7 @@ mod tests {
     #[test]
     fn a_member_that_falls_a_queue_behind_is_dropped_and_catches_up_from_the_window() {
         let router = router();
-        let mut slow = live(
-            &router,
-            Audience::Member {
-                user: UserId::from_store("ann".into()),
-                rooms: [room("a")].into(),
-            },
-        );
+        let mut slow = live(&router, member("ann", &["a"]));
         router.publish((1..=2).map(|id| message(id, "a")));
         assert_eq!(ids(&mut slow), [1, 2]);
         router.publish((3..=6).map(|id| message(id, "a")));
@@ -623,13 +613,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_subscriber_wakes_for_an_event_even_after_a_cancelled_wait() {
         let router = router();
-        let mut waiting = live(
-            &router,
-            Audience::Member {
-                user: UserId::from_store("ann".into()),
-                rooms: [room("a")].into(),
-            },
-        );
+        let mut waiting = live(&router, member("ann", &["a"]));
         // A wait given up (a heartbeat won the race), then an event.
         let gave_up =
             tokio::time::timeout(std::time::Duration::from_millis(10), waiting.recv()).await;

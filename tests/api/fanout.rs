@@ -2,7 +2,7 @@
 //! streams it concerns, and streams that resume or fall behind catch up from
 //! the shared window of recent events, not each from the store.
 
-use crate::helpers::{Backend, TestApp, admin, on_both_stores, user};
+use crate::helpers::{Backend, TestApp, admin, on_both_stores, streams_opened_freely, user};
 use figment::providers::Serialized;
 use futures::future::join_all;
 use serde_json::Value;
@@ -101,12 +101,7 @@ async fn streams_resuming_on_a_new_instance_catch_up_from_its_window_not_the_sto
     }
     let restarted = app
         .sibling_with(|figment| {
-            figment
-                .merge(Serialized::default("stream_max_per_user", 1000))
-                .merge(Serialized::default("stream_rate_per_user", 10_000))
-                .merge(Serialized::default("stream_burst_per_user", 10_000))
-                .merge(Serialized::default("stream_rate_per_ip", 10_000))
-                .merge(Serialized::default("stream_burst_per_ip", 10_000))
+            streams_opened_freely(figment).merge(Serialized::default("stream_max_per_user", 1000))
         })
         .await;
     // The message's event id: the room event came first.

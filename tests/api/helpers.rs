@@ -603,6 +603,16 @@ fn serving_address(line: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Settings for a test that opens streams by the hundred from one user and
+/// one address: the opening rates out of the way (they have tests of their own).
+pub fn streams_opened_freely(figment: figment::Figment) -> figment::Figment {
+    figment
+        .merge(Serialized::default("stream_rate_per_user", 10_000))
+        .merge(Serialized::default("stream_burst_per_user", 10_000))
+        .merge(Serialized::default("stream_rate_per_ip", 10_000))
+        .merge(Serialized::default("stream_burst_per_ip", 10_000))
+}
+
 /// Lets this test process hold as many sockets as the system allows.
 pub fn raise_open_file_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);

@@ -3,7 +3,9 @@
 //! an instance whose notification connection dies catches up; a stalled
 //! reader neither slows the others nor loses anything.
 
-use crate::helpers::{Backend, EventStream, TestApp, WAIT, admin, on_both_stores};
+use crate::helpers::{
+    Backend, EventStream, TestApp, WAIT, admin, on_both_stores, streams_opened_freely,
+};
 use figment::providers::Serialized;
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -110,12 +112,7 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
     backend: Backend,
 ) {
     let relaxed = |figment: figment::Figment| {
-        figment
-            .merge(Serialized::default("stream_rate_per_user", 10_000))
-            .merge(Serialized::default("stream_burst_per_user", 10_000))
-            .merge(Serialized::default("stream_rate_per_ip", 10_000))
-            .merge(Serialized::default("stream_burst_per_ip", 10_000))
-            .merge(Serialized::default("heartbeat_interval", "100ms"))
+        streams_opened_freely(figment).merge(Serialized::default("heartbeat_interval", "100ms"))
     };
     let first = TestApp::spawn_with(backend.clone(), relaxed).await;
     // PostgreSQL: a second instance on the same database. SQLite: one process.
@@ -261,12 +258,8 @@ async fn read_with_cuts(
 
 async fn a_stalled_reader_neither_delays_live_readers_nor_loses_anything(backend: Backend) {
     let app = TestApp::spawn_with(backend, |figment| {
-        figment
+        streams_opened_freely(figment)
             .merge(Serialized::default("stream_buffer_events", 16))
-            .merge(Serialized::default("stream_rate_per_user", 10_000))
-            .merge(Serialized::default("stream_burst_per_user", 10_000))
-            .merge(Serialized::default("stream_rate_per_ip", 10_000))
-            .merge(Serialized::default("stream_burst_per_ip", 10_000))
             .merge(Serialized::default("stream_max_per_user", 1000))
     })
     .await;
