@@ -326,12 +326,46 @@ pub enum EventData<'a> {
     },
     #[serde(rename_all = "camelCase")]
     Room {
-        room: &'a Room,
+        room: RoomInEvent<'a>,
         change: RoomChange,
         /// The member added or removed.
         #[serde(skip_serializing_if = "Option::is_none")]
         user_id: Option<&'a UserId>,
     },
+}
+
+impl<'a> EventData<'a> {
+    /// A `room` event: `user` is the member added or removed.
+    pub fn room(room: &'a Room, change: RoomChange, user: Option<&'a UserId>) -> Self {
+        Self::Room {
+            room: RoomInEvent {
+                id: &room.id,
+                name: &room.name,
+                member_ids: (change == RoomChange::Created).then_some(room.member_ids.as_slice()),
+                created_at: room.created_at,
+                updated_at: room.updated_at,
+                last_message: room.last_message.as_ref(),
+            },
+            change,
+            user_id: user,
+        }
+    }
+}
+
+/// A room as a `room` event shows it to all its viewers: nobody's unread
+/// count, and the members listed only when it is created. A membership
+/// change names the one member instead, so its cost does not grow with the
+/// room; whoever needs the whole list fetches the room.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInEvent<'a> {
+    pub id: &'a RoomId,
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_ids: Option<&'a [UserId]>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_message: Option<&'a Message>,
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl Filter {
             EventScope::Room(_) => Admit::Send,
             EventScope::MemberOf(_) => {
                 if let Some(membership) = &event.membership {
-                    if membership.members.contains(&self.caller.id) {
+                    if membership.joined.contains(&self.caller.id) {
                         self.rooms.insert(event.room_id.clone());
                     } else if about_me.is_some() {
                         // Told once, so their screen can drop the room (if

@@ -43,7 +43,7 @@ pub const CATCH_UP_BATCH: u32 = 64;
 pub struct Event {
     pub id: i64,
     pub room_id: RoomId,
-    /// For `room` events: who is in the room now, and whom the change is about.
+    /// For `room` events: whom the change is about, and whom it puts in the room.
     pub membership: Option<Membership>,
     /// The whole SSE frame, shared by every stream that sends it.
     pub frame: Bytes,
@@ -54,9 +54,11 @@ pub struct Event {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Membership {
     pub change: RoomChange,
+    /// The member added or removed.
     pub user: Option<UserId>,
-    /// A set: every stream of the room asks whether its user is in it.
-    pub members: HashSet<UserId>,
+    /// Whom the event puts in the room: a new room's members, or the one
+    /// added (a set: each of their streams asks whether its user is in it).
+    pub joined: HashSet<UserId>,
 }
 
 impl Event {
@@ -67,16 +69,7 @@ impl Event {
             .starts_with(r#"{"type":"room""#)
             .then(|| serde_json::from_str::<RoomEventFields>(&stored.data).ok())
             .flatten()
-            .map(|fields| Membership {
-                change: fields.change,
-                user: fields.user_id.map(UserId::from_store),
-                members: fields
-                    .room
-                    .member_ids
-                    .into_iter()
-                    .map(UserId::from_store)
-                    .collect(),
-            });
+            .map(Membership::from);
         let frame = sse::event(stored.id, &stored.data);
         Self {
             id: stored.id,
@@ -102,10 +95,34 @@ struct RoomEventFields {
     room: RoomMembers,
 }
 
+/// Only a `created` event lists the members (events logged before 2026-12
+/// list them in every change; those lists are not needed, and ignored).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RoomMembers {
+    #[serde(default)]
     member_ids: Vec<String>,
+}
+
+impl From<RoomEventFields> for Membership {
+    fn from(fields: RoomEventFields) -> Self {
+        let user = fields.user_id.map(UserId::from_store);
+        let joined = match fields.change {
+            RoomChange::Created => fields
+                .room
+                .member_ids
+                .into_iter()
+                .map(UserId::from_store)
+                .collect(),
+            RoomChange::MemberAdded => user.iter().cloned().collect(),
+            RoomChange::MemberRemoved => HashSet::new(),
+        };
+        Self {
+            change: fields.change,
+            user,
+            joined,
+        }
+    }
 }
 
 /// Settings of the live side.
@@ -407,5 +424,57 @@ async fn retention(store: Arc<dyn Store>, window: Duration) {
             Ok(deleted) => tracing::info!(deleted, "purged events past the retention window"),
             Err(error) => tracing::warn!(%error, "could not purge old events"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(data: &str) -> Membership {
+        let stored = StoredEvent {
+            id: 1,
+            room_id: "r".to_owned(),
+            subject_id: None,
+            data: data.to_owned(),
+        };
+        Event::from_stored(stored)
+            .membership
+            .expect("a room event has a membership")
+    }
+
+    fn users(ids: &[&str]) -> HashSet<UserId> {
+        ids.iter()
+            .map(|id| UserId::from_store((*id).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_room_puts_its_members_in_and_a_change_only_the_member_added() {
+        let created = membership(
+            r#"{"type":"room","room":{"id":"r","memberIds":["ann","bob"]},"change":"created"}"#,
+        );
+        assert_eq!(created.joined, users(&["ann", "bob"]));
+        let added = membership(
+            r#"{"type":"room","room":{"id":"r"},"change":"member_added","userId":"cat"}"#,
+        );
+        assert_eq!(added.joined, users(&["cat"]));
+        let removed = membership(
+            r#"{"type":"room","room":{"id":"r"},"change":"member_removed","userId":"cat"}"#,
+        );
+        assert!(removed.joined.is_empty());
+        assert_eq!(removed.user, Some(UserId::from_store("cat".to_owned())));
+    }
+
+    #[test]
+    fn membership_events_logged_with_the_whole_list_read_the_same() {
+        let added = membership(
+            r#"{"type":"room","room":{"id":"r","memberIds":["ann","cat"]},"change":"member_added","userId":"cat"}"#,
+        );
+        assert_eq!(added.joined, users(&["cat"]));
+        let removed = membership(
+            r#"{"type":"room","room":{"id":"r","memberIds":["ann"]},"change":"member_removed","userId":"cat"}"#,
+        );
+        assert!(removed.joined.is_empty());
     }
 }

@@ -605,13 +605,6 @@ macro_rules! impl_store {
         }
 
         /// A room as a `room` event shows it: no one viewer's unread count.
-        fn shared_view(room: &Room) -> Room {
-            Room {
-                unread_count: None,
-                ..room.clone()
-            }
-        }
-
         #[async_trait::async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<()> {
@@ -657,11 +650,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 let room = visible_room(&mut tx, caller, id.as_str()).await?;
-                let event = EventData::Room {
-                    room: &shared_view(&room),
-                    change: RoomChange::Created,
-                    user_id: None,
-                };
+                let event = EventData::room(&room, RoomChange::Created, None);
                 append_event(&mut tx, &id, None, &event, true, now).await?;
                 tx.commit().await?;
                 self.wake.notify_one();
@@ -762,11 +751,7 @@ macro_rules! impl_store {
                 }
                 touch_room(&mut tx, room.as_str(), now).await?;
                 let view = visible_room(&mut tx, caller, room.as_str()).await?;
-                let event = EventData::Room {
-                    room: &shared_view(&view),
-                    change: RoomChange::MemberAdded,
-                    user_id: Some(user),
-                };
+                let event = EventData::room(&view, RoomChange::MemberAdded, Some(user));
                 append_event(&mut tx, room, Some(user), &event, true, now).await?;
                 tx.commit().await?;
                 self.wake.notify_one();
@@ -804,11 +789,7 @@ macro_rules! impl_store {
                 };
                 let view = visible_room(&mut tx, &as_admin, room.as_str()).await?;
                 if removed > 0 {
-                    let event = EventData::Room {
-                        room: &shared_view(&view),
-                        change: RoomChange::MemberRemoved,
-                        user_id: Some(user),
-                    };
+                    let event = EventData::room(&view, RoomChange::MemberRemoved, Some(user));
                     append_event(&mut tx, room, Some(user), &event, true, now).await?;
                 }
                 tx.commit().await?;

@@ -70,6 +70,7 @@ async fn a_users_global_stream_carries_their_rooms_including_rooms_joined_later(
         shared.as_str(),
         "carol's room never showed"
     );
+    assert_eq!(created.data["room"]["memberIds"], json!(["alice", "bob"]));
     app.send(&alice, &shared, "hi bob").await;
     assert_eq!(
         stream.expect("message").await.data["message"]["body"],
@@ -86,6 +87,12 @@ async fn a_users_global_stream_carries_their_rooms_including_rooms_joined_later(
     let joined = stream.expect("room").await;
     assert_eq!(joined.data["change"], "member_added");
     assert_eq!(joined.data["userId"], "bob");
+    assert!(
+        joined.data["room"].get("memberIds").is_none(),
+        "a change names the member, not the whole list: {}",
+        joined.data
+    );
+    assert_eq!(joined.data["room"]["name"], "carol's");
     app.send(&carol, &elsewhere, "welcome").await;
     assert_eq!(
         stream.expect("message").await.data["message"]["body"],

@@ -30,7 +30,9 @@ export interface Room {
 export type StreamData =
   | { type: 'message'; message: Message }
   | { type: 'read'; roomId: string; userId: string; lastReadSeq: number }
-  | { type: 'room'; room: Room; change: 'created' | 'member_added' | 'member_removed'; userId?: string };
+  | { type: 'room'; room: Room; change: 'created' }
+  /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
+  | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string };
 
 export interface ResetData {
   type: 'reset';
@@ -126,6 +128,8 @@ export declare function jittered(ms: number, random?: () => number): number;
 export declare function retryDelay(error: unknown, attempt: number, options?: Pick<Timings, 'backoffInitial' | 'backoffMax'>, random?: () => number): number;
 export declare function isNewerId(id: string | null | undefined, than: string | null | undefined): boolean;
 export declare function newClientId(random?: () => number): string;
+/** The room after a `room` event, members included; null when the members known before are needed and unknown. */
+export declare function roomAfter(known: Room | null | undefined, data: Extract<StreamData, { type: 'room' }>): Room | null;
 export declare function tokenClaims(token: string): { sub: string; role: 'admin' | 'user' };
 
 export declare class SseParser {

@@ -1083,6 +1083,20 @@ function newer(a, b) {
 }
 
 /**
+ * The room a `room` event leaves, members included: a new room's event lists
+ * them; a membership change names only the member, applied to the list
+ * known before. Null when that list is unknown (fetch the room).
+ */
+export function roomAfter(known, { room, change, userId }) {
+  if (room.memberIds) return room;
+  if (!known?.memberIds) return null;
+  let memberIds = known.memberIds;
+  if (change === 'member_added' && !memberIds.includes(userId)) memberIds = [...memberIds, userId];
+  if (change === 'member_removed') memberIds = memberIds.filter((id) => id !== userId);
+  return { ...room, memberIds };
+}
+
+/**
  * Every room the caller may see, live, with exact unread counts: a
  * ChatStream over all rooms, an UnreadCounter, and the rooms themselves in
  * order of activity. For badges, inboxes and the React hook; framework-free
@@ -1195,8 +1209,15 @@ export class ChatRooms extends EventTarget {
     // 2^53 does not matter for that).
     const activity = Number(id);
     if (data.type === 'room') {
+      const known = this.#rooms.get(roomId);
+      const room = roomAfter(known?.room, data);
       if (!this.#counter.rooms.has(roomId)) this.#rooms.delete(roomId);
-      else this.#rooms.set(roomId, { room: data.room, activity });
+      else if (room) this.#rooms.set(roomId, { room, activity });
+      else {
+        // Its members are unknown here: learn the room.
+        this.#counter.rooms.get(roomId).known = false;
+        this.#rooms.set(roomId, { room: null, activity, lastMessage: newer(known?.lastMessage, data.room.lastMessage) });
+      }
     } else if (data.type === 'message') {
       const known = this.#rooms.get(roomId);
       if (known?.room) {

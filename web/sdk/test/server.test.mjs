@@ -147,6 +147,7 @@ test('stream, then long-polling, then stream: every event once and in order, unr
   const listing = await agentElsewhere.allRooms();
   for (const entry of listing.rooms) {
     assert.equal(rooms.unread(entry.id), entry.unreadCount, `room ${entry.name}`);
+    assert.deepEqual(rooms.room(entry.id)?.memberIds, entry.memberIds, `members of ${entry.name}, from events naming one each`);
   }
   assert.equal(rooms.getSnapshot().totalUnread, listing.totalUnread);
   assert.deepEqual(

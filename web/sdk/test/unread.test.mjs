@@ -2,7 +2,7 @@
 // server under random histories, and ChatRooms over a scripted server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChatRooms, UnreadCounter } from '../chat-client.js';
+import { ChatRooms, UnreadCounter, roomAfter } from '../chat-client.js';
 import { fakeClock, fakeLocks, fakeServer, hanging, sseBody, streamResponse, tokenFor } from './fakes.mjs';
 
 /** A small deterministic random source. */
@@ -104,6 +104,17 @@ test('a removed user loses the room; an admin keeps it; a joined room is fetched
   assert.equal(user.unread('j'), 1);
   user.applyEvent({ type: 'room', room: { id: 'n', lastMessage: null }, change: 'created' });
   assert.deepEqual(user.unknownRooms(), [], 'a new room has nothing unread');
+});
+
+test('a membership change applies its one member to the members known before', () => {
+  const known = { id: 'r', name: 'old', memberIds: ['ann', 'bob'] };
+  const change = (what, userId) => ({ type: 'room', change: what, userId, room: { id: 'r', name: 'new' } });
+  assert.deepEqual(roomAfter(known, change('member_added', 'cat')), { id: 'r', name: 'new', memberIds: ['ann', 'bob', 'cat'] });
+  assert.deepEqual(roomAfter(known, change('member_added', 'bob')).memberIds, ['ann', 'bob'], 'once');
+  assert.deepEqual(roomAfter(known, change('member_removed', 'ann')).memberIds, ['bob']);
+  assert.equal(roomAfter(null, change('member_added', 'cat')), null, 'unknown before: fetch the room');
+  const created = { type: 'room', change: 'created', room: { id: 'r', memberIds: ['ann'] } };
+  assert.deepEqual(roomAfter(null, created), created.room);
 });
 
 test('ChatRooms keeps every room of every page, newest activity first, and learns rooms that moved while paging', async () => {

@@ -1,7 +1,7 @@
 // An app as the README writes it, checked by tsc (see types.test.mjs).
 import {
-  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId,
-  type Message, type Status, type StreamData,
+  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId, roomAfter,
+  type Message, type Room, type Status, type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -13,6 +13,10 @@ stream.addEventListener('event', (event) => {
   if (data.type === 'message') {
     const seq: number = data.message.seq;
     console.log(seq, event.detail.id.length);
+  }
+  if (data.type === 'room' && data.change !== 'created') {
+    const known: Room | null = rooms.room(data.room.id);
+    console.log(data.userId, roomAfter(known, data)?.memberIds ?? 'fetch the room');
   }
 });
 stream.addEventListener('status', (event) => {
