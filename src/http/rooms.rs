@@ -51,11 +51,13 @@ struct RoomList {
     last_event_id: String,
 }
 
-/// Answers with a strong `ETag` and honours `If-None-Match`: an unchanged
+/// Answers with an `ETag` and honours `If-None-Match`: an unchanged
 /// fallback poll is a `304` that costs only the store's version check. The
 /// tag covers the caller, the page asked for and the store's version of the
 /// caller's listing, read before the listing, so a tag never claims more
-/// than its body shows.
+/// than its body shows. It is weak: a member's `lastEventId` is the newest
+/// id of the whole log, which others' events move without changing what the
+/// listing says (either id resumes without loss).
 #[utoipa::path(
     get,
     path = "/api/chat/rooms",
@@ -91,13 +93,16 @@ async fn list_rooms(
         .chain_update(caller.id.as_str())
         .chain_update([0, u8::from(caller.is_admin())])
         .chain_update(format!("{limit}:{:?}:{version}", params.page_token));
-    let etag = format!("\"{:x}\"", tag.finalize());
+    let opaque = format!("\"{:x}\"", tag.finalize());
+    // The weak comparison of RFC 9110 § 13.1.2: `W/` aside, the same tag.
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|tag| tag.trim() == etag);
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == opaque);
+    let etag = format!("W/{opaque}");
     let etag = HeaderValue::try_from(etag)
         .map_err(|e| Error::Internal(format!("could not build an ETag: {e}")))?;
     let cache = HeaderValue::from_static("private, no-cache");

@@ -38,7 +38,8 @@ pub struct RoomPage {
     /// Over every room the caller can see, not only this page.
     pub total_unread: i64,
     pub next: Option<RoomCursor>,
-    /// The newest event this answer reflects: a stream resumed from it misses nothing.
+    /// The newest event of the answer's snapshot: a stream resumed from it
+    /// misses nothing.
     pub last_event_id: i64,
 }
 
@@ -81,7 +82,7 @@ pub enum MessageRange {
 pub struct MessagePage {
     pub messages: Vec<Message>,
     pub has_more: bool,
-    /// The newest event of the room this answer reflects.
+    /// The newest event of the answer's snapshot, as for a listing.
     pub last_event_id: i64,
 }
 

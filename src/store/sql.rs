@@ -150,13 +150,14 @@ macro_rules! impl_store {
         );
         /// What a page of the listing reports beside its rooms, in one
         /// statement: the unread total, the newest event, the purge mark.
+        /// A listing's total and the newest event id of its snapshot: every
+        /// event up to it is in the answer, so a stream resumed from it misses
+        /// nothing and starts where the recent-event window serves it.
         const LISTING_MARKS_ALL: &str = concat!(
-            "SELECT (", total_unread_all!(), "), (SELECT last_id FROM event_counter), (",
-            purged_up_to!(), ")"
+            "SELECT (", total_unread_all!(), "), (SELECT last_id FROM event_counter)"
         );
         const LISTING_MARKS_MEMBER: &str = concat!(
-            "SELECT (", total_unread_member!(), "), (", member_last_event!(), "), (",
-            purged_up_to!(), ")"
+            "SELECT (", total_unread_member!(), "), (SELECT last_id FROM event_counter)"
         );
         /// What a listing's version is made of, in one statement (one snapshot):
         /// every change to a listing writes an event, in one of the caller's
@@ -195,9 +196,7 @@ macro_rules! impl_store {
             "UPDATE rooms SET last_event_id = $2, activity = $2 WHERE id = $1";
         const CURSOR: &str =
             "SELECT last_read_seq FROM read_cursors WHERE room_id = $1 AND user_id = $2";
-        const PURGED_UP_TO: &str = purged_up_to!();
         const NEWEST_EVENT: &str = "SELECT last_id FROM event_counter";
-        const ROOM_LAST_EVENT: &str = "SELECT last_event_id FROM rooms WHERE id = $1";
         // Replay: `$1` after, then the scope's id if any, then the limit.
         const EVENTS_ALL: &str = "SELECT id, room_id, subject_id, data FROM events
              WHERE id > $1 ORDER BY id LIMIT $2";
@@ -681,13 +680,12 @@ macro_rules! impl_store {
                     .bind(after.map_or(i64::MAX, |cursor| cursor.activity))
                     .fetch_all(&mut *tx)
                     .await?;
-                let (total_unread, last_event_id, purged_up_to): (i64, i64, i64) =
-                    sqlx::query_as(marks)
-                        .bind(caller.id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (total_unread, last_event_id): (i64, i64) = sqlx::query_as(marks)
+                    .bind(caller.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                RoomPage::from_rows(rows, limit, total_unread, last_event_id.max(purged_up_to))
+                RoomPage::from_rows(rows, limit, total_unread, last_event_id)
             }
 
             async fn rooms_version(&self, caller: &Caller) -> Result<String> {
@@ -811,11 +809,8 @@ macro_rules! impl_store {
                 };
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
                 visible_last_seq(&mut tx, caller, room.as_str(), false).await?;
-                let room_last_event: i64 = sqlx::query_scalar(ROOM_LAST_EVENT)
-                    .bind(room.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let purged_up_to: i64 = sqlx::query_scalar(PURGED_UP_TO).fetch_one(&mut *tx).await?;
+                // The snapshot's newest id, as for a listing.
+                let last_event_id: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
                 let rows: Vec<MessageRow> = sqlx::query_as(query)
                     .bind(room.as_str())
                     .bind(from)
@@ -830,7 +825,7 @@ macro_rules! impl_store {
                 Ok(MessagePage {
                     messages: rows.into_iter().map(Message::from).collect(),
                     has_more,
-                    last_event_id: room_last_event.max(purged_up_to),
+                    last_event_id,
                 })
             }
 

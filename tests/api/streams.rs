@@ -274,19 +274,31 @@ async fn a_snapshots_last_event_id_loses_nothing_posted_before_the_stream_opened
     let (_, messages) = app
         .get(&format!("/api/chat/rooms/{room}/messages"), &bob)
         .await;
-    let from_rooms = rooms["lastEventId"].as_str().unwrap().to_owned();
     let from_messages = messages["lastEventId"].as_str().unwrap().to_owned();
     assert_eq!(rooms["rooms"][0]["unreadCount"], 1);
 
-    // Others' rooms do not move a caller's lastEventId.
+    // It is the newest id of the log, others' events included, so a stream
+    // resumed from it starts inside the recent-event window, and a newcomer
+    // with no rooms is not sent to the start of the log.
+    let mut everything = app.stream("", &admin("boss")).await;
     app.send(&user("carol"), &noise, "unrelated").await;
+    let newest = everything.expect("message").await.id();
     let (_, again) = app.get("/api/chat/rooms", &bob).await;
-    assert_eq!(again["lastEventId"], from_rooms.as_str());
+    assert_eq!(again["lastEventId"], newest.to_string());
+    let (_, newcomer) = app.get("/api/chat/rooms", &user("dave")).await;
+    assert_eq!(newcomer["lastEventId"], newest.to_string());
+    let (_, messages_again) = app
+        .get(&format!("/api/chat/rooms/{room}/messages"), &bob)
+        .await;
+    assert_eq!(messages_again["lastEventId"], newest.to_string());
 
     // Between the snapshot and the stream.
     app.send(&alice, &room, "in the gap").await;
     let mut global = app
-        .stream(&format!("?lastEventId={from_rooms}"), &bob)
+        .stream(
+            &format!("?lastEventId={}", again["lastEventId"].as_str().unwrap()),
+            &bob,
+        )
         .await;
     let mut widget = app
         .stream(&format!("?roomId={room}&lastEventId={from_messages}"), &bob)
