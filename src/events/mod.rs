@@ -23,7 +23,7 @@ use crate::store::{Store, StoredEvent};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -151,9 +151,9 @@ pub struct Hub {
     /// from the window, and from the store.
     catch_ups_from_window: AtomicUsize,
     catch_ups_from_store: AtomicUsize,
-    /// Catch-up reads of the store that failed since the last that did not:
-    /// how far streams are told to back off.
-    store_failures: AtomicU32,
+    /// Since when reads of the store have failed (the relay's, catch-ups,
+    /// stream opens), if they do now: how far clients are told to back off.
+    store_down_since: Mutex<Option<std::time::Instant>>,
     /// The relay, heartbeat, retention and notification tasks, stopped with the hub.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -187,7 +187,7 @@ impl Hub {
             streams_per_user: Mutex::new(HashMap::new()),
             catch_ups_from_window: AtomicUsize::new(0),
             catch_ups_from_store: AtomicUsize::new(0),
-            store_failures: AtomicU32::new(0),
+            store_down_since: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = [
@@ -259,15 +259,23 @@ impl Hub {
         count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Notes a failed catch-up read of the store; how many failed in a row.
-    pub fn note_store_failure(&self) -> u32 {
-        self.store_failures.fetch_add(1, Ordering::Relaxed) + 1
+    /// Notes a failed read of the store; how long reads have failed for.
+    pub fn note_store_failure(&self) -> Duration {
+        let mut since = self
+            .store_down_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        since.get_or_insert_with(std::time::Instant::now).elapsed()
     }
 
-    /// Notes a catch-up read of the store that worked.
+    /// Notes a read of the store that worked.
     pub fn note_store_success(&self) {
-        if self.store_failures.load(Ordering::Relaxed) != 0 {
-            self.store_failures.store(0, Ordering::Relaxed);
+        let mut since = self
+            .store_down_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if since.is_some() {
+            *since = None;
         }
     }
 
@@ -375,10 +383,12 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
                 Ok(batch) => batch,
                 Err(error) => {
                     ::metrics::counter!(metrics::RELAY_ERRORS).increment(1);
-                    tracing::warn!(%error, "relay cannot read the event log; retrying");
+                    let down_for = hub.note_store_failure();
+                    tracing::warn!(%error, ?down_for, "relay cannot read the event log; retrying");
                     break;
                 }
             };
+            hub.note_store_success();
             let full = batch.len() == RELAY_BATCH as usize;
             ::metrics::counter!(metrics::RELAYED).increment(batch.len() as u64);
             let events: Vec<Arc<Event>> = batch

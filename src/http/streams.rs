@@ -84,14 +84,26 @@ async fn open_stream(
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
     let ticket = admit(&state, &caller)?;
-    let (feed, start) = Feed::open(
+    let opened = Feed::open(
         &state.hub,
         &caller,
         room.as_ref(),
         resume_from,
         CATCH_UP_BATCH,
     )
-    .await?;
+    .await;
+    let (feed, start) = match opened {
+        Ok(opened) => opened,
+        // A browser's EventSource gives up for good on a 503; told in a
+        // stream, it (and the SDK) comes back when asked, spread out.
+        Err(Error::Unavailable(_)) => {
+            ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "store_unavailable")
+                .increment(1);
+            let frame = unavailable(&state.hub, state.config.stream_retry.0);
+            return Ok(event_stream(Body::from(frame)));
+        }
+        Err(error) => return Err(error),
+    };
     if let Start::Resumed { .. } = start {
         ::metrics::counter!(metrics::RESUMES).increment(1);
     }
@@ -121,7 +133,12 @@ async fn open_stream(
             on_connection.connection().frame_sent();
         }
     });
-    let mut response = Response::new(Body::from_stream(frames));
+    Ok(event_stream(Body::from_stream(frames)))
+}
+
+/// A `text/event-stream` answer that no proxy or cache holds back.
+fn event_stream(body: Body) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -129,7 +146,7 @@ async fn open_stream(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 /// Where a client resumes: the `Last-Event-ID` header, else the id in the
@@ -427,8 +444,7 @@ impl LiveStream {
                         // nothing; told to wait longer while failures go on,
                         // so that clients do not all come back at once.
                         record.ended(End::StoreError);
-                        let failures = hub.note_store_failure();
-                        yield Ok(sse::unavailable(back_off(retry, failures).as_millis() as u64));
+                        yield Ok(unavailable(&hub, retry));
                         return;
                     }
                     Wake::Heartbeat(frame) => {
@@ -458,12 +474,19 @@ fn spread_delay(spread: Duration) -> Duration {
     spread.mul_f64(random_fraction())
 }
 
-/// How long a stream ended by a failed read of the store advises its client
-/// to wait: `retry`, doubled for each failure in a row up to 30 s, then
-/// spread over `[d, 2d)`.
-fn back_off(retry: Duration, failures: u32) -> Duration {
-    let doubled = retry.saturating_mul(1 << failures.saturating_sub(1).min(5));
-    let delay = doubled.min(Duration::from_secs(30));
+/// The `unavailable` frame for a stream the store failed: it notes the
+/// failure and tells the client how long to stay away.
+fn unavailable(hub: &Hub, retry: Duration) -> Bytes {
+    let down_for = hub.note_store_failure();
+    sse::unavailable(back_off(retry, down_for).as_millis() as u64)
+}
+
+/// How long a client the store failed should wait: as long as the store has
+/// been down (at least `retry`, at most 30 s), spread over `[d, 2d)`. A blip
+/// sends clients away briefly; a long outage thins their returns out, so
+/// the reconnects a second fall while it lasts instead of piling up.
+fn back_off(retry: Duration, down_for: Duration) -> Duration {
+    let delay = down_for.max(retry).min(Duration::from_secs(30));
     delay + delay.mul_f64(random_fraction())
 }
 
@@ -479,16 +502,20 @@ fn random_fraction() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
-    fn a_store_failure_sends_clients_away_for_longer_each_time_spread_and_bounded() {
+    fn a_store_failure_sends_clients_away_for_as_long_as_it_lasted_spread_and_bounded() {
         let retry = Duration::from_secs(3);
-        for (failures, least) in [(1, 3), (2, 6), (3, 12), (4, 24), (5, 30), (50, 30)] {
+        for (down_for, least) in [(0, 3), (2, 3), (5, 5), (12, 12), (30, 30), (3600, 30)] {
+            let mut delays = HashSet::new();
             for _ in 0..100 {
-                let delay = back_off(retry, failures);
+                let delay = back_off(retry, Duration::from_secs(down_for));
                 let least = Duration::from_secs(least);
-                assert!(delay >= least && delay < least * 2, "{failures}: {delay:?}");
+                assert!(delay >= least && delay < least * 2, "{down_for}: {delay:?}");
+                delays.insert(delay);
             }
+            assert!(delays.len() > 90, "spread: {} of 100 differ", delays.len());
         }
     }
 

@@ -496,7 +496,9 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
         &backend,
         &[
             ("CHAT_HEARTBEAT_INTERVAL", "100ms"),
-            ("CHAT_STREAM_STALL_TIMEOUT", "1s"),
+            // Long enough that a reader on a test process busy with other
+            // tests is not taken for one that stopped.
+            ("CHAT_STREAM_STALL_TIMEOUT", "3s"),
         ],
     )
     .await;
@@ -519,7 +521,9 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     assert_eq!(&head, b"HTTP/1.1 200");
 
     // Messages flow until the stalled stream's buffers fill and it is cut.
-    let body = "z".repeat(4_000);
+    // The longest body there is (4,000 characters of 4 bytes): the buffers
+    // fill in few posts, however busy the machine.
+    let body = "\u{1F4AC}".repeat(4_000);
     let started = Instant::now();
     let mut posted = 0;
     while figure(&server, "chat_streams_closed_total").await == 0.0 {
@@ -681,5 +685,306 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     assert_eq!(
         stored, acknowledged,
         "every acknowledged message, once, in order, and each retried one once"
+    );
+}
+
+/// One client of the outage below, reconnecting as the SSE rules and the SDK
+/// do: with its last id, after the stream's last `retry:` (an `unavailable`
+/// event's `retryIn` sets it too) or a refusal's `Retry-After`; after a
+/// network blip, within the SDK's floor of half a second.
+struct Steadfast {
+    /// How long after a blip it reconnects: under half a second, its own.
+    after_blip: Duration,
+    /// When each connection attempt began.
+    attempts: std::sync::Mutex<Vec<Instant>>,
+    /// The ids of the messages it received, in order.
+    messages: std::sync::Mutex<Vec<String>>,
+}
+
+impl Steadfast {
+    async fn run(
+        self: std::sync::Arc<Self>,
+        http: reqwest::Client,
+        url: String,
+        token: String,
+        mut blips: tokio::sync::watch::Receiver<u32>,
+    ) {
+        use eventsource_stream::Eventsource;
+        let mut last_id: Option<String> = None;
+        let mut retry = Duration::from_secs(3);
+        loop {
+            self.attempts.lock().unwrap().push(Instant::now());
+            let mut request = http.get(&url).bearer_auth(&token);
+            if let Some(id) = &last_id {
+                request = request.header("Last-Event-ID", id);
+            }
+            let mut wait = retry;
+            match request.send().await {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    let mut events = response.bytes_stream().eventsource();
+                    loop {
+                        tokio::select! {
+                            event = events.next() => match event {
+                                Some(Ok(event)) => {
+                                    if let Some(advised) = event.retry {
+                                        retry = advised;
+                                    }
+                                    if !event.id.is_empty() {
+                                        last_id = Some(event.id.clone());
+                                    }
+                                    let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                                        continue;
+                                    };
+                                    if data["type"] == "message" {
+                                        let id = data["message"]["id"].as_str().unwrap().to_owned();
+                                        self.messages.lock().unwrap().push(id);
+                                    }
+                                }
+                                // Ended, or broken: come back after `retry`.
+                                _ => {
+                                    wait = retry;
+                                    break;
+                                }
+                            },
+                            _ = blips.changed() => {
+                                wait = self.after_blip;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(response) => {
+                    let seconds = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|value| value.to_str().ok()?.parse().ok())
+                        .unwrap_or(retry.as_secs());
+                    wait = Duration::from_secs(seconds);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// PostgreSQL goes away while 1,000 streams are open and every client is cut
+/// off by a network blip: while it is down their reconnects thin out instead
+/// of piling up (each open answered with `unavailable`, waiting as long as
+/// the outage has lasted), and once it is back every client catches up (from
+/// the store: the window holds too little) with every message of its room,
+/// once and in order, those the writer retried included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_loses_nothing() {
+    const ROOMS: usize = 100;
+    const STREAMS_PER_ROOM: usize = 10;
+    raise_open_file_limit();
+    let Some(mut database) = ThrowawayPostgres::start().await else {
+        return;
+    };
+    let server = ServerProcess::start_with_database(
+        &database.url(),
+        0,
+        &[
+            ("CHAT_DATABASE_ACQUIRE_TIMEOUT", "1s"),
+            ("CHAT_RELAY_POLL_INTERVAL", "100ms"),
+            ("CHAT_EVENT_WINDOW_EVENTS", "64"),
+            ("CHAT_STREAM_RATE_PER_USER", "10000"),
+            ("CHAT_STREAM_BURST_PER_USER", "10000"),
+            ("CHAT_STREAM_RATE_PER_IP", "10000"),
+            ("CHAT_STREAM_BURST_PER_IP", "10000"),
+            // Streams cut by the blip may count until a heartbeat finds them gone.
+            ("CHAT_STREAM_MAX_PER_USER", "64"),
+            ("CHAT_HEARTBEAT_INTERVAL", "2s"),
+        ],
+    )
+    .await;
+    let boss = admin("boss");
+    let http = reqwest::Client::new();
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        let (status, room) = send(
+            http.post(server.url("/api/chat/rooms"))
+                .bearer_auth(&boss)
+                .json(&json!({"name": format!("room {i}"), "memberIds": [format!("u{i}")]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{room}");
+        rooms.push(room["id"].as_str().unwrap().to_owned());
+    }
+    let noise = server.create_room(&boss, "noise").await;
+
+    // Per room, its member's widgets (room streams) and global streams.
+    let (blip, blips) = tokio::sync::watch::channel(0u32);
+    let mut clients = Vec::new();
+    for (i, room) in rooms.iter().enumerate() {
+        for n in 0..STREAMS_PER_ROOM {
+            let spread = ((clients.len() * 7919) % 1000) as u64;
+            let client = std::sync::Arc::new(Steadfast {
+                after_blip: Duration::from_micros(500 * spread),
+                attempts: Default::default(),
+                messages: Default::default(),
+            });
+            let url = if n % 2 == 0 {
+                server.url(&format!("/api/chat/sse?roomId={room}"))
+            } else {
+                server.url("/api/chat/sse")
+            };
+            tokio::spawn(client.clone().run(
+                http.clone(),
+                url,
+                user(&format!("u{i}")),
+                blips.clone(),
+            ));
+            clients.push((i, client));
+        }
+    }
+    let all = ROOMS * STREAMS_PER_ROOM;
+    let started = Instant::now();
+    while figure(&server, "chat_streams_open").await < all as f64 {
+        assert!(started.elapsed() < WAIT, "the streams did not all open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for room in &rooms {
+        let (status, _) = server.post(&boss, room, json!({"body": "before"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let got = |count: usize| {
+        clients
+            .iter()
+            .all(|(_, client)| client.messages.lock().unwrap().len() >= count)
+    };
+    let started = Instant::now();
+    while !got(1) {
+        assert!(
+            started.elapsed() < WAIT,
+            "not every stream got its first message"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // More than the window holds: every resume point is now older than it.
+    for i in 0..200 {
+        let (status, _) = server
+            .post(&boss, &noise, json!({"body": format!("noise {i}")}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+
+    database.stop();
+    let down = Instant::now();
+    // Every client is cut off, and comes back into the outage.
+    blip.send_modify(|blips| *blips += 1);
+    let mut unsettled = Vec::new();
+    let mut attempt = 0;
+    while down.elapsed() < Duration::from_secs(6) {
+        let room = &rooms[attempt % ROOMS];
+        let client_id = format!("during-{attempt}");
+        let post = json!({"body": client_id, "clientId": client_id});
+        let (status, body) = server.post(&boss, room, post.clone()).await;
+        assert_ne!(
+            status,
+            StatusCode::CREATED,
+            "a write with the store down: {body}"
+        );
+        unsettled.push((room.clone(), post));
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    database.resume().await;
+    let back = Instant::now();
+
+    // The writer sends again what it could not, with the same clientId, and
+    // one more to each room.
+    for (room, post) in &unsettled {
+        loop {
+            let (status, body) = server.post(&boss, room, post.clone()).await;
+            if status == StatusCode::CREATED || status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                back.elapsed() < WAIT,
+                "writes did not recover: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for room in &rooms {
+        let (status, _) = server.post(&boss, room, json!({"body": "after"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut history = Vec::new();
+    for room in &rooms {
+        let (_, page) = send(
+            http.get(server.url(&format!("/api/chat/rooms/{room}/messages?limit=100")))
+                .bearer_auth(&boss),
+        )
+        .await;
+        let ids: Vec<String> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| message["id"].as_str().unwrap().to_owned())
+            .collect();
+        history.push(ids);
+    }
+    // Clients wait at most twice as long as the store was down, plus a beat.
+    let caught_up = || {
+        clients
+            .iter()
+            .all(|(room, client)| client.messages.lock().unwrap().len() >= history[*room].len())
+    };
+    while !caught_up() {
+        assert!(
+            back.elapsed() < Duration::from_secs(45),
+            "not every stream caught up within 45 s of the store's return"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered_in = back.elapsed();
+    for (room, client) in &clients {
+        assert_eq!(
+            *client.messages.lock().unwrap(),
+            history[*room],
+            "every message of the room, once, in order"
+        );
+    }
+
+    // Reconnects a second, from the blip on.
+    let mut per_second = vec![0usize; (down.elapsed().as_secs() + 1) as usize];
+    for (_, client) in &clients {
+        for at in client
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|at| **at >= down)
+        {
+            per_second[(*at - down).as_secs() as usize] += 1;
+        }
+    }
+    let outage_seconds = (back - down).as_secs() as usize;
+    let during: usize = per_second[..outage_seconds].iter().sum();
+    let peak_after_blip = per_second[1..].iter().copied().max().unwrap_or(0);
+    let from_store = Scrape::of(&server, None)
+        .await
+        .value("chat_stream_catch_ups_total", &[("source", "store")]);
+    eprintln!(
+        "store outage under {all} streams: down {:.1} s; reconnects {during} while down \
+         ({:.2} a stream), per second from the blip {per_second:?}; peak after the blip's \
+         second {peak_after_blip}/s; every stream caught up {:.1} s after the store came back \
+         ({from_store} catch-ups read the store)",
+        (back - down).as_secs_f64(),
+        during as f64 / all as f64,
+        recovered_in.as_secs_f64(),
+    );
+    // A client that came straight back would open hundreds of times a
+    // second each; these come back after seconds, later the longer it lasts.
+    assert!(
+        during <= 4 * all,
+        "{during} reconnects by {all} clients in a {outage_seconds} s outage"
+    );
+    assert!(
+        peak_after_blip <= all / 2,
+        "{peak_after_blip} reconnects in one second by {all} clients"
     );
 }
