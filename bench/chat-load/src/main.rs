@@ -10,6 +10,7 @@ mod hub;
 mod plot;
 mod polling;
 mod process;
+mod replay;
 mod scale;
 mod streams;
 mod writes;
@@ -139,6 +140,16 @@ enum Workload {
         #[arg(long, default_value_t = 10_000)]
         streams: usize,
     },
+    /// W8: a member's global stream resumed from the oldest id of logs of
+    /// each size, their rooms holding `returned` events whatever the size.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        events: Vec<u64>,
+        #[arg(long, default_value_t = 5_000)]
+        returned: u64,
+    },
     /// W1 scale-out: streams spread over several instances sharing one
     /// PostgreSQL database; every stream must see every message.
     Scale {
@@ -221,6 +232,11 @@ async fn main() -> ExitCode {
             seconds,
         } => writes::writes(&common, rooms, &writers, seconds).await,
         Workload::Resume { common, streams } => resume(&common, streams).await,
+        Workload::Replay {
+            common,
+            events,
+            returned,
+        } => replay::replay(&common, &events, returned).await,
         Workload::Scale {
             postgres,
             instances,
