@@ -62,7 +62,7 @@ struct StreamParams {
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received"),
     ),
     responses(
-        (status = 200, description = "The stream; it never ends by itself", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The stream. It ends only as docs/streams.md says: after an `auth_expired`, a removal from its room, a shutdown's `retry:`, or an `unavailable` event when the store cannot be read (then it may be that one event)", content_type = "text/event-stream", body = String),
         ReadErrors,
     ),
     security(("bearer" = []), ("access_token" = []), ("cookie" = [])),
