@@ -270,13 +270,10 @@ impl Hub {
 
     /// Notes a read of the store that worked.
     pub fn note_store_success(&self) {
-        let mut since = self
+        *self
             .store_down_since
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if since.is_some() {
-            *since = None;
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// What this process holds now: for leak checks and the metrics.

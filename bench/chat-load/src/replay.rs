@@ -137,36 +137,23 @@ async fn seed(database: &str, store: Store, events: u64, returned: u64) -> Resul
         format!("UPDATE event_counter SET last_id = {events}"),
     ];
     match store {
-        Store::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(database)
-                .await
-                .map_err(|e| e.to_string())?;
-            for statement in &statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| format!("{e}: {statement}"))?;
-            }
-            sqlx::raw_sql("ANALYZE")
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Store::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(database)
-                .await
-                .map_err(|e| e.to_string())?;
-            for statement in &statements {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.as_str()))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| format!("{e}: {statement}"))?;
-            }
-            sqlx::raw_sql("ANALYZE")
-                .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        Store::Postgres => run::<sqlx::PgConnection>(database, &statements).await,
+        Store::Sqlite => run::<sqlx::SqliteConnection>(database, &statements).await,
+    }
+}
+
+/// Runs `statements` in order on a connection to `database`, then `ANALYZE`.
+async fn run<C>(database: &str, statements: &[String]) -> Result<(), String>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(database).await.map_err(|e| e.to_string())?;
+    for statement in statements.iter().map(String::as_str).chain(["ANALYZE"]) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("{e}: {statement}"))?;
     }
     Ok(())
 }
