@@ -4,6 +4,7 @@
 //! are numbered on their own: every stream counts, room by room, what it got
 //! and what came twice.
 
+use crate::histogram::Histogram;
 use crate::streams::{Body, Tally};
 use crate::{Common, Target, lineup, token, token_as, write_json};
 use serde::Serialize;
@@ -29,6 +30,10 @@ struct ChatResult {
     admin_p50_ms: f64,
     admin_p99_ms: f64,
     admin_max_ms: f64,
+    /// A post's round trip as its publisher saw it: what of the delivery
+    /// latency is spent before the server has committed and answered.
+    post_p50_ms: f64,
+    post_p99_ms: f64,
     lost: u64,
     duplicates: u64,
     server_cpu_percent: f64,
@@ -87,23 +92,33 @@ pub async fn chat(
         let started = Instant::now();
         let target = Arc::new(target);
         let publish_urls = Arc::new(publish_urls);
+        let posts = Arc::new(Histogram::new());
         let per_publisher = f64::from(rate) / PUBLISHERS as f64;
         let messages = u64::from(rate) * seconds / PUBLISHERS as u64;
         let tasks: Vec<_> = (0..PUBLISHERS.min(rooms))
             .map(|publisher| {
-                let (target, urls) = (target.clone(), publish_urls.clone());
+                let (target, urls, posts) = (target.clone(), publish_urls.clone(), posts.clone());
                 tokio::spawn(async move {
                     let own: Vec<usize> = (publisher..urls.len()).step_by(PUBLISHERS).collect();
                     let mut sent = vec![0u64; own.len()];
-                    let mut tick =
-                        tokio::time::interval(Duration::from_secs_f64(1.0 / per_publisher));
+                    // Each publisher's ticks are offset by its share of the period:
+                    // started in step, the 64 of them post in bursts of 64, which
+                    // the server takes as one batch and the rest wait behind.
+                    let period = Duration::from_secs_f64(1.0 / per_publisher);
+                    let phase = period.mul_f64(publisher as f64 / PUBLISHERS as f64);
+                    let mut tick = tokio::time::interval_at(
+                        tokio::time::Instant::from_std(started) + phase,
+                        period,
+                    );
                     for message in 0..messages as usize {
                         tick.tick().await;
                         let slot = message % own.len();
                         sent[slot] += 1;
                         let room = own[slot];
                         let body = Body::text(sent[slot], Some(room as u64));
+                        let posted = Instant::now();
                         target.publish_to(&urls[room], &body, sent[slot]).await?;
+                        posts.record(posted.elapsed().as_micros() as u64);
                     }
                     Ok::<_, String>(own.into_iter().zip(sent).collect::<Vec<_>>())
                 })
@@ -148,6 +163,8 @@ pub async fn chat(
             admin_p50_ms: panels.latency.percentile_ms(0.50),
             admin_p99_ms: panels.latency.percentile_ms(0.99),
             admin_max_ms: panels.latency.max_ms(),
+            post_p50_ms: posts.percentile_ms(0.50),
+            post_p99_ms: posts.percentile_ms(0.99),
             lost: lost(&widgets, &panels),
             duplicates: widgets.duplicates.load(Ordering::Relaxed)
                 + panels.duplicates.load(Ordering::Relaxed),
@@ -157,7 +174,7 @@ pub async fn chat(
             server_rss_kib: sample.rss_kib,
         };
         println!(
-            "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
+            "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; posts p50 {:.1} ms p99 {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
             result.target,
             result.achieved_rate,
             result.deliveries_per_s,
@@ -167,6 +184,8 @@ pub async fn chat(
             result.admin_p50_ms,
             result.admin_p99_ms,
             result.admin_max_ms,
+            result.post_p50_ms,
+            result.post_p99_ms,
             result.lost,
             result.duplicates,
             result.server_cpu_percent,
