@@ -33,7 +33,17 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// A token's `aud`: one audience, or several (RFC 7519 allows both, and
+/// identity providers send either). jsonwebtoken checks it against the
+/// configured audience; any one match passes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A verified token: who it speaks for, and until when (Unix seconds).
@@ -115,7 +125,7 @@ impl Auth {
             iat: Some(iat),
             nbf: None,
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(Audience::One),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.secret)
             .map_err(|e| Error::Internal(format!("could not sign a token: {e}")))
@@ -167,9 +177,19 @@ impl Auth {
                 _ => invalid("the token is invalid"),
             }
         })?;
+        // A token "issued" in the future is forged or from a clock that is
+        // wrong: refused beyond the leeway, like an `nbf` ahead.
+        let now = unix_now();
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > now + self.leeway.as_secs())
+        {
+            return Err(invalid("the token was issued in the future"));
+        }
         // A long-lived token is a standing risk if it leaks: measured from
-        // its issue, or from now when it does not say when it was issued.
-        let issued = data.claims.iat.unwrap_or_else(unix_now);
+        // the earlier of its issue and now, so a future `iat` cannot shorten it.
+        let issued = data.claims.iat.map_or(now, |iat| iat.min(now));
         let lifetime = data.claims.exp.saturating_sub(issued);
         if lifetime > self.max_lifetime.as_secs() + self.leeway.as_secs() {
             return Err(invalid("the token's lifetime exceeds the accepted maximum"));

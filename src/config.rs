@@ -258,6 +258,50 @@ impl Config {
                     ));
                 }
             }
+            // Without them, a token that the same key signed for another
+            // service (or another tenant) would be taken for ours.
+            for (name, value, variable, claim) in [
+                ("jwt_issuer", &self.jwt_issuer, "CHAT_JWT_ISSUER", "iss"),
+                (
+                    "jwt_audience",
+                    &self.jwt_audience,
+                    "CHAT_JWT_AUDIENCE",
+                    "aud",
+                ),
+            ] {
+                if value.is_none() {
+                    return invalid(format!(
+                        "production needs {name}: set {variable} to the `{claim}` your tokens carry"
+                    ));
+                }
+            }
+        }
+        // The development conveniences are for a developer's own machine:
+        // on any other address they would hand out tokens, open CORS with
+        // credentials to every site, or run on a secret nobody chose.
+        if !self.listen.ip().is_loopback() {
+            let listen = self.listen;
+            for (name, on) in [
+                ("dev_cors_any_origin", self.dev_cors_any_origin),
+                ("dev_token_endpoint", self.dev_token_endpoint),
+            ] {
+                if on {
+                    return invalid(format!(
+                        "{name} only works on a loopback address, and listen is {listen}: \
+                         turn {name} off or listen on 127.0.0.1"
+                    ));
+                }
+            }
+            match &self.jwt_secret {
+                Some(secret) if secret.0.len() >= MIN_SECRET_BYTES => {}
+                _ => {
+                    return invalid(format!(
+                        "jwt_secret must be set, with at least {MIN_SECRET_BYTES} bytes, to \
+                         listen on {listen}: the generated development secret and short \
+                         secrets only work on a loopback address"
+                    ));
+                }
+            }
         }
         for origin in &self.cors_allowed_origins {
             if !is_origin(origin) {
@@ -401,8 +445,45 @@ mod tests {
             .clone()
             .merge(Serialized::default("jwt_secret", "short"));
         assert!(Config::from_figment(weak).is_err());
-        let strong = production.merge(Serialized::default("jwt_secret", "x".repeat(32)));
+        let strong = production
+            .merge(Serialized::default("jwt_secret", "x".repeat(32)))
+            .merge(Serialized::default("jwt_issuer", "https://auth.example"))
+            .merge(Serialized::default("jwt_audience", "chat"));
         assert!(Config::from_figment(strong).is_ok());
+    }
+
+    #[test]
+    fn production_needs_an_issuer_and_an_audience_whatever_the_algorithm() {
+        let production = Config::defaults()
+            .merge(Toml::string(PRODUCTION_TOML))
+            .merge(Serialized::default("jwt_secret", "x".repeat(32)));
+        let error = Config::from_figment(production.clone()).unwrap_err();
+        assert!(error.to_string().contains("CHAT_JWT_ISSUER"), "{error}");
+        let issuer = production.merge(Serialized::default("jwt_issuer", "https://auth.example"));
+        let error = Config::from_figment(issuer.clone()).unwrap_err();
+        assert!(error.to_string().contains("CHAT_JWT_AUDIENCE"), "{error}");
+        assert!(
+            Config::from_figment(issuer.merge(Serialized::default("jwt_audience", "chat"))).is_ok()
+        );
+    }
+
+    #[test]
+    fn the_development_conveniences_need_a_loopback_address() {
+        let anywhere = || Config::defaults().merge(Serialized::default("listen", "0.0.0.0:8080"));
+        let error = Config::from_figment(anywhere()).unwrap_err().to_string();
+        assert!(
+            error.contains("dev_cors_any_origin only works on a loopback address"),
+            "{error}"
+        );
+        let off = anywhere()
+            .merge(Serialized::default("dev_cors_any_origin", false))
+            .merge(Serialized::default("dev_token_endpoint", false));
+        let error = Config::from_figment(off.clone()).unwrap_err().to_string();
+        assert!(error.contains("jwt_secret must be set"), "{error}");
+        let chosen = off.merge(Serialized::default("jwt_secret", "x".repeat(32)));
+        assert!(Config::from_figment(chosen).is_ok());
+        let ipv6 = Config::defaults().merge(Serialized::default("listen", "[::1]:8080"));
+        assert!(Config::from_figment(ipv6).is_ok());
     }
 
     #[test]

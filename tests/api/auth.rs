@@ -19,6 +19,8 @@ on_both_stores!(
     a_request_without_a_token_gets_401_with_a_bearer_challenge,
     forged_expired_and_malformed_tokens_are_all_refused,
     issuer_and_audience_are_enforced_when_configured,
+    an_audience_list_passes_when_any_of_it_is_ours,
+    a_token_issued_in_the_future_is_refused_and_its_lifetime_counts_from_now,
     a_configured_public_key_accepts_its_algorithm_but_not_algorithm_confusion,
     query_and_cookie_tokens_work_for_reads_but_not_for_writes,
 );
@@ -161,6 +163,73 @@ async fn issuer_and_audience_are_enforced_when_configured(backend: Backend) {
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{claims}: {body}");
     }
+}
+
+async fn an_audience_list_passes_when_any_of_it_is_ours(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(Serialized::default("jwt_issuer", "https://auth.example"))
+            .merge(Serialized::default("jwt_audience", "chat"))
+    })
+    .await;
+    let claims = |aud: serde_json::Value| {
+        let claims = json!({"sub": "alice", "exp": unix_now() + 3600,
+            "iss": "https://auth.example", "aud": aud});
+        sign(&claims, SECRET.as_bytes())
+    };
+    for ours in [json!(["chat"]), json!(["billing", "chat"]), json!("chat")] {
+        let (status, body) = app.get("/api/chat/rooms", &claims(ours.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{ours}: {body}");
+    }
+    for theirs in [
+        json!(["billing", "crm"]),
+        json!([]),
+        json!("billing"),
+        json!(7),
+    ] {
+        let (status, body) = app.get("/api/chat/rooms", &claims(theirs.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{theirs}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_token", "{theirs}");
+    }
+}
+
+async fn a_token_issued_in_the_future_is_refused_and_its_lifetime_counts_from_now(
+    backend: Backend,
+) {
+    // The defaults: a leeway of 5 s, tokens living at most 24 h.
+    let app = TestApp::spawn(backend).await;
+    let now = unix_now();
+    let token = |iat: u64, exp: u64| {
+        sign(
+            &json!({"sub": "alice", "iat": iat, "exp": exp}),
+            SECRET.as_bytes(),
+        )
+    };
+    let day = 24 * 3600;
+    let (status, body) = app
+        .get("/api/chat/rooms", &token(now + 3600, now + 7200))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "the token was issued in the future"
+    );
+    // Within the leeway, a clock a little ahead is forgiven.
+    let (status, body) = app.get("/api/chat/rooms", &token(now + 2, now + 60)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Its lifetime counts from now: an `iat` just ahead cannot stretch a
+    // token past the maximum (here 24 h and 3 s from now, 1 s more than the
+    // maximum and its leeway).
+    let (status, body) = app
+        .get("/api/chat/rooms", &token(now + 3, now + day + 6))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "the token's lifetime exceeds the accepted maximum"
+    );
+    let (status, body) = app.get("/api/chat/rooms", &token(now, now + day)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 async fn a_configured_public_key_accepts_its_algorithm_but_not_algorithm_confusion(

@@ -591,7 +591,7 @@ impl Scrape {
 }
 
 /// The address of a "serving" log line, written as text or as JSON.
-fn serving_address(line: &str) -> Option<String> {
+pub fn serving_address(line: &str) -> Option<String> {
     if let Ok(json) = serde_json::from_str::<Value>(line) {
         return (json["fields"]["message"] == "serving")
             .then(|| json["fields"]["address"].as_str().map(str::to_owned))

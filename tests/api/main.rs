@@ -25,6 +25,7 @@ mod plans;
 mod polling;
 mod proxy;
 mod rooms;
+mod settings;
 mod streams;
 mod throwaway_postgres;
 mod unread;

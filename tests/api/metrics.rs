@@ -124,7 +124,15 @@ async fn metrics_need_their_token_or_their_own_address(backend: Backend) {
     assert!(response.text().await.unwrap().contains("process_open_fds"));
 
     // Production, with neither: not served at all.
-    let production = ServerProcess::start(&backend, &[("CHAT_ENV", "production")]).await;
+    let production = ServerProcess::start(
+        &backend,
+        &[
+            ("CHAT_ENV", "production"),
+            ("CHAT_JWT_ISSUER", "https://auth.example"),
+            ("CHAT_JWT_AUDIENCE", "chat"),
+        ],
+    )
+    .await;
     let (status, _) = send(http.get(production.url("/metrics"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

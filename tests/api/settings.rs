@@ -1,0 +1,144 @@
+//! Settings the server refuses to start with, run as the real binary: the
+//! development conveniences anywhere but a loopback address, and production
+//! without the issuer and audience its tokens must carry.
+
+use crate::helpers::{SECRET, WAIT, free_port, serving_address};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// How `chat-server` answered a start with some settings.
+enum Outcome {
+    /// It exited at once, having said why on stderr.
+    Refused(String),
+    /// It logged that it serves (and was stopped).
+    Served,
+}
+
+/// Starts `chat-server` on SQLite in a temp dir, with nothing but `env`, and
+/// sees whether it serves or refuses.
+fn start(env: &[(&str, &str)]) -> Outcome {
+    let data_dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CHAT_DATA_DIR", data_dir.path())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", data_dir.path().join("chat.db").display()),
+        )
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, said_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut said = Vec::new();
+    // Each line, until it serves or its stderr closes (it exited).
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match said_line.recv_timeout(left) {
+            Ok(line) if serving_address(&line).is_some() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Served;
+            }
+            Ok(line) => said.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("neither served nor refused within {WAIT:?}: {said:?}");
+            }
+        }
+    }
+    let status = child.wait().expect("the server's exit status");
+    assert!(!status.success(), "exited 0 without serving: {said:?}");
+    Outcome::Refused(said.join("\n"))
+}
+
+fn refused(env: &[(&str, &str)]) -> String {
+    match start(env) {
+        Outcome::Refused(said) => said,
+        Outcome::Served => panic!("started with {env:?}"),
+    }
+}
+
+#[test]
+fn the_development_conveniences_refuse_to_start_on_an_address_other_than_loopback() {
+    let everywhere = format!("0.0.0.0:{}", free_port());
+    let listen = ("CHAT_LISTEN", everywhere.as_str());
+    let secret = ("CHAT_JWT_SECRET", SECRET);
+    let said = refused(&[listen, secret]);
+    assert!(
+        said.contains("dev_cors_any_origin only works on a loopback address"),
+        "{said}"
+    );
+    let said = refused(&[listen, secret, ("CHAT_DEV_CORS_ANY_ORIGIN", "false")]);
+    assert!(
+        said.contains("dev_token_endpoint only works on a loopback address"),
+        "{said}"
+    );
+
+    let conveniences_off = [
+        listen,
+        ("CHAT_DEV_CORS_ANY_ORIGIN", "false"),
+        ("CHAT_DEV_TOKEN_ENDPOINT", "false"),
+    ];
+    // The generated development secret, and a short one: refused too.
+    let said = refused(&conveniences_off);
+    assert!(said.contains("jwt_secret must be set"), "{said}");
+    let short = [&conveniences_off[..], &[("CHAT_JWT_SECRET", "short")]].concat();
+    let said = refused(&short);
+    assert!(
+        said.contains("jwt_secret must be set, with at least 32 bytes"),
+        "{said}"
+    );
+
+    // With none of them, development serves on any address.
+    let chosen = [&conveniences_off[..], &[secret]].concat();
+    assert!(matches!(start(&chosen), Outcome::Served));
+    // And on loopback, the conveniences work as before (IPv4 or IPv6).
+    for loopback in ["127.0.0.1", "[::1]"] {
+        let address = format!("{loopback}:{}", free_port());
+        assert!(
+            matches!(start(&[("CHAT_LISTEN", &address)]), Outcome::Served),
+            "{address}"
+        );
+    }
+}
+
+#[test]
+fn production_refuses_to_start_without_an_issuer_and_an_audience() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let production = [
+        ("CHAT_ENV", "production"),
+        ("CHAT_LISTEN", listen.as_str()),
+        ("CHAT_JWT_SECRET", SECRET),
+    ];
+    let said = refused(&production);
+    assert!(
+        said.contains("production needs jwt_issuer: set CHAT_JWT_ISSUER"),
+        "{said}"
+    );
+    let issuer = [
+        &production[..],
+        &[("CHAT_JWT_ISSUER", "https://auth.example")],
+    ]
+    .concat();
+    let said = refused(&issuer);
+    assert!(
+        said.contains("production needs jwt_audience: set CHAT_JWT_AUDIENCE"),
+        "{said}"
+    );
+    let both = [&issuer[..], &[("CHAT_JWT_AUDIENCE", "chat")]].concat();
+    assert!(matches!(start(&both), Outcome::Served));
+}
