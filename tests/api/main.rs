@@ -24,6 +24,7 @@ mod pages;
 mod plans;
 mod polling;
 mod proxy;
+mod real_proxies;
 mod rooms;
 mod settings;
 mod streams;
