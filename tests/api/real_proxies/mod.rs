@@ -223,7 +223,8 @@ async fn a_posted_message_reaches_the_stream_within_100_ms(kind: Kind, test: &st
     for n in 0..5 {
         let body = format!("message {n}");
         // From before the post goes out to the event parsed off the stream,
-        // both through the proxy: a buffering proxy holds it for seconds.
+        // both through the proxy: a buffering proxy holds it for seconds,
+        // HAProxy without `option http-no-delay` some 200 ms.
         let started = Instant::now();
         through.send(&alice, &room, &body).await;
         let message = stream.expect("message").await;
