@@ -96,6 +96,7 @@ pub async fn build_state(
             window_bytes: config.event_window_bytes,
             poll_interval: config.relay_poll_interval.0,
             retention: config.event_retention.0,
+            purge_batch: config.event_purge_batch,
         },
     )
     .await

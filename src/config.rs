@@ -65,6 +65,7 @@ pub struct Config {
     pub heartbeat_interval: Interval,
     pub stream_retry: Interval,
     pub event_retention: Interval,
+    pub event_purge_batch: u32,
     pub stream_buffer_events: usize,
     pub event_window_events: usize,
     pub event_window_bytes: usize,
@@ -325,6 +326,9 @@ impl Config {
         }
         if self.relay_poll_interval.0 < Duration::from_millis(10) {
             return invalid("relay_poll_interval must be at least 10ms".to_owned());
+        }
+        if self.event_purge_batch == 0 {
+            return invalid("event_purge_batch must be at least 1".to_owned());
         }
         if self.event_retention.0 < Duration::from_secs(60) {
             return invalid("event_retention must be at least 1m".to_owned());

@@ -138,6 +138,8 @@ pub struct HubOptions {
     /// How often the relay reads the log even when nobody woke it.
     pub poll_interval: Duration,
     pub retention: Duration,
+    /// Events the retention purge deletes per statement.
+    pub purge_batch: u32,
 }
 
 /// The fan-out of one process.
@@ -197,7 +199,11 @@ impl Hub {
                 options.poll_interval,
             )),
             tokio::spawn(heartbeats(beat, options.heartbeat_interval)),
-            tokio::spawn(retention(store.clone(), options.retention)),
+            tokio::spawn(retention(
+                store.clone(),
+                options.retention,
+                options.purge_batch,
+            )),
             tokio::spawn(async move { store.watch_other_writers(wake).await }),
         ];
         hub.tasks
@@ -419,14 +425,14 @@ async fn heartbeats(beat: watch::Sender<Bytes>, interval: Duration) {
 
 /// Deletes events older than the retention window, hourly (or sooner for
 /// short windows).
-async fn retention(store: Arc<dyn Store>, window: Duration) {
+async fn retention(store: Arc<dyn Store>, window: Duration, batch: u32) {
     let every = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let cutoff = Timestamp::from_unix_ms(Timestamp::now().unix_ms().saturating_sub(window_ms));
-        match store.purge_events(cutoff).await {
+        match store.purge_events(cutoff, batch).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "purged events past the retention window"),
             Err(error) => tracing::warn!(%error, "could not purge old events"),

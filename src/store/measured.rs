@@ -126,8 +126,8 @@ impl Store for Measured {
         timed("member_rooms_at", self.0.member_rooms_at(user, event)).await
     }
 
-    async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {
-        timed("purge_events", self.0.purge_events(cutoff)).await
+    async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
+        timed("purge_events", self.0.purge_events(cutoff, batch)).await
     }
 
     async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>) {

@@ -224,7 +224,9 @@ pub trait Store: Send + Sync + 'static {
     async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>>;
 
     /// Deletes events created before `cutoff`; returns how many.
-    async fn purge_events(&self, cutoff: Timestamp) -> Result<u64>;
+    /// Deletes the oldest events, in id order, up to the first one written
+    /// at or after `cutoff`, `batch` at a time; how many it deleted.
+    async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64>;
 
     /// Runs for ever, waking `wake` whenever another process may have written
     /// events (and whenever it may have missed such news). A store that only

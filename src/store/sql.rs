@@ -933,13 +933,43 @@ macro_rules! impl_store {
                 super::rooms_before(rooms, changes)
             }
 
-            async fn purge_events(&self, cutoff: Timestamp) -> Result<u64> {
-                let deleted = sqlx::query("DELETE FROM events WHERE created_at < $1")
-                    .bind(cutoff.unix_ms())
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                Ok(deleted)
+            async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
+                // Oldest first, each batch its own short statement: the log
+                // stays one run of ids with no holes, which is what the
+                // resume check (`MIN(id)`) assumes, even when the instances'
+                // clocks disagree; and a writer waits for one batch at most.
+                // Ids commit in order, so no write in flight has an id below
+                // one read here.
+                let batch = batch.max(1);
+                let mut deleted = 0;
+                loop {
+                    let started = tokio::time::Instant::now();
+                    let oldest: Vec<(i64, i64)> =
+                        sqlx::query_as("SELECT id, created_at FROM events ORDER BY id LIMIT $1")
+                            .bind(i64::from(batch))
+                            .fetch_all(&self.pool)
+                            .await?;
+                    let expired = oldest
+                        .iter()
+                        .take_while(|(_, created_at)| *created_at < cutoff.unix_ms())
+                        .count();
+                    let Some(&(up_to, _)) = expired.checked_sub(1).and_then(|last| oldest.get(last))
+                    else {
+                        return Ok(deleted);
+                    };
+                    deleted += sqlx::query("DELETE FROM events WHERE id <= $1")
+                        .bind(up_to)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    if expired < oldest.len() || oldest.len() < batch as usize {
+                        return Ok(deleted);
+                    }
+                    // As long again for everyone else: a backlog is purged at
+                    // half speed, and the writers it shares the store with
+                    // (on SQLite, its one write lock) keep their pace.
+                    tokio::time::sleep(started.elapsed()).await;
+                }
             }
 
             async fn watch_other_writers(&self, wake: std::sync::Arc<tokio::sync::Notify>) {

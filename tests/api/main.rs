@@ -25,6 +25,7 @@ mod plans;
 mod polling;
 mod proxy;
 mod real_proxies;
+mod retention;
 mod rooms;
 mod settings;
 mod streams;

@@ -330,7 +330,11 @@ async fn an_unknown_or_expired_id_answers_one_reset_with_the_newest_id(backend: 
     );
 
     let far_future = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 3_600_000);
-    app.state.store.purge_events(far_future).await.unwrap();
+    app.state
+        .store
+        .purge_events(far_future, 1000)
+        .await
+        .unwrap();
     let (_, page) = poll(&app, &format!("?roomId={room}&after=1"), &alice).await;
     assert_eq!(page["events"][0]["data"]["reason"], "event_id_expired");
     assert_eq!(page["events"][0]["id"], newest);

@@ -252,7 +252,11 @@ async fn an_unknown_or_expired_id_gets_a_reset_with_the_newest_id(backend: Backe
 
     // Expire everything, as the retention window eventually does.
     let far_future = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 3_600_000);
-    app.state.store.purge_events(far_future).await.unwrap();
+    app.state
+        .store
+        .purge_events(far_future, 1000)
+        .await
+        .unwrap();
     let mut expired = app.stream("?lastEventId=1", &alice).await;
     let reset = expired.expect("reset").await;
     assert_eq!(reset.data["reason"], "event_id_expired");
