@@ -81,6 +81,8 @@ pub struct Config {
     pub room_burst_per_user: u32,
     pub member_rate_per_user: u32,
     pub member_burst_per_user: u32,
+    pub read_rate_per_user: u32,
+    pub read_burst_per_user: u32,
     /// Proxies whose `X-Forwarded-For` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -280,7 +282,7 @@ impl Config {
         // The development conveniences are for a developer's own machine:
         // on any other address they would hand out tokens, open CORS with
         // credentials to every site, or run on a secret nobody chose.
-        if !self.listen.ip().is_loopback() {
+        if !self.listens_on_loopback() {
             let listen = self.listen;
             for (name, on) in [
                 ("dev_cors_any_origin", self.dev_cors_any_origin),
@@ -289,7 +291,8 @@ impl Config {
                 if on {
                     return invalid(format!(
                         "{name} only works on a loopback address, and listen is {listen}: \
-                         turn {name} off or listen on 127.0.0.1"
+                         turn it off (CHAT_{}=false) or listen on 127.0.0.1",
+                        name.to_uppercase()
                     ));
                 }
             }
@@ -360,6 +363,8 @@ impl Config {
             self.room_burst_per_user,
             self.member_rate_per_user,
             self.member_burst_per_user,
+            self.read_rate_per_user,
+            self.read_burst_per_user,
         ];
         if writes.contains(&0) {
             return invalid("write rates and bursts must be at least 1".to_owned());
@@ -397,6 +402,11 @@ impl Config {
         let request = self.request_timeout.0;
         let margin = (request / 4).min(Duration::from_secs(5));
         self.long_poll_wait.0.min(request - margin)
+    }
+
+    /// Whether only this machine can reach `listen`.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen.ip().to_canonical().is_loopback()
     }
 
     pub fn is_production(&self) -> bool {
@@ -486,8 +496,10 @@ mod tests {
         assert!(error.contains("jwt_secret must be set"), "{error}");
         let chosen = off.merge(Serialized::default("jwt_secret", "x".repeat(32)));
         assert!(Config::from_figment(chosen).is_ok());
-        let ipv6 = Config::defaults().merge(Serialized::default("listen", "[::1]:8080"));
-        assert!(Config::from_figment(ipv6).is_ok());
+        for loopback in ["[::1]:8080", "[::ffff:127.0.0.1]:8080", "127.0.0.2:8080"] {
+            let on = Config::defaults().merge(Serialized::default("listen", loopback));
+            assert!(Config::from_figment(on).is_ok(), "{loopback}");
+        }
     }
 
     #[test]

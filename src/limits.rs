@@ -1,7 +1,7 @@
 //! Rate limits, per user and per client address: on opening streams, so a
 //! reconnect storm from one client cannot starve the others; and on writes
-//! (messages, rooms, membership changes), so one user cannot flood a room
-//! that thousands watch.
+//! (messages, rooms, membership changes, read cursors), so one user cannot
+//! flood a room that thousands watch.
 
 use crate::config::Config;
 use crate::error::Error;
@@ -20,6 +20,7 @@ pub struct Limits {
     messages: DefaultKeyedRateLimiter<UserId>,
     rooms: DefaultKeyedRateLimiter<UserId>,
     members: DefaultKeyedRateLimiter<UserId>,
+    reads: DefaultKeyedRateLimiter<UserId>,
 }
 
 /// A kind of write, each limited on its own.
@@ -28,6 +29,8 @@ pub enum Write {
     Message,
     Room,
     Member,
+    /// A read cursor moved (or asked to).
+    Read,
 }
 
 impl Limits {
@@ -54,6 +57,7 @@ impl Limits {
                 config.member_rate_per_user,
                 config.member_burst_per_user,
             )),
+            reads: RateLimiter::keyed(quota(config.read_rate_per_user, config.read_burst_per_user)),
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
         let weak = Arc::downgrade(&limits);
@@ -67,6 +71,7 @@ impl Limits {
                 limits.messages.retain_recent();
                 limits.rooms.retain_recent();
                 limits.members.retain_recent();
+                limits.reads.retain_recent();
             }
         });
         limits
@@ -91,6 +96,7 @@ impl Limits {
             Write::Message => (&self.messages, "message", "messages posted by this user"),
             Write::Room => (&self.rooms, "room", "rooms created by this user"),
             Write::Member => (&self.members, "member", "membership changes by this user"),
+            Write::Read => (&self.reads, "read", "read cursor moves by this user"),
         };
         limiter.check_key(&caller.id).map_err(|e| {
             ::metrics::counter!(WRITES_REFUSED, "kind" => kind).increment(1);

@@ -166,6 +166,7 @@ async fn mark_read(
     Path(room): Path<String>,
     Json(read): Json<MarkRead>,
 ) -> Result<Json<ReadState>> {
+    state.limits.check_write(&caller, Write::Read)?;
     let room = room_id(&room)?;
     if read.seq < 0 {
         return Err(Error::unprocessable(

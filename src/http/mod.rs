@@ -43,10 +43,12 @@ pub struct AppState {
 
 /// Every route of the API, without the middleware (see `app::router`).
 /// `/metrics` is among them unless it is served on its own address, or it
-/// would be public (production without `metrics_token`).
+/// would be public (without `metrics_token`, anywhere but a developer's own
+/// machine: development on a loopback address).
 pub fn api_router(config: &Config) -> Router<AppState> {
     let metrics_here = config.metrics_listen.is_none()
-        && (config.metrics_token.is_some() || config.env == Environment::Development);
+        && (config.metrics_token.is_some()
+            || (config.env == Environment::Development && config.listens_on_loopback()));
     let api = OpenApiRouter::new()
         .merge(rooms::router())
         .merge(messages::router())

@@ -844,6 +844,26 @@ macro_rules! impl_store {
                 room: &RoomId,
                 seq: i64,
             ) -> Result<ReadState> {
+                // A read that moves nothing writes nothing: pages send one for
+                // every message they show, and on SQLite a write transaction
+                // waits for the one write lock.
+                {
+                    let mut conn = self.pool.acquire().await?;
+                    let last_seq = visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
+                    let cursor: Option<i64> = sqlx::query_scalar(CURSOR)
+                        .bind(room.as_str())
+                        .bind(caller.id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if let Some(last_read_seq) = cursor.filter(|&read| read >= seq.clamp(0, last_seq)) {
+                        return Ok(ReadState {
+                            room_id: room.clone(),
+                            user_id: caller.id.clone(),
+                            last_read_seq,
+                            unread_count: (last_seq - last_read_seq).max(0),
+                        });
+                    }
+                }
                 let mut tx = begin_write(&self.pool).await?;
                 let last_seq = visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 let before: Option<i64> = sqlx::query_scalar(CURSOR)
@@ -940,15 +960,21 @@ macro_rules! impl_store {
                 // clocks disagree; and a writer waits for one batch at most.
                 // Ids commit in order, so no write in flight has an id below
                 // one read here.
-                let batch = batch.max(1);
+                let batch = batch.max(1); // a setting, checked; never a loop that deletes nothing
                 let mut deleted = 0;
+                // Below here everything is deleted: each batch starts past
+                // it, not at the index's start, where PostgreSQL keeps the
+                // dead entries of the batches before until a vacuum.
+                let mut purged_up_to = 0_i64;
                 loop {
                     let started = tokio::time::Instant::now();
-                    let oldest: Vec<(i64, i64)> =
-                        sqlx::query_as("SELECT id, created_at FROM events ORDER BY id LIMIT $1")
-                            .bind(i64::from(batch))
-                            .fetch_all(&self.pool)
-                            .await?;
+                    let oldest: Vec<(i64, i64)> = sqlx::query_as(
+                        "SELECT id, created_at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                    )
+                    .bind(purged_up_to)
+                    .bind(i64::from(batch))
+                    .fetch_all(&self.pool)
+                    .await?;
                     let expired = oldest
                         .iter()
                         .take_while(|(_, created_at)| *created_at < cutoff.unix_ms())
@@ -957,11 +983,13 @@ macro_rules! impl_store {
                     else {
                         return Ok(deleted);
                     };
-                    deleted += sqlx::query("DELETE FROM events WHERE id <= $1")
+                    deleted += sqlx::query("DELETE FROM events WHERE id > $1 AND id <= $2")
+                        .bind(purged_up_to)
                         .bind(up_to)
                         .execute(&self.pool)
                         .await?
                         .rows_affected();
+                    purged_up_to = up_to;
                     if expired < oldest.len() || oldest.len() < batch as usize {
                         return Ok(deleted);
                     }

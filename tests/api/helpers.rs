@@ -199,7 +199,7 @@ impl TestApp {
             .merge(Serialized::default("data_dir", data_dir.path()))
             .merge(Serialized::default("database_max_connections", 5));
         // Tests write in bursts; the write limits have tests of their own.
-        let figment = ["message", "room", "member"]
+        let figment = ["message", "room", "member", "read"]
             .iter()
             .fold(figment, |f, write| {
                 f.merge(Serialized::default(
@@ -398,7 +398,7 @@ impl ServerProcess {
             .env("CHAT_DATA_DIR", data_dir.path())
             .env("CHAT_LOG", "info");
         // Tests write in bursts; the write limits have tests of their own.
-        for write in ["MESSAGE", "ROOM", "MEMBER"] {
+        for write in ["MESSAGE", "ROOM", "MEMBER", "READ"] {
             command
                 .env(format!("CHAT_{write}_RATE_PER_USER"), "1000000")
                 .env(format!("CHAT_{write}_BURST_PER_USER"), "1000000");

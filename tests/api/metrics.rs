@@ -135,4 +135,16 @@ async fn metrics_need_their_token_or_their_own_address(backend: Backend) {
     .await;
     let (status, _) = send(http.get(production.url("/metrics"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Development off a loopback address, with neither: not served either.
+    let exposed = ServerProcess::start(
+        &backend,
+        &[
+            ("CHAT_LISTEN", "0.0.0.0:0"),
+            ("CHAT_DEV_CORS_ANY_ORIGIN", "false"),
+            ("CHAT_DEV_TOKEN_ENDPOINT", "false"),
+        ],
+    )
+    .await;
+    let (status, _) = send(http.get(exposed.url("/metrics"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

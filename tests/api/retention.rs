@@ -3,7 +3,7 @@
 //! so the resume check's boundary stays exact (an older id gets `reset`, a
 //! kept one resumes).
 
-use crate::helpers::{Backend, ServerProcess, SharedDb, admin, on_both_stores};
+use crate::helpers::{Backend, ServerProcess, SharedDb, WAIT, admin, on_both_stores};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
@@ -23,19 +23,21 @@ const PACE: Duration = Duration::from_millis(40);
 const PURGE_LIMIT: Duration = Duration::from_secs(180);
 
 /// Posts to `room` from `WRITERS` tasks, each at least `least` times and
-/// then until `stop`; every post's latency, sorted, all acknowledged.
+/// then until `stop`; when each post started and how long it took, all
+/// acknowledged.
 fn post_until(
     server: &ServerProcess,
     room: &str,
     least: usize,
     stop: &Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<Duration>> {
+) -> tokio::task::JoinHandle<Vec<(Instant, Duration)>> {
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
             let url = server.url(&format!("/api/chat/rooms/{room}/messages"));
             let stop = stop.clone();
             tokio::spawn(async move {
-                let (http, token) = (reqwest::Client::new(), admin("writer"));
+                let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+                let token = admin("writer");
                 let mut latencies = Vec::new();
                 // A steady load, not a flood: what is measured is what the
                 // purge adds to a post, not how a saturated machine queues.
@@ -51,7 +53,7 @@ fn post_until(
                         .await
                         .expect("the server answers");
                     assert_eq!(response.status(), StatusCode::CREATED);
-                    latencies.push(started.elapsed());
+                    latencies.push((started, started.elapsed()));
                 }
                 latencies
             })
@@ -62,13 +64,14 @@ fn post_until(
         for writer in writers {
             all.extend(writer.await.expect("a writer"));
         }
-        all.sort();
         all
     })
 }
 
-fn p99(sorted: &[Duration]) -> Duration {
-    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+fn p99(posts: &[(Instant, Duration)]) -> Duration {
+    let mut latencies: Vec<Duration> = posts.iter().map(|&(_, latency)| latency).collect();
+    latencies.sort();
+    latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
 }
 
 fn ms(duration: Duration) -> f64 {
@@ -149,14 +152,33 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let finished = Instant::now();
     purging.store(true, Ordering::Relaxed);
     let took = started.elapsed();
-    let during = during.await.expect("the writers");
+    let all_during = tokio::time::timeout(WAIT, during)
+        .await
+        .expect("the writers stop")
+        .expect("the writers");
+    // Only what started before the purge ended was posted during it.
+    let during: Vec<_> = all_during
+        .iter()
+        .copied()
+        .filter(|&(posted, _)| posted < finished)
+        .collect();
+    assert!(
+        during.len() >= 100,
+        "{} posts overlapped the purge",
+        during.len()
+    );
     // After: the same writers and pace, nothing to purge (up to 10 s of it).
     let least = (during.len() / WRITERS).min(250);
-    let after = post_until(&server, &room, least, &Arc::new(AtomicBool::new(true)))
-        .await
-        .expect("the writers");
+    let after = tokio::time::timeout(
+        PURGE_LIMIT,
+        post_until(&server, &room, least, &Arc::new(AtomicBool::new(true))),
+    )
+    .await
+    .expect("the writers stop")
+    .expect("the writers");
     println!(
         "purge of {BACKLOG} events in about {:.1} s; post p99 {:.1} ms during it ({} posts), \
          {:.1} ms without it ({} posts)",
@@ -167,9 +189,13 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
         after.len(),
     );
     assert!(purged.contains(&format!("deleted={BACKLOG}")), "{purged}");
-    // Within twice the latency without it (with a few milliseconds of floor,
-    // so that scheduling noise on a loaded machine is not taken for a stall).
-    let budget = p99(&after).max(Duration::from_millis(5)) * 2;
+    // Within twice the latency without it. The floor is this machine's noise:
+    // two runs of the same code measured 40 against 24 ms and 67 against
+    // 98 ms (the tests beside it, SQLite's checkpoints of the purge's
+    // log), while a purge that stalls writers costs seconds (on SQLite one
+    // unbatched DELETE holds the write lock past the busy timeout, and the
+    // posts fail).
+    let budget = p99(&after).max(Duration::from_millis(50)) * 2;
     assert!(
         p99(&during) <= budget,
         "post p99 {:?} during the purge, {:?} without it",
@@ -180,13 +206,17 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
     // The boundary is exact: an id of the purged run gets a reset; the last
     // one purged resumes with every kept event, in order.
     let token = admin("reader");
-    let mut expired = server.stream("?lastEventId=1", &token).await;
-    let reset = expired.expect("reset").await;
-    assert_eq!(reset.data["reason"], "event_id_expired");
+    for purged in [1, BACKLOG - 1] {
+        let mut expired = server
+            .stream(&format!("?lastEventId={purged}"), &token)
+            .await;
+        let reset = expired.expect("reset").await;
+        assert_eq!(reset.data["reason"], "event_id_expired", "{purged}");
+    }
     let mut kept = server
         .stream(&format!("?lastEventId={BACKLOG}"), &token)
         .await;
-    let newest = BACKLOG + 1 + (during.len() + after.len()) as i64;
+    let newest = BACKLOG + 1 + (all_during.len() + after.len()) as i64;
     for id in BACKLOG + 1..=newest {
         let event = kept.next().await.expect("the kept events");
         assert_eq!(event.id(), id, "{}", event.kind());

@@ -2,7 +2,7 @@
 //! development conveniences anywhere but a loopback address, and production
 //! without the issuer and audience its tokens must carry.
 
-use crate::helpers::{SECRET, WAIT, free_port, serving_address};
+use crate::helpers::{SECRET, WAIT, serving_address};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -33,10 +33,10 @@ fn start(env: &[(&str, &str)]) -> Outcome {
         .spawn()
         .expect("the server binary starts");
     let stderr = child.stderr.take().expect("stderr");
-    let (lines, said_line) = std::sync::mpsc::channel();
+    let (line_sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
+            if line_sender.send(line).is_err() {
                 return;
             }
         }
@@ -46,7 +46,7 @@ fn start(env: &[(&str, &str)]) -> Outcome {
     // Each line, until it serves or its stderr closes (it exited).
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match said_line.recv_timeout(left) {
+        match lines.recv_timeout(left) {
             Ok(line) if serving_address(&line).is_some() => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -56,6 +56,7 @@ fn start(env: &[(&str, &str)]) -> Outcome {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("neither served nor refused within {WAIT:?}: {said:?}");
             }
         }
@@ -72,10 +73,16 @@ fn refused(env: &[(&str, &str)]) -> String {
     }
 }
 
+fn served(env: &[(&str, &str)]) {
+    if let Outcome::Refused(said) = start(env) {
+        panic!("refused {env:?}: {said}");
+    }
+}
+
 #[test]
 fn the_development_conveniences_refuse_to_start_on_an_address_other_than_loopback() {
-    let everywhere = format!("0.0.0.0:{}", free_port());
-    let listen = ("CHAT_LISTEN", everywhere.as_str());
+    // Port 0: whatever port is free, on every address.
+    let listen = ("CHAT_LISTEN", "0.0.0.0:0");
     let secret = ("CHAT_JWT_SECRET", SECRET);
     let said = refused(&[listen, secret]);
     assert!(
@@ -104,24 +111,22 @@ fn the_development_conveniences_refuse_to_start_on_an_address_other_than_loopbac
     );
 
     // With none of them, development serves on any address.
-    let chosen = [&conveniences_off[..], &[secret]].concat();
-    assert!(matches!(start(&chosen), Outcome::Served));
-    // And on loopback, the conveniences work as before (IPv4 or IPv6).
-    for loopback in ["127.0.0.1", "[::1]"] {
-        let address = format!("{loopback}:{}", free_port());
-        assert!(
-            matches!(start(&[("CHAT_LISTEN", &address)]), Outcome::Served),
-            "{address}"
-        );
+    served(&[&conveniences_off[..], &[secret]].concat());
+    // And on loopback, the conveniences work as before: IPv4, and IPv6
+    // where the machine has it.
+    served(&[("CHAT_LISTEN", "127.0.0.1:0")]);
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        served(&[("CHAT_LISTEN", "[::1]:0")]);
     }
+    let said = refused(&[("CHAT_LISTEN", "[::]:0"), secret]);
+    assert!(said.contains("only works on a loopback address"), "{said}");
 }
 
 #[test]
 fn production_refuses_to_start_without_an_issuer_and_an_audience() {
-    let listen = format!("127.0.0.1:{}", free_port());
     let production = [
         ("CHAT_ENV", "production"),
-        ("CHAT_LISTEN", listen.as_str()),
+        ("CHAT_LISTEN", "127.0.0.1:0"),
         ("CHAT_JWT_SECRET", SECRET),
     ];
     let said = refused(&production);
@@ -139,6 +144,5 @@ fn production_refuses_to_start_without_an_issuer_and_an_audience() {
         said.contains("production needs jwt_audience: set CHAT_JWT_AUDIENCE"),
         "{said}"
     );
-    let both = [&issuer[..], &[("CHAT_JWT_AUDIENCE", "chat")]].concat();
-    assert!(matches!(start(&both), Outcome::Served));
+    served(&[&issuer[..], &[("CHAT_JWT_AUDIENCE", "chat")]].concat());
 }

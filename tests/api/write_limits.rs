@@ -2,16 +2,18 @@
 //! watch; and the longest a token may live.
 
 use crate::helpers::{
-    Backend, SECRET, TestApp, admin, assert_error, on_both_stores, retry_after, sign, unix_now,
-    user,
+    Backend, SECRET, TestApp, admin, assert_error, on_both_stores, retry_after, send, sign,
+    unix_now, user,
 };
 use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;
+use sqlx::Connection;
 
 on_both_stores!(
     a_user_posting_past_their_limit_gets_429_with_retry_after_and_others_do_not,
     room_creation_and_membership_changes_are_limited_per_user,
+    marking_read_is_limited_per_user_and_a_read_that_moves_nothing_waits_for_no_write,
     tokens_living_longer_than_the_maximum_are_refused,
 );
 
@@ -125,5 +127,117 @@ async fn tokens_living_longer_than_the_maximum_are_refused(backend: Backend) {
         );
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains("lifetime"), "{message}");
+    }
+}
+
+async fn marking_read_is_limited_per_user_and_a_read_that_moves_nothing_waits_for_no_write(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend.clone(), |f| limited(f, "read", 1, 3)).await;
+    let (boss, reader) = (admin("boss"), user("reader"));
+    let room = app.create_room(&boss, "read", &["reader"]).await;
+    for n in 0..2 {
+        app.send(&boss, &room, &format!("m{n}")).await;
+    }
+    let read = format!("/api/chat/rooms/{room}/read");
+    let (status, state) = app.post(&read, &reader, json!({"seq": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+
+    // The message the moving read below reads up to: sent first, as on
+    // SQLite it too would wait for the lock.
+    app.send(&boss, &room, "m2").await;
+    // Another connection holds what a cursor's write must wait for: on
+    // SQLite the write lock, on PostgreSQL the cursor's row.
+    let hold = match &backend {
+        Backend::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(app.database_url())
+                .await
+                .unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            Held::Sqlite(db)
+        }
+        Backend::Postgres(_) => {
+            let mut db = sqlx::PgConnection::connect(app.database_url())
+                .await
+                .unwrap();
+            sqlx::raw_sql("BEGIN").execute(&mut db).await.unwrap();
+            sqlx::query(
+                "SELECT 1 FROM read_cursors WHERE room_id = $1 AND user_id = 'reader' FOR UPDATE",
+            )
+            .bind(&room)
+            .execute(&mut db)
+            .await
+            .unwrap();
+            Held::Postgres(db)
+        }
+    };
+    // A read that moves nothing answers at once, from what is stored.
+    let started = std::time::Instant::now();
+    let (status, state) = app.post(&read, &reader, json!({"seq": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert_eq!(state["lastReadSeq"], 2);
+    assert_eq!(state["unreadCount"], 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // One that moves the cursor waits for the write, and is then stored.
+    let moving = {
+        let (http, url, reader) = (app.http.clone(), app.url(&read), reader.clone());
+        tokio::spawn(async move {
+            send(http.post(url).bearer_auth(&reader).json(&json!({"seq": 3}))).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !moving.is_finished(),
+        "a moving read did not wait for the write"
+    );
+    hold.release().await;
+    let (status, state) = moving.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert_eq!(state["lastReadSeq"], 3);
+
+    // Reads are counted like writes: past the burst of 3 (at 1 a second),
+    // a 429 comes within a few more.
+    let mut refused = None;
+    for _ in 0..6 {
+        let response = app
+            .http
+            .post(app.url(&read))
+            .bearer_auth(&reader)
+            .json(&json!({"seq": 3}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let refused = refused.expect("a 429 past the burst");
+    assert!(retry_after(&refused) >= 1);
+    let (status, _) = app.post(&read, &boss, json!({"seq": 3})).await;
+    assert_eq!(status, StatusCode::OK, "another user is not limited");
+}
+
+/// A lock another connection holds, until released.
+enum Held {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Held {
+    async fn release(self) {
+        match self {
+            Held::Sqlite(mut db) => sqlx::raw_sql("ROLLBACK").execute(&mut db).await.map(drop),
+            Held::Postgres(mut db) => sqlx::raw_sql("ROLLBACK").execute(&mut db).await.map(drop),
+        }
+        .unwrap();
     }
 }

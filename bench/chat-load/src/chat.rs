@@ -95,7 +95,8 @@ pub async fn chat(
         let posts = Arc::new(Histogram::new());
         let per_publisher = f64::from(rate) / PUBLISHERS as f64;
         let messages = u64::from(rate) * seconds / PUBLISHERS as u64;
-        let tasks: Vec<_> = (0..PUBLISHERS.min(rooms))
+        let publishers = PUBLISHERS.min(rooms);
+        let tasks: Vec<_> = (0..publishers)
             .map(|publisher| {
                 let (target, urls, posts) = (target.clone(), publish_urls.clone(), posts.clone());
                 tokio::spawn(async move {
@@ -105,7 +106,7 @@ pub async fn chat(
                     // started in step, the 64 of them post in bursts of 64, which
                     // the server takes as one batch and the rest wait behind.
                     let period = Duration::from_secs_f64(1.0 / per_publisher);
-                    let phase = period.mul_f64(publisher as f64 / PUBLISHERS as f64);
+                    let phase = period.mul_f64(publisher as f64 / publishers as f64);
                     let mut tick = tokio::time::interval_at(
                         tokio::time::Instant::from_std(started) + phase,
                         period,

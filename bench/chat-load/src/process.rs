@@ -72,6 +72,8 @@ impl Served {
             ("CHAT_ROOM_BURST_PER_USER", "1000000"),
             ("CHAT_MEMBER_RATE_PER_USER", "1000000"),
             ("CHAT_MEMBER_BURST_PER_USER", "1000000"),
+            ("CHAT_READ_RATE_PER_USER", "1000000"),
+            ("CHAT_READ_BURST_PER_USER", "1000000"),
         ] {
             command.env(name, value);
         }
