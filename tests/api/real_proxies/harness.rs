@@ -31,7 +31,7 @@ impl Kind {
         }
     }
 
-    /// The production config, as a later `docs/deployment.md` shows it.
+    /// The production config, as `docs/deployment.md` shows it.
     fn template(self) -> &'static str {
         match self {
             Self::Nginx => include_str!("../../../deploy/nginx.conf"),
