@@ -30,8 +30,8 @@ struct ChatResult {
     admin_p50_ms: f64,
     admin_p99_ms: f64,
     admin_max_ms: f64,
-    /// A post's round trip as its publisher saw it: what of the delivery
-    /// latency is spent before the server has committed and answered.
+    /// A post's answer, from when it was due: what of the delivery latency
+    /// is spent before the server has committed and answered.
     post_p50_ms: f64,
     post_p99_ms: f64,
     lost: u64,
@@ -90,6 +90,7 @@ pub async fn chat(
 
         let cpu_before = target.served.sample().cpu_ticks;
         let started = Instant::now();
+        let started_micros = crate::streams::now_micros();
         let target = Arc::new(target);
         let publish_urls = Arc::new(publish_urls);
         let posts = Arc::new(Histogram::new());
@@ -112,14 +113,22 @@ pub async fn chat(
                         period,
                     );
                     for message in 0..messages as usize {
-                        tick.tick().await;
+                        // Latency counts from when the post was due, not from
+                        // when it went: a publisher that falls behind (missed
+                        // ticks fire at once) shows its queueing instead of
+                        // hiding it.
+                        let due = tick.tick().await;
+                        let due_micros = started_micros
+                            + due
+                                .into_std()
+                                .saturating_duration_since(started)
+                                .as_micros() as u64;
                         let slot = message % own.len();
                         sent[slot] += 1;
                         let room = own[slot];
-                        let body = Body::text(sent[slot], Some(room as u64));
-                        let posted = Instant::now();
+                        let body = Body::sent_at(due_micros, sent[slot], Some(room as u64));
                         target.publish_to(&urls[room], &body, sent[slot]).await?;
-                        posts.record(posted.elapsed().as_micros() as u64);
+                        posts.record(due.elapsed().as_micros() as u64);
                     }
                     Ok::<_, String>(own.into_iter().zip(sent).collect::<Vec<_>>())
                 })

@@ -231,8 +231,13 @@ pub struct Body {
 
 impl Body {
     pub fn text(n: u64, room: Option<u64>) -> String {
+        Self::sent_at(now_micros(), n, room)
+    }
+
+    /// The same, stamped with `sent` (µs since the epoch) rather than now.
+    pub fn sent_at(sent: u64, n: u64, room: Option<u64>) -> String {
         let room = room.map_or(String::new(), |r| format!(";r={r}"));
-        format!("t={};n={n}{room}", now_micros())
+        format!("t={sent};n={n}{room}")
     }
 }
 
