@@ -251,10 +251,7 @@ impl Config {
                 }
                 Some(_) => {}
             }
-            for (name, on) in [
-                ("dev_cors_any_origin", self.dev_cors_any_origin),
-                ("dev_token_endpoint", self.dev_token_endpoint),
-            ] {
+            for (name, on) in self.dev_conveniences() {
                 if on {
                     return invalid(format!(
                         "{name} is a development feature; production refuses it"
@@ -284,10 +281,7 @@ impl Config {
         // credentials to every site, or run on a secret nobody chose.
         if !self.listens_on_loopback() {
             let listen = self.listen;
-            for (name, on) in [
-                ("dev_cors_any_origin", self.dev_cors_any_origin),
-                ("dev_token_endpoint", self.dev_token_endpoint),
-            ] {
+            for (name, on) in self.dev_conveniences() {
                 if on {
                     return invalid(format!(
                         "{name} only works on a loopback address, and listen is {listen}: \
@@ -402,6 +396,14 @@ impl Config {
         let request = self.request_timeout.0;
         let margin = (request / 4).min(Duration::from_secs(5));
         self.long_poll_wait.0.min(request - margin)
+    }
+
+    /// The development-only features, by setting name, and whether each is on.
+    fn dev_conveniences(&self) -> [(&'static str, bool); 2] {
+        [
+            ("dev_cors_any_origin", self.dev_cors_any_origin),
+            ("dev_token_endpoint", self.dev_token_endpoint),
+        ]
     }
 
     /// Whether only this machine can reach `listen`.

@@ -256,6 +256,24 @@ macro_rules! impl_store {
             last_seq.ok_or(Error::NotFound("room"))
         }
 
+        /// The caller's read cursor in `room`, if they ever read there.
+        async fn read_cursor(conn: &mut $conn, caller: &Caller, room: &RoomId) -> Result<Option<i64>> {
+            Ok(sqlx::query_scalar(CURSOR)
+                .bind(room.as_str())
+                .bind(caller.id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?)
+        }
+
+        fn read_state(caller: &Caller, room: &RoomId, last_seq: i64, last_read_seq: i64) -> ReadState {
+            ReadState {
+                room_id: room.clone(),
+                user_id: caller.id.clone(),
+                last_read_seq,
+                unread_count: (last_seq - last_read_seq).max(0),
+            }
+        }
+
         async fn touch_room(conn: &mut $conn, room: &str, now: i64) -> Result<()> {
             sqlx::query(TOUCH_ROOM)
                 .bind(room)
@@ -850,27 +868,14 @@ macro_rules! impl_store {
                 {
                     let mut conn = self.pool.acquire().await?;
                     let last_seq = visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
-                    let cursor: Option<i64> = sqlx::query_scalar(CURSOR)
-                        .bind(room.as_str())
-                        .bind(caller.id.as_str())
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    if let Some(last_read_seq) = cursor.filter(|&read| read >= seq.clamp(0, last_seq)) {
-                        return Ok(ReadState {
-                            room_id: room.clone(),
-                            user_id: caller.id.clone(),
-                            last_read_seq,
-                            unread_count: (last_seq - last_read_seq).max(0),
-                        });
+                    let cursor = read_cursor(&mut conn, caller, room).await?;
+                    if let Some(read) = cursor.filter(|&read| read >= seq.clamp(0, last_seq)) {
+                        return Ok(read_state(caller, room, last_seq, read));
                     }
                 }
                 let mut tx = begin_write(&self.pool).await?;
                 let last_seq = visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
-                let before: Option<i64> = sqlx::query_scalar(CURSOR)
-                    .bind(room.as_str())
-                    .bind(caller.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let before = read_cursor(&mut tx, caller, room).await?;
                 let last_read_seq: i64 = sqlx::query_scalar(ADVANCE_CURSOR)
                     .bind(room.as_str())
                     .bind(caller.id.as_str())
@@ -889,12 +894,7 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 self.wake.notify_one();
-                Ok(ReadState {
-                    room_id: room.clone(),
-                    user_id: caller.id.clone(),
-                    last_read_seq,
-                    unread_count: (last_seq - last_read_seq).max(0),
-                })
+                Ok(read_state(caller, room, last_seq, last_read_seq))
             }
 
             async fn events_after(

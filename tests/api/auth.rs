@@ -25,6 +25,13 @@ on_both_stores!(
     query_and_cookie_tokens_work_for_reads_but_not_for_writes,
 );
 
+/// Tokens must come from `https://auth.example`, for `chat`.
+fn with_issuer_and_audience(figment: figment::Figment) -> figment::Figment {
+    figment
+        .merge(Serialized::default("jwt_issuer", "https://auth.example"))
+        .merge(Serialized::default("jwt_audience", "chat"))
+}
+
 async fn a_request_without_a_token_gets_401_with_a_bearer_challenge(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app
@@ -138,12 +145,7 @@ async fn forged_expired_and_malformed_tokens_are_all_refused(backend: Backend) {
 }
 
 async fn issuer_and_audience_are_enforced_when_configured(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |figment| {
-        figment
-            .merge(Serialized::default("jwt_issuer", "https://auth.example"))
-            .merge(Serialized::default("jwt_audience", "chat"))
-    })
-    .await;
+    let app = TestApp::spawn_with(backend, with_issuer_and_audience).await;
     let exp = unix_now() + 3600;
     let good = json!({"sub": "alice", "exp": exp, "iss": "https://auth.example", "aud": "chat"});
     assert_eq!(
@@ -166,12 +168,7 @@ async fn issuer_and_audience_are_enforced_when_configured(backend: Backend) {
 }
 
 async fn an_audience_list_passes_when_any_of_it_is_ours(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |figment| {
-        figment
-            .merge(Serialized::default("jwt_issuer", "https://auth.example"))
-            .merge(Serialized::default("jwt_audience", "chat"))
-    })
-    .await;
+    let app = TestApp::spawn_with(backend, with_issuer_and_audience).await;
     let claims = |aud: serde_json::Value| {
         let claims = json!({"sub": "alice", "exp": unix_now() + 3600,
             "iss": "https://auth.example", "aud": aud});

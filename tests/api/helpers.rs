@@ -266,14 +266,10 @@ impl TestApp {
         token: &str,
         last_event_id: Option<&str>,
     ) -> EventStream {
-        let mut request = self
-            .http
-            .get(self.url(&format!("/api/chat/sse{query}")))
-            .bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
-        }
-        let response = request.send().await.expect("the server answers");
+        let response = stream_request(&self.http, &self.address, query, token, last_event_id)
+            .send()
+            .await
+            .expect("the server answers");
         assert_eq!(response.status(), StatusCode::OK, "opening {query}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         EventStream::new(response)
@@ -358,6 +354,24 @@ impl SharedDb {
             db: Arc::new(db),
             url,
         }
+    }
+}
+
+/// `GET {base}/api/chat/sse{query}` as `token`'s user, resuming after
+/// `last_event_id` (as the `Last-Event-ID` header) when given.
+pub fn stream_request(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+    token: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = http
+        .get(format!("{base}/api/chat/sse{query}"))
+        .bearer_auth(token);
+    match last_event_id {
+        Some(id) => request.header("Last-Event-ID", id),
+        None => request,
     }
 }
 

@@ -10,7 +10,7 @@
 
 mod harness;
 
-use crate::helpers::{Backend, EventStream, ServerProcess, WAIT, send, user};
+use crate::helpers::{Backend, EventStream, ServerProcess, WAIT, send, stream_request, user};
 use futures::StreamExt;
 use harness::{Kind, Proxy};
 use reqwest::StatusCode;
@@ -117,14 +117,10 @@ impl Through {
         token: &str,
         last_event_id: Option<&str>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .get(self.url(&format!("/api/chat/sse{query}")))
-            .bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
-        }
-        let response = request.send().await.expect("the proxy answers");
+        let response = stream_request(&self.http, &self.proxy.address, query, token, last_event_id)
+            .send()
+            .await
+            .expect("the proxy answers");
         assert_eq!(
             response.status(),
             StatusCode::OK,
