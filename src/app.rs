@@ -10,7 +10,7 @@ use crate::events::{Hub, HubOptions};
 use crate::http::{self, AppState, api_router};
 use crate::limits::Limits;
 use crate::metrics;
-use crate::store::{self, Measured, Store, StoreOptions};
+use crate::store::{self, Cluster, Measured, Store, StoreOptions};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
@@ -46,6 +46,8 @@ pub enum StartError {
     DevSecret(std::io::Error),
     #[error("could not start the event relay: {0}")]
     Relay(String),
+    #[error("could not join the cluster: {0}")]
+    Cluster(crate::error::Error),
 }
 
 /// The secret tokens are signed with: the configured one, or in development
@@ -86,6 +88,13 @@ pub async fn build_state(
     let store: Arc<dyn Store> = Arc::new(Measured(
         store::open(&store_options(&config), wake.clone()).await?,
     ));
+    let cluster = if config.cluster_limits {
+        Cluster::join(&store_options(&config), config.instance_heartbeat.0)
+            .await
+            .map_err(StartError::Cluster)?
+    } else {
+        None
+    };
     let hub = Hub::start(
         store.clone(),
         wake,
@@ -104,7 +113,7 @@ pub async fn build_state(
     Ok(AppState {
         store,
         auth: Arc::new(auth),
-        limits: Limits::new(&config),
+        limits: Limits::new(&config, cluster),
         metrics,
         config: Arc::new(config),
         hub,

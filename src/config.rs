@@ -83,6 +83,12 @@ pub struct Config {
     pub member_burst_per_user: u32,
     pub read_rate_per_user: u32,
     pub read_burst_per_user: u32,
+    /// On PostgreSQL: the per-user write budgets and stream cap are the
+    /// cluster's, kept in the database, rather than each process's.
+    pub cluster_limits: bool,
+    /// How often an instance tells the database it is alive; three missed
+    /// and its streams stop counting against their users' cap.
+    pub instance_heartbeat: Interval,
     /// Proxies whose `X-Forwarded-For` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -339,6 +345,9 @@ impl Config {
         }
         if self.shutdown_spread.0 >= self.shutdown_deadline.0 {
             return invalid("shutdown_spread must be shorter than shutdown_deadline".to_owned());
+        }
+        if self.instance_heartbeat.0 < Duration::from_millis(100) {
+            return invalid("instance_heartbeat must be at least 100ms".to_owned());
         }
         let rates = [
             self.stream_max_per_user,

@@ -1,12 +1,15 @@
 //! Rate limits, per user and per client address: on opening streams, so a
 //! reconnect storm from one client cannot starve the others; and on writes
 //! (messages, rooms, membership changes, read cursors), so one user cannot
-//! flood a room that thousands watch.
+//! flood a room that thousands watch. On PostgreSQL the per-user write
+//! budgets are the cluster's (`store::Cluster`), so N instances do not give
+//! a user N times each; the rest count in this process.
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{STREAM_OPENS_REFUSED, WRITES_REFUSED};
 use crate::model::{Caller, UserId};
+use crate::store::Cluster;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
@@ -17,10 +20,20 @@ use std::time::Duration;
 pub struct Limits {
     per_user: DefaultKeyedRateLimiter<UserId>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    messages: DefaultKeyedRateLimiter<UserId>,
-    rooms: DefaultKeyedRateLimiter<UserId>,
-    members: DefaultKeyedRateLimiter<UserId>,
-    reads: DefaultKeyedRateLimiter<UserId>,
+    messages: Budget,
+    rooms: Budget,
+    members: Budget,
+    reads: Budget,
+    /// Where the per-user budgets and stream counts are kept when several
+    /// instances share them (PostgreSQL); `None` keeps them here.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// One kind of write's budget per user: `rate` a second, in bursts of `burst`.
+struct Budget {
+    here: DefaultKeyedRateLimiter<UserId>,
+    rate: u32,
+    burst: u32,
 }
 
 /// A kind of write, each limited on its own.
@@ -34,10 +47,15 @@ pub enum Write {
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Arc<Self> {
+    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Arc<Self> {
         let quota = |rate: u32, burst: u32| {
             Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        };
+        let budget = |rate: u32, burst: u32| Budget {
+            here: RateLimiter::keyed(quota(rate, burst)),
+            rate,
+            burst,
         };
         let limits = Arc::new(Self {
             per_user: RateLimiter::keyed(quota(
@@ -48,16 +66,11 @@ impl Limits {
                 config.stream_rate_per_ip,
                 config.stream_burst_per_ip,
             )),
-            messages: RateLimiter::keyed(quota(
-                config.message_rate_per_user,
-                config.message_burst_per_user,
-            )),
-            rooms: RateLimiter::keyed(quota(config.room_rate_per_user, config.room_burst_per_user)),
-            members: RateLimiter::keyed(quota(
-                config.member_rate_per_user,
-                config.member_burst_per_user,
-            )),
-            reads: RateLimiter::keyed(quota(config.read_rate_per_user, config.read_burst_per_user)),
+            messages: budget(config.message_rate_per_user, config.message_burst_per_user),
+            rooms: budget(config.room_rate_per_user, config.room_burst_per_user),
+            members: budget(config.member_rate_per_user, config.member_burst_per_user),
+            reads: budget(config.read_rate_per_user, config.read_burst_per_user),
+            cluster,
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
         let weak = Arc::downgrade(&limits);
@@ -68,10 +81,14 @@ impl Limits {
                 let Some(limits) = weak.upgrade() else { return };
                 limits.per_user.retain_recent();
                 limits.per_ip.retain_recent();
-                limits.messages.retain_recent();
-                limits.rooms.retain_recent();
-                limits.members.retain_recent();
-                limits.reads.retain_recent();
+                for budget in [
+                    &limits.messages,
+                    &limits.rooms,
+                    &limits.members,
+                    &limits.reads,
+                ] {
+                    budget.here.retain_recent();
+                }
             }
         });
         limits
@@ -90,25 +107,52 @@ impl Limits {
         Ok(())
     }
 
-    /// Counts one write of the caller's; refuses it with a 429 when over the limit.
-    pub fn check_write(&self, caller: &Caller, write: Write) -> Result<(), Error> {
-        let (limiter, kind, what) = match write {
+    /// The cluster's shared counts, when there are several instances to share them.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Counts one write of the caller's; refuses it with a 429 when over the
+    /// limit. On PostgreSQL that is one statement, against the cluster's budget.
+    pub async fn check_write(&self, caller: &Caller, write: Write) -> Result<(), Error> {
+        let (budget, kind, what) = match write {
             Write::Message => (&self.messages, "message", "messages posted by this user"),
             Write::Room => (&self.rooms, "room", "rooms created by this user"),
             Write::Member => (&self.members, "member", "membership changes by this user"),
             Write::Read => (&self.reads, "read", "read cursor moves by this user"),
         };
-        limiter.check_key(&caller.id).map_err(|e| {
-            ::metrics::counter!(WRITES_REFUSED, "kind" => kind).increment(1);
-            refused(e, what)
-        })
+        let wait = match &self.cluster {
+            Some(cluster) => {
+                let bucket = format!("{kind}:{}", caller.id.as_str());
+                cluster.spend(&bucket, budget.rate, budget.burst).await?
+            }
+            None => budget
+                .here
+                .check_key(&caller.id)
+                .err()
+                .map(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        };
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                ::metrics::counter!(WRITES_REFUSED, "kind" => kind).increment(1);
+                Err(too_many(wait, what))
+            }
+        }
     }
 }
 
 fn refused(not_until: governor::NotUntil<governor::clock::QuantaInstant>, what: &str) -> Error {
-    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    too_many(
+        not_until.wait_time_from(DefaultClock::default().now()),
+        what,
+    )
+}
+
+fn too_many(wait: Duration, what: &str) -> Error {
     Error::TooManyRequests {
-        retry_after: wait.as_secs().max(1),
+        // Rounded up: a retry at the advised second finds the budget back.
+        retry_after: wait.as_millis().div_ceil(1000).max(1) as u64,
         message: format!("too many {what}; retry later").into(),
     }
 }

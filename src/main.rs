@@ -120,6 +120,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
         // Readiness fails at once; streams wind down; no new connections.
         let _ = drain.send(true);
     });
+    let cluster = state.limits.cluster().cloned();
     let server = app::serve(listener, app::router(state), draining.clone(), patience);
     let mut signalled = draining;
     let deadline_passed = async move {
@@ -129,6 +130,10 @@ async fn serve(config: Config) -> Result<(), AnyError> {
     tokio::select! {
         served = server => served?,
         () = deadline_passed => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
+    }
+    // Gives this instance's streams back at once, rather than at its lapse.
+    if let Some(cluster) = cluster {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cluster.leave()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,7 +19,7 @@ use window::Window;
 use crate::metrics;
 use crate::model::{RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
-use crate::store::{Store, StoredEvent};
+use crate::store::{Store, StoredEvent, StreamClaim};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -245,6 +245,7 @@ impl Hub {
         Some(StreamTicket {
             hub: self.clone(),
             user: user.clone(),
+            claim: None,
         })
     }
 
@@ -327,6 +328,15 @@ pub struct HubStats {
 pub struct StreamTicket {
     hub: Arc<Hub>,
     user: UserId,
+    /// Its count in the cluster, where the instances share one.
+    claim: Option<StreamClaim>,
+}
+
+impl StreamTicket {
+    /// Holds the stream's count in the cluster for as long as the ticket.
+    pub fn hold(&mut self, claim: StreamClaim) {
+        self.claim = Some(claim);
+    }
 }
 
 impl Drop for StreamTicket {

@@ -119,7 +119,7 @@ async fn poll_events(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let _ticket = admit(&state, &caller)?;
+    let _ticket = admit(&state, &caller).await?;
     let (mut feed, start) = Feed::open(&state.hub, &caller, room.as_ref(), after, limit).await?;
     if let Start::Reset { newest, reason } = start {
         ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);

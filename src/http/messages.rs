@@ -120,7 +120,7 @@ async fn post_message(
     Path(room): Path<String>,
     Json(send): Json<SendMessage>,
 ) -> Result<(StatusCode, Json<Message>)> {
-    state.limits.check_write(&caller, Write::Message)?;
+    state.limits.check_write(&caller, Write::Message).await?;
     let room = room_id(&room)?;
     let message = NewMessage {
         body: MessageBody::parse(send.body)?,
@@ -166,7 +166,7 @@ async fn mark_read(
     Path(room): Path<String>,
     Json(read): Json<MarkRead>,
 ) -> Result<Json<ReadState>> {
-    state.limits.check_write(&caller, Write::Read)?;
+    state.limits.check_write(&caller, Write::Read).await?;
     let room = room_id(&room)?;
     if read.seq < 0 {
         return Err(Error::unprocessable(

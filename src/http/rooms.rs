@@ -153,7 +153,7 @@ async fn create_room(
     caller: Caller,
     Json(new): Json<NewRoom>,
 ) -> Result<(StatusCode, Json<Room>)> {
-    state.limits.check_write(&caller, Write::Room)?;
+    state.limits.check_write(&caller, Write::Room).await?;
     let name = RoomName::parse(new.name)?;
     // The creator is a member too.
     let most = MAX_INITIAL_MEMBERS.min(state.config.room_max_members - 1);
@@ -213,7 +213,7 @@ async fn add_member(
     Path(room): Path<String>,
     Json(member): Json<NewMember>,
 ) -> Result<Json<Room>> {
-    state.limits.check_write(&caller, Write::Member)?;
+    state.limits.check_write(&caller, Write::Member).await?;
     let room = room_id(&room)?;
     let user = UserId::parse(member.user_id)?;
     let max_members = state.config.room_max_members;
@@ -242,7 +242,7 @@ async fn remove_member(
     caller: Caller,
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Json<Room>> {
-    state.limits.check_write(&caller, Write::Member)?;
+    state.limits.check_write(&caller, Write::Member).await?;
     let room = room_id(&room)?;
     let user = user_id(user)?;
     Ok(Json(

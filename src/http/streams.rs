@@ -83,16 +83,19 @@ async fn open_stream(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let ticket = admit(&state, &caller)?;
-    let opened = Feed::open(
-        &state.hub,
-        &caller,
-        room.as_ref(),
-        resume_from,
-        CATCH_UP_BATCH,
-    )
-    .await;
-    let (feed, start) = match opened {
+    let opened = match admit(&state, &caller).await {
+        Ok(ticket) => Feed::open(
+            &state.hub,
+            &caller,
+            room.as_ref(),
+            resume_from,
+            CATCH_UP_BATCH,
+        )
+        .await
+        .map(|opened| (ticket, opened)),
+        Err(error) => Err(error),
+    };
+    let (ticket, (feed, start)) = match opened {
         Ok(opened) => opened,
         // A browser's EventSource gives up for good on a 503; told in a
         // stream, it (and the SDK) comes back when asked, spread out.
@@ -169,19 +172,23 @@ pub(super) fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result
 }
 
 /// Counts one more stream (or waiting poll) of the caller's, unless they
-/// already hold `stream_max_per_user`.
-pub(super) fn admit(state: &AppState, caller: &Caller) -> Result<StreamTicket> {
-    state
-        .hub
-        .admit(&caller.id, state.config.stream_max_per_user)
-        .ok_or_else(|| {
-            ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams")
-                .increment(1);
-            Error::TooManyRequests {
-                retry_after: 5,
-                message: "too many open streams for this user".into(),
-            }
-        })
+/// already hold `stream_max_per_user`: in this process, and on PostgreSQL in
+/// the whole cluster.
+pub(super) async fn admit(state: &AppState, caller: &Caller) -> Result<StreamTicket> {
+    let max = state.config.stream_max_per_user;
+    let too_many = || {
+        ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams").increment(1);
+        Error::TooManyRequests {
+            retry_after: 5,
+            message: "too many open streams for this user".into(),
+        }
+    };
+    let mut ticket = state.hub.admit(&caller.id, max).ok_or_else(too_many)?;
+    if let Some(cluster) = state.limits.cluster() {
+        let claim = cluster.claim_stream(&caller.id, max).await?;
+        ticket.hold(claim.ok_or_else(too_many)?);
+    }
+    Ok(ticket)
 }
 
 /// What the server holds for streams now (admins only): for leak checks.

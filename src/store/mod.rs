@@ -7,12 +7,14 @@
 //! transaction, under ids that become visible in the order they are given
 //! (see `sql.rs`): the log is what live streams relay and resume from.
 
+mod cluster;
 mod group_commit;
 mod measured;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use cluster::{Cluster, StreamClaim};
 pub use measured::Measured;
 pub use postgres::{PgStore, REPLAY_QUERIES as PG_REPLAY_QUERIES};
 pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};

@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod browser;
+mod cluster_limits;
 mod cors;
 mod fanout;
 mod health;

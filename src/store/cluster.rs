@@ -1,0 +1,301 @@
+//! What the instances on one PostgreSQL database share so that the per-user
+//! limits hold for the whole cluster, not once per instance: a heartbeat per
+//! instance, the streams each user holds on each instance, and a rate budget
+//! per user and kind of write (tables and functions of migration 0004).
+//! SQLite serves one process, which counts in memory (`crate::limits`).
+
+use super::StoreOptions;
+use crate::error::{Error, Result};
+use crate::model::UserId;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, RwLock};
+
+/// An instance that has not beaten for this many heartbeats is gone: its
+/// streams stop counting, and the next heartbeat of another deletes it.
+const HEARTBEATS_TO_LAPSE: u32 = 3;
+
+pub struct Cluster {
+    pool: PgPool,
+    /// This process, random at each start.
+    instance: String,
+    heartbeat: Duration,
+    /// Streams this instance has claimed, per user: what its rows are
+    /// rewritten from if its registration lapsed.
+    held: Mutex<HashMap<UserId, i32>>,
+    /// Streams that ended and whose claims are not yet given back.
+    released: Mutex<HashMap<UserId, i32>>,
+    release_pending: Arc<Notify>,
+    /// Claims and releases hold it shared; rewriting the rows after a lapse
+    /// holds it alone, so no increment or decrement lands in between.
+    rewrite: RwLock<()>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// One stream counted in the cluster, given back when dropped.
+pub struct StreamClaim {
+    cluster: Arc<Cluster>,
+    user: UserId,
+}
+
+impl Drop for StreamClaim {
+    fn drop(&mut self) {
+        self.cluster.release(&self.user);
+    }
+}
+
+impl Cluster {
+    /// Registers this instance on the PostgreSQL database `options` name and
+    /// keeps its heartbeat; `None` for SQLite. Migrations must have run.
+    pub async fn join(options: &StoreOptions, heartbeat: Duration) -> Result<Option<Arc<Self>>> {
+        let url = options.url.as_str();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(None);
+        }
+        let connect = PgConnectOptions::from_str(url)?;
+        // Beside the store's pool, so that a burst of limit checks never
+        // waits behind the writes it guards (or the other way round).
+        let pool = PgPoolOptions::new()
+            .max_connections((options.max_connections / 2).max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect);
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| Error::Internal(e.to_string()))?;
+        let cluster = Arc::new(Self {
+            pool,
+            instance: id.iter().map(|byte| format!("{byte:02x}")).collect(),
+            heartbeat,
+            held: Mutex::new(HashMap::new()),
+            released: Mutex::new(HashMap::new()),
+            release_pending: Arc::new(Notify::new()),
+            rewrite: RwLock::new(()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        cluster.beat().await?;
+        let tasks = [
+            tokio::spawn(beat_forever(Arc::downgrade(&cluster))),
+            tokio::spawn(give_back_forever(Arc::downgrade(&cluster))),
+        ];
+        lock(&cluster.tasks).extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
+        tracing::info!(instance = %cluster.instance, "joined the cluster");
+        Ok(Some(cluster))
+    }
+
+    /// Spends one unit of `bucket`'s budget of `rate` a second, in bursts of
+    /// `burst`; `Some(wait)` when it is spent, for the `Retry-After`.
+    pub async fn spend(&self, bucket: &str, rate: u32, burst: u32) -> Result<Option<Duration>> {
+        let emission = Duration::from_secs(1) / rate.max(1);
+        let tolerance = emission * (burst.max(1) - 1);
+        let wait: f64 = sqlx::query_scalar("SELECT chat_spend($1, $2, $3)")
+            .bind(bucket)
+            .bind(emission)
+            .bind(tolerance)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait)))
+    }
+
+    /// Counts one more stream of `user`'s in the cluster, unless the live
+    /// instances hold `max` of theirs already (`None`).
+    pub async fn claim_stream(
+        self: &Arc<Self>,
+        user: &UserId,
+        max: usize,
+    ) -> Result<Option<StreamClaim>> {
+        let _shared = self.rewrite.read().await;
+        let claimed: bool = sqlx::query_scalar("SELECT chat_claim_stream($1, $2, $3, $4)")
+            .bind(&self.instance)
+            .bind(user.as_str())
+            .bind(i32::try_from(max).unwrap_or(i32::MAX))
+            .bind(self.lapse())
+            .fetch_one(&self.pool)
+            .await
+            // A lapsed registration (its rows are gone) among them: the
+            // client comes back once the next heartbeat has rewritten them.
+            .map_err(|e| Error::Unavailable(Arc::new(e)))?;
+        if !claimed {
+            return Ok(None);
+        }
+        *lock(&self.held).entry(user.clone()).or_insert(0) += 1;
+        Ok(Some(StreamClaim {
+            cluster: self.clone(),
+            user: user.clone(),
+        }))
+    }
+
+    /// Deregisters this instance, giving back every claim it holds (at shutdown).
+    pub async fn leave(&self) {
+        let left = sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(&self.instance)
+            .execute(&self.pool)
+            .await;
+        if let Err(error) = left {
+            tracing::warn!(%error, "could not leave the cluster; its claims lapse by themselves");
+        }
+    }
+
+    fn lapse(&self) -> Duration {
+        self.heartbeat * HEARTBEATS_TO_LAPSE
+    }
+
+    /// Queues a claim to give back; `give_back_forever` writes it.
+    fn release(&self, user: &UserId) {
+        let mut held = lock(&self.held);
+        if let Some(count) = held.get_mut(user) {
+            *count -= 1;
+            if *count <= 0 {
+                held.remove(user);
+            }
+        }
+        drop(held);
+        *lock(&self.released).entry(user.clone()).or_insert(0) += 1;
+        self.release_pending.notify_one();
+    }
+
+    /// Says this instance is alive and forgets the ones that are not. If its
+    /// own registration had lapsed (and its rows went with it), writes them
+    /// again from what it holds.
+    async fn beat(&self) -> Result<()> {
+        // `xmax = 0` only on a row this statement inserted.
+        let registered_afresh: bool = sqlx::query_scalar(
+            "INSERT INTO instances (id, seen_at) VALUES ($1, clock_timestamp())
+             ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+             RETURNING xmax = 0",
+        )
+        .bind(&self.instance)
+        .fetch_one(&self.pool)
+        .await?;
+        if registered_afresh {
+            self.rewrite_claims().await?;
+        }
+        sqlx::query("DELETE FROM instances WHERE seen_at < clock_timestamp() - $1")
+            .bind(self.lapse())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM user_streams WHERE instance_id = $1 AND streams <= 0")
+            .bind(&self.instance)
+            .execute(&self.pool)
+            .await?;
+        // Full buckets hold nothing a missing row would not say.
+        sqlx::query("DELETE FROM rate_budgets WHERE full_at < clock_timestamp()")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes this instance's rows from `held` (after a lapse: none are left).
+    async fn rewrite_claims(&self) -> Result<()> {
+        let _alone = self.rewrite.write().await;
+        // What was released is already out of `held`.
+        lock(&self.released).clear();
+        let (users, counts): (Vec<String>, Vec<i32>) = lock(&self.held)
+            .iter()
+            .map(|(user, count)| (user.as_str().to_owned(), *count))
+            .unzip();
+        if users.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            instance = %self.instance,
+            users = users.len(),
+            "this instance's registration had lapsed; writing its streams again"
+        );
+        sqlx::query(
+            "INSERT INTO user_streams (user_id, instance_id, streams)
+             SELECT u, $1, n FROM unnest($2::text[], $3::int[]) AS held(u, n)
+             ON CONFLICT (user_id, instance_id) DO UPDATE SET streams = EXCLUDED.streams",
+        )
+        .bind(&self.instance)
+        .bind(&users)
+        .bind(&counts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives back the queued claims in one statement; on failure they stay queued.
+    async fn give_back(&self) -> Result<()> {
+        let _shared = self.rewrite.read().await;
+        let released = std::mem::take(&mut *lock(&self.released));
+        if released.is_empty() {
+            return Ok(());
+        }
+        let (users, counts): (Vec<String>, Vec<i32>) = released
+            .iter()
+            .map(|(user, count)| (user.as_str().to_owned(), *count))
+            .unzip();
+        let written = sqlx::query(
+            "UPDATE user_streams AS s SET streams = s.streams - r.n
+             FROM unnest($2::text[], $3::int[]) AS r(u, n)
+             WHERE s.instance_id = $1 AND s.user_id = r.u",
+        )
+        .bind(&self.instance)
+        .bind(&users)
+        .bind(&counts)
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = written {
+            let mut queued = lock(&self.released);
+            for (user, count) in released {
+                *queued.entry(user).or_insert(0) += count;
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+}
+
+async fn beat_forever(cluster: Weak<Cluster>) {
+    let Some(every) = cluster.upgrade().map(|c| c.heartbeat) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if let Err(error) = cluster.beat().await {
+            tracing::warn!(%error, "cluster heartbeat failed; retrying at the next");
+        }
+    }
+}
+
+async fn give_back_forever(cluster: Weak<Cluster>) {
+    // Waits holding the signal only, so that the cluster can be dropped.
+    let Some(pending) = cluster.upgrade().map(|c| c.release_pending.clone()) else {
+        return;
+    };
+    loop {
+        pending.notified().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if let Err(error) = cluster.give_back().await {
+            tracing::warn!(%error, "could not give back ended streams; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pending.notify_one();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
