@@ -63,7 +63,7 @@ impl Kind {
     }
 }
 
-/// A running proxy in front of one upstream.
+/// A running proxy in front of one upstream or several.
 pub struct Proxy {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
@@ -73,18 +73,29 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts `program` (of `kind`) in front of `upstream` (`host:port`),
-    /// cutting connections quiet for `idle_timeout`; returns once it accepts.
-    pub async fn start(kind: Kind, program: &Path, upstream: &str, idle_timeout: Duration) -> Self {
+    /// Starts `program` (of `kind`) in front of `upstreams` (`host:port`
+    /// each: the config's `{{upstream}}` line once for each, as production
+    /// lists its instances), cutting connections quiet for `idle_timeout`;
+    /// returns once it accepts.
+    pub async fn start(
+        kind: Kind,
+        program: &Path,
+        upstreams: &[&str],
+        idle_timeout: Duration,
+    ) -> Self {
+        // HAProxy names each server line: one copy would repeat the name.
+        assert!(
+            upstreams.len() == 1 || matches!(kind, Kind::Nginx),
+            "several upstreams are run through nginx only"
+        );
         let dir = tempfile::tempdir().expect("a temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
         let timeout = format!("{}ms", idle_timeout.as_millis());
         let temp_dir = dir.path().display().to_string();
         let config = fill(
-            kind.template(),
+            &each_upstream(kind.template(), upstreams),
             &[
                 ("listen", &listen),
-                ("upstream", upstream),
                 ("read_timeout", &timeout),
                 ("idle_timeout", &timeout),
                 ("temp_dir", &temp_dir),
@@ -166,6 +177,24 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The template with each line that names `{{upstream}}` written once for
+/// every upstream, in order.
+fn each_upstream(template: &str, upstreams: &[&str]) -> String {
+    let mut text = String::new();
+    for line in template.lines() {
+        if line.contains("{{upstream}}") && !line.trim_start().starts_with('#') {
+            for upstream in upstreams {
+                text.push_str(&line.replace("{{upstream}}", upstream));
+                text.push('\n');
+            }
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// The template with every `{{name}}` replaced; fails on a placeholder

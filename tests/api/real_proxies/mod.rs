@@ -92,7 +92,7 @@ impl Through {
             .strip_prefix("http://")
             .expect("an http address")
             .to_owned();
-        let proxy = Proxy::start(kind, &program, &upstream, proxy_timeout).await;
+        let proxy = Proxy::start(kind, &program, &[&upstream], proxy_timeout).await;
         Some(Self {
             _server: server,
             proxy,
