@@ -373,6 +373,7 @@ enum Wake {
     Feed(Result<Step>),
     Heartbeat(Bytes),
     Expired,
+    /// The server drains, and this stream's moment to end within the spread came.
     Draining,
 }
 
@@ -405,9 +406,13 @@ impl LiveStream {
                 Some((frame, beats))
             });
             tokio::pin!(beats);
+            // A drain ends each stream at a moment of its own within the
+            // spread, so clients do not all reconnect at once; until then
+            // it carries events and heartbeats as before.
             let drain = async move {
                 let mut draining = draining;
                 let _ = draining.wait_for(|draining| *draining).await;
+                tokio::time::sleep(spread_delay(spread)).await;
             };
             tokio::pin!(drain);
             yield Ok(sse::retry(retry.as_millis() as u64));
@@ -465,8 +470,6 @@ impl LiveStream {
                     }
                     Wake::Draining => {
                         record.ended(End::Shutdown);
-                        // Spread the ends, so clients do not all reconnect at once.
-                        tokio::time::sleep(spread_delay(spread)).await;
                         yield Ok(sse::retry(retry.as_millis() as u64));
                         return;
                     }
