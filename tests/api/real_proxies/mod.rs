@@ -4,11 +4,13 @@
 //! stream outlives the timeout on heartbeats, posts arrive unbuffered, and a
 //! control shows that a heartbeat longer than the timeout does get cut.
 //!
-//! These are about the transport, so they run on SQLite only. Where a proxy
-//! is missing they say loudly that they were skipped; with
+//! These are about the transport, so they run on SQLite only, but for the
+//! rolling restart (`rolling_restart`): two instances need PostgreSQL. Where
+//! a proxy is missing they say loudly that they were skipped; with
 //! `CHAT_TEST_REQUIRE_PROXIES` set (CI) they fail instead.
 
 mod harness;
+pub mod rolling_restart;
 
 use crate::helpers::{Backend, EventStream, ServerProcess, WAIT, send, stream_request, user};
 use futures::StreamExt;
