@@ -726,7 +726,7 @@ async fn fifty_streams_get_every_acknowledged_message_once_in_order_through_a_ro
     }
 
     let tally = Tally::of(&followers, &written.acked);
-    report(test, &tally, &written, &restarts);
+    report(test, &tally, &written, &restarts, &pair.nginx.logs());
     assert!(
         caught_up.is_ok(),
         "not every stream got every acknowledged message within {WAIT:?}"
@@ -963,17 +963,30 @@ pub fn counts(counted: &BTreeMap<String, usize>) -> String {
 }
 
 /// The figures `docs/deployment.md` quotes.
-fn report(test: &str, tally: &Tally, written: &Written, [a, b]: &[Restart; 2]) {
+fn report(test: &str, tally: &Tally, written: &Written, [a, b]: &[Restart; 2], nginx: &str) {
     let (a_ends, a_span) = tally.ends_between(a.signalled, Some(b.signalled));
     let (b_ends, b_span) = tally.ends_between(b.signalled, None);
     let delayed = tally.delays.iter().filter(|d| **d > DELAYED).count();
     let max = |sorted: &[Duration]| ms(sorted.last().copied().unwrap_or_default());
+    // What nginx met on the way to the instances (its error log).
+    let mut met = BTreeMap::new();
+    for what in [
+        "connect() failed",
+        "upstream prematurely closed",
+        "reset by peer",
+        "no live upstreams",
+    ] {
+        let times = nginx.lines().filter(|line| line.contains(what)).count();
+        if times > 0 {
+            met.insert(what.to_owned(), times);
+        }
+    }
     eprintln!(
         "{test}:\n  rolling restart figures: {} streams, {} posts at {POSTS_PER_SECOND}/s, \
          {} deliveries; reconnect gap p50 {} ms, p99 {} ms, max {} ms (retry: {} ms); \
          delayed (delivered > {} ms after the ack) {delayed}, worst {} ms, p99 {} ms; \
          lost {}; duplicated {}; reconnects {}; posts that needed a retry {} ({}); \
-         failed stream opens: {}\n  \
+         failed stream opens: {}; nginx logged: {}\n  \
          drain (A / B): refusing connects {} / {} ms and idle connections closed {} / {} ms \
          after SIGTERM; {a_ends} / {b_ends} stream ends spread over {} / {} ms \
          (shutdown_spread {} ms), each stream quiet at most {} ms before its end \
@@ -995,6 +1008,7 @@ fn report(test: &str, tally: &Tally, written: &Written, [a, b]: &[Restart; 2]) {
         written.retried,
         counts(&written.failures),
         counts(&tally.refused),
+        counts(&met),
         ms(a.refusing),
         ms(b.refusing),
         ms(a.idle_closed),
