@@ -1,8 +1,9 @@
 //! The browser side, proven in headless Chromium against real server
 //! processes: the `/admin` and `/widget` pages over the client package, with
 //! short timings (heartbeat 200 ms, watchdog 1 s, backoff 100 to 800 ms),
-//! often behind a test proxy that breaks the network on demand; and the
-//! client package's own tests under Node.
+//! often behind a test proxy that breaks the network on demand, or behind
+//! nginx through a rolling restart; and the client package's own tests
+//! under Node.
 //!
 //! Where Chromium, Node or npm is missing these tests say loudly that they
 //! were skipped; with `CHAT_TEST_REQUIRE_BROWSER` set (CI) they fail instead.
@@ -10,6 +11,7 @@
 mod fallback;
 mod package;
 mod pages;
+mod rolling_restart;
 
 use crate::helpers::{Backend, ServerProcess, WAIT, free_port, send, user};
 use crate::proxy::Proxy;

@@ -6,6 +6,9 @@
 //! are stopped with SIGTERM and started again as `docs/deployment.md` says;
 //! every stream ends up with every acknowledged message it may see, once, in
 //! order, and the test prints the figures the document quotes.
+//!
+//! `Pair` (the instances, nginx, the procedure) and `Writer` serve the
+//! browser's rolling-restart test too (`browser::rolling_restart`).
 
 use super::harness::{Kind, Proxy};
 use crate::helpers::{Backend, ServerProcess, SharedDb, WAIT, admin, stream_request, user};
