@@ -23,9 +23,9 @@ use tokio::sync::watch;
 /// The drain's timings, short so the test takes seconds: each stream ends
 /// at a random moment within `SPREAD` of the SIGTERM, told to come back
 /// after `RETRY`; the process exits by `DEADLINE` whatever happens.
-pub const SPREAD: Duration = Duration::from_secs(2);
-pub const RETRY: Duration = Duration::from_secs(1);
-pub const DEADLINE: Duration = Duration::from_secs(6);
+const SPREAD: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_secs(1);
+const DEADLINE: Duration = Duration::from_secs(6);
 const HEARTBEAT: Duration = Duration::from_millis(200);
 /// nginx's `proxy_read_timeout`: many heartbeats long.
 const PROXY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -646,7 +646,7 @@ impl Follower {
 }
 
 /// A sample's value at `fraction` (0.5: the median), by nearest rank.
-pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -654,7 +654,7 @@ pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn ms(duration: Duration) -> u128 {
+fn ms(duration: Duration) -> u128 {
     duration.as_millis()
 }
 
@@ -954,7 +954,7 @@ impl Tally {
 }
 
 /// `502 ×3, a connection error ×1`, or `none`.
-pub fn counts(counted: &BTreeMap<String, usize>) -> String {
+fn counts(counted: &BTreeMap<String, usize>) -> String {
     if counted.is_empty() {
         return "none".to_owned();
     }
