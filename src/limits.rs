@@ -124,7 +124,7 @@ impl Limits {
         let wait = match &self.cluster {
             Some(cluster) => {
                 let bucket = format!("{kind}:{}", caller.id.as_str());
-                cluster.spend(&bucket, budget.rate, budget.burst).await?
+                cluster.spend(bucket, budget.rate, budget.burst).await?
             }
             None => budget
                 .here

@@ -73,3 +73,19 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- chat_spend for many buckets at once, in the order given (a batch of
+-- concurrent writes: one round trip for all of them); the waits in that order.
+-- Callers sort by bucket, so that two batches lock rows in one order.
+CREATE FUNCTION chat_spend_many(bucket_keys text[], emissions interval[], tolerances interval[])
+RETURNS double precision[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    waits double precision[] := '{}';
+BEGIN
+    FOR i IN 1 .. COALESCE(array_length(bucket_keys, 1), 0) LOOP
+        waits := waits || chat_spend(bucket_keys[i], emissions[i], tolerances[i]);
+    END LOOP;
+    RETURN waits;
+END
+$$;

@@ -13,11 +13,23 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::{Notify, RwLock, mpsc, oneshot};
 
 /// An instance that has not beaten for this many heartbeats is gone: its
 /// streams stop counting, and the next heartbeat of another deletes it.
 const HEARTBEATS_TO_LAPSE: u32 = 3;
+/// The most spends one statement makes; and how many statements may be in
+/// flight at once (one batch gathers while another is written).
+const MAX_SPENDS: usize = 256;
+const SPENDERS: usize = 2;
+
+/// One write's spend, waiting for its batch.
+struct Spend {
+    bucket: String,
+    emission: Duration,
+    tolerance: Duration,
+    reply: oneshot::Sender<Result<Option<Duration>>>,
+}
 
 pub struct Cluster {
     pool: PgPool,
@@ -33,6 +45,8 @@ pub struct Cluster {
     /// Claims and releases hold it shared; rewriting the rows after a lapse
     /// holds it alone, so no increment or decrement lands in between.
     rewrite: RwLock<()>,
+    /// Where concurrent writes queue their spends, to share a statement.
+    spends: mpsc::Sender<Spend>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -74,6 +88,8 @@ impl Cluster {
             .connect_lazy_with(connect);
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| Error::Internal(e.to_string()))?;
+        let (spends, queued) = mpsc::channel(4 * MAX_SPENDS);
+        let queued = Arc::new(tokio::sync::Mutex::new(queued));
         let cluster = Arc::new(Self {
             pool,
             instance: id.iter().map(|byte| format!("{byte:02x}")).collect(),
@@ -82,13 +98,20 @@ impl Cluster {
             released: Mutex::new(HashMap::new()),
             release_pending: Arc::new(Notify::new()),
             rewrite: RwLock::new(()),
+            spends,
             tasks: Mutex::new(Vec::new()),
         });
         cluster.beat().await?;
-        let tasks = [
+        let mut tasks = vec![
             tokio::spawn(beat_forever(Arc::downgrade(&cluster))),
             tokio::spawn(give_back_forever(Arc::downgrade(&cluster))),
         ];
+        for _ in 0..SPENDERS {
+            tasks.push(tokio::spawn(spend_forever(
+                cluster.pool.clone(),
+                queued.clone(),
+            )));
+        }
         lock(&cluster.tasks).extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
         tracing::info!(instance = %cluster.instance, "joined the cluster");
         Ok(Some(cluster))
@@ -96,16 +119,23 @@ impl Cluster {
 
     /// Spends one unit of `bucket`'s budget of `rate` a second, in bursts of
     /// `burst`; `Some(wait)` when it is spent, for the `Retry-After`.
-    pub async fn spend(&self, bucket: &str, rate: u32, burst: u32) -> Result<Option<Duration>> {
+    /// Concurrent spends share one statement, as posts share a transaction.
+    pub async fn spend(&self, bucket: String, rate: u32, burst: u32) -> Result<Option<Duration>> {
         let emission = Duration::from_secs(1) / rate.max(1);
-        let tolerance = emission * (burst.max(1) - 1);
-        let wait: f64 = sqlx::query_scalar("SELECT chat_spend($1, $2, $3)")
-            .bind(bucket)
-            .bind(emission)
-            .bind(tolerance)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait)))
+        let (reply, answer) = oneshot::channel();
+        let spend = Spend {
+            bucket,
+            emission,
+            tolerance: emission * (burst.max(1) - 1),
+            reply,
+        };
+        self.spends
+            .send(spend)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("a spend's batch ended without an answer".into()))?
     }
 
     /// Counts one more stream of `user`'s in the cluster, unless the live
@@ -255,6 +285,54 @@ impl Cluster {
             return Err(error.into());
         }
         Ok(())
+    }
+}
+
+/// Takes every queued spend (up to `MAX_SPENDS`) and makes them in one
+/// statement, sorted by bucket so that concurrent batches lock rows in one
+/// order (a bucket's own spends keep their order: the sort is stable).
+async fn spend_forever(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Spend>>>) {
+    loop {
+        let mut batch = Vec::with_capacity(MAX_SPENDS);
+        if queued.lock().await.recv_many(&mut batch, MAX_SPENDS).await == 0 {
+            return;
+        }
+        batch.sort_by(|a, b| a.bucket.cmp(&b.bucket));
+        let buckets: Vec<&str> = batch.iter().map(|spend| spend.bucket.as_str()).collect();
+        let emissions: Vec<Duration> = batch.iter().map(|spend| spend.emission).collect();
+        let tolerances: Vec<Duration> = batch.iter().map(|spend| spend.tolerance).collect();
+        let waits: std::result::Result<Vec<f64>, sqlx::Error> =
+            sqlx::query_scalar("SELECT chat_spend_many($1, $2, $3)")
+                .bind(&buckets)
+                .bind(&emissions)
+                .bind(&tolerances)
+                .fetch_one(&pool)
+                .await;
+        match waits {
+            Ok(waits) if waits.len() == batch.len() => {
+                for (spend, wait) in batch.into_iter().zip(waits) {
+                    let wait = (wait > 0.0).then(|| Duration::from_secs_f64(wait));
+                    let _ = spend.reply.send(Ok(wait));
+                }
+            }
+            Ok(waits) => {
+                let error = format!("{} spends got {} answers", batch.len(), waits.len());
+                for spend in batch {
+                    let _ = spend.reply.send(Err(Error::Internal(error.clone())));
+                }
+            }
+            Err(error) => {
+                // The same failure for each spend of the batch.
+                let error = Error::from(error);
+                for spend in batch {
+                    let each = match &error {
+                        Error::Unavailable(source) => Error::Unavailable(source.clone()),
+                        other => Error::Internal(other.to_string()),
+                    };
+                    let _ = spend.reply.send(Err(each));
+                }
+            }
+        }
     }
 }
 

@@ -53,6 +53,15 @@ struct Common {
     /// Skip the reference hub.
     #[arg(long)]
     no_reference: bool,
+    /// A setting for chat-server, as `NAME=value` (e.g. `CHAT_CLUSTER_LIMITS=false`); repeatable.
+    #[arg(long = "server-env", value_parser = name_and_value)]
+    server_env: Vec<(String, String)>,
+}
+
+fn name_and_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=value"))
 }
 
 #[derive(Subcommand)]
@@ -131,6 +140,10 @@ enum Workload {
         writers: Vec<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// chat-server instances on the one database (PostgreSQL), the
+        /// writers spread over them in turn.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
     },
     /// W6: streams cut at once by a server restart (SIGKILL), all resuming
     /// with their last event id: time until every one has caught up.
@@ -230,7 +243,8 @@ async fn main() -> ExitCode {
             rooms,
             writers,
             seconds,
-        } => writes::writes(&common, rooms, &writers, seconds).await,
+            instances,
+        } => writes::writes(&common, rooms, &writers, seconds, instances).await,
         Workload::Resume { common, streams } => resume(&common, streams).await,
         Workload::Replay {
             common,
@@ -276,6 +290,18 @@ fn token_as(sub: &str, role: &str) -> String {
 }
 
 impl Common {
+    /// The `--server-env` settings, after `base`'s.
+    fn server_env<'a>(&'a self, base: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        base.iter()
+            .copied()
+            .chain(
+                self.server_env
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            )
+            .collect()
+    }
+
     fn store(&self) -> StoreChoice {
         match self.store {
             Store::Sqlite => StoreChoice::Sqlite,
@@ -330,7 +356,7 @@ impl Target {
         let served = Served::chat_server(
             &common.store(),
             SECRET,
-            &[("CHAT_HEARTBEAT_INTERVAL", heartbeat)],
+            &common.server_env(&[("CHAT_HEARTBEAT_INTERVAL", heartbeat)]),
         )
         .await?;
         let http = reqwest::Client::new();

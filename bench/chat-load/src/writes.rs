@@ -1,9 +1,12 @@
 //! W5: concurrent writers, each posting its next message as soon as the last
 //! one is acknowledged, over many rooms: acknowledged messages per second and
 //! latency per post, with every acknowledged message then counted in the store.
+//! With `--instances N` on PostgreSQL the writers spread over N chat-server
+//! processes on the one database: the cluster's write ceiling.
 
 use crate::histogram::Histogram;
-use crate::{Common, Target, lineup, token, write_json};
+use crate::process::{Served, StoreChoice};
+use crate::{Common, SECRET, Target, lineup, token, write_json};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 #[derive(Serialize)]
 pub struct WritesStep {
     target: &'static str,
+    instances: usize,
     writers: usize,
     acknowledged: u64,
     per_s: f64,
@@ -22,6 +26,7 @@ pub struct WritesStep {
     errors: u64,
     /// Messages the store holds after the step, beyond those of earlier steps.
     stored: Option<u64>,
+    /// Over every instance.
     server_cpu_percent: f64,
 }
 
@@ -31,27 +36,56 @@ pub async fn writes(
     rooms: usize,
     writer_counts: &[usize],
     seconds: u64,
+    instances: usize,
 ) -> Result<(), String> {
     let mut steps = Vec::new();
     for &ours in lineup(common) {
         let target = Target::start(common, ours, "25s").await?;
-        let room_urls = if ours {
+        let mut others = Vec::new();
+        if ours && instances > 1 {
+            if !target.served.database.starts_with("postgres") {
+                return Err("--instances above 1 needs --store postgres".to_owned());
+            }
+            let database = StoreChoice::Database(target.served.database.clone());
+            let env = common.server_env(&[("CHAT_HEARTBEAT_INTERVAL", "25s")]);
+            for _ in 1..instances {
+                others.push(Served::chat_server(&database, SECRET, &env).await?);
+            }
+        }
+        let bases: Vec<&str> = std::iter::once(target.served.base.as_str())
+            .chain(others.iter().map(|served| served.base.as_str()))
+            .collect();
+        // Writer w posts to room w (mod rooms) through instance w (mod instances).
+        let room_urls: Vec<Vec<String>> = if ours {
             let rooms = target.create_rooms(rooms, |_| Vec::new()).await?;
-            rooms.iter().map(|room| target.messages_url(room)).collect()
+            bases
+                .iter()
+                .map(|base| {
+                    rooms
+                        .iter()
+                        .map(|room| format!("{base}/api/chat/rooms/{room}/messages"))
+                        .collect()
+                })
+                .collect()
         } else {
-            vec![target.publish_url.clone()]
+            vec![vec![target.publish_url.clone()]]
+        };
+        let cpu_ticks = || {
+            target.served.sample().cpu_ticks
+                + others.iter().map(|s| s.sample().cpu_ticks).sum::<u64>()
         };
         let mut stored_before = 0;
         for (step, &writers) in writer_counts.iter().enumerate() {
             let latency = Arc::new(Histogram::new());
             let (acknowledged, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
             let http = reqwest::Client::new();
-            let cpu_before = target.served.sample().cpu_ticks;
+            let cpu_before = cpu_ticks();
             let started = Instant::now();
             let deadline = started + Duration::from_secs(seconds);
             let tasks: Vec<_> = (0..writers)
                 .map(|writer| {
-                    let url = room_urls[writer % room_urls.len()].clone();
+                    let through = &room_urls[writer % room_urls.len()];
+                    let url = through[writer % through.len()].clone();
                     let token = token(&format!("load-writer-{writer}"));
                     let (http, latency, acknowledged, errors) = (
                         http.clone(),
@@ -85,7 +119,7 @@ pub async fn writes(
                 task.await.map_err(|e| e.to_string())?;
             }
             let elapsed = started.elapsed().as_secs_f64();
-            let cpu = (target.served.sample().cpu_ticks - cpu_before) as f64 * 10.0;
+            let cpu = (cpu_ticks() - cpu_before) as f64 * 10.0;
             let acknowledged = acknowledged.load(Ordering::Relaxed);
             let stored = if ours {
                 let total = target.stored_messages().await?;
@@ -97,6 +131,7 @@ pub async fn writes(
             };
             let step = WritesStep {
                 target: target.served.name,
+                instances: bases.len(),
                 writers,
                 acknowledged,
                 per_s: acknowledged as f64 / elapsed,
@@ -108,8 +143,9 @@ pub async fn writes(
                 server_cpu_percent: cpu / (elapsed * 1000.0) * 100.0,
             };
             println!(
-                "{:>12} {:>4} writers: {:>8.0} msg/s  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>7.1} ms  errors {}  stored {}  server CPU {:.0} %",
+                "{:>12} x{} {:>4} writers: {:>8.0} msg/s  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>7.1} ms  errors {}  stored {}  server CPU {:.0} %",
                 step.target,
+                step.instances,
                 step.writers,
                 step.per_s,
                 step.p50_ms,
