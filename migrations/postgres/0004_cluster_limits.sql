@@ -89,3 +89,19 @@ BEGIN
     RETURN waits;
 END
 $$;
+
+-- chat_claim_stream for many opens at once, in the order given (callers sort
+-- by user, so two batches take the users' locks in one order); whether each
+-- was counted.
+CREATE FUNCTION chat_claim_streams(instance text, members text[], max_streams integer[], stale interval)
+RETURNS boolean[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    claimed boolean[] := '{}';
+BEGIN
+    FOR i IN 1 .. COALESCE(array_length(members, 1), 0) LOOP
+        claimed := claimed || chat_claim_stream(instance, members[i], max_streams[i], stale);
+    END LOOP;
+    RETURN claimed;
+END
+$$;

@@ -7,6 +7,7 @@
 use super::StoreOptions;
 use crate::error::{Error, Result};
 use crate::model::UserId;
+use futures::future::BoxFuture;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::collections::HashMap;
@@ -18,17 +19,25 @@ use tokio::sync::{Notify, RwLock, mpsc, oneshot};
 /// An instance that has not beaten for this many heartbeats is gone: its
 /// streams stop counting, and the next heartbeat of another deletes it.
 const HEARTBEATS_TO_LAPSE: u32 = 3;
-/// The most spends one statement makes; and how many statements may be in
-/// flight at once (one batch gathers while another is written).
+/// The most requests one statement serves, and how many such statements
+/// may be in flight at once (one batch gathers while another is written).
+/// Claims take an advisory lock each until their statement ends, so their
+/// batches stay small enough for PostgreSQL's lock table.
 const MAX_SPENDS: usize = 256;
-const SPENDERS: usize = 2;
+const MAX_CLAIMS: usize = 64;
+const STATEMENTS_IN_FLIGHT: usize = 2;
 
-/// One write's spend, waiting for its batch.
+/// One write's spend of its budget.
 struct Spend {
     bucket: String,
     emission: Duration,
     tolerance: Duration,
-    reply: oneshot::Sender<Result<Option<Duration>>>,
+}
+
+/// One stream's claim of a place.
+struct Claim {
+    user: String,
+    max: i32,
 }
 
 pub struct Cluster {
@@ -45,8 +54,10 @@ pub struct Cluster {
     /// Claims and releases hold it shared; rewriting the rows after a lapse
     /// holds it alone, so no increment or decrement lands in between.
     rewrite: RwLock<()>,
-    /// Where concurrent writes queue their spends, to share a statement.
-    spends: mpsc::Sender<Spend>,
+    /// Where concurrent writes queue their spends, and opens their claims,
+    /// to share a statement.
+    spends: Batches<Spend, Option<Duration>>,
+    claims: Batches<Claim, bool>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -88,30 +99,32 @@ impl Cluster {
             .connect_lazy_with(connect);
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| Error::Internal(e.to_string()))?;
-        let (spends, queued) = mpsc::channel(4 * MAX_SPENDS);
-        let queued = Arc::new(tokio::sync::Mutex::new(queued));
+        let instance: String = id.iter().map(|byte| format!("{byte:02x}")).collect();
+        let mut tasks = Vec::new();
+        let spends = Batches::start(MAX_SPENDS, &mut tasks, |spend| &spend.bucket, {
+            let pool = pool.clone();
+            move |batch| Box::pin(spend_all(pool.clone(), batch))
+        });
+        let claims = Batches::start(MAX_CLAIMS, &mut tasks, |claim| &claim.user, {
+            let (pool, instance) = (pool.clone(), instance.clone());
+            let lapse = heartbeat * HEARTBEATS_TO_LAPSE;
+            move |batch| Box::pin(claim_all(pool.clone(), instance.clone(), lapse, batch))
+        });
         let cluster = Arc::new(Self {
             pool,
-            instance: id.iter().map(|byte| format!("{byte:02x}")).collect(),
+            instance,
             heartbeat,
             held: Mutex::new(HashMap::new()),
             released: Mutex::new(HashMap::new()),
             release_pending: Arc::new(Notify::new()),
             rewrite: RwLock::new(()),
             spends,
+            claims,
             tasks: Mutex::new(Vec::new()),
         });
         cluster.beat().await?;
-        let mut tasks = vec![
-            tokio::spawn(beat_forever(Arc::downgrade(&cluster))),
-            tokio::spawn(give_back_forever(Arc::downgrade(&cluster))),
-        ];
-        for _ in 0..SPENDERS {
-            tasks.push(tokio::spawn(spend_forever(
-                cluster.pool.clone(),
-                queued.clone(),
-            )));
-        }
+        tasks.push(tokio::spawn(beat_forever(Arc::downgrade(&cluster))));
+        tasks.push(tokio::spawn(give_back_forever(Arc::downgrade(&cluster))));
         lock(&cluster.tasks).extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
         tracing::info!(instance = %cluster.instance, "joined the cluster");
         Ok(Some(cluster))
@@ -122,20 +135,12 @@ impl Cluster {
     /// Concurrent spends share one statement, as posts share a transaction.
     pub async fn spend(&self, bucket: String, rate: u32, burst: u32) -> Result<Option<Duration>> {
         let emission = Duration::from_secs(1) / rate.max(1);
-        let (reply, answer) = oneshot::channel();
         let spend = Spend {
             bucket,
             emission,
             tolerance: emission * (burst.max(1) - 1),
-            reply,
         };
-        self.spends
-            .send(spend)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("a spend's batch ended without an answer".into()))?
+        self.spends.ask(spend).await
     }
 
     /// Counts one more stream of `user`'s in the cluster, unless the live
@@ -146,17 +151,11 @@ impl Cluster {
         max: usize,
     ) -> Result<Option<StreamClaim>> {
         let _shared = self.rewrite.read().await;
-        let claimed: bool = sqlx::query_scalar("SELECT chat_claim_stream($1, $2, $3, $4)")
-            .bind(&self.instance)
-            .bind(user.as_str())
-            .bind(i32::try_from(max).unwrap_or(i32::MAX))
-            .bind(self.lapse())
-            .fetch_one(&self.pool)
-            .await
-            // A lapsed registration (its rows are gone) among them: the
-            // client comes back once the next heartbeat has rewritten them.
-            .map_err(|e| Error::Unavailable(Arc::new(e)))?;
-        if !claimed {
+        let claim = Claim {
+            user: user.as_str().to_owned(),
+            max: i32::try_from(max).unwrap_or(i32::MAX),
+        };
+        if !self.claims.ask(claim).await? {
             return Ok(None);
         }
         *lock(&self.held).entry(user.clone()).or_insert(0) += 1;
@@ -288,52 +287,127 @@ impl Cluster {
     }
 }
 
-/// Takes every queued spend (up to `MAX_SPENDS`) and makes them in one
-/// statement, sorted by bucket so that concurrent batches lock rows in one
-/// order (a bucket's own spends keep their order: the sort is stable).
-async fn spend_forever(pool: PgPool, queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Spend>>>) {
-    loop {
-        let mut batch = Vec::with_capacity(MAX_SPENDS);
-        if queued.lock().await.recv_many(&mut batch, MAX_SPENDS).await == 0 {
-            return;
+/// Requests that queue to share one statement: each batch (up to its
+/// most) is sorted by key, so that concurrent batches, of this instance or
+/// another, lock rows in one order (one key's requests keep their order: the
+/// sort is stable), and answered in that order.
+struct Batches<T, R> {
+    sender: mpsc::Sender<(T, oneshot::Sender<Result<R>>)>,
+}
+
+type Answers<R> = BoxFuture<'static, std::result::Result<Vec<R>, sqlx::Error>>;
+
+impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
+    fn start<W>(
+        most: usize,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+        key: fn(&T) -> &String,
+        write: W,
+    ) -> Self
+    where
+        W: Fn(Vec<T>) -> Answers<R> + Send + Sync + 'static,
+    {
+        let (sender, queued) = mpsc::channel(4 * most);
+        let queued = Arc::new(tokio::sync::Mutex::new(queued));
+        let write = Arc::new(write);
+        for _ in 0..STATEMENTS_IN_FLIGHT {
+            let (queued, write) = (queued.clone(), write.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::with_capacity(most);
+                    if queued.lock().await.recv_many(&mut batch, most).await == 0 {
+                        return;
+                    }
+                    batch.sort_by(|(a, _), (b, _)| key(a).cmp(key(b)));
+                    let (requests, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+                    answer(replies, write(requests).await);
+                }
+            }));
         }
-        batch.sort_by(|a, b| a.bucket.cmp(&b.bucket));
-        let buckets: Vec<&str> = batch.iter().map(|spend| spend.bucket.as_str()).collect();
-        let emissions: Vec<Duration> = batch.iter().map(|spend| spend.emission).collect();
-        let tolerances: Vec<Duration> = batch.iter().map(|spend| spend.tolerance).collect();
-        let waits: std::result::Result<Vec<f64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT chat_spend_many($1, $2, $3)")
-                .bind(&buckets)
-                .bind(&emissions)
-                .bind(&tolerances)
-                .fetch_one(&pool)
-                .await;
-        match waits {
-            Ok(waits) if waits.len() == batch.len() => {
-                for (spend, wait) in batch.into_iter().zip(waits) {
-                    let wait = (wait > 0.0).then(|| Duration::from_secs_f64(wait));
-                    let _ = spend.reply.send(Ok(wait));
-                }
+        Self { sender }
+    }
+
+    async fn ask(&self, request: T) -> Result<R> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send((request, reply))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("a batch ended without an answer".into()))?
+    }
+}
+
+/// Answers each request of a batch, in order: its own answer, or the
+/// batch's failure.
+fn answer<R>(
+    replies: Vec<oneshot::Sender<Result<R>>>,
+    answers: std::result::Result<Vec<R>, sqlx::Error>,
+) {
+    match answers {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
             }
-            Ok(waits) => {
-                let error = format!("{} spends got {} answers", batch.len(), waits.len());
-                for spend in batch {
-                    let _ = spend.reply.send(Err(Error::Internal(error.clone())));
-                }
+        }
+        Ok(answers) => {
+            let error = format!("{} requests got {} answers", replies.len(), answers.len());
+            for reply in replies {
+                let _ = reply.send(Err(Error::Internal(error.clone())));
             }
-            Err(error) => {
-                // The same failure for each spend of the batch.
-                let error = Error::from(error);
-                for spend in batch {
-                    let each = match &error {
-                        Error::Unavailable(source) => Error::Unavailable(source.clone()),
-                        other => Error::Internal(other.to_string()),
-                    };
-                    let _ = spend.reply.send(Err(each));
-                }
+        }
+        Err(error) => {
+            let error = Error::from(error);
+            for reply in replies {
+                let each = match &error {
+                    Error::Unavailable(source) => Error::Unavailable(source.clone()),
+                    other => Error::Internal(other.to_string()),
+                };
+                let _ = reply.send(Err(each));
             }
         }
     }
+}
+
+/// Makes a batch of spends; each one's wait, `None` when spent.
+async fn spend_all(
+    pool: PgPool,
+    batch: Vec<Spend>,
+) -> std::result::Result<Vec<Option<Duration>>, sqlx::Error> {
+    let buckets: Vec<&str> = batch.iter().map(|spend| spend.bucket.as_str()).collect();
+    let emissions: Vec<Duration> = batch.iter().map(|spend| spend.emission).collect();
+    let tolerances: Vec<Duration> = batch.iter().map(|spend| spend.tolerance).collect();
+    let waits: Vec<f64> = sqlx::query_scalar("SELECT chat_spend_many($1, $2, $3)")
+        .bind(&buckets)
+        .bind(&emissions)
+        .bind(&tolerances)
+        .fetch_one(&pool)
+        .await?;
+    Ok(waits
+        .into_iter()
+        .map(|wait| (wait > 0.0).then(|| Duration::from_secs_f64(wait)))
+        .collect())
+}
+
+/// Makes a batch of claims for `instance`; whether each was counted.
+async fn claim_all(
+    pool: PgPool,
+    instance: String,
+    lapse: Duration,
+    batch: Vec<Claim>,
+) -> std::result::Result<Vec<bool>, sqlx::Error> {
+    let users: Vec<&str> = batch.iter().map(|claim| claim.user.as_str()).collect();
+    let maxima: Vec<i32> = batch.iter().map(|claim| claim.max).collect();
+    // A lapsed registration (its rows gone) fails the batch: its clients
+    // come back once the next heartbeat has written the rows again.
+    sqlx::query_scalar("SELECT chat_claim_streams($1, $2, $3, $4)")
+        .bind(&instance)
+        .bind(&users)
+        .bind(&maxima)
+        .bind(lapse)
+        .fetch_one(&pool)
+        .await
 }
 
 async fn beat_forever(cluster: Weak<Cluster>) {
