@@ -31,7 +31,7 @@ pub struct Limits {
 
 /// One kind of write's budget per user: `rate` a second, in bursts of `burst`.
 struct Budget {
-    here: DefaultKeyedRateLimiter<UserId>,
+    local: DefaultKeyedRateLimiter<UserId>,
     rate: u32,
     burst: u32,
 }
@@ -53,7 +53,7 @@ impl Limits {
                 .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
         };
         let budget = |rate: u32, burst: u32| Budget {
-            here: RateLimiter::keyed(quota(rate, burst)),
+            local: RateLimiter::keyed(quota(rate, burst)),
             rate,
             burst,
         };
@@ -87,7 +87,7 @@ impl Limits {
                     &limits.members,
                     &limits.reads,
                 ] {
-                    budget.here.retain_recent();
+                    budget.local.retain_recent();
                 }
             }
         });
@@ -127,7 +127,7 @@ impl Limits {
                 cluster.spend(bucket, budget.rate, budget.burst).await?
             }
             None => budget
-                .here
+                .local
                 .check_key(&caller.id)
                 .err()
                 .map(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
@@ -152,7 +152,9 @@ fn refused(not_until: governor::NotUntil<governor::clock::QuantaInstant>, what: 
 fn too_many(wait: Duration, what: &str) -> Error {
     Error::TooManyRequests {
         // Rounded up: a retry at the advised second finds the budget back.
-        retry_after: wait.as_millis().div_ceil(1000).max(1) as u64,
+        retry_after: u64::try_from(wait.as_nanos().div_ceil(1_000_000_000))
+            .unwrap_or(u64::MAX)
+            .max(1),
         message: format!("too many {what}; retry later").into(),
     }
 }

@@ -127,14 +127,18 @@ async fn serve(config: Config) -> Result<(), AnyError> {
         let _ = signalled.wait_for(|draining| *draining).await;
         tokio::time::sleep(deadline).await;
     };
-    tokio::select! {
-        served = server => served?,
-        () = deadline_passed => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
-    }
+    let served = tokio::select! {
+        served = server => served,
+        () = deadline_passed => {
+            tracing::warn!(?deadline, "shutdown deadline passed; exiting");
+            Ok(())
+        }
+    };
     // Gives this instance's streams back at once, rather than at its lapse.
     if let Some(cluster) = cluster {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cluster.leave()).await;
     }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

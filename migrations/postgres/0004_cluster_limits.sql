@@ -5,11 +5,16 @@
 --
 -- UNLOGGED: all of it is soon-stale state, rewritten as it is used. A crash
 -- of the database empties these tables; instances register again at their
--- next heartbeat, and until then the limits are lenient, never stricter.
+-- next heartbeat and write their streams again, and until then the limits
+-- are lenient.
 
+-- Each instance says how long it may stay silent before it counts as gone
+-- (three of its heartbeats), so instances with different heartbeats judge
+-- each other right.
 CREATE UNLOGGED TABLE instances (
     id text PRIMARY KEY,
-    seen_at timestamptz NOT NULL
+    seen_at timestamptz NOT NULL,
+    lapse interval NOT NULL
 );
 
 CREATE UNLOGGED TABLE user_streams (
@@ -28,9 +33,9 @@ CREATE UNLOGGED TABLE rate_budgets (
     full_at timestamptz NOT NULL
 );
 
--- Spends one unit of `bucket` (one every `emission`, `tolerance` ahead at
+-- Spends one unit of `bucket_key` (one every `emission`, `tolerance` ahead at
 -- most: a burst of tolerance / emission + 1). Returns 0 when spent, else the
--- seconds until it could be. One statement, so one round trip per write.
+-- seconds until it could be.
 CREATE FUNCTION chat_spend(bucket_key text, emission interval, tolerance interval)
 RETURNS double precision
 LANGUAGE plpgsql AS $$
@@ -53,30 +58,9 @@ BEGIN
 END
 $$;
 
--- Counts one more stream of `member` on `instance`, unless the live
--- instances already hold `max_streams` of theirs; true when counted.
-CREATE FUNCTION chat_claim_stream(instance text, member text, max_streams integer, stale interval)
-RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-    -- One claim per user at a time, so two instances cannot both take the
-    -- last place (class 1 of the two-key advisory locks: user streams).
-    PERFORM pg_advisory_xact_lock(1, hashtext(member));
-    IF (SELECT COALESCE(SUM(s.streams), 0)
-        FROM user_streams AS s JOIN instances AS i ON i.id = s.instance_id
-        WHERE s.user_id = member AND i.seen_at > clock_timestamp() - stale) >= max_streams THEN
-        RETURN false;
-    END IF;
-    INSERT INTO user_streams AS s (user_id, instance_id, streams)
-    VALUES (member, instance, 1)
-    ON CONFLICT (user_id, instance_id) DO UPDATE SET streams = s.streams + 1;
-    RETURN true;
-END
-$$;
-
 -- chat_spend for many buckets at once, in the order given (a batch of
--- concurrent writes: one round trip for all of them); the waits in that order.
--- Callers sort by bucket, so that two batches lock rows in one order.
+-- concurrent writes: one round trip for all of them); the waits in that
+-- order. Callers sort by bucket, so that two batches lock rows in one order.
 CREATE FUNCTION chat_spend_many(bucket_keys text[], emissions interval[], tolerances interval[])
 RETURNS double precision[]
 LANGUAGE plpgsql AS $$
@@ -90,17 +74,39 @@ BEGIN
 END
 $$;
 
--- chat_claim_stream for many opens at once, in the order given (callers sort
--- by user, so two batches take the users' locks in one order); whether each
--- was counted.
-CREATE FUNCTION chat_claim_streams(instance text, members text[], max_streams integer[], stale interval)
+-- Counts one more stream of each of `members` on `instance`, in order,
+-- unless the live instances already hold that member's `max_streams`;
+-- whether each was counted. NULL when `instance` is not registered (it
+-- lapsed, and another instance deleted it): it must register again first.
+CREATE FUNCTION chat_claim_streams(instance text, members text[], max_streams integer[])
 RETURNS boolean[]
 LANGUAGE plpgsql AS $$
 DECLARE
     claimed boolean[] := '{}';
 BEGIN
-    FOR i IN 1 .. COALESCE(array_length(members, 1), 0) LOOP
-        claimed := claimed || chat_claim_stream(instance, members[i], max_streams[i], stale);
+    -- The instance's row before any of its claims' rows, as a cascading
+    -- delete of the instance takes them: no deadlock between the two.
+    PERFORM 1 FROM instances WHERE id = instance FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- One claim per user at a time, so two instances cannot both take the
+    -- last place (class 1 of the two-key advisory locks: user streams); all
+    -- of the batch's locks first, in key order, so batches cannot deadlock.
+    PERFORM pg_advisory_xact_lock(1, key)
+    FROM (SELECT DISTINCT hashtext(m) AS key FROM unnest(members) AS m ORDER BY 1) AS keys;
+    FOR n IN 1 .. COALESCE(array_length(members, 1), 0) LOOP
+        IF (SELECT COALESCE(SUM(GREATEST(s.streams, 0)), 0)
+            FROM user_streams AS s JOIN instances AS live ON live.id = s.instance_id
+            WHERE s.user_id = members[n]
+              AND live.seen_at > clock_timestamp() - live.lapse) >= max_streams[n] THEN
+            claimed := claimed || false;
+        ELSE
+            INSERT INTO user_streams AS s (user_id, instance_id, streams)
+            VALUES (members[n], instance, 1)
+            ON CONFLICT (user_id, instance_id) DO UPDATE SET streams = s.streams + 1;
+            claimed := claimed || true;
+        END IF;
     END LOOP;
     RETURN claimed;
 END

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, RwLock, mpsc, oneshot};
@@ -26,6 +27,9 @@ const HEARTBEATS_TO_LAPSE: u32 = 3;
 const MAX_SPENDS: usize = 256;
 const MAX_CLAIMS: usize = 64;
 const STATEMENTS_IN_FLIGHT: usize = 2;
+/// The cluster pool's connections: one for each task that may use it at
+/// once (the spend and claim statements, the give-backs, the heartbeat).
+const CONNECTIONS: u32 = 2 * STATEMENTS_IN_FLIGHT as u32 + 2;
 
 /// One write's spend of its budget.
 struct Spend {
@@ -45,15 +49,22 @@ pub struct Cluster {
     /// This process, random at each start.
     instance: String,
     heartbeat: Duration,
+    /// Set when the registration was found lapsed, until its rows are
+    /// written again (a failed rewrite is tried again at the next beat).
+    needs_rewrite: AtomicBool,
+    /// Wakes the heartbeat early: a claim found the registration gone.
+    beat_now: Arc<Notify>,
     /// Streams this instance has claimed, per user: what its rows are
     /// rewritten from if its registration lapsed.
     held: Mutex<HashMap<UserId, i32>>,
     /// Streams that ended and whose claims are not yet given back.
     released: Mutex<HashMap<UserId, i32>>,
     release_pending: Arc<Notify>,
-    /// Claims and releases hold it shared; rewriting the rows after a lapse
-    /// holds it alone, so no increment or decrement lands in between.
-    rewrite: RwLock<()>,
+    /// Claims hold it shared; giving claims back, clearing empty rows and
+    /// rewriting them after a lapse hold it alone. So the statements that
+    /// change this instance's rows never run at once (they cannot deadlock
+    /// on them), and no claim lands between a rewrite's read and its write.
+    own_rows: RwLock<()>,
     /// Where concurrent writes queue their spends, and opens their claims,
     /// to share a statement.
     spends: Batches<Spend, Option<Duration>>,
@@ -94,7 +105,7 @@ impl Cluster {
         // Beside the store's pool, so that a burst of limit checks never
         // waits behind the writes it guards (or the other way round).
         let pool = PgPoolOptions::new()
-            .max_connections((options.max_connections / 2).max(2))
+            .max_connections(CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
         let mut id = [0u8; 8];
@@ -105,19 +116,31 @@ impl Cluster {
             let pool = pool.clone();
             move |batch| Box::pin(spend_all(pool.clone(), batch))
         });
+        let beat_now = Arc::new(Notify::new());
         let claims = Batches::start(MAX_CLAIMS, &mut tasks, |claim| &claim.user, {
-            let (pool, instance) = (pool.clone(), instance.clone());
-            let lapse = heartbeat * HEARTBEATS_TO_LAPSE;
-            move |batch| Box::pin(claim_all(pool.clone(), instance.clone(), lapse, batch))
+            let (pool, instance, beat_now) = (pool.clone(), instance.clone(), beat_now.clone());
+            move |batch| {
+                let claimed = claim_all(pool.clone(), instance.clone(), batch);
+                let beat_now = beat_now.clone();
+                Box::pin(async move {
+                    let claimed = claimed.await;
+                    if claimed.is_err() {
+                        beat_now.notify_one();
+                    }
+                    claimed
+                })
+            }
         });
         let cluster = Arc::new(Self {
             pool,
             instance,
             heartbeat,
+            needs_rewrite: AtomicBool::new(false),
+            beat_now,
             held: Mutex::new(HashMap::new()),
             released: Mutex::new(HashMap::new()),
             release_pending: Arc::new(Notify::new()),
-            rewrite: RwLock::new(()),
+            own_rows: RwLock::new(()),
             spends,
             claims,
             tasks: Mutex::new(Vec::new()),
@@ -134,7 +157,8 @@ impl Cluster {
     /// `burst`; `Some(wait)` when it is spent, for the `Retry-After`.
     /// Concurrent spends share one statement, as posts share a transaction.
     pub async fn spend(&self, bucket: String, rate: u32, burst: u32) -> Result<Option<Duration>> {
-        let emission = Duration::from_secs(1) / rate.max(1);
+        // In whole microseconds: PostgreSQL's intervals hold no finer.
+        let emission = Duration::from_micros((1_000_000 / u64::from(rate.max(1))).max(1));
         let spend = Spend {
             bucket,
             emission,
@@ -150,23 +174,36 @@ impl Cluster {
         user: &UserId,
         max: usize,
     ) -> Result<Option<StreamClaim>> {
-        let _shared = self.rewrite.read().await;
-        let claim = Claim {
-            user: user.as_str().to_owned(),
-            max: i32::try_from(max).unwrap_or(i32::MAX),
-        };
-        if !self.claims.ask(claim).await? {
-            return Ok(None);
-        }
-        *lock(&self.held).entry(user.clone()).or_insert(0) += 1;
-        Ok(Some(StreamClaim {
-            cluster: self.clone(),
-            user: user.clone(),
-        }))
+        let (cluster, user) = (self.clone(), user.clone());
+        // In a task of its own, which runs to its end even if the open is
+        // cancelled: a place counted in the database is then either handed
+        // over or, dropped with the task's output, given back.
+        let claimed = tokio::spawn(async move {
+            let _shared = cluster.own_rows.read().await;
+            let claim = Claim {
+                user: user.as_str().to_owned(),
+                max: i32::try_from(max).unwrap_or(i32::MAX),
+            };
+            if !cluster.claims.ask(claim).await? {
+                return Ok(None);
+            }
+            *lock(&cluster.held).entry(user.clone()).or_insert(0) += 1;
+            Ok(Some(StreamClaim {
+                cluster: cluster.clone(),
+                user,
+            }))
+        });
+        claimed
+            .await
+            .map_err(|e| Error::Internal(format!("a stream claim failed: {e}")))?
     }
 
-    /// Deregisters this instance, giving back every claim it holds (at shutdown).
+    /// Stops the heartbeat and deregisters this instance, giving back every
+    /// claim it holds (at shutdown).
     pub async fn leave(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
         let left = sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(&self.instance)
             .execute(&self.pool)
@@ -176,8 +213,11 @@ impl Cluster {
         }
     }
 
+    /// How long this instance may be silent before the others count it
+    /// gone (in whole microseconds, as an interval holds).
     fn lapse(&self) -> Duration {
-        self.heartbeat * HEARTBEATS_TO_LAPSE
+        let lapse = self.heartbeat * HEARTBEATS_TO_LAPSE;
+        Duration::from_micros(u64::try_from(lapse.as_micros()).unwrap_or(u64::MAX))
     }
 
     /// Queues a claim to give back; `give_back_forever` writes it.
@@ -200,34 +240,46 @@ impl Cluster {
     async fn beat(&self) -> Result<()> {
         // `xmax = 0` only on a row this statement inserted.
         let registered_afresh: bool = sqlx::query_scalar(
-            "INSERT INTO instances (id, seen_at) VALUES ($1, clock_timestamp())
-             ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+            "INSERT INTO instances (id, seen_at, lapse) VALUES ($1, clock_timestamp(), $2)
+             ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, lapse = EXCLUDED.lapse
              RETURNING xmax = 0",
         )
         .bind(&self.instance)
+        .bind(self.lapse())
         .fetch_one(&self.pool)
         .await?;
         if registered_afresh {
-            self.rewrite_claims().await?;
+            self.needs_rewrite.store(true, Ordering::SeqCst);
         }
-        sqlx::query("DELETE FROM instances WHERE seen_at < clock_timestamp() - $1")
-            .bind(self.lapse())
+        if self.needs_rewrite.load(Ordering::SeqCst) {
+            self.rewrite_claims().await?;
+            self.needs_rewrite.store(false, Ordering::SeqCst);
+        }
+        sqlx::query("DELETE FROM instances WHERE seen_at < clock_timestamp() - lapse")
             .execute(&self.pool)
             .await?;
-        sqlx::query("DELETE FROM user_streams WHERE instance_id = $1 AND streams <= 0")
-            .bind(&self.instance)
-            .execute(&self.pool)
-            .await?;
-        // Full buckets hold nothing a missing row would not say.
-        sqlx::query("DELETE FROM rate_budgets WHERE full_at < clock_timestamp()")
-            .execute(&self.pool)
-            .await?;
+        {
+            let _alone = self.own_rows.write().await;
+            sqlx::query("DELETE FROM user_streams WHERE instance_id = $1 AND streams <= 0")
+                .bind(&self.instance)
+                .execute(&self.pool)
+                .await?;
+        }
+        // Full buckets say nothing a missing row would not. Rows a spend has
+        // locked are skipped, so this never waits for one (or deadlocks).
+        sqlx::query(
+            "DELETE FROM rate_budgets WHERE bucket IN (
+                 SELECT bucket FROM rate_budgets WHERE full_at < clock_timestamp()
+                 LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Writes this instance's rows from `held` (after a lapse: none are left).
     async fn rewrite_claims(&self) -> Result<()> {
-        let _alone = self.rewrite.write().await;
+        let _alone = self.own_rows.write().await;
         // What was released is already out of `held`.
         lock(&self.released).clear();
         let (users, counts): (Vec<String>, Vec<i32>) = lock(&self.held)
@@ -257,7 +309,7 @@ impl Cluster {
 
     /// Gives back the queued claims in one statement; on failure they stay queued.
     async fn give_back(&self) -> Result<()> {
-        let _shared = self.rewrite.read().await;
+        let _alone = self.own_rows.write().await;
         let released = std::mem::take(&mut *lock(&self.released));
         if released.is_empty() {
             return Ok(());
@@ -295,7 +347,7 @@ struct Batches<T, R> {
     sender: mpsc::Sender<(T, oneshot::Sender<Result<R>>)>,
 }
 
-type Answers<R> = BoxFuture<'static, std::result::Result<Vec<R>, sqlx::Error>>;
+type Answers<R> = BoxFuture<'static, Result<Vec<R>>>;
 
 impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
     fn start<W>(
@@ -341,10 +393,7 @@ impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
 
 /// Answers each request of a batch, in order: its own answer, or the
 /// batch's failure.
-fn answer<R>(
-    replies: Vec<oneshot::Sender<Result<R>>>,
-    answers: std::result::Result<Vec<R>, sqlx::Error>,
-) {
+fn answer<R>(replies: Vec<oneshot::Sender<Result<R>>>, answers: Result<Vec<R>>) {
     match answers {
         Ok(answers) if answers.len() == replies.len() => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -358,7 +407,6 @@ fn answer<R>(
             }
         }
         Err(error) => {
-            let error = Error::from(error);
             for reply in replies {
                 let each = match &error {
                     Error::Unavailable(source) => Error::Unavailable(source.clone()),
@@ -371,10 +419,7 @@ fn answer<R>(
 }
 
 /// Makes a batch of spends; each one's wait, `None` when spent.
-async fn spend_all(
-    pool: PgPool,
-    batch: Vec<Spend>,
-) -> std::result::Result<Vec<Option<Duration>>, sqlx::Error> {
+async fn spend_all(pool: PgPool, batch: Vec<Spend>) -> Result<Vec<Option<Duration>>> {
     let buckets: Vec<&str> = batch.iter().map(|spend| spend.bucket.as_str()).collect();
     let emissions: Vec<Duration> = batch.iter().map(|spend| spend.emission).collect();
     let tolerances: Vec<Duration> = batch.iter().map(|spend| spend.tolerance).collect();
@@ -386,39 +431,48 @@ async fn spend_all(
         .await?;
     Ok(waits
         .into_iter()
-        .map(|wait| (wait > 0.0).then(|| Duration::from_secs_f64(wait)))
+        .map(|wait| {
+            // Not trusted to be finite: a wait the database got wrong is a second.
+            (wait > 0.0)
+                .then(|| Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(1)))
+        })
         .collect())
 }
 
 /// Makes a batch of claims for `instance`; whether each was counted.
-async fn claim_all(
-    pool: PgPool,
-    instance: String,
-    lapse: Duration,
-    batch: Vec<Claim>,
-) -> std::result::Result<Vec<bool>, sqlx::Error> {
+async fn claim_all(pool: PgPool, instance: String, batch: Vec<Claim>) -> Result<Vec<bool>> {
     let users: Vec<&str> = batch.iter().map(|claim| claim.user.as_str()).collect();
     let maxima: Vec<i32> = batch.iter().map(|claim| claim.max).collect();
-    // A lapsed registration (its rows gone) fails the batch: its clients
-    // come back once the next heartbeat has written the rows again.
-    sqlx::query_scalar("SELECT chat_claim_streams($1, $2, $3, $4)")
+    let claimed: Option<Vec<bool>> = sqlx::query_scalar("SELECT chat_claim_streams($1, $2, $3)")
         .bind(&instance)
         .bind(&users)
         .bind(&maxima)
-        .bind(lapse)
         .fetch_one(&pool)
-        .await
+        .await?;
+    // Not registered: it lapsed and another instance deleted it. The clients
+    // come back (told by the `unavailable` event) once the heartbeat, woken
+    // now, has registered it and written its rows again.
+    claimed.ok_or_else(|| {
+        Error::Unavailable(Arc::new(sqlx::Error::Protocol(
+            "this instance is registering with the cluster again".into(),
+        )))
+    })
 }
 
 async fn beat_forever(cluster: Weak<Cluster>) {
-    let Some(every) = cluster.upgrade().map(|c| c.heartbeat) else {
+    // Waits holding the signals only, so that the cluster can be dropped.
+    let Some((every, beat_now)) = cluster.upgrade().map(|c| (c.heartbeat, c.beat_now.clone()))
+    else {
         return;
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = beat_now.notified() => {}
+        }
         let Some(cluster) = cluster.upgrade() else {
             return;
         };

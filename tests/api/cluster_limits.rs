@@ -1,9 +1,10 @@
 //! On PostgreSQL the per-user limits are the cluster's: a user cannot get
-//! more by spreading requests over instances, a closed stream frees its
-//! place on every instance, and a stopped or killed instance's streams stop
-//! counting (at once after a SIGTERM, within three heartbeats after a
-//! SIGKILL). A control shows that without `cluster_limits` each instance
-//! counts alone, so the tests can fail.
+//! more by spreading requests over instances, even all at once; a closed
+//! stream frees its place on every instance; a stopped or killed instance's
+//! streams stop counting (at once after a SIGTERM, within three heartbeats
+//! after a SIGKILL), and one that was only frozen counts them again when it
+//! wakes. A control shows that without `cluster_limits` each instance counts
+//! alone, so the tests can fail.
 
 use crate::helpers::{
     Backend, ServerProcess, SharedDb, TestApp, WAIT, admin, stream_request, user,
@@ -85,6 +86,37 @@ async fn on_postgresql_a_user_cannot_post_past_their_limit_by_spreading_posts_ov
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_rate_that_is_no_whole_number_of_microseconds_a_write_limits_like_any() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    // One every 333,333.3 µs: PostgreSQL's intervals hold whole microseconds.
+    let three_a_second = |figment: Figment| {
+        figment
+            .merge(Serialized::default("message_rate_per_user", 3))
+            .merge(Serialized::default("message_burst_per_user", 2))
+    };
+    let a = TestApp::spawn_with(backend, three_a_second).await;
+    let b = a.sibling_with(three_a_second).await;
+    let room = a.create_room(&admin("boss"), "thirds", &["flooder"]).await;
+    assert_eq!(accepted_over_two(&a, &b, &room, 4).await, 2);
+    let refused = a
+        .http
+        .post(a.url(&format!("/api/chat/rooms/{room}/messages")))
+        .bearer_auth(user("flooder"))
+        .json(&json!({"body": "one more"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        crate::helpers::retry_after(&refused),
+        1,
+        "a third of a second, rounded up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_cluster_limits_each_instance_counts_alone_and_two_give_twice_the_budget() {
     let Some(backend) = Backend::postgres() else {
         return;
@@ -160,6 +192,32 @@ async fn on_postgresql_the_stream_cap_holds_across_instances_and_a_closed_stream
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_opens_of_one_user_all_at_once_over_two_instances_get_exactly_the_cap() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let five_streams =
+        |figment: Figment| figment.merge(Serialized::default("stream_max_per_user", 5));
+    let a = TestApp::spawn_with(backend, five_streams).await;
+    let b = a.sibling_with(five_streams).await;
+    let viewer = user("viewer");
+    let opens = (0..24).map(|n| {
+        let base = if n % 2 == 0 { &a.address } else { &b.address };
+        open(base, &viewer)
+    });
+    let answers = futures::future::join_all(opens).await;
+    let opened = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((opened, refused), (5, 19), "24 opens at once, a cap of 5");
+}
+
 /// Two server processes on one database, with a cap of two streams a user.
 async fn two_processes(heartbeat: &str) -> (SharedDb, ServerProcess, ServerProcess) {
     let backend = Backend::postgres().expect("checked by the caller");
@@ -192,11 +250,16 @@ async fn on_postgresql_a_stopped_instance_gives_its_streams_back_as_it_exits() {
         return;
     }
     // A heartbeat far longer than the test: only the exit can free the places.
-    let (_db, mut a, b) = two_processes("1h").await;
+    let (db, mut a, b) = two_processes("1h").await;
     let viewer = user("viewer");
     let _held = fill_cap_on(&a, &b, &viewer).await;
     a.terminate();
     assert!(a.wait_for_exit(WAIT).await.success());
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(registered, 1, "A deregistered as it exited; B is left");
     for _ in 0..2 {
         let (status, _) = open(&b.address, &viewer).await;
         assert_eq!(status, StatusCode::OK, "A's places are free once it exited");
@@ -223,4 +286,92 @@ async fn on_postgresql_a_killed_instances_streams_stop_counting_within_three_hea
     let room = b.create_room(&boss, "after").await;
     let (status, body) = b.post(&boss, &room, json!({"body": "alive"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_an_instance_frozen_past_its_lapse_counts_its_streams_again_when_it_wakes() {
+    if Backend::postgres().is_none() {
+        return;
+    }
+    let (db, a, b) = two_processes("300ms").await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let viewer = user("viewer");
+    let _held = fill_cap_on(&a, &b, &viewer).await;
+    let signal = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .args([signal, &a.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    // Frozen, A stops beating: B counts it gone, and lets the viewer in.
+    signal("-STOP");
+    let (took, on_b) = open_eventually(&b.address, &viewer).await;
+    eprintln!("A frozen: its streams stopped counting after {took:?}");
+    // And B's heartbeat deletes A's registration, and A's rows with it.
+    let started = Instant::now();
+    loop {
+        let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if registered == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "A's registration was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Awake, A registers again and writes its two streams back; with B's
+    // closed, the viewer holds two again, and B refuses a third.
+    signal("-CONT");
+    a.wait_for_log(|line| line.contains("writing its streams again"))
+        .await;
+    drop(on_b);
+    let started = Instant::now();
+    loop {
+        let (status, _) = open(&b.address, &viewer).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            started.elapsed() < WAIT,
+            "A's streams never counted again after it woke"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_gone_a_write_is_refused_before_it_begins_and_a_stream_told_to_come_back()
+{
+    let Some(mut database) = crate::throwaway_postgres::ThrowawayPostgres::start().await else {
+        return;
+    };
+    let server = ServerProcess::start_with_database(
+        &database.url(),
+        0,
+        &[("CHAT_DATABASE_ACQUIRE_TIMEOUT", "1s")],
+    )
+    .await;
+    let boss = admin("boss");
+    let room = server.create_room(&boss, "outage").await;
+    database.stop();
+    // The budget's check meets the outage first: nothing was written, so
+    // the answer does not leave the outcome open.
+    let (status, body) = server.post(&boss, &room, json!({"body": "lost?"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    assert!(body["error"].get("outcome").is_none(), "{body}");
+    // A stream open cannot claim its place: an EventSource must not get a
+    // 503 (it would give up), but the `unavailable` event with a retry.
+    let (status, response) = open(&server.address, &boss).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("unavailable"), "{text}");
+    assert!(text.contains("retry:"), "{text}");
+    database.resume().await;
 }
