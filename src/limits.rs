@@ -2,8 +2,8 @@
 //! reconnect storm from one client cannot starve the others; and on writes
 //! (messages, rooms, membership changes, read cursors), so one user cannot
 //! flood a room that thousands watch. On PostgreSQL the per-user write
-//! budgets are the cluster's (`store::Cluster`), so N instances do not give
-//! a user N times each; the rest count in this process.
+//! budgets, and the stream cap, are the cluster's (`store::Cluster`), so N
+//! instances do not give a user N times each; the rest count in this process.
 
 use crate::config::Config;
 use crate::error::Error;

@@ -83,18 +83,19 @@ async fn open_stream(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let opened = match admit(&state, &caller).await {
-        Ok(ticket) => Feed::open(
+    let opened = async {
+        let ticket = admit(&state, &caller).await?;
+        let feed = Feed::open(
             &state.hub,
             &caller,
             room.as_ref(),
             resume_from,
             CATCH_UP_BATCH,
         )
-        .await
-        .map(|opened| (ticket, opened)),
-        Err(error) => Err(error),
-    };
+        .await?;
+        Ok((ticket, feed))
+    }
+    .await;
     let (ticket, (feed, start)) = match opened {
         Ok(opened) => opened,
         // A browser's EventSource gives up for good on a 503; told in a
