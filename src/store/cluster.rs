@@ -5,6 +5,7 @@
 //! SQLite serves one process, which counts in memory (`crate::limits`).
 
 use super::StoreOptions;
+use super::group_commit::write_in_batches;
 use crate::error::{Error, Result};
 use crate::model::UserId;
 use futures::future::BoxFuture;
@@ -360,22 +361,17 @@ impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
         W: Fn(Vec<T>) -> Answers<R> + Send + Sync + 'static,
     {
         let (sender, queued) = mpsc::channel(4 * most);
-        let queued = Arc::new(tokio::sync::Mutex::new(queued));
-        let write = Arc::new(write);
-        for _ in 0..STATEMENTS_IN_FLIGHT {
-            let (queued, write) = (queued.clone(), write.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let mut batch = Vec::with_capacity(most);
-                    if queued.lock().await.recv_many(&mut batch, most).await == 0 {
-                        return;
-                    }
-                    batch.sort_by(|(a, _), (b, _)| key(a).cmp(key(b)));
-                    let (requests, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
-                    answer(replies, write(requests).await);
-                }
-            }));
-        }
+        tasks.extend(write_in_batches(
+            queued,
+            most,
+            STATEMENTS_IN_FLIGHT,
+            move |mut batch: Vec<(T, oneshot::Sender<Result<R>>)>| {
+                batch.sort_by(|(a, _), (b, _)| key(a).cmp(key(b)));
+                let (requests, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+                let answers = write(requests);
+                async move { answer(replies, answers.await) }
+            },
+        ));
         Self { sender }
     }
 

@@ -48,21 +48,7 @@ impl PostQueue {
         F: Future<Output = ()> + Send,
     {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let write = Arc::new(write);
-        for _ in 0..writers.max(1) {
-            let (receiver, write) = (receiver.clone(), write.clone());
-            tokio::spawn(async move {
-                loop {
-                    // One writer gathers at a time; the others write meanwhile.
-                    let mut batch = Vec::with_capacity(MAX_BATCH);
-                    if receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                        return; // the store is gone
-                    }
-                    write(batch).await;
-                }
-            });
-        }
+        write_in_batches(receiver, MAX_BATCH, writers, write);
         Self { sender }
     }
 
@@ -88,6 +74,38 @@ impl PostQueue {
             .await
             .map_err(|_| Error::Internal("a post's writer stopped without answering".into()))?
     }
+}
+
+/// Starts `writers` tasks that each take everything queued on `receiver`
+/// (up to `most`) and hand it to `write`, a batch at a time: one task
+/// gathers while the others write. They end when every sender is gone.
+pub fn write_in_batches<T, W, F>(
+    receiver: mpsc::Receiver<T>,
+    most: usize,
+    writers: usize,
+    write: W,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    T: Send + 'static,
+    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send,
+{
+    let receiver = Arc::new(Mutex::new(receiver));
+    let write = Arc::new(write);
+    (0..writers.max(1))
+        .map(|_| {
+            let (receiver, write) = (receiver.clone(), write.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::with_capacity(most);
+                    if receiver.lock().await.recv_many(&mut batch, most).await == 0 {
+                        return;
+                    }
+                    write(batch).await;
+                }
+            })
+        })
+        .collect()
 }
 
 /// Answers every post of a failed batch. A store that cannot be reached fails

@@ -130,6 +130,15 @@ async fn without_cluster_limits_each_instance_counts_alone_and_two_give_twice_th
     assert_eq!(accepted_over_two(&a, &b, &room, 8).await, 8);
 }
 
+/// Two instances on one database, each capping a user's streams at `cap`.
+async fn two_apps_with_stream_cap(backend: Backend, cap: usize) -> (TestApp, TestApp) {
+    let capped =
+        move |figment: Figment| figment.merge(Serialized::default("stream_max_per_user", cap));
+    let a = TestApp::spawn_with(backend, capped).await;
+    let b = a.sibling_with(capped).await;
+    (a, b)
+}
+
 /// Opens a stream on `base` as `token`'s user; its status, and the response
 /// (held open while kept).
 async fn open(base: &str, token: &str) -> (StatusCode, reqwest::Response) {
@@ -160,10 +169,7 @@ async fn on_postgresql_the_stream_cap_holds_across_instances_and_a_closed_stream
     let Some(backend) = Backend::postgres() else {
         return;
     };
-    let two_streams =
-        |figment: Figment| figment.merge(Serialized::default("stream_max_per_user", 2));
-    let a = TestApp::spawn_with(backend, two_streams).await;
-    let b = a.sibling_with(two_streams).await;
+    let (a, b) = two_apps_with_stream_cap(backend, 2).await;
     let viewer = user("viewer");
 
     let (status, on_a) = open(&a.address, &viewer).await;
@@ -197,10 +203,7 @@ async fn on_postgresql_opens_of_one_user_all_at_once_over_two_instances_get_exac
     let Some(backend) = Backend::postgres() else {
         return;
     };
-    let five_streams =
-        |figment: Figment| figment.merge(Serialized::default("stream_max_per_user", 5));
-    let a = TestApp::spawn_with(backend, five_streams).await;
-    let b = a.sibling_with(five_streams).await;
+    let (a, b) = two_apps_with_stream_cap(backend, 5).await;
     let viewer = user("viewer");
     let opens = (0..24).map(|n| {
         let base = if n % 2 == 0 { &a.address } else { &b.address };

@@ -176,6 +176,16 @@ impl Browser {
     }
 
     /// The bodies of the messages the open conversation shows, in order.
+    /// Asserts the page was never reloaded since it was first opened.
+    pub async fn assert_not_reloaded(&self) {
+        assert_eq!(
+            self.run("return window.loadedAt === performance.timeOrigin;")
+                .await,
+            json!(true),
+            "no reload"
+        );
+    }
+
     pub async fn shown_bodies(&self) -> Vec<String> {
         let bodies = self
             .run(

@@ -269,13 +269,7 @@ async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_
         browser.shown_bodies().await,
         ["before 1", "before 2", "during 1", "during 2", "during 3"]
     );
-    assert_eq!(
-        browser
-            .run("return window.loadedAt === performance.timeOrigin;")
-            .await,
-        json!(true),
-        "no reload"
-    );
+    browser.assert_not_reloaded().await;
     browser.assert_no_errors().await;
     browser.close().await;
 }

@@ -80,13 +80,7 @@ async fn through_a_rolling_restart_behind_nginx_the_admin_shows_every_acknowledg
         )
         .await;
     assert_eq!(browser.shown_bodies().await, bodies);
-    assert_eq!(
-        browser
-            .run("return window.loadedAt === performance.timeOrigin;")
-            .await,
-        json!(true),
-        "no reload"
-    );
+    browser.assert_not_reloaded().await;
     let reconnects = browser
         .run("return window.chatStream.stats.reconnects;")
         .await;
