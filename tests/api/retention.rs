@@ -132,11 +132,17 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
 
     // The retention window is 7 days: the server purges the backlog as it
     // starts, while the writers post.
+    // A control server with nothing to purge takes the same posts at the
+    // same time, so the machine's noise in that window (the tests beside
+    // this one) is measured too, not only the quieter minute after it.
+    let control = ServerProcess::start(&backend, &[]).await;
+    let control_room = control.create_room(&admin("writer"), "control").await;
     let server = ServerProcess::start_on(&db, 0, &[]).await;
     let started = Instant::now();
     let room = server.create_room(&admin("writer"), "busy").await;
     let purging = Arc::new(AtomicBool::new(false));
     let during = post_until(&server, &room, 10, &purging);
+    let beside = post_until(&control, &control_room, 10, &purging);
     let purged = loop {
         let line = server
             .logs()
@@ -159,12 +165,20 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
         .await
         .expect("the writers stop")
         .expect("the writers");
+    let beside = tokio::time::timeout(WAIT, beside)
+        .await
+        .expect("the control's writers stop")
+        .expect("the control's writers");
     // Only what started before the purge ended was posted during it.
-    let during: Vec<_> = all_during
-        .iter()
-        .copied()
-        .filter(|&(posted, _)| posted < finished)
-        .collect();
+    let overlapping = |posts: &[(Instant, Duration)]| -> Vec<(Instant, Duration)> {
+        posts
+            .iter()
+            .copied()
+            .filter(|&(posted, _)| posted < finished)
+            .collect()
+    };
+    let during = overlapping(&all_during);
+    let beside = overlapping(&beside);
     assert!(
         during.len() >= 100,
         "{} posts overlapped the purge",
@@ -181,26 +195,31 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
     .expect("the writers");
     println!(
         "purge of {BACKLOG} events in about {:.1} s; post p99 {:.1} ms during it ({} posts), \
-         {:.1} ms without it ({} posts)",
+         {:.1} ms without it ({} posts), {:.1} ms on the control beside it ({} posts)",
         took.as_secs_f64(),
         ms(p99(&during)),
         during.len(),
         ms(p99(&after)),
         after.len(),
+        ms(p99(&beside)),
+        beside.len(),
     );
     assert!(purged.contains(&format!("deleted={BACKLOG}")), "{purged}");
-    // Within twice the latency without it. The floor is this machine's noise:
-    // two runs of the same code measured 40 against 24 ms and 67 against
-    // 98 ms (the tests beside it, SQLite's checkpoints of the purge's
-    // log), while a purge that stalls writers costs seconds (on SQLite one
-    // unbatched DELETE holds the write lock past the busy timeout, and the
-    // posts fail).
-    let budget = p99(&after).max(Duration::from_millis(50)) * 2;
+    // Within twice the latency without a purge: after it on this server, or
+    // beside it on the control, whichever was slower (the suite's load
+    // swings 2x between the two windows: one CI run measured 116 ms during
+    // the purge against 42.5 ms in the quieter minute after). The floor is
+    // this machine's noise, while a purge that stalls writers costs seconds
+    // (on SQLite one unbatched DELETE holds the write lock past the busy
+    // timeout, and the posts fail).
+    let baseline = p99(&after).max(p99(&beside));
+    let budget = baseline.max(Duration::from_millis(50)) * 2;
     assert!(
         p99(&during) <= budget,
-        "post p99 {:?} during the purge, {:?} without it",
+        "post p99 {:?} during the purge, {:?} without it, {:?} on the control beside it",
         p99(&during),
-        p99(&after)
+        p99(&after),
+        p99(&beside)
     );
 
     // The boundary is exact: an id of the purged run gets a reset; the last
