@@ -97,6 +97,9 @@ pub struct Config {
 
     pub max_body_bytes: usize,
     pub room_max_members: usize,
+    /// How long after sending a message its author may still edit it
+    /// (admins always may).
+    pub message_edit_window: Interval,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
     /// The longest (and default) wait of `GET /api/chat/events`; see

@@ -25,8 +25,11 @@ pub enum Error {
         message: Cow<'static, str>,
     },
     /// 403: the caller can see the thing but may not do this to it.
-    #[error("{0}")]
-    Forbidden(&'static str),
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
     /// 404: absent, or not visible to the caller; the two are indistinguishable.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -78,6 +81,13 @@ impl Error {
         }
     }
 
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::Conflict {
             code,
@@ -105,7 +115,7 @@ impl Error {
             Self::Unsettled(inner) => inner.status(),
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -122,13 +132,14 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unsettled(inner) => inner.code(),
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. } => code,
             Self::Unprocessable(invalid) => invalid.code,
             Self::Unauthorized {
                 token_given: true, ..
             } => "invalid_token",
             Self::Unauthorized { .. } => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
             Self::NotFound(what) => match *what {
                 "room" => "room_not_found",
                 _ => "not_found",

@@ -163,6 +163,17 @@ impl MessageId {
         Self(uuid::Uuid::now_v7().to_string())
     }
 
+    /// Accepts only the canonical hyphenated lower-case form, as for rooms.
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        match uuid::Uuid::try_parse(value) {
+            Ok(id) if id.to_string() == value => Ok(Self(value.to_owned())),
+            _ => Err(Invalid::new(
+                "invalid_message_id",
+                "message id must be a lower-case hyphenated UUID",
+            )),
+        }
+    }
+
     pub(crate) fn from_store(value: String) -> Self {
         Self(value)
     }
@@ -274,6 +285,21 @@ pub struct Message {
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: Timestamp,
+    /// When the body was last replaced, if ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Timestamp>,
+    /// A deleted message is a tombstone: its body is empty, and these say
+    /// when and by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<UserId>,
+}
+
+impl Message {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// A room as one caller sees it: `unread_count` is that caller's own. In
@@ -289,6 +315,15 @@ pub struct Room {
     pub last_message: Option<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unread_count: Option<i64>,
+    /// The caller's read cursor: the seq they have read up to. The unread
+    /// count is the messages past it but for the deleted ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_read_seq: Option<i64>,
+    /// How far each reader of the room has read (its members, and admins
+    /// who read it), by user id: what "seen" receipts are computed from, with
+    /// the `read` events keeping it current.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
+    pub read_cursors: std::collections::BTreeMap<UserId, i64>,
 }
 
 /// A caller's read cursor in a room, after it moved.
@@ -318,6 +353,14 @@ pub enum EventData<'a> {
     Message {
         message: &'a Message,
     },
+    /// The message's new body (its `seq` and `id` unchanged).
+    MessageEdited {
+        message: &'a Message,
+    },
+    /// The message, now a tombstone.
+    MessageDeleted {
+        message: &'a Message,
+    },
     #[serde(rename_all = "camelCase")]
     Read {
         room_id: &'a RoomId,
@@ -335,6 +378,17 @@ pub enum EventData<'a> {
 }
 
 impl<'a> EventData<'a> {
+    /// The message an event carries, if it carries one: the log keeps it
+    /// beside the event, so an edit or deletion finds the events to rewrite.
+    pub fn message_id(&self) -> Option<&'a MessageId> {
+        match self {
+            Self::Message { message }
+            | Self::MessageEdited { message }
+            | Self::MessageDeleted { message } => Some(&message.id),
+            Self::Read { .. } | Self::Room { .. } => None,
+        }
+    }
+
     /// A `room` event: `user` is the member added or removed.
     pub fn room(room: &'a Room, change: RoomChange, user: Option<&'a UserId>) -> Self {
         Self::Room {

@@ -125,6 +125,9 @@ mod tests {
                 body: body.to_owned(),
                 client_id: None,
                 created_at: Timestamp::from_unix_ms(0),
+                edited_at: None,
+                deleted_at: None,
+                deleted_by: None,
             };
             let data = serde_json::to_string(&EventData::Message { message: &message })
                 .expect("a message encodes");

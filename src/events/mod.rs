@@ -17,7 +17,7 @@ use routing::{Audience, FromWindow, Queued, Router, Subscription};
 use window::Window;
 
 use crate::metrics;
-use crate::model::{RoomChange, RoomId, Timestamp, UserId};
+use crate::model::{MessageId, RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
 use crate::store::{Store, StoredEvent, StreamClaim};
 use bytes::Bytes;
@@ -45,6 +45,9 @@ pub struct Event {
     pub room_id: RoomId,
     /// For `room` events: whom the change is about, and whom it puts in the room.
     pub membership: Option<Membership>,
+    /// For `message_edited` and `message_deleted` events: the message whose
+    /// earlier events the change rewrote in the log.
+    pub rewrote: Option<MessageId>,
     /// The whole SSE frame, shared by every stream that sends it.
     pub frame: Bytes,
     /// Where the frame's JSON data begins.
@@ -70,6 +73,15 @@ impl Event {
             .then(|| serde_json::from_str::<RoomEventFields>(&stored.data).ok())
             .flatten()
             .map(Membership::from);
+        let rewrote = [
+            r#"{"type":"message_edited""#,
+            r#"{"type":"message_deleted""#,
+        ]
+        .iter()
+        .any(|tag| stored.data.starts_with(tag))
+        .then(|| serde_json::from_str::<ChangedMessage>(&stored.data).ok())
+        .flatten()
+        .map(|changed| MessageId::from_store(changed.message.id));
         let frame = sse::event(stored.id, &stored.data);
         Self {
             id: stored.id,
@@ -77,6 +89,7 @@ impl Event {
             frame,
             room_id: RoomId::from_store(stored.room_id),
             membership,
+            rewrote,
         }
     }
 
@@ -85,6 +98,16 @@ impl Event {
         self.frame
             .slice(self.data_at..self.frame.len() - sse::EVENT_END.len())
     }
+}
+
+#[derive(Deserialize)]
+struct ChangedMessage {
+    message: MessageIdField,
+}
+
+#[derive(Deserialize)]
+struct MessageIdField {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -408,12 +431,30 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
                 .into_iter()
                 .map(|stored| Arc::new(Event::from_stored(stored)))
                 .collect();
+            let rewritten: Vec<MessageId> =
+                events.iter().filter_map(|e| e.rewrote.clone()).collect();
             let delivered = hub.router.publish(events);
             ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
+            if !rewritten.is_empty() {
+                rewrite_window(&hub, &rewritten).await;
+            }
             if !full {
                 break;
             }
         }
+    }
+}
+
+/// Gives the window the log's events of `messages` as an edit or deletion
+/// left them, so a catch-up from memory shows no body the store no longer
+/// has. Should the read fail, the window keeps the old copies until they
+/// age out: a catch-up then shows the old body just before the change.
+async fn rewrite_window(hub: &Hub, messages: &[MessageId]) {
+    match hub.store.message_events(messages).await {
+        Ok(events) => hub
+            .router
+            .rewrite(events.into_iter().map(|e| Arc::new(Event::from_stored(e)))),
+        Err(error) => tracing::warn!(%error, "could not read the events an edit rewrote"),
     }
 }
 

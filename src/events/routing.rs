@@ -178,6 +178,16 @@ impl Router {
             .sum()
     }
 
+    /// Replaces the window's copies of events the log rewrote (see
+    /// `Window::replace`). Streams already handed the old copy get the
+    /// edit or deletion next.
+    pub fn rewrite(&self, events: impl IntoIterator<Item = Arc<Event>>) {
+        let mut routes = self.lock();
+        for event in events {
+            routes.window.replace(event);
+        }
+    }
+
     /// The newest event published.
     pub fn position(&self) -> i64 {
         self.lock().window.newest()

@@ -42,6 +42,23 @@ impl Window {
         self.newest = event.id;
         self.bytes += event.frame.len();
         self.events.push_back(event);
+        self.shrink();
+    }
+
+    /// Puts `event` in the place of the held event with its id, if there is
+    /// one: an edit or a deletion rewrote it in the log, so that what a
+    /// catch-up reads from memory is what it would read from the store.
+    pub fn replace(&mut self, event: Arc<Event>) {
+        let Ok(at) = self.events.binary_search_by_key(&event.id, |held| held.id) else {
+            return;
+        };
+        self.bytes = self.bytes - self.events[at].frame.len() + event.frame.len();
+        self.events[at] = event;
+        self.shrink();
+    }
+
+    /// Drops the oldest events beyond the bounds.
+    fn shrink(&mut self) {
         while self.events.len() > self.max_events || self.bytes > self.max_bytes {
             let Some(oldest) = self.events.pop_front() else {
                 break;
@@ -140,6 +157,21 @@ mod tests {
         window.push(event(4, "a", 1000));
         assert_eq!(window.event_count(), 0);
         assert!(window.covers(4) && !window.covers(3));
+    }
+
+    #[test]
+    fn a_replaced_event_is_read_in_its_new_form_and_an_id_not_held_changes_nothing() {
+        let mut window = Window::new(0, 100, usize::MAX);
+        for id in 1..=3 {
+            window.push(event(id, "a", 1));
+        }
+        window.replace(event(2, "a", 10));
+        window.replace(event(7, "a", 10));
+        let (events, _) = window.read(0, 10, 10, |_| true);
+        let sizes: Vec<usize> = events.iter().map(|e| e.frame.len()).collect();
+        let (small, large) = (event(1, "a", 1).frame.len(), event(2, "a", 10).frame.len());
+        assert_eq!(sizes, [small, large, small]);
+        assert_eq!(window.bytes(), 2 * small + large);
     }
 
     #[test]

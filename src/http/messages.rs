@@ -1,7 +1,8 @@
 //! `/api/chat/rooms/{id}/messages` and `/read`: a room's history in pages,
-//! sending (idempotent by `clientId`), and moving the caller's read cursor.
+//! sending (idempotent by `clientId`), editing and deleting, and moving the
+//! caller's read cursor.
 
-use super::{AppState, Json, Path, Query, limit, room_id};
+use super::{AppState, Json, Path, Query, limit, message_id, room_id};
 use crate::error::{BodyErrors, ReadErrors};
 use crate::error::{Error, Result};
 use crate::limits::Write;
@@ -20,6 +21,7 @@ const MAX_LIMIT: u32 = 200;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_messages, post_message))
+        .routes(routes!(edit_message, delete_message))
         .routes(routes!(mark_read))
 }
 
@@ -141,6 +143,76 @@ async fn post_message(
         Posted::Created(message) => (StatusCode::CREATED, Json(message)),
         Posted::Existing(message) => (StatusCode::OK, Json(message)),
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+struct EditMessage {
+    /// The new text: 1 to 4000 characters, not blank, no NUL.
+    #[schema(min_length = 1, max_length = 4000)]
+    body: String,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/chat/rooms/{room_id}/messages/{message_id}",
+    tag = "messages",
+    summary = "Replaces a message's body (its author within message_edit_window, or an admin); streamed as message_edited",
+    description = "The message keeps its id and seq. Sending the body it already has changes nothing. \
+        Someone else's message answers 403 `not_author`, an author past the window 403 \
+        `edit_window_closed`, a deleted message 409 `message_deleted`.",
+    params(
+        ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        ("message_id" = String, Path, description = "The message's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    ),
+    request_body = EditMessage,
+    responses((status = 200, description = "The message as it is now", body = Message), ReadErrors, BodyErrors),
+    security(("bearer" = [])),
+)]
+async fn edit_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((room, message)): Path<(String, String)>,
+    Json(edit): Json<EditMessage>,
+) -> Result<Json<Message>> {
+    state.limits.check_write(&caller, Write::Message).await?;
+    let room = room_id(&room)?;
+    let message = message_id(&message)?;
+    let body = MessageBody::parse(edit.body)?;
+    let window = state.config.message_edit_window.0;
+    Ok(Json(
+        state
+            .store
+            .edit_message(&caller, &room, &message, &body, window)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/chat/rooms/{room_id}/messages/{message_id}",
+    tag = "messages",
+    summary = "Deletes a message (its author or an admin): a tombstone stays, streamed as message_deleted",
+    description = "The message keeps its id and seq; its body is gone from the store and from the \
+        log's events of it, and it no longer counts as unread. Deleting it again answers the \
+        same tombstone and changes nothing.",
+    params(
+        ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        ("message_id" = String, Path, description = "The message's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    ),
+    responses((status = 200, description = "The tombstone", body = Message), ReadErrors),
+    security(("bearer" = [])),
+)]
+async fn delete_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((room, message)): Path<(String, String)>,
+) -> Result<Json<Message>> {
+    state.limits.check_write(&caller, Write::Message).await?;
+    let room = room_id(&room)?;
+    let message = message_id(&message)?;
+    Ok(Json(
+        state.store.delete_message(&caller, &room, &message).await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -18,7 +18,7 @@ use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 use crate::events::Hub;
 use crate::limits::Limits;
-use crate::model::{RoomId, UserId};
+use crate::model::{MessageId, RoomId, UserId};
 use crate::store::Store;
 use axum::Router;
 use axum::extract::FromRef;
@@ -76,6 +76,11 @@ pub fn metrics_router() -> Router<AppState> {
 /// A room id from the path: a malformed one is a 400, not a lookup.
 fn room_id(raw: &str) -> Result<RoomId> {
     RoomId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
+}
+
+/// A message id from the path.
+fn message_id(raw: &str) -> Result<MessageId> {
+    MessageId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
 }
 
 /// A user id from the path.

@@ -206,7 +206,10 @@ async fn stream_stats(
     caller: Caller,
 ) -> Result<super::Json<crate::events::HubStats>> {
     if !caller.is_admin() {
-        return Err(Error::Forbidden("stream statistics are for admins"));
+        return Err(Error::forbidden(
+            "forbidden",
+            "stream statistics are for admins",
+        ));
     }
     Ok(super::Json(state.hub.stats()))
 }

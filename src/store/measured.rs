@@ -7,7 +7,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::metrics::STORE_DURATION;
-use crate::model::{Caller, ReadState, Room, RoomId, RoomName, Timestamp, UserId};
+use crate::model::{
+    Caller, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName, Timestamp, UserId,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -97,6 +99,35 @@ impl Store for Measured {
         timed("post_message", self.0.post_message(caller, room, message)).await
     }
 
+    async fn edit_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &MessageId,
+        body: &MessageBody,
+        edit_window: std::time::Duration,
+    ) -> Result<Message> {
+        timed(
+            "edit_message",
+            self.0
+                .edit_message(caller, room, message, body, edit_window),
+        )
+        .await
+    }
+
+    async fn delete_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &MessageId,
+    ) -> Result<Message> {
+        timed(
+            "delete_message",
+            self.0.delete_message(caller, room, message),
+        )
+        .await
+    }
+
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState> {
         timed("mark_read", self.0.mark_read(caller, room, seq)).await
     }
@@ -116,6 +147,10 @@ impl Store for Measured {
             self.0.relay_events_after(after, limit),
         )
         .await
+    }
+
+    async fn message_events(&self, messages: &[MessageId]) -> Result<Vec<StoredEvent>> {
+        timed("message_events", self.0.message_events(messages)).await
     }
 
     async fn event_bounds(&self) -> Result<EventBounds> {

@@ -203,6 +203,26 @@ pub trait Store: Send + Sync + 'static {
         message: &NewMessage,
     ) -> Result<Posted>;
 
+    /// Replaces a message's body: its author's, within `edit_window` of
+    /// sending it, or an admin's. The body it already has changes nothing.
+    async fn edit_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &MessageId,
+        body: &MessageBody,
+        edit_window: Duration,
+    ) -> Result<Message>;
+
+    /// Makes a message a tombstone (its body gone, from the log's events of
+    /// it too): its author or an admin. Deleting it again changes nothing.
+    async fn delete_message(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        message: &MessageId,
+    ) -> Result<Message>;
+
     /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState>;
 
@@ -218,6 +238,10 @@ pub trait Store: Send + Sync + 'static {
     /// `after`, on a connection of its own, so that no burst of stream opens
     /// or catch-ups queues ahead of live delivery.
     async fn relay_events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>>;
+
+    /// The log's events that carry any of `messages`, as they are now (an
+    /// edit or deletion rewrites them), on the relay's connection.
+    async fn message_events(&self, messages: &[MessageId]) -> Result<Vec<StoredEvent>>;
 
     async fn event_bounds(&self) -> Result<EventBounds>;
 
@@ -299,11 +323,18 @@ struct RoomRow {
     last_read_seq: i64,
     /// A JSON array of user ids, aggregated in SQL.
     member_ids: String,
+    /// A JSON object of every reader's cursor in the room, by user id.
+    read_cursors: String,
     lm_id: Option<String>,
     lm_author_id: Option<String>,
     lm_body: Option<String>,
     lm_client_id: Option<String>,
     lm_created_at: Option<i64>,
+    lm_edited_at: Option<i64>,
+    lm_deleted_at: Option<i64>,
+    lm_deleted_by: Option<String>,
+    /// Deleted messages past the caller's cursor: not unread any more.
+    deleted_unread: i64,
 }
 
 impl RoomRow {
@@ -316,6 +347,9 @@ impl RoomRow {
     fn into_room(self) -> Result<Room> {
         let member_ids: Vec<String> = serde_json::from_str(&self.member_ids)
             .map_err(|e| Error::Internal(format!("room members are not a JSON list: {e}")))?;
+        let read_cursors: std::collections::BTreeMap<String, i64> =
+            serde_json::from_str(&self.read_cursors)
+                .map_err(|e| Error::Internal(format!("read cursors are not a JSON object: {e}")))?;
         let room_id = RoomId::from_store(self.id);
         let last_message = match (
             self.lm_id,
@@ -331,6 +365,9 @@ impl RoomRow {
                 body,
                 client_id: self.lm_client_id,
                 created_at: Timestamp::from_unix_ms(created_at),
+                edited_at: self.lm_edited_at.map(Timestamp::from_unix_ms),
+                deleted_at: self.lm_deleted_at.map(Timestamp::from_unix_ms),
+                deleted_by: self.lm_deleted_by.map(UserId::from_store),
             }),
             _ => None,
         };
@@ -341,7 +378,16 @@ impl RoomRow {
             created_at: Timestamp::from_unix_ms(self.created_at),
             updated_at: Timestamp::from_unix_ms(self.updated_at),
             last_message,
-            unread_count: Some((self.last_seq - self.last_read_seq).max(0)),
+            unread_count: Some(unread(
+                self.last_seq,
+                self.last_read_seq,
+                self.deleted_unread,
+            )),
+            last_read_seq: Some(self.last_read_seq),
+            read_cursors: read_cursors
+                .into_iter()
+                .map(|(user, seq)| (UserId::from_store(user), seq))
+                .collect(),
         })
     }
 }
@@ -355,6 +401,9 @@ struct MessageRow {
     body: String,
     client_id: Option<String>,
     created_at: i64,
+    edited_at: Option<i64>,
+    deleted_at: Option<i64>,
+    deleted_by: Option<String>,
 }
 
 impl From<MessageRow> for Message {
@@ -367,8 +416,17 @@ impl From<MessageRow> for Message {
             body: row.body,
             client_id: row.client_id,
             created_at: Timestamp::from_unix_ms(row.created_at),
+            edited_at: row.edited_at.map(Timestamp::from_unix_ms),
+            deleted_at: row.deleted_at.map(Timestamp::from_unix_ms),
+            deleted_by: row.deleted_by.map(UserId::from_store),
         }
     }
+}
+
+/// A cursor's unread count: the messages past it, but for the deleted ones.
+/// A user's own messages are never past their cursor (posting moves it).
+fn unread(last_seq: i64, last_read_seq: i64, deleted_past_cursor: i64) -> i64 {
+    (last_seq - last_read_seq - deleted_past_cursor).max(0)
 }
 
 /// Turns the `limit + 1` rows a page query fetched into a page and whether more exist.
@@ -399,8 +457,13 @@ fn rooms_before(now: Vec<String>, changes: Vec<(String, String)>) -> Result<Vec<
 }
 
 /// What a resend of a `clientId` gets: the original if the body matches, else 409.
+/// An original edited or deleted since answers as it is now: its first body
+/// is gone, so nothing can be compared, and the send did happen.
 fn resend(existing: Message, message: &NewMessage) -> Result<Posted> {
-    if existing.body == message.body.as_str() {
+    if existing.body == message.body.as_str()
+        || existing.edited_at.is_some()
+        || existing.is_deleted()
+    {
         Ok(Posted::Existing(existing))
     } else {
         Err(Error::conflict(

@@ -108,6 +108,8 @@ super::sql::impl_store! {
     connection: PgConnection,
     member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
         FROM room_members WHERE room_id = r.id)",
+    read_cursors: "(SELECT COALESCE(json_object_agg(user_id, last_read_seq), '{}'::json)::text
+        FROM read_cursors WHERE room_id = r.id)",
     greatest: "GREATEST",
     insert_members: "INSERT INTO room_members (room_id, user_id, joined_at)
         SELECT $1, m, $3 FROM json_array_elements_text($2::json) AS m",

@@ -14,14 +14,20 @@
 /// A room query's head: the columns of `RoomRow` for the caller bound as `$1`,
 /// followed by the given tail.
 macro_rules! room_select {
-    ($member_ids:literal, $($tail:tt)+) => {
+    ($member_ids:literal, $read_cursors:literal, $($tail:tt)+) => {
         concat!(
             "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
                     COALESCE(c.last_read_seq, 0) AS last_read_seq, ",
             $member_ids,
-            " AS member_ids,
+            " AS member_ids, ",
+            $read_cursors,
+            " AS read_cursors,
                     m.id AS lm_id, m.author_id AS lm_author_id, m.body AS lm_body,
-                    m.client_id AS lm_client_id, m.created_at AS lm_created_at
+                    m.client_id AS lm_client_id, m.created_at AS lm_created_at,
+                    m.edited_at AS lm_edited_at, m.deleted_at AS lm_deleted_at,
+                    m.deleted_by AS lm_deleted_by, ",
+            deleted_past_cursor!(),
+            " AS deleted_unread
              FROM rooms r
              LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
              LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq ",
@@ -30,6 +36,25 @@ macro_rules! room_select {
     };
 }
 pub(super) use room_select;
+
+/// The deleted messages of room `r` past cursor `c`, which unread counts
+/// leave out: a probe of the small index of deleted messages.
+macro_rules! deleted_past_cursor {
+    () => {
+        "(SELECT COUNT(*) FROM messages d
+          WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
+            AND d.seq > COALESCE(c.last_read_seq, 0))"
+    };
+}
+pub(super) use deleted_past_cursor;
+
+/// A message row's columns, as `MessageRow` reads them.
+macro_rules! message_columns {
+    () => {
+        "id, room_id, seq, author_id, body, client_id, created_at, edited_at, deleted_at, deleted_by"
+    };
+}
+pub(super) use message_columns;
 
 /// `$1` caller, `$2` room, `$3` whether the caller sees every room.
 macro_rules! visible_to_caller {
@@ -42,20 +67,28 @@ pub(super) use visible_to_caller;
 /// Unread totals: O(rooms visible), never a scan of messages. `$1` caller.
 macro_rules! total_unread_all {
     () => {
-        "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
-         FROM rooms r
-         LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1"
+        concat!(
+            "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0) - ",
+            deleted_past_cursor!(),
+            "), 0) AS BIGINT)
+             FROM rooms r
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1"
+        )
     };
 }
 pub(super) use total_unread_all;
 
 macro_rules! total_unread_member {
     () => {
-        "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)), 0) AS BIGINT)
-         FROM room_members me
-         JOIN rooms r ON r.id = me.room_id
-         LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
-         WHERE me.user_id = $1"
+        concat!(
+            "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0) - ",
+            deleted_past_cursor!(),
+            "), 0) AS BIGINT)
+             FROM room_members me
+             JOIN rooms r ON r.id = me.room_id
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+             WHERE me.user_id = $1"
+        )
     };
 }
 pub(super) use total_unread_member;
@@ -102,6 +135,7 @@ macro_rules! impl_store {
         database: $db:ty,
         connection: $conn:ty,
         member_ids: $member_ids:literal,
+        read_cursors: $read_cursors:literal,
         greatest: $greatest:literal,
         insert_members: $insert_members:literal,
         events_of_member: $events_of_member:expr,
@@ -111,8 +145,8 @@ macro_rules! impl_store {
     ) => {
         use super::group_commit::{Post, answer_failed_batch};
         use super::sql::{
-            member_last_event, purged_up_to, room_select, subject_last_event, total_unread_all,
-            total_unread_member, visible_to_caller,
+            deleted_past_cursor, member_last_event, message_columns, purged_up_to, room_select,
+            subject_last_event, total_unread_all, total_unread_member, visible_to_caller,
         };
         use super::{
             EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
@@ -121,12 +155,12 @@ macro_rules! impl_store {
         };
         use crate::error::{Error, Result};
         use crate::model::{
-            Caller, EventData, Message, MessageId, ReadState, Role, Room, RoomChange, RoomId,
-            RoomName, Timestamp, UserId,
+            Caller, EventData, Message, MessageBody, MessageId, ReadState, Role, Room, RoomChange,
+            RoomId, RoomName, Timestamp, UserId,
         };
 
         const VISIBLE_ROOM: &str =
-            room_select!($member_ids, "WHERE r.id = $2 AND ", visible_to_caller!());
+            room_select!($member_ids, $read_cursors, "WHERE r.id = $2 AND ", visible_to_caller!());
         /// `last_seq` of the room, if the caller may see it.
         const VISIBLE_LAST_SEQ: &str = concat!(
             "SELECT r.last_seq FROM rooms r WHERE r.id = $2 AND ",
@@ -141,10 +175,12 @@ macro_rules! impl_store {
         // `$3` the activity the previous page ended at (i64::MAX for the first).
         const ALL_ROOMS: &str = room_select!(
             $member_ids,
+            $read_cursors,
             "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
         );
         const MEMBER_ROOMS: &str = room_select!(
             $member_ids,
+            $read_cursors,
             "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
             "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
         );
@@ -170,10 +206,25 @@ macro_rules! impl_store {
             purged_up_to!(), ")"
         );
         // Messages pages: `$1` room, `$2` seq, `$3` rows to fetch.
-        const MESSAGES_BEFORE: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
-             FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
-        const MESSAGES_AFTER: &str = "SELECT id, room_id, seq, author_id, body, client_id, created_at
-             FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
+        const MESSAGES_BEFORE: &str = concat!(
+            "SELECT ", message_columns!(),
+            " FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+        );
+        const MESSAGES_AFTER: &str = concat!(
+            "SELECT ", message_columns!(),
+            " FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+        );
+        /// Message `$2` of room `$1`.
+        const MESSAGE: &str = concat!(
+            "SELECT ", message_columns!(), " FROM messages WHERE room_id = $1 AND id = $2"
+        );
+        /// The deleted messages of room `$1` past seq `$2`.
+        const DELETED_AFTER: &str = "SELECT COUNT(*) FROM messages
+             WHERE room_id = $1 AND deleted_at IS NOT NULL AND seq > $2";
+        /// Gives the events of message `$1` of type `$2` (the start of their
+        /// JSON, as a LIKE pattern) the data `$3`.
+        const REWRITE_MESSAGE_EVENTS: &str =
+            "UPDATE events SET data = $3 WHERE message_id = $1 AND data LIKE $2";
         const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
         /// `$5` holds the room's place in the activity order until its first
         /// event's id takes it (see `create_room`).
@@ -189,8 +240,8 @@ macro_rules! impl_store {
         /// Takes `$1` event ids at once; returns the last.
         const TAKE_EVENT_IDS: &str =
             "UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id";
-        const INSERT_EVENT: &str =
-            "INSERT INTO events (id, room_id, subject_id, created_at, data) VALUES ($1, $2, $3, $4, $5)";
+        const INSERT_EVENT: &str = "INSERT INTO events (id, room_id, subject_id, created_at, data, message_id)
+             VALUES ($1, $2, $3, $4, $5, $6)";
         const ROOM_EVENT: &str = "UPDATE rooms SET last_event_id = $2 WHERE id = $1";
         const ROOM_ACTIVITY: &str =
             "UPDATE rooms SET last_event_id = $2, activity = $2 WHERE id = $1";
@@ -265,13 +316,24 @@ macro_rules! impl_store {
                 .await?)
         }
 
-        fn read_state(caller: &Caller, room: &RoomId, last_seq: i64, last_read_seq: i64) -> ReadState {
-            ReadState {
+        async fn read_state(
+            conn: &mut $conn,
+            caller: &Caller,
+            room: &RoomId,
+            last_seq: i64,
+            last_read_seq: i64,
+        ) -> Result<ReadState> {
+            let deleted: i64 = sqlx::query_scalar(DELETED_AFTER)
+                .bind(room.as_str())
+                .bind(last_read_seq)
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok(ReadState {
                 room_id: room.clone(),
                 user_id: caller.id.clone(),
                 last_read_seq,
-                unread_count: (last_seq - last_read_seq).max(0),
-            }
+                unread_count: super::unread(last_seq, last_read_seq, deleted),
+            })
         }
 
         async fn touch_room(conn: &mut $conn, room: &str, now: i64) -> Result<()> {
@@ -304,6 +366,7 @@ macro_rules! impl_store {
                 .bind(subject.map(UserId::as_str))
                 .bind(now)
                 .bind(json)
+                .bind(data.message_id().map(MessageId::as_str))
                 .execute(&mut *conn)
                 .await?;
             let notify: Option<&'static str> = $notify;
@@ -331,6 +394,57 @@ macro_rules! impl_store {
                 .execute(&mut *conn)
                 .await?;
             Ok(id)
+        }
+
+        /// Locks the room of a message to be edited or deleted and reads the
+        /// message: `NotFound` for a room the caller cannot see or a message
+        /// not in it, `Forbidden` for someone else's message (but an admin's).
+        async fn change_message(
+            conn: &mut $conn,
+            caller: &Caller,
+            room: &RoomId,
+            message: &MessageId,
+        ) -> Result<Message> {
+            visible_last_seq(conn, caller, room.as_str(), true).await?;
+            let row: Option<MessageRow> = sqlx::query_as(MESSAGE)
+                .bind(room.as_str())
+                .bind(message.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let message = Message::from(row.ok_or(Error::NotFound("message"))?);
+            if !caller.is_admin() && message.author_id != caller.id {
+                return Err(Error::forbidden(
+                    "not_author",
+                    "only a message's author or an admin may change it",
+                ));
+            }
+            Ok(message)
+        }
+
+        /// Gives the log's earlier events of `message` its form now, so no
+        /// replay shows a body that was replaced or deleted. Before the event
+        /// counter, as every write's other updates (see the module doc).
+        async fn rewrite_message_events(conn: &mut $conn, message: &Message) -> Result<()> {
+            let encode = |data: &EventData<'_>| {
+                serde_json::to_string(data)
+                    .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))
+            };
+            let rewrites = [
+                (r#"{"type":"message",%"#, encode(&EventData::Message { message })?),
+                (
+                    r#"{"type":"message_edited",%"#,
+                    encode(&EventData::MessageEdited { message })?,
+                ),
+            ];
+            for (pattern, data) in rewrites {
+                sqlx::query(REWRITE_MESSAGE_EVENTS)
+                    .bind(message.id.as_str())
+                    .bind(pattern)
+                    .bind(data)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
         }
 
         /// Writes a batch of posts (see `group_commit`) and answers each.
@@ -417,6 +531,9 @@ macro_rules! impl_store {
                     body: post.message.body.to_string(),
                     client_id,
                     created_at: Timestamp::from_unix_ms(now),
+                    edited_at: None,
+                    deleted_at: None,
+                    deleted_by: None,
                 };
                 if let Some(client_id) = &message.client_id {
                     let key = (room.to_owned(), author.to_owned(), client_id.clone());
@@ -528,10 +645,10 @@ macro_rules! impl_store {
             if keys.is_empty() {
                 return Ok(Default::default());
             }
-            let mut query = sqlx::QueryBuilder::<$db>::new(
-                "SELECT id, room_id, seq, author_id, body, client_id, created_at FROM messages
+            let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
+                "SELECT ", message_columns!(), " FROM messages
                  WHERE client_id IS NOT NULL AND (room_id, author_id, client_id) IN (",
-            );
+            ));
             query
                 .push_values(keys, |mut row, (room, author, client_id)| {
                     row.push_bind(room).push_bind(author).push_bind(client_id);
@@ -600,20 +717,22 @@ macro_rules! impl_store {
             let events = (first_id..)
                 .zip(created)
                 .map(|(id, (_, message))| {
-                    serde_json::to_string(&EventData::Message { message })
-                        .map(|json| (id, message.room_id.as_str(), json))
+                    serde_json::to_string(&EventData::Message { message }).map(|json| {
+                        (id, message.room_id.as_str(), json, message.id.as_str())
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
             sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO events (id, room_id, subject_id, created_at, data) ",
+                "INSERT INTO events (id, room_id, subject_id, created_at, data, message_id) ",
             )
-            .push_values(events, |mut row, (id, room, json)| {
+            .push_values(events, |mut row, (id, room, json, message)| {
                 row.push_bind(id)
                     .push_bind(room)
                     .push_bind(None::<&str>)
                     .push_bind(now)
-                    .push_bind(json);
+                    .push_bind(json)
+                    .push_bind(message);
             })
             .build()
             .execute(&mut *conn)
@@ -784,7 +903,8 @@ macro_rules! impl_store {
                 let mut tx = begin_write(&self.pool).await?;
                 visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
                 if !caller.is_admin() && caller.id != *user {
-                    return Err(Error::Forbidden(
+                    return Err(Error::forbidden(
+                        "forbidden",
                         "only admins may remove other members from a room",
                     ));
                 }
@@ -856,6 +976,88 @@ macro_rules! impl_store {
                 self.posts.post(caller, room, message).await
             }
 
+            async fn edit_message(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                message: &MessageId,
+                body: &MessageBody,
+                edit_window: std::time::Duration,
+            ) -> Result<Message> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = begin_write(&self.pool).await?;
+                let mut edited = change_message(&mut tx, caller, room, message).await?;
+                if edited.is_deleted() {
+                    return Err(Error::conflict(
+                        "message_deleted",
+                        "this message was deleted; it cannot be edited",
+                    ));
+                }
+                let window_ms = i64::try_from(edit_window.as_millis()).unwrap_or(i64::MAX);
+                if !caller.is_admin()
+                    && now.saturating_sub(edited.created_at.unix_ms()) > window_ms
+                {
+                    return Err(Error::forbidden(
+                        "edit_window_closed",
+                        "a message may be edited only shortly after it was sent",
+                    ));
+                }
+                if edited.body == body.as_str() {
+                    tx.rollback().await?;
+                    return Ok(edited);
+                }
+                edited.body = body.to_string();
+                edited.edited_at = Some(Timestamp::from_unix_ms(now));
+                sqlx::query("UPDATE messages SET body = $3, edited_at = $4 WHERE room_id = $1 AND id = $2")
+                    .bind(room.as_str())
+                    .bind(message.as_str())
+                    .bind(body.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                rewrite_message_events(&mut tx, &edited).await?;
+                let event = EventData::MessageEdited { message: &edited };
+                append_event(&mut tx, room, None, &event, false, now).await?;
+                tx.commit().await?;
+                self.wake.notify_one();
+                Ok(edited)
+            }
+
+            async fn delete_message(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                message: &MessageId,
+            ) -> Result<Message> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = begin_write(&self.pool).await?;
+                let mut deleted = change_message(&mut tx, caller, room, message).await?;
+                if deleted.is_deleted() {
+                    tx.rollback().await?;
+                    return Ok(deleted);
+                }
+                deleted.body = String::new();
+                deleted.edited_at = None;
+                deleted.deleted_at = Some(Timestamp::from_unix_ms(now));
+                deleted.deleted_by = Some(caller.id.clone());
+                sqlx::query(
+                    "UPDATE messages SET body = '', edited_at = NULL, deleted_at = $3, deleted_by = $4
+                     WHERE room_id = $1 AND id = $2",
+                )
+                .bind(room.as_str())
+                .bind(message.as_str())
+                .bind(now)
+                .bind(caller.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                rewrite_message_events(&mut tx, &deleted).await?;
+                let event = EventData::MessageDeleted { message: &deleted };
+                append_event(&mut tx, room, None, &event, false, now).await?;
+                tx.commit().await?;
+                self.wake.notify_one();
+                Ok(deleted)
+            }
+
             async fn mark_read(
                 &self,
                 caller: &Caller,
@@ -870,7 +1072,7 @@ macro_rules! impl_store {
                     let last_seq = visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
                     let cursor = read_cursor(&mut conn, caller, room).await?;
                     if let Some(read) = cursor.filter(|&read| read >= seq.clamp(0, last_seq)) {
-                        return Ok(read_state(caller, room, last_seq, read));
+                        return read_state(&mut conn, caller, room, last_seq, read).await;
                     }
                 }
                 let mut tx = begin_write(&self.pool).await?;
@@ -892,9 +1094,10 @@ macro_rules! impl_store {
                     let now = Timestamp::now().unix_ms();
                     append_event(&mut tx, room, None, &event, false, now).await?;
                 }
+                let state = read_state(&mut tx, caller, room, last_seq, last_read_seq).await?;
                 tx.commit().await?;
                 self.wake.notify_one();
-                Ok(read_state(caller, room, last_seq, last_read_seq))
+                Ok(state)
             }
 
             async fn events_after(
@@ -924,6 +1127,18 @@ macro_rules! impl_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.relay_pool)
                     .await?)
+            }
+
+            async fn message_events(&self, messages: &[MessageId]) -> Result<Vec<StoredEvent>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, room_id, subject_id, data FROM events WHERE message_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for message in messages {
+                    list.push_bind(message.as_str());
+                }
+                query.push(") ORDER BY id");
+                Ok(query.build_query_as().fetch_all(&self.relay_pool).await?)
             }
 
             async fn event_bounds(&self) -> Result<EventBounds> {

@@ -90,6 +90,8 @@ super::sql::impl_store! {
     connection: SqliteConnection,
     member_ids: "(SELECT json_group_array(user_id) FROM
         (SELECT user_id FROM room_members WHERE room_id = r.id ORDER BY joined_at, user_id))",
+    read_cursors: "(SELECT json_group_object(user_id, last_read_seq) FROM read_cursors
+        WHERE room_id = r.id)",
     greatest: "MAX",
     insert_members: "INSERT INTO room_members (room_id, user_id, joined_at)
         SELECT $1, value, $3 FROM json_each($2)",

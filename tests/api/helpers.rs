@@ -297,6 +297,34 @@ impl TestApp {
         send(self.http.delete(self.url(path)).bearer_auth(token)).await
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        send(
+            self.http
+                .patch(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Runs `SELECT COUNT(*) …` (`sql`) on the server's database directly:
+    /// for what no answer of the API shows, such as a deleted body's bytes.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let sql = || sqlx::AssertSqlSafe(sql.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let mut db = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
+        } else {
+            let mut db = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
+        }
+    }
+
     /// Creates a room, asserting success; returns its id.
     pub async fn create_room(&self, token: &str, name: &str, members: &[&str]) -> String {
         let (status, room) = self

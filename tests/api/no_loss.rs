@@ -17,6 +17,7 @@ on_both_stores!(
     an_event_id_taken_by_an_open_transaction_holds_back_every_later_one,
     readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order,
     a_stalled_reader_neither_delays_live_readers_nor_loses_anything,
+    with_edits_and_deletes_among_concurrent_writes_a_resuming_readers_view_equals_the_store,
 );
 
 const ROOMS: usize = 5;
@@ -200,6 +201,157 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
             assert_eq!(seqs, &ascending, "room {room}: every seq once, in order");
         }
     }
+}
+
+/// Writers post, edit and delete at once on every instance while readers,
+/// cut off at random and resuming, keep a view of each room by applying the
+/// events; once the writers are done and the readers reached the last id,
+/// every reader's view is exactly what the store's history answers.
+async fn with_edits_and_deletes_among_concurrent_writes_a_resuming_readers_view_equals_the_store(
+    backend: Backend,
+) {
+    let relaxed = |figment: figment::Figment| {
+        streams_opened_freely(figment).merge(Serialized::default("heartbeat_interval", "100ms"))
+    };
+    let first = TestApp::spawn_with(backend.clone(), relaxed).await;
+    let second = match backend {
+        Backend::Postgres(_) => Some(first.sibling_with(relaxed).await),
+        Backend::Sqlite => None,
+    };
+    let instances: Vec<&TestApp> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let boss = admin("boss");
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        rooms.push(first.create_room(&boss, &format!("room {i}"), &[]).await);
+    }
+    let (_, snapshot) = first.get("/api/chat/rooms", &boss).await;
+    let start = snapshot["lastEventId"].as_str().unwrap().to_owned();
+
+    let writers = join_all((0..WRITERS).map(|writer| {
+        let (instances, rooms) = (&instances, &rooms);
+        async move {
+            let token = admin(&format!("writer-{writer}"));
+            let mut dice = Dice(0x5851_F42D_4C95_7F2D ^ writer as u64);
+            let mut mine: Vec<(String, String)> = Vec::new();
+            for n in 0..MESSAGES_PER_WRITER {
+                let app = instances[(writer + n) % instances.len()];
+                let room = &rooms[(writer + n) % ROOMS];
+                let (status, message) = app
+                    .post(
+                        &format!("/api/chat/rooms/{room}/messages"),
+                        &token,
+                        json!({"body": format!("{writer}/{n}")}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{message}");
+                mine.push((room.clone(), message["id"].as_str().unwrap().to_owned()));
+                // Now and then, change one of this writer's messages.
+                let (room, id) = &mine[dice.roll(mine.len() as u64) as usize];
+                let path = format!("/api/chat/rooms/{room}/messages/{id}");
+                let (status, answer) = match dice.roll(4) {
+                    0 => app.delete(&path, &token).await,
+                    1 => {
+                        let body = json!({"body": format!("{writer}/{n} edited")});
+                        app.patch(&path, &token, body).await
+                    }
+                    _ => continue,
+                };
+                // An edit of a message deleted before is refused; all else works.
+                assert!(
+                    status == StatusCode::OK
+                        || (status == StatusCode::CONFLICT
+                            && answer["error"]["code"] == "message_deleted"),
+                    "{status} {answer}"
+                );
+            }
+        }
+    }));
+    let room_query = format!("?roomId={}", rooms[0]);
+    let readers = join_all([("", ROOMS, 1), (room_query.as_str(), 1, 2)].map(
+        |(query, rooms, seed)| {
+            let (instances, boss, start) = (&instances, &boss, &start);
+            async move { view_with_cuts(instances, query, boss, start, rooms, seed).await }
+        },
+    ));
+    // Last, one message that says so in every room.
+    let finish = async {
+        writers.await;
+        for room in &rooms {
+            first.send(&boss, room, THE_END).await;
+        }
+    };
+    let ((), views) = tokio::join!(finish, readers);
+
+    for (view, rooms) in views.iter().zip([&rooms[..], &rooms[..1]]) {
+        assert_eq!(view.len(), rooms.len(), "a view of every room it reads");
+        for room in rooms {
+            let (status, page) = first
+                .get(&format!("/api/chat/rooms/{room}/messages?limit=200"), &boss)
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            let stored: Vec<serde_json::Value> = page["messages"].as_array().unwrap().clone();
+            let seen: Vec<serde_json::Value> = view[room].values().cloned().collect();
+            assert_eq!(seen, stored, "room {room}");
+        }
+    }
+}
+
+/// Per room, by seq, each message as the events left it.
+type View = HashMap<String, std::collections::BTreeMap<i64, serde_json::Value>>;
+
+/// The body of the message posted last in every room, once the writers are done.
+const THE_END: &str = "the end";
+
+/// Applies a stream's message events to a view, cutting the connection after
+/// a random number of events and resuming from the last id, until the last
+/// message of each of its `rooms` rooms came.
+async fn view_with_cuts(
+    instances: &[&TestApp],
+    query: &str,
+    token: &str,
+    start: &str,
+    rooms: usize,
+    seed: u64,
+) -> View {
+    let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ seed);
+    let mut view = View::new();
+    let mut ended = 0;
+    let mut last_id = start.to_owned();
+    let deadline = Instant::now() + WAIT * 4;
+    for connection in 0.. {
+        if ended == rooms {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not caught up by the deadline");
+        let app = instances[connection % instances.len()];
+        let mut stream = app.stream_from(query, token, Some(&last_id)).await;
+        for _ in 0..1 + dice.roll(25) {
+            if ended == rooms {
+                break;
+            }
+            let Some(event) = stream.next().await else {
+                break;
+            };
+            last_id = event.id.clone();
+            if event.data["message"]["body"] == THE_END {
+                ended += 1;
+            }
+            let message = &event.data["message"];
+            match event.kind() {
+                "message" | "message_edited" | "message_deleted" => {
+                    let room = message["roomId"].as_str().unwrap().to_owned();
+                    let seq = message["seq"].as_i64().unwrap();
+                    let known = view.entry(room).or_default();
+                    if event.kind() == "message" {
+                        assert!(!known.contains_key(&seq), "seq {seq} twice");
+                    }
+                    known.insert(seq, message.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    view
 }
 
 /// Reads a stream until `expected` messages arrived, cutting the connection

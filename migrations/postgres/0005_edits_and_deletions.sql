@@ -1,0 +1,15 @@
+-- Edits and deletions. A message keeps its row and its seq (no gap appears);
+-- a deleted one keeps who deleted it and when, and loses its body.
+ALTER TABLE messages ADD COLUMN edited_at BIGINT;
+ALTER TABLE messages ADD COLUMN deleted_at BIGINT;
+ALTER TABLE messages ADD COLUMN deleted_by TEXT;
+-- Unread counts subtract the deleted messages past a cursor: few, and found
+-- here without reading the others.
+CREATE INDEX messages_deleted ON messages (room_id, seq) WHERE deleted_at IS NOT NULL;
+
+-- The events that carry a message: an edit or a deletion rewrites them, so
+-- the log never keeps a body its author replaced or removed.
+ALTER TABLE events ADD COLUMN message_id TEXT;
+UPDATE events SET message_id = (data::json -> 'message' ->> 'id')
+    WHERE data LIKE '{"type":"message"%';
+CREATE INDEX events_by_message ON events (message_id) WHERE message_id IS NOT NULL;
