@@ -83,6 +83,8 @@ pub struct Config {
     pub member_burst_per_user: u32,
     pub read_rate_per_user: u32,
     pub read_burst_per_user: u32,
+    pub typing_rate_per_user: u32,
+    pub typing_burst_per_user: u32,
     /// On PostgreSQL: the per-user write budgets and stream cap are the
     /// cluster's, kept in the database, rather than each process's.
     pub cluster_limits: bool,
@@ -371,6 +373,8 @@ impl Config {
             self.member_burst_per_user,
             self.read_rate_per_user,
             self.read_burst_per_user,
+            self.typing_rate_per_user,
+            self.typing_burst_per_user,
         ];
         if writes.contains(&0) {
             return invalid("write rates and bursts must be at least 1".to_owned());

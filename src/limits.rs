@@ -24,6 +24,7 @@ pub struct Limits {
     rooms: Budget,
     members: Budget,
     reads: Budget,
+    typing: Budget,
     /// Where the per-user budgets and stream counts are kept when several
     /// instances share them (PostgreSQL); `None` keeps them here.
     cluster: Option<Arc<Cluster>>,
@@ -44,6 +45,8 @@ pub enum Write {
     Member,
     /// A read cursor moved (or asked to).
     Read,
+    /// A typing notice.
+    Typing,
 }
 
 impl Limits {
@@ -70,6 +73,7 @@ impl Limits {
             rooms: budget(config.room_rate_per_user, config.room_burst_per_user),
             members: budget(config.member_rate_per_user, config.member_burst_per_user),
             reads: budget(config.read_rate_per_user, config.read_burst_per_user),
+            typing: budget(config.typing_rate_per_user, config.typing_burst_per_user),
             cluster,
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
@@ -86,6 +90,7 @@ impl Limits {
                     &limits.rooms,
                     &limits.members,
                     &limits.reads,
+                    &limits.typing,
                 ] {
                     budget.local.retain_recent();
                 }
@@ -120,6 +125,7 @@ impl Limits {
             Write::Room => (&self.rooms, "room", "rooms created by this user"),
             Write::Member => (&self.members, "member", "membership changes by this user"),
             Write::Read => (&self.reads, "read", "read cursor moves by this user"),
+            Write::Typing => (&self.typing, "typing", "typing notices from this user"),
         };
         let wait = match &self.cluster {
             Some(cluster) => {

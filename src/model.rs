@@ -406,6 +406,22 @@ impl<'a> EventData<'a> {
     }
 }
 
+/// The `data` of an ephemeral signal: sent to live streams, never logged,
+/// so with no id (see `events::signals`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SignalData<'a> {
+    /// `user` is typing in `room` for `expires_in_ms` unless renewed, or
+    /// (`typing: false`) stopped.
+    #[serde(rename_all = "camelCase")]
+    Typing {
+        room_id: &'a RoomId,
+        user_id: &'a UserId,
+        typing: bool,
+        expires_in_ms: u64,
+    },
+}
+
 /// A room as a `room` event shows it to all its viewers: nobody's unread
 /// count, and the members listed only when it is created. A membership
 /// change names the one member instead, so its cost does not grow with the

@@ -19,6 +19,11 @@ pub fn event(id: i64, data: &str) -> Bytes {
 /// What follows an event's data: the end of its line and of the event.
 pub const EVENT_END: &str = "\n\n";
 
+/// An ephemeral signal (typing, presence): no id, as it is not in the log.
+pub fn signal(data: &str) -> Bytes {
+    Bytes::from(format!("data: {data}{EVENT_END}"))
+}
+
 /// A heartbeat carries no id, so it never moves a client's resume point.
 pub fn heartbeat(unix_ms: i64) -> Bytes {
     Bytes::from(format!(

@@ -18,6 +18,9 @@ pub enum Step {
     SendAndEnd(Arc<Event>),
     /// Nothing more without waiting (only when asked not to wait).
     Idle,
+    /// A signal (typing, presence) for the caller: sent, but no event of
+    /// the log, so it moves no resume point. Only to a feed that takes them.
+    Signal(Arc<Event>),
 }
 
 /// Where a feed starts, as the caller asked for it.
@@ -64,6 +67,9 @@ pub struct Feed {
     /// must get it (see `catch_up`).
     newest_at_open: i64,
     batch: u32,
+    /// Whether the reader takes signals (a stream does; a poll, whose
+    /// answers are events of the log, does not).
+    signals: bool,
 }
 
 impl Feed {
@@ -135,8 +141,17 @@ impl Feed {
             uncounted_catch_up: matches!(start, Start::Resumed { .. }),
             newest_at_open: newest,
             batch: batch.max(1),
+            signals: false,
         };
         Ok((feed, start))
+    }
+
+    /// Makes the feed pass on the signals routed to it while live. They
+    /// need no filter: the router sends them only where the feed's own
+    /// audience (its rooms as of its position) reaches.
+    pub fn with_signals(mut self) -> Self {
+        self.signals = true;
+        self
     }
 
     /// The id up to which the caller has everything it may see: resuming
@@ -184,6 +199,11 @@ impl Feed {
                     }
                 };
                 match received {
+                    Some(event) if event.ephemeral => {
+                        if self.signals {
+                            return Ok(Step::Signal(event));
+                        }
+                    }
                     Some(event) => {
                         if let Some(step) = self.pass(event) {
                             return Ok(step);

@@ -9,11 +9,14 @@
 mod feed;
 mod filter;
 mod routing;
+mod signals;
+pub mod typing;
 mod window;
 
 pub use feed::{Feed, Start, Step};
 pub use filter::{Admit, Filter};
 use routing::{Audience, FromWindow, Queued, Router, Subscription};
+pub use signals::Signal;
 use window::Window;
 
 use crate::metrics;
@@ -48,6 +51,8 @@ pub struct Event {
     /// For `message_edited` and `message_deleted` events: the message whose
     /// earlier events the change rewrote in the log.
     pub rewrote: Option<MessageId>,
+    /// A signal (see `signals`): not in the log, its `id` is 0.
+    pub ephemeral: bool,
     /// The whole SSE frame, shared by every stream that sends it.
     pub frame: Bytes,
     /// Where the frame's JSON data begins.
@@ -90,6 +95,21 @@ impl Event {
             room_id: RoomId::from_store(stored.room_id),
             membership,
             rewrote,
+            ephemeral: false,
+        }
+    }
+
+    /// A signal's event: routed to live streams like a logged one, never
+    /// kept (see `signals`).
+    fn signal(room_id: RoomId, frame: Bytes) -> Self {
+        Self {
+            id: 0,
+            room_id,
+            membership: None,
+            rewrote: None,
+            ephemeral: true,
+            data_at: 0,
+            frame,
         }
     }
 
@@ -181,6 +201,8 @@ pub struct Hub {
     store_down_since: Mutex<Option<std::time::Instant>>,
     /// The relay, heartbeat, retention and notification tasks, stopped with the hub.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// This process among those on the store, for the signals it sends.
+    origin: u64,
 }
 
 impl Drop for Hub {
@@ -214,7 +236,9 @@ impl Hub {
             catch_ups_from_store: AtomicUsize::new(0),
             store_down_since: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            origin: uuid::Uuid::now_v7().as_u64_pair().1,
         });
+        let (signals, inbox) = tokio::sync::mpsc::channel(signals::INBOX);
         let tasks = [
             tokio::spawn(relay(
                 Arc::downgrade(&hub),
@@ -227,7 +251,8 @@ impl Hub {
                 options.retention,
                 options.purge_batch,
             )),
-            tokio::spawn(async move { store.watch_other_writers(wake).await }),
+            tokio::spawn(async move { store.watch_other_writers(wake, signals).await }),
+            tokio::spawn(signals::relay_signals(Arc::downgrade(&hub), inbox)),
         ];
         hub.tasks
             .lock()

@@ -178,6 +178,32 @@ impl Router {
             .sum()
     }
 
+    /// Hands a signal (never kept in the window) to the live subscribers of
+    /// `rooms`: admins', those rooms' room streams, and their members'
+    /// global streams, each once; how many got it.
+    pub fn signal(&self, event: &Arc<Event>, rooms: &[RoomId]) -> usize {
+        let mut routes = self.lock();
+        let mut delivered = routes.everything.send(event.clone()).unwrap_or(0);
+        let mut members = HashSet::new();
+        for room in rooms {
+            if let Some(channel) = routes.rooms.get(room) {
+                delivered += channel.send(event.clone()).unwrap_or(0);
+            }
+            members.extend(routes.by_room.get(room).into_iter().flatten().copied());
+        }
+        for id in members {
+            let Some(member) = routes.members.get(&id) else {
+                continue;
+            };
+            if member.queue.push(event, self.queue) {
+                delivered += 1;
+            } else {
+                routes.unsubscribe_member(id);
+            }
+        }
+        delivered
+    }
+
     /// Replaces the window's copies of events the log rewrote (see
     /// `Window::replace`). Streams already handed the old copy get the
     /// edit or deletion next.

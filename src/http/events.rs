@@ -153,7 +153,8 @@ async fn poll_events(
                 events.push(event);
                 ended = true;
             }
-            Step::Idle => {}
+            // A poll's feed takes no signals.
+            Step::Idle | Step::Signal(_) => {}
         }
         if !events.is_empty() && !ended {
             // Events come in bursts (a batch of posts, a read after a
@@ -186,6 +187,7 @@ async fn gather(feed: &mut Feed, events: &mut Vec<Arc<Event>>, limit: usize) -> 
                 return Ok(true);
             }
             Step::Idle => return Ok(false),
+            Step::Signal(_) => {}
         }
     }
     Ok(false)

@@ -10,6 +10,7 @@ mod openapi;
 mod pages;
 mod rooms;
 mod streams;
+mod typing;
 
 pub use extract::{Json, Path, Query};
 
@@ -52,6 +53,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
     let api = OpenApiRouter::new()
         .merge(rooms::router())
         .merge(messages::router())
+        .merge(typing::router())
         .merge(streams::router())
         .merge(events::router())
         .merge(pages::router())

@@ -85,7 +85,7 @@ async fn open_stream(
     )?;
     let opened = async {
         let ticket = admit(&state, &caller).await?;
-        let feed = Feed::open(
+        let (feed, start) = Feed::open(
             &state.hub,
             &caller,
             room.as_ref(),
@@ -93,7 +93,7 @@ async fn open_stream(
             CATCH_UP_BATCH,
         )
         .await?;
-        Ok((ticket, feed))
+        Ok((ticket, (feed.with_signals(), start)))
     }
     .await;
     let (ticket, (feed, start)) = match opened {
@@ -453,6 +453,7 @@ impl LiveStream {
                         yield Ok(event.frame.clone());
                         return;
                     }
+                    Wake::Feed(Ok(Step::Signal(event))) => yield Ok(event.frame.clone()),
                     // Only a feed asked not to wait is idle.
                     Wake::Feed(Ok(Step::Idle)) => {}
                     Wake::Feed(Err(_)) => {

@@ -165,8 +165,16 @@ impl Store for Measured {
         timed("purge_events", self.0.purge_events(cutoff, batch)).await
     }
 
-    async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>) {
-        self.0.watch_other_writers(wake).await
+    async fn watch_other_writers(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        signals: tokio::sync::mpsc::Sender<String>,
+    ) {
+        self.0.watch_other_writers(wake, signals).await
+    }
+
+    async fn send_signal(&self, signal: &str) -> Result<()> {
+        timed("send_signal", self.0.send_signal(signal)).await
     }
 
     fn pool_stats(&self) -> PoolStats {

@@ -255,9 +255,19 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64>;
 
     /// Runs for ever, waking `wake` whenever another process may have written
-    /// events (and whenever it may have missed such news). A store that only
-    /// one process writes returns at once.
-    async fn watch_other_writers(&self, wake: Arc<tokio::sync::Notify>);
+    /// events (and whenever it may have missed such news), and handing
+    /// `signals` what other processes sent with `send_signal`. A store that
+    /// only one process writes returns at once.
+    async fn watch_other_writers(
+        &self,
+        wake: Arc<tokio::sync::Notify>,
+        signals: tokio::sync::mpsc::Sender<String>,
+    );
+
+    /// Sends an ephemeral signal (typing, presence: never logged) to the
+    /// other processes on this database, at most once: one whose listener
+    /// is reconnecting misses it. A store one process owns sends nothing.
+    async fn send_signal(&self, signal: &str) -> Result<()>;
 
     /// The connection pool now, for the metrics.
     fn pool_stats(&self) -> PoolStats;

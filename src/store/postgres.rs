@@ -64,8 +64,14 @@ impl PgStore {
     /// Listens on `chat_events` for ever, waking `wake` on every notification.
     /// A notification sent while the connection is down is lost, so after
     /// every (re)connection, once `LISTEN` is in place, it wakes `wake` too:
-    /// the relay then reads whatever it missed from the log.
-    async fn watch_notifications(&self, wake: Arc<Notify>) {
+    /// the relay then reads whatever it missed from the log. Signals
+    /// (`chat_signals`) carry their payload and are not in the log: one
+    /// sent while the connection is down is gone, as ephemeral news may be.
+    async fn watch_notifications(
+        &self,
+        wake: Arc<Notify>,
+        signals: tokio::sync::mpsc::Sender<String>,
+    ) {
         loop {
             match self.listen().await {
                 Ok(mut listener) => {
@@ -73,7 +79,13 @@ impl PgStore {
                     // `Ok(None)` is a lost connection: reconnect ourselves, so
                     // the catch-up wake comes after the new LISTEN, not before.
                     let received = ::metrics::counter!(crate::metrics::NOTIFICATIONS);
-                    while let Ok(Some(_)) = listener.try_recv().await {
+                    while let Ok(Some(notification)) = listener.try_recv().await {
+                        if notification.channel() == SIGNALS {
+                            // A full queue drops the signal rather than stall
+                            // the events' wake-ups behind it.
+                            let _ = signals.try_send(notification.payload().to_owned());
+                            continue;
+                        }
                         received.increment(1);
                         wake.notify_one();
                     }
@@ -89,13 +101,24 @@ impl PgStore {
 
     async fn listen(&self) -> Result<PgListener, sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, SIGNALS]).await?;
         Ok(listener)
+    }
+
+    async fn notify_signal(&self, signal: &str) -> crate::error::Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(SIGNALS)
+            .bind(signal)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 
 /// The channel commits notify and instances listen on.
 const CHANNEL: &str = "chat_events";
+/// The channel of ephemeral signals, each with its payload.
+const SIGNALS: &str = "chat_signals";
 
 /// Begins a transaction that writes.
 async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

@@ -1215,8 +1215,16 @@ macro_rules! impl_store {
                 }
             }
 
-            async fn watch_other_writers(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-                self.watch_notifications(wake).await
+            async fn watch_other_writers(
+                &self,
+                wake: std::sync::Arc<tokio::sync::Notify>,
+                signals: tokio::sync::mpsc::Sender<String>,
+            ) {
+                self.watch_notifications(wake, signals).await
+            }
+
+            async fn send_signal(&self, signal: &str) -> Result<()> {
+                self.notify_signal(signal).await
             }
 
             fn pool_stats(&self) -> super::PoolStats {

@@ -76,7 +76,17 @@ impl SqliteStore {
 
     /// One process owns a SQLite file: every writer is in this process, and
     /// wakes the relay itself.
-    async fn watch_notifications(&self, _wake: Arc<Notify>) {}
+    async fn watch_notifications(
+        &self,
+        _wake: Arc<Notify>,
+        _signals: tokio::sync::mpsc::Sender<String>,
+    ) {
+    }
+
+    /// One process owns the file: its own streams are all there are.
+    async fn notify_signal(&self, _signal: &str) -> crate::error::Result<()> {
+        Ok(())
+    }
 }
 
 /// Begins a transaction that writes.

@@ -33,5 +33,6 @@ mod rooms;
 mod settings;
 mod streams;
 mod throwaway_postgres;
+mod typing;
 mod unread;
 mod write_limits;

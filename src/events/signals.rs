@@ -1,0 +1,140 @@
+//! Ephemeral signals: typing and presence. They go to the live streams of
+//! the rooms they are about (and admins'), on this process at once and on
+//! the others through the store, and nowhere else: no id, no place in the
+//! log or the window, never replayed. A stream that is catching up, or
+//! reconnecting, misses them; what they tell expires or is in the snapshot.
+
+use super::{Event, Hub};
+use crate::model::RoomId;
+use crate::sse;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// How many signals from other processes may wait for the router.
+pub const INBOX: usize = 4096;
+
+/// One signal: the rooms whose viewers receive it, and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub rooms: Vec<RoomId>,
+    pub data: String,
+}
+
+/// A signal as it travels between processes, with the process it came
+/// from, so that one does not deliver it twice.
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    origin: u64,
+    rooms: Vec<String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// PostgreSQL's bound on a notification's payload is 8000 bytes: a signal
+/// about many rooms goes in several envelopes, each under this.
+const MAX_ENVELOPE: usize = 7000;
+
+impl Signal {
+    /// The frame streams send: a data line, no id (it never moves a
+    /// client's resume point).
+    fn into_event(self) -> Option<(Arc<Event>, Vec<RoomId>)> {
+        let room_id = self.rooms.first()?.clone();
+        let frame = sse::signal(&self.data);
+        Some((Arc::new(Event::signal(room_id, frame)), self.rooms))
+    }
+
+    /// The envelopes that carry this signal to the other processes.
+    fn envelopes(&self, origin: u64) -> Vec<String> {
+        let Ok(data) = RawValue::from_string(self.data.clone()) else {
+            return Vec::new();
+        };
+        let room_bytes = 40; // a UUID, quoted, and a comma
+        let per_envelope = MAX_ENVELOPE
+            .saturating_sub(self.data.len() + 64)
+            .max(room_bytes)
+            / room_bytes;
+        self.rooms
+            .chunks(per_envelope)
+            .filter_map(|rooms| {
+                serde_json::to_string(&Envelope {
+                    origin,
+                    rooms: rooms.iter().map(|room| room.as_str().to_owned()).collect(),
+                    data: &data,
+                })
+                .ok()
+            })
+            .collect()
+    }
+}
+
+impl Hub {
+    /// Delivers `signal` to this process's streams that may see it, and
+    /// sends it to the other processes; how many streams here got it.
+    pub async fn signal(&self, signal: Signal) -> usize {
+        for envelope in signal.envelopes(self.origin) {
+            if let Err(error) = self.store.send_signal(&envelope).await {
+                tracing::warn!(%error, "could not send a signal to the other instances");
+            }
+        }
+        self.deliver(signal)
+    }
+
+    fn deliver(&self, signal: Signal) -> usize {
+        let Some((event, rooms)) = signal.into_event() else {
+            return 0;
+        };
+        self.router.signal(&event, &rooms)
+    }
+}
+
+/// Delivers the signals other processes sent, for ever.
+pub async fn relay_signals(
+    hub: std::sync::Weak<Hub>,
+    mut inbox: tokio::sync::mpsc::Receiver<String>,
+) {
+    while let Some(envelope) = inbox.recv().await {
+        let Some(hub) = hub.upgrade() else { return };
+        let Ok(Envelope {
+            origin,
+            rooms,
+            data,
+        }) = serde_json::from_str(&envelope)
+        else {
+            tracing::warn!("a signal from another instance is not an envelope; dropped");
+            continue;
+        };
+        if origin == hub.origin {
+            continue;
+        }
+        hub.deliver(Signal {
+            rooms: rooms.into_iter().map(RoomId::from_store).collect(),
+            data: data.get().to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_about_many_rooms_travels_in_envelopes_under_the_payload_bound() {
+        let rooms: Vec<RoomId> = (0..1000).map(|_| RoomId::new()).collect();
+        let signal = Signal {
+            rooms: rooms.clone(),
+            data: r#"{"type":"presence","userId":"ann","online":true}"#.to_owned(),
+        };
+        let envelopes = signal.envelopes(7);
+        assert!(envelopes.len() > 1);
+        let mut carried = Vec::new();
+        for envelope in &envelopes {
+            assert!(envelope.len() < 8000, "{}", envelope.len());
+            let parsed: Envelope = serde_json::from_str(envelope).unwrap();
+            assert_eq!(parsed.origin, 7);
+            assert_eq!(parsed.data.get(), signal.data);
+            carried.extend(parsed.rooms.into_iter().map(RoomId::from_store));
+        }
+        assert_eq!(carried, rooms);
+    }
+}
