@@ -88,16 +88,15 @@ pub async fn build_state(
     let store: Arc<dyn Store> = Arc::new(Measured(
         store::open(&store_options(&config), wake.clone()).await?,
     ));
-    let cluster = if config.cluster_limits {
-        Cluster::join(&store_options(&config), config.instance_heartbeat.0)
-            .await
-            .map_err(StartError::Cluster)?
-    } else {
-        None
-    };
+    // On PostgreSQL the instances share their streams, for presence, and
+    // (with cluster_limits) their write budgets and stream caps.
+    let cluster = Cluster::join(&store_options(&config), config.instance_heartbeat.0)
+        .await
+        .map_err(StartError::Cluster)?;
     let hub = Hub::start(
         store.clone(),
         wake,
+        cluster.clone(),
         HubOptions {
             heartbeat_interval: config.heartbeat_interval.0,
             buffer: config.stream_buffer_events,
@@ -106,6 +105,7 @@ pub async fn build_state(
             poll_interval: config.relay_poll_interval.0,
             retention: config.event_retention.0,
             purge_batch: config.event_purge_batch,
+            presence_grace: config.presence_grace.0,
         },
     )
     .await
@@ -113,7 +113,7 @@ pub async fn build_state(
     Ok(AppState {
         store,
         auth: Arc::new(auth),
-        limits: Limits::new(&config, cluster),
+        limits: Limits::new(&config, cluster.filter(|_| config.cluster_limits)),
         metrics,
         config: Arc::new(config),
         hub,

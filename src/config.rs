@@ -91,6 +91,9 @@ pub struct Config {
     /// How often an instance tells the database it is alive; three missed
     /// and its streams stop counting against their users' cap.
     pub instance_heartbeat: Interval,
+    /// How long a user stays online after their last stream or poll ends,
+    /// so a reload does not show them offline.
+    pub presence_grace: Interval,
     /// Proxies whose `X-Forwarded-For` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,

@@ -120,7 +120,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
         // Readiness fails at once; streams wind down; no new connections.
         let _ = drain.send(true);
     });
-    let cluster = state.limits.cluster().cloned();
+    let hub = state.hub.clone();
     let server = app::serve(listener, app::router(state), draining.clone(), patience);
     let mut signalled = draining;
     let deadline_passed = async move {
@@ -134,9 +134,13 @@ async fn serve(config: Config) -> Result<(), AnyError> {
             Ok(())
         }
     };
-    // Gives this instance's streams back at once, rather than at its lapse.
-    if let Some(cluster) = cluster {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cluster.leave()).await;
+    // Gives this instance's streams back at once, rather than at its lapse,
+    // and leaves its users' presence to the others.
+    if let Some(cluster) = hub.presence().cluster() {
+        let users = hub.presence().here(&hub);
+        let grace = hub.presence().grace();
+        let left = cluster.leave(&users, grace);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), left).await;
     }
     served?;
     tracing::info!("stopped");

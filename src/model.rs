@@ -420,6 +420,14 @@ pub enum SignalData<'a> {
         typing: bool,
         expires_in_ms: u64,
     },
+    /// Whether `user` is online; of two about one user, the higher
+    /// `version` is the newer.
+    #[serde(rename_all = "camelCase")]
+    Presence {
+        user_id: &'a UserId,
+        online: bool,
+        version: i64,
+    },
 }
 
 /// A room as a `room` event shows it to all its viewers: nobody's unread

@@ -234,6 +234,7 @@ impl Feed {
             self.batch as usize,
             |event| probe.admit(event) != Admit::Skip,
             || filter.audience(),
+            self.signals,
         );
         let from_window = !matches!(read, FromWindow::TooOld);
         if std::mem::take(&mut self.uncounted_catch_up) {

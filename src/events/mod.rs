@@ -8,6 +8,7 @@
 
 mod feed;
 mod filter;
+pub mod presence;
 mod routing;
 mod signals;
 pub mod typing;
@@ -15,6 +16,7 @@ mod window;
 
 pub use feed::{Feed, Start, Step};
 pub use filter::{Admit, Filter};
+use presence::Presence;
 use routing::{Audience, FromWindow, Queued, Router, Subscription};
 pub use signals::Signal;
 use window::Window;
@@ -183,6 +185,8 @@ pub struct HubOptions {
     pub retention: Duration,
     /// Events the retention purge deletes per statement.
     pub purge_batch: u32,
+    /// How long after their last stream ends a user stays online.
+    pub presence_grace: Duration,
 }
 
 /// The fan-out of one process.
@@ -203,6 +207,7 @@ pub struct Hub {
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// This process among those on the store, for the signals it sends.
     origin: u64,
+    presence: Presence,
 }
 
 impl Drop for Hub {
@@ -222,8 +227,10 @@ impl Hub {
     pub async fn start(
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
+        cluster: Option<Arc<crate::store::Cluster>>,
         options: HubOptions,
     ) -> crate::error::Result<Arc<Self>> {
+        let (presence, arrivals) = Presence::new(options.presence_grace, cluster);
         let router = Arc::new(preloaded_router(store.as_ref(), &options).await?);
         let (beat, heartbeat) = watch::channel(sse::heartbeat(Timestamp::now().unix_ms()));
         let hub = Arc::new(Self {
@@ -237,6 +244,7 @@ impl Hub {
             store_down_since: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             origin: uuid::Uuid::now_v7().as_u64_pair().1,
+            presence,
         });
         let (signals, inbox) = tokio::sync::mpsc::channel(signals::INBOX);
         let tasks = [
@@ -253,6 +261,11 @@ impl Hub {
             )),
             tokio::spawn(async move { store.watch_other_writers(wake, signals).await }),
             tokio::spawn(signals::relay_signals(Arc::downgrade(&hub), inbox)),
+            tokio::spawn(presence::run(
+                Arc::downgrade(&hub),
+                arrivals,
+                options.presence_grace,
+            )),
         ];
         hub.tasks
             .lock()
@@ -264,6 +277,27 @@ impl Hub {
     /// Where live events and the window come from.
     pub(crate) fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    /// Who is online, and the cluster's shared streams (on PostgreSQL).
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// The users who hold streams (or waiting polls) in this process.
+    pub fn users_with_streams(&self) -> Vec<UserId> {
+        self.streams_per_user
+            .lock()
+            .map(|per_user| per_user.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many streams (and waiting polls) `user` holds in this process.
+    pub fn streams_of(&self, user: &UserId) -> usize {
+        self.streams_per_user
+            .lock()
+            .map(|per_user| per_user.get(user).copied().unwrap_or(0))
+            .unwrap_or_default()
     }
 
     /// The newest heartbeat frame; changes at every tick.
@@ -399,6 +433,7 @@ impl Drop for StreamTicket {
             *count -= 1;
             if *count == 0 {
                 per_user.remove(&self.user);
+                self.hub.presence.left(&self.user);
             }
         }
     }
@@ -456,13 +491,15 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
                 .into_iter()
                 .map(|stored| Arc::new(Event::from_stored(stored)))
                 .collect();
+            // Before the edits and deletions are published: once a stream
+            // may see one, no catch-up from the window shows the old body.
             let rewritten: Vec<MessageId> =
                 events.iter().filter_map(|e| e.rewrote.clone()).collect();
-            let delivered = hub.router.publish(events);
-            ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
             if !rewritten.is_empty() {
                 rewrite_window(&hub, &rewritten).await;
             }
+            let delivered = hub.router.publish(events);
+            ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
             if !full {
                 break;
             }

@@ -12,6 +12,10 @@
 //! up to the relay's position (from the window or the store), with its
 //! filter's rooms as of there, so between the two nothing falls through.
 //!
+//! Signals (typing, presence: see `signals`) go only to the subscribers that
+//! asked for them: admins' and room streams' through channels of their own
+//! beside the events', members' in their queue; nobody else is woken.
+//!
 //! Channels and queues are bounded. A subscriber that falls that far behind
 //! (a member's queue is emptied then: what it held is in the window, or the
 //! log) sees its queue end, catches up, then joins again.
@@ -74,6 +78,10 @@ struct Routes {
     rooms: HashMap<RoomId, broadcast::Sender<Arc<Event>>>,
     /// Admins' global streams, on one channel.
     everything: broadcast::Sender<Arc<Event>>,
+    /// The signals for the room streams, and the admins' global streams,
+    /// that take them.
+    signal_rooms: HashMap<RoomId, broadcast::Sender<Arc<Event>>>,
+    signal_everything: broadcast::Sender<Arc<Event>>,
     next_id: u64,
     /// Members' global streams.
     members: HashMap<u64, MemberStream>,
@@ -87,6 +95,8 @@ struct MemberStream {
     queue: Arc<Queue>,
     user: UserId,
     rooms: HashSet<RoomId>,
+    /// Whether it takes signals.
+    signals: bool,
 }
 
 /// One subscriber's events, in id order. Only the router pushes (under its
@@ -154,6 +164,8 @@ impl Router {
                 deliveries: 0,
                 rooms: HashMap::new(),
                 everything: broadcast::Sender::new(queue.max(1)),
+                signal_rooms: HashMap::new(),
+                signal_everything: broadcast::Sender::new(queue.max(1)),
                 next_id: 0,
                 members: HashMap::new(),
                 by_room: HashMap::new(),
@@ -183,16 +195,16 @@ impl Router {
     /// global streams, each once; how many got it.
     pub fn signal(&self, event: &Arc<Event>, rooms: &[RoomId]) -> usize {
         let mut routes = self.lock();
-        let mut delivered = routes.everything.send(event.clone()).unwrap_or(0);
+        let mut delivered = routes.signal_everything.send(event.clone()).unwrap_or(0);
         let mut members = HashSet::new();
         for room in rooms {
-            if let Some(channel) = routes.rooms.get(room) {
+            if let Some(channel) = routes.signal_rooms.get(room) {
                 delivered += channel.send(event.clone()).unwrap_or(0);
             }
             members.extend(routes.by_room.get(room).into_iter().flatten().copied());
         }
         for id in members {
-            let Some(member) = routes.members.get(&id) else {
+            let Some(member) = routes.members.get(&id).filter(|member| member.signals) else {
                 continue;
             };
             if member.queue.push(event, self.queue) {
@@ -241,17 +253,19 @@ impl Router {
     /// up to `limit` events from the window that `wanted` keeps (looking at
     /// no more than `SCAN`), or, when it has nothing after `after`, a
     /// subscription for the audience `audience` makes (the feed's filter as
-    /// of `after`), or word that `after` is too old.
+    /// of `after`; with the signals too if `signals`), or word that `after`
+    /// is too old.
     pub fn catch_up(
         self: &Arc<Self>,
         after: i64,
         limit: usize,
         wanted: impl FnMut(&Event) -> bool,
         audience: impl FnOnce() -> Audience,
+        signals: bool,
     ) -> FromWindow {
         let mut routes = self.lock();
         if after >= routes.window.newest() {
-            return FromWindow::Live(routes.subscribe(self, audience()));
+            return FromWindow::Live(routes.subscribe(self, audience(), signals));
         }
         if !routes.window.covers(after) {
             return FromWindow::TooOld;
@@ -275,11 +289,17 @@ impl Router {
 }
 
 impl Routes {
-    fn subscribe(&mut self, router: &Arc<Router>, audience: Audience) -> Subscription {
+    fn subscribe(
+        &mut self,
+        router: &Arc<Router>,
+        audience: Audience,
+        signals: bool,
+    ) -> Subscription {
         let live = match audience {
             Audience::Everything => Live::Channel {
                 room: None,
                 receiver: self.everything.subscribe(),
+                signals: signals.then(|| self.signal_everything.subscribe()),
             },
             Audience::Room(room) => {
                 let receiver = self
@@ -287,9 +307,16 @@ impl Routes {
                     .entry(room.clone())
                     .or_insert_with(|| broadcast::Sender::new(router.queue))
                     .subscribe();
+                let signals = signals.then(|| {
+                    self.signal_rooms
+                        .entry(room.clone())
+                        .or_insert_with(|| broadcast::Sender::new(router.queue))
+                        .subscribe()
+                });
                 Live::Channel {
                     room: Some(room),
                     receiver,
+                    signals,
                 }
             }
             Audience::Member { user, rooms } => {
@@ -307,6 +334,7 @@ impl Routes {
                     queue: queue.clone(),
                     user,
                     rooms,
+                    signals,
                 };
                 self.members.insert(id, member);
                 Live::Queue { id, queue }
@@ -329,14 +357,23 @@ impl Routes {
     }
 
     /// A room's channel goes with its last room stream (the one leaving is
-    /// still subscribed as it asks).
-    fn leave_room_channel(&mut self, room: &RoomId) {
+    /// still subscribed as it asks), and its signals' with the last that
+    /// took them.
+    fn leave_room_channel(&mut self, room: &RoomId, took_signals: bool) {
         if self
             .rooms
             .get(room)
             .is_some_and(|channel| channel.receiver_count() <= 1)
         {
             self.rooms.remove(room);
+        }
+        if took_signals
+            && self
+                .signal_rooms
+                .get(room)
+                .is_some_and(|channel| channel.receiver_count() <= 1)
+        {
+            self.signal_rooms.remove(room);
         }
     }
 
@@ -450,10 +487,12 @@ pub struct Subscription {
 enum Live {
     /// A member's global stream: a queue of its own.
     Queue { id: u64, queue: Arc<Queue> },
-    /// A room's streams (`room`) or admins' (`None`): a shared channel.
+    /// A room's streams (`room`) or admins' (`None`): a shared channel,
+    /// and the signals' beside it if the stream takes them.
     Channel {
         room: Option<RoomId>,
         receiver: broadcast::Receiver<Arc<Event>>,
+        signals: Option<broadcast::Receiver<Arc<Event>>>,
     },
 }
 
@@ -471,8 +510,30 @@ impl Subscription {
                     Queued::Empty => arrived.await,
                 }
             },
-            // Lagged: the window has what the channel no longer holds.
-            Live::Channel { receiver, .. } => receiver.recv().await.ok(),
+            Live::Channel {
+                receiver,
+                signals: None,
+                ..
+            } => receiver.recv().await.ok(),
+            Live::Channel {
+                receiver,
+                signals: Some(signals),
+                ..
+            } => loop {
+                tokio::select! {
+                    biased;
+                    // Lagged: the window has what the channel no longer holds.
+                    event = receiver.recv() => return event.ok(),
+                    // A signal missed is gone: the next one will do.
+                    signal = signals.recv() => match signal {
+                        Ok(signal) => return Some(signal),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return receiver.recv().await.ok();
+                        }
+                    },
+                }
+            },
         }
     }
 
@@ -480,9 +541,16 @@ impl Subscription {
     pub fn try_recv(&mut self) -> Queued {
         match &mut self.live {
             Live::Queue { queue, .. } => queue.take(),
-            Live::Channel { receiver, .. } => match receiver.try_recv() {
+            Live::Channel {
+                receiver, signals, ..
+            } => match receiver.try_recv() {
                 Ok(event) => Queued::Event(event),
-                Err(broadcast::error::TryRecvError::Empty) => Queued::Empty,
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    match signals.as_mut().map(broadcast::Receiver::try_recv) {
+                        Some(Ok(signal)) => Queued::Event(signal),
+                        _ => Queued::Empty,
+                    }
+                }
                 Err(_) => Queued::Dropped,
             },
         }
@@ -502,8 +570,10 @@ impl Drop for Subscription {
         match &self.live {
             Live::Queue { id, .. } => routes.unsubscribe_member(*id),
             Live::Channel {
-                room: Some(room), ..
-            } => routes.leave_room_channel(room),
+                room: Some(room),
+                signals,
+                ..
+            } => routes.leave_room_channel(room, signals.is_some()),
             Live::Channel { room: None, .. } => {}
         }
     }
@@ -540,10 +610,21 @@ mod tests {
     }
 
     fn live(router: &Arc<Router>, audience: Audience) -> Subscription {
-        match router.catch_up(router.position(), 10, |_| true, || audience) {
+        subscribe(router, audience, false)
+    }
+
+    fn subscribe(router: &Arc<Router>, audience: Audience, signals: bool) -> Subscription {
+        match router.catch_up(router.position(), 10, |_| true, || audience, signals) {
             FromWindow::Live(subscription) => subscription,
             _ => panic!("a feed at the relay's position goes live"),
         }
+    }
+
+    fn signal(room: &str) -> Arc<Event> {
+        Arc::new(Event::signal(
+            RoomId::from_store(room.to_owned()),
+            bytes::Bytes::from_static(b"data: {}\n\n"),
+        ))
     }
 
     fn ids(subscription: &mut Subscription) -> Vec<i64> {
@@ -581,6 +662,30 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_reaches_only_the_subscribers_of_its_rooms_that_take_signals() {
+        let router = router();
+        let mut room_a = subscribe(&router, Audience::Room(room("a")), true);
+        let mut room_b = subscribe(&router, Audience::Room(room("b")), true);
+        let mut room_a_plain = live(&router, Audience::Room(room("a")));
+        let mut admin = subscribe(&router, Audience::Everything, true);
+        let mut admin_plain = live(&router, Audience::Everything);
+        let mut ann = subscribe(&router, member("ann", &["a", "b"]), true);
+        let mut bob_plain = live(&router, member("bob", &["a"]));
+        // About both rooms: ann, in both, gets it once.
+        assert_eq!(router.signal(&signal("a"), &[room("a"), room("b")]), 4);
+        for taker in [&mut room_a, &mut room_b, &mut admin, &mut ann] {
+            assert!(matches!(taker.try_recv(), Queued::Event(e) if e.ephemeral));
+            assert!(matches!(taker.try_recv(), Queued::Empty), "once");
+        }
+        for plain in [&mut room_a_plain, &mut admin_plain, &mut bob_plain] {
+            assert!(matches!(plain.try_recv(), Queued::Empty), "not woken");
+        }
+        assert_eq!(router.position(), 0, "not in the window");
+        drop((room_a, room_b, room_a_plain));
+        assert!(router.lock().signal_rooms.is_empty());
+    }
+
+    #[test]
     fn a_member_gains_a_room_at_the_event_that_adds_them_and_loses_it_after_the_removal() {
         let router = router();
         let mut bob = live(&router, member("bob", &[]));
@@ -611,7 +716,7 @@ mod tests {
         assert_eq!(router.subscribers(), 0);
         assert!(matches!(slow.try_recv(), Queued::Dropped));
         let FromWindow::Events { events, reached } =
-            router.catch_up(2, 10, |_| true, || Audience::Everything)
+            router.catch_up(2, 10, |_| true, || Audience::Everything, false)
         else {
             panic!("the window holds what it missed")
         };
@@ -621,7 +726,7 @@ mod tests {
         );
         assert_eq!(reached, 7);
         assert!(matches!(
-            router.catch_up(7, 10, |_| true, || Audience::Everything),
+            router.catch_up(7, 10, |_| true, || Audience::Everything, false),
             FromWindow::Live(_)
         ));
     }
@@ -671,11 +776,11 @@ mod tests {
         let router = Arc::new(Router::new(Window::new(0, 2, usize::MAX), 4));
         router.publish((1..=5).map(|id| message(id, "a")));
         assert!(matches!(
-            router.catch_up(2, 10, |_| true, || Audience::Everything),
+            router.catch_up(2, 10, |_| true, || Audience::Everything, false),
             FromWindow::TooOld
         ));
         assert!(matches!(
-            router.catch_up(3, 10, |_| true, || Audience::Everything),
+            router.catch_up(3, 10, |_| true, || Audience::Everything, false),
             FromWindow::Events { .. }
         ));
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// How many signals from other processes may wait for the router.
 pub const INBOX: usize = 4096;
 
-/// One signal: the rooms whose viewers receive it, and its JSON.
+/// One signal: the rooms whose viewers receive it (admins always do), and
+/// its JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
     pub rooms: Vec<RoomId>,
@@ -38,10 +39,15 @@ const MAX_ENVELOPE: usize = 7000;
 impl Signal {
     /// The frame streams send: a data line, no id (it never moves a
     /// client's resume point).
-    fn into_event(self) -> Option<(Arc<Event>, Vec<RoomId>)> {
-        let room_id = self.rooms.first()?.clone();
+    fn into_event(self) -> (Arc<Event>, Vec<RoomId>) {
+        // Routing reads `rooms`; the event's own room is only a label.
+        let room_id = self
+            .rooms
+            .first()
+            .cloned()
+            .unwrap_or_else(|| RoomId::from_store(String::new()));
         let frame = sse::signal(&self.data);
-        Some((Arc::new(Event::signal(room_id, frame)), self.rooms))
+        (Arc::new(Event::signal(room_id, frame)), self.rooms)
     }
 
     /// The envelopes that carry this signal to the other processes.
@@ -54,8 +60,14 @@ impl Signal {
             .saturating_sub(self.data.len() + 64)
             .max(room_bytes)
             / room_bytes;
-        self.rooms
-            .chunks(per_envelope)
+        // No rooms is one envelope too: admins still receive it.
+        let chunks: Vec<&[RoomId]> = if self.rooms.is_empty() {
+            vec![&[]]
+        } else {
+            self.rooms.chunks(per_envelope).collect()
+        };
+        chunks
+            .into_iter()
             .filter_map(|rooms| {
                 serde_json::to_string(&Envelope {
                     origin,
@@ -69,21 +81,22 @@ impl Signal {
 }
 
 impl Hub {
-    /// Delivers `signal` to this process's streams that may see it, and
-    /// sends it to the other processes; how many streams here got it.
-    pub async fn signal(&self, signal: Signal) -> usize {
-        for envelope in signal.envelopes(self.origin) {
-            if let Err(error) = self.store.send_signal(&envelope).await {
-                tracing::warn!(%error, "could not send a signal to the other instances");
-            }
+    /// Delivers `signals` to this process's streams that may see them, and
+    /// sends them to the other processes (in one statement); how many
+    /// streams here got one.
+    pub async fn signal(&self, signals: Vec<Signal>) -> usize {
+        let envelopes: Vec<String> = signals
+            .iter()
+            .flat_map(|signal| signal.envelopes(self.origin))
+            .collect();
+        if let Err(error) = self.store.send_signals(&envelopes).await {
+            tracing::warn!(%error, "could not send signals to the other instances");
         }
-        self.deliver(signal)
+        signals.into_iter().map(|signal| self.deliver(signal)).sum()
     }
 
     fn deliver(&self, signal: Signal) -> usize {
-        let Some((event, rooms)) = signal.into_event() else {
-            return 0;
-        };
+        let (event, rooms) = signal.into_event();
         self.router.signal(&event, &rooms)
     }
 }

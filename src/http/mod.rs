@@ -8,6 +8,7 @@ mod messages;
 mod metrics;
 mod openapi;
 mod pages;
+mod presence;
 mod rooms;
 mod streams;
 mod typing;
@@ -54,6 +55,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(rooms::router())
         .merge(messages::router())
         .merge(typing::router())
+        .merge(presence::router())
         .merge(streams::router())
         .merge(events::router())
         .merge(pages::router())

@@ -46,6 +46,9 @@ struct StreamParams {
     #[serde(rename = "lastEventId", alias = "last_event_id")]
     #[param(rename = "lastEventId", pattern = "^[0-9]+$")]
     last_event_id: Option<String>,
+    /// Also carry the signals `typing` and `presence` (live only, no id).
+    #[serde(default)]
+    signals: bool,
 }
 
 #[utoipa::path(
@@ -56,7 +59,9 @@ struct StreamParams {
     description = "Events `message`, `read` and `room` carry ids: reconnect with the last one as \
         `Last-Event-ID` and the stream replays what was missed, then goes live. `heartbeat` \
         events (no id) come every `heartbeat_interval`; `reset` says a resume id cannot be \
-        served (reload the snapshot); `auth_expired` ends a stream whose token expired.",
+        served (reload the snapshot); `auth_expired` ends a stream whose token expired. With \
+        `signals=true` it also carries `typing` and `presence`, which have no id and are never \
+        replayed.",
     params(
         StreamParams,
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received"),
@@ -93,7 +98,12 @@ async fn open_stream(
             CATCH_UP_BATCH,
         )
         .await?;
-        Ok((ticket, (feed.with_signals(), start)))
+        let feed = if params.signals {
+            feed.with_signals()
+        } else {
+            feed
+        };
+        Ok((ticket, (feed, start)))
     }
     .await;
     let (ticket, (feed, start)) = match opened {
@@ -185,10 +195,17 @@ pub(super) async fn admit(state: &AppState, caller: &Caller) -> Result<StreamTic
         }
     };
     let mut ticket = state.hub.admit(&caller.id, max).ok_or_else(too_many)?;
-    if let Some(cluster) = state.limits.cluster() {
-        let claim = cluster.claim_stream(&caller.id, max).await?;
+    // Counted in the cluster for presence; capped there with cluster_limits.
+    if let Some(cluster) = state.hub.presence().cluster() {
+        let cap = if state.config.cluster_limits {
+            max
+        } else {
+            usize::MAX
+        };
+        let claim = cluster.claim_stream(&caller.id, cap).await?;
         ticket.hold(claim.ok_or_else(too_many)?);
     }
+    state.hub.presence().arrived(&caller.id);
     Ok(ticket)
 }
 

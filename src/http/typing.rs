@@ -49,7 +49,7 @@ async fn typing(
     state.store.room(&caller, &room).await?;
     state
         .hub
-        .signal(typing::notice(&room, &caller.id, notice.typing))
+        .signal(vec![typing::notice(&room, &caller.id, notice.typing)])
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 //! limits hold for the whole cluster, not once per instance: a heartbeat per
 //! instance, the streams each user holds on each instance, and a rate budget
 //! per user and kind of write (tables and functions of migration 0004).
+//! Presence reads the same streams (`streaming`, `departed`).
 //! SQLite serves one process, which counts in memory (`crate::limits`).
 
 use super::StoreOptions;
@@ -70,6 +71,11 @@ pub struct Cluster {
     /// to share a statement.
     spends: Batches<Spend, Option<Duration>>,
     claims: Batches<Claim, bool>,
+    /// Users whose streams were on an instance that lapsed (and that this
+    /// one deleted), or that this one wrote again after its own lapse: their
+    /// presence is news, for `take_departed` and `take_rejoined`.
+    departed: Mutex<Vec<UserId>>,
+    rejoined: Mutex<Vec<UserId>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -144,6 +150,8 @@ impl Cluster {
             own_rows: RwLock::new(()),
             spends,
             claims,
+            departed: Mutex::new(Vec::new()),
+            rejoined: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
         });
         cluster.beat().await?;
@@ -199,11 +207,69 @@ impl Cluster {
             .map_err(|e| Error::Internal(format!("a stream claim failed: {e}")))?
     }
 
+    /// Of `users`, those who hold streams on a live instance now.
+    pub async fn streaming(&self, users: &[UserId]) -> Result<Vec<UserId>> {
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT s.user_id FROM user_streams AS s
+             JOIN instances AS live ON live.id = s.instance_id
+             WHERE s.user_id = ANY($1) AND s.streams > 0
+               AND live.seen_at > clock_timestamp() - live.lapse",
+        )
+        .bind(&users)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(held.into_iter().map(UserId::from_store).collect())
+    }
+
+    /// A number above every one taken before what the caller saw committed
+    /// (see migration 0006).
+    pub async fn presence_version(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT nextval('presence_versions')")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The users whose streams went with a lapsed instance, since last asked.
+    pub fn take_departed(&self) -> Vec<UserId> {
+        std::mem::take(&mut *lock(&self.departed))
+    }
+
+    /// The users whose streams this instance wrote again, since last asked.
+    pub fn take_rejoined(&self) -> Vec<UserId> {
+        std::mem::take(&mut *lock(&self.rejoined))
+    }
+
+    /// The users an instance that stopped left due for a look (see
+    /// `leave`), taken by this instance alone.
+    pub async fn due_departures(&self) -> Result<Vec<UserId>> {
+        let due: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM presence_departures WHERE due_at <= clock_timestamp() RETURNING user_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(due.into_iter().map(UserId::from_store).collect())
+    }
+
     /// Stops the heartbeat and deregisters this instance, giving back every
-    /// claim it holds (at shutdown).
-    pub async fn leave(&self) {
+    /// claim it holds (at shutdown). `users`, whose streams were here, are
+    /// left for the other instances to announce offline after `grace`,
+    /// unless they come back.
+    pub async fn leave(&self, users: &[UserId], grace: Duration) {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
+        }
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let handed_over = sqlx::query(
+            "INSERT INTO presence_departures (user_id, due_at)
+             SELECT u, clock_timestamp() + $2 FROM unnest($1::text[]) AS u",
+        )
+        .bind(&users)
+        .bind(grace)
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = handed_over {
+            tracing::warn!(%error, "could not hand presence over; those users stay online");
         }
         let left = sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(&self.instance)
@@ -256,9 +322,17 @@ impl Cluster {
             self.rewrite_claims().await?;
             self.needs_rewrite.store(false, Ordering::SeqCst);
         }
-        sqlx::query("DELETE FROM instances WHERE seen_at < clock_timestamp() - lapse")
-            .execute(&self.pool)
-            .await?;
+        // The users of the instances that lapse, read as they go (the
+        // statement's snapshot still holds their rows): presence news.
+        let departed: Vec<String> = sqlx::query_scalar(
+            "WITH gone AS (
+                 DELETE FROM instances WHERE seen_at < clock_timestamp() - lapse RETURNING id)
+             SELECT DISTINCT s.user_id FROM user_streams AS s JOIN gone ON gone.id = s.instance_id
+             WHERE s.streams > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        lock(&self.departed).extend(departed.into_iter().map(UserId::from_store));
         {
             let _alone = self.own_rows.write().await;
             sqlx::query("DELETE FROM user_streams WHERE instance_id = $1 AND streams <= 0")
@@ -305,6 +379,7 @@ impl Cluster {
         .bind(&counts)
         .execute(&self.pool)
         .await?;
+        lock(&self.rejoined).extend(users.into_iter().map(UserId::from_store));
         Ok(())
     }
 

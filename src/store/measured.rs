@@ -157,6 +157,14 @@ impl Store for Measured {
         timed("event_bounds", self.0.event_bounds()).await
     }
 
+    async fn rooms_of(&self, users: &[UserId]) -> Result<Vec<(UserId, RoomId)>> {
+        timed("rooms_of", self.0.rooms_of(users)).await
+    }
+
+    async fn room_mates(&self, user: &UserId, users: &[UserId]) -> Result<Vec<UserId>> {
+        timed("room_mates", self.0.room_mates(user, users)).await
+    }
+
     async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>> {
         timed("member_rooms_at", self.0.member_rooms_at(user, event)).await
     }
@@ -173,8 +181,8 @@ impl Store for Measured {
         self.0.watch_other_writers(wake, signals).await
     }
 
-    async fn send_signal(&self, signal: &str) -> Result<()> {
-        timed("send_signal", self.0.send_signal(signal)).await
+    async fn send_signals(&self, signals: &[String]) -> Result<()> {
+        timed("send_signals", self.0.send_signals(signals)).await
     }
 
     fn pool_stats(&self) -> PoolStats {

@@ -245,6 +245,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn event_bounds(&self) -> Result<EventBounds>;
 
+    /// The rooms each of `users` is a member of now, as (user, room) pairs.
+    async fn rooms_of(&self, users: &[UserId]) -> Result<Vec<(UserId, RoomId)>>;
+
+    /// Those of `users` who share a room with `user`.
+    async fn room_mates(&self, user: &UserId, users: &[UserId]) -> Result<Vec<UserId>>;
+
     /// The rooms the user was a member of just after event `event`: the
     /// rooms now, with the joins and departures since undone.
     async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>>;
@@ -264,10 +270,11 @@ pub trait Store: Send + Sync + 'static {
         signals: tokio::sync::mpsc::Sender<String>,
     );
 
-    /// Sends an ephemeral signal (typing, presence: never logged) to the
-    /// other processes on this database, at most once: one whose listener
-    /// is reconnecting misses it. A store one process owns sends nothing.
-    async fn send_signal(&self, signal: &str) -> Result<()>;
+    /// Sends ephemeral signals (typing, presence: never logged) to the
+    /// other processes on this database, in one statement, at most once:
+    /// one whose listener is reconnecting misses them. A store one process
+    /// owns sends nothing.
+    async fn send_signals(&self, signals: &[String]) -> Result<()>;
 
     /// The connection pool now, for the metrics.
     fn pool_stats(&self) -> PoolStats;

@@ -105,10 +105,13 @@ impl PgStore {
         Ok(listener)
     }
 
-    async fn notify_signal(&self, signal: &str) -> crate::error::Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
+    async fn notify_signals(&self, signals: &[String]) -> crate::error::Result<()> {
+        if signals.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, signal) FROM unnest($2::text[]) AS signal")
             .bind(SIGNALS)
-            .bind(signal)
+            .bind(signals)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -1151,6 +1151,44 @@ macro_rules! impl_store {
                 Ok(EventBounds { oldest, newest })
             }
 
+            async fn rooms_of(&self, users: &[UserId]) -> Result<Vec<(UserId, RoomId)>> {
+                if users.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT user_id, room_id FROM room_members WHERE user_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for user in users {
+                    list.push_bind(user.as_str());
+                }
+                query.push(")");
+                let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(user, room)| (UserId::from_store(user), RoomId::from_store(room)))
+                    .collect())
+            }
+
+            async fn room_mates(&self, user: &UserId, users: &[UserId]) -> Result<Vec<UserId>> {
+                if users.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT mate.user_id FROM room_members me
+                     JOIN room_members mate ON mate.room_id = me.room_id
+                     WHERE me.user_id = ",
+                );
+                query.push_bind(user.as_str()).push(" AND mate.user_id IN (");
+                let mut list = query.separated(", ");
+                for user in users {
+                    list.push_bind(user.as_str());
+                }
+                query.push(")");
+                let mates: Vec<String> = query.build_query_scalar().fetch_all(&self.pool).await?;
+                Ok(mates.into_iter().map(UserId::from_store).collect())
+            }
+
             async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>> {
                 // One snapshot: the rooms now, and the changes that led there.
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
@@ -1223,8 +1261,8 @@ macro_rules! impl_store {
                 self.watch_notifications(wake, signals).await
             }
 
-            async fn send_signal(&self, signal: &str) -> Result<()> {
-                self.notify_signal(signal).await
+            async fn send_signals(&self, signals: &[String]) -> Result<()> {
+                self.notify_signals(signals).await
             }
 
             fn pool_stats(&self) -> super::PoolStats {

@@ -84,7 +84,7 @@ impl SqliteStore {
     }
 
     /// One process owns the file: its own streams are all there are.
-    async fn notify_signal(&self, _signal: &str) -> crate::error::Result<()> {
+    async fn notify_signals(&self, _signals: &[String]) -> crate::error::Result<()> {
         Ok(())
     }
 }

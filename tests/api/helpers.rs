@@ -719,11 +719,13 @@ impl EventStream {
             .expect("an event within the wait")
     }
 
-    /// The next event that is not a heartbeat; `None` once the stream ended.
+    /// The next event that is not a heartbeat or a `presence` signal (which
+    /// come whenever someone connects: `presence` tests read them with
+    /// `next_any`); `None` once the stream ended.
     pub async fn next(&mut self) -> Option<Received> {
         loop {
             match self.next_any().await {
-                Some(event) if event.kind() == "heartbeat" => continue,
+                Some(event) if matches!(event.kind(), "heartbeat" | "presence") => continue,
                 other => return other,
             }
         }

@@ -25,6 +25,7 @@ mod openapi;
 mod pages;
 mod plans;
 mod polling;
+mod presence;
 mod proxy;
 mod real_proxies;
 mod receipts;

@@ -22,10 +22,14 @@ async fn a_typing_notice_reaches_the_rooms_live_viewers_and_no_one_else(backend:
     let (alice, bob, carol, agent) = (user("alice"), user("bob"), user("carol"), admin("agent"));
     let room = app.create_room(&alice, "typing", &["bob"]).await;
     let elsewhere = app.create_room(&carol, "elsewhere", &[]).await;
-    let mut bobs_room = app.stream(&format!("?roomId={room}"), &bob).await;
-    let mut bobs_global = app.stream("", &bob).await;
-    let mut agents = app.stream("", &agent).await;
-    let mut carols = app.stream("", &carol).await;
+    let mut bobs_room = app
+        .stream(&format!("?roomId={room}&signals=true"), &bob)
+        .await;
+    let mut bobs_global = app.stream("?signals=true", &bob).await;
+    let mut agents = app.stream("?signals=true", &agent).await;
+    let mut carols = app.stream("?signals=true", &carol).await;
+    // A stream that did not ask for signals gets none.
+    let mut plain = app.stream("", &agent).await;
 
     let (status, body) = app
         .post(&typing_path(&room), &alice, json!({"typing": true}))
@@ -40,12 +44,15 @@ async fn a_typing_notice_reaches_the_rooms_live_viewers_and_no_one_else(backend:
         );
         assert_eq!(notice.id, "", "a signal carries no id");
     }
-    // Carol is in no room of alice's: the next thing she gets is her own room's.
+    // Carol is in no room of alice's: the next thing she gets is her own
+    // room's; so is the plain stream's.
     app.send(&carol, &elsewhere, "mine").await;
-    assert_eq!(
-        carols.expect("message").await.data["message"]["body"],
-        "mine"
-    );
+    for stream in [&mut carols, &mut plain] {
+        assert_eq!(
+            stream.expect("message").await.data["message"]["body"],
+            "mine"
+        );
+    }
 
     // Stopping is a notice too, with nothing left to wait for.
     app.post(&typing_path(&room), &alice, json!({"typing": false}))
@@ -80,7 +87,7 @@ async fn a_typing_notice_is_never_logged_replayed_polled_or_unread(backend: Back
     assert_eq!(poll["events"], json!([]));
     // A stream resumed from before the notices gets the next message, not them.
     let mut resumed = app
-        .stream_from(&format!("?roomId={room}"), &bob, Some(&last))
+        .stream_from(&format!("?roomId={room}&signals=true"), &bob, Some(&last))
         .await;
     app.send(&alice, &room, "sent").await;
     assert_eq!(
@@ -147,8 +154,9 @@ async fn a_typing_notice_reaches_the_streams_of_every_instance_once() {
     let second = first.sibling_with(|figment| figment).await;
     let (alice, bob) = (user("alice"), user("bob"));
     let room = first.create_room(&alice, "across", &["bob"]).await;
-    let mut on_second = second.stream(&format!("?roomId={room}"), &bob).await;
-    let mut on_first = first.stream(&format!("?roomId={room}"), &bob).await;
+    let query = format!("?roomId={room}&signals=true");
+    let mut on_second = second.stream(&query, &bob).await;
+    let mut on_first = first.stream(&query, &bob).await;
     first
         .post(&typing_path(&room), &alice, json!({"typing": true}))
         .await;
