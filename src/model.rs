@@ -313,6 +313,11 @@ pub struct Room {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_message: Option<Message>,
+    /// Set while the room is closed (no new messages), with who closed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<UserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unread_count: Option<i64>,
     /// The caller's read cursor: the seq they have read up to. The unread
@@ -343,6 +348,9 @@ pub enum RoomChange {
     Created,
     MemberAdded,
     MemberRemoved,
+    /// An admin closed the room: it takes no new messages.
+    Closed,
+    Reopened,
 }
 
 /// The `data` of a stream event that the event log keeps (heartbeats, resets
@@ -378,14 +386,16 @@ pub enum EventData<'a> {
 }
 
 impl<'a> EventData<'a> {
-    /// The message an event carries, if it carries one: the log keeps it
-    /// beside the event, so an edit or deletion finds the events to rewrite.
+    /// The message an event carries, if it carries one (a `room` event, its
+    /// room's last): the log keeps it beside the event, so an edit or
+    /// deletion finds the events to rewrite.
     pub fn message_id(&self) -> Option<&'a MessageId> {
         match self {
             Self::Message { message }
             | Self::MessageEdited { message }
             | Self::MessageDeleted { message } => Some(&message.id),
-            Self::Read { .. } | Self::Room { .. } => None,
+            Self::Room { room, .. } => room.last_message.map(|message| &message.id),
+            Self::Read { .. } => None,
         }
     }
 
@@ -399,6 +409,7 @@ impl<'a> EventData<'a> {
                 created_at: room.created_at,
                 updated_at: room.updated_at,
                 last_message: room.last_message.as_ref(),
+                closed_at: room.closed_at,
             },
             change,
             user_id: user,
@@ -444,6 +455,8 @@ pub struct RoomInEvent<'a> {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_message: Option<&'a Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
 }
 
 #[cfg(test)]

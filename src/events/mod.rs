@@ -160,7 +160,7 @@ impl From<RoomEventFields> for Membership {
                 .map(UserId::from_store)
                 .collect(),
             RoomChange::MemberAdded => user.iter().cloned().collect(),
-            RoomChange::MemberRemoved => HashSet::new(),
+            RoomChange::MemberRemoved | RoomChange::Closed | RoomChange::Reopened => HashSet::new(),
         };
         Self {
             change: fields.change,

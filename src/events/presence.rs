@@ -24,6 +24,10 @@ use tokio::sync::mpsc;
 
 /// How many arrivals may wait for their announcement.
 const ARRIVALS: usize = 8192;
+/// How long arrivals gather before they are announced together: a burst of
+/// opens (clients coming back after a restart) costs a few statements, not
+/// a few for each.
+const GATHER: Duration = Duration::from_millis(50);
 
 pub struct Presence {
     grace: Duration,
@@ -128,6 +132,7 @@ impl Hub {
         if users.is_empty() {
             return Ok(());
         }
+        tracing::debug!(?users, online, version, "announcing presence");
         let mut rooms: HashMap<UserId, Vec<crate::model::RoomId>> = users
             .iter()
             .map(|user| (user.clone(), Vec::new()))
@@ -163,18 +168,26 @@ pub async fn run(hub: Weak<Hub>, Arrivals(mut arrivals): Arrivals, grace: Durati
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut came = Vec::new();
-        tokio::select! {
-            arrived = arrivals.recv_many(&mut came, 256) => {
+        let outcome = tokio::select! {
+            arrived = arrivals.recv_many(&mut came, ARRIVALS) => {
                 if arrived == 0 {
                     return;
                 }
+                tokio::time::sleep(GATHER).await;
+                while let Ok(user) = arrivals.try_recv() {
+                    came.push(user);
+                }
+                let Some(hub) = hub.upgrade() else { return };
+                announce_arrivals(&hub, came).await
             }
-            _ = tick.tick() => {}
-        }
-        let Some(hub) = hub.upgrade() else { return };
-        let arrived = announce_arrivals(&hub, came).await;
-        let departed = announce_departures(&hub).await;
-        if let Err(error) = arrived.and(departed) {
+            _ = tick.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                // Those written again after a lapse come back with no arrival.
+                let rejoined = announce_arrivals(&hub, Vec::new()).await;
+                rejoined.and(announce_departures(&hub).await)
+            }
+        };
+        if let Err(error) = outcome {
             tracing::warn!(%error, "could not announce presence; the snapshot still has it");
         }
     }

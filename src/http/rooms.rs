@@ -1,5 +1,5 @@
 //! `/api/chat/rooms`: listing with unread counts (what fallback polling reads),
-//! creating rooms, and their membership.
+//! creating rooms, closing and reopening them, and their membership.
 
 use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
@@ -25,7 +25,7 @@ const MAX_INITIAL_MEMBERS: usize = 1000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_rooms, create_room))
-        .routes(routes!(get_room))
+        .routes(routes!(get_room, change_room))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
 }
@@ -188,6 +188,39 @@ async fn get_room(
 ) -> Result<Json<Room>> {
     let room = state.store.room(&caller, &room_id(&room)?).await?;
     Ok(Json(room))
+}
+
+#[derive(Deserialize, ToSchema)]
+struct RoomChanges {
+    /// `true` closes the room to new messages (posts answer 409
+    /// `room_closed`); `false` reopens it.
+    closed: bool,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/chat/rooms/{room_id}",
+    tag = "rooms",
+    summary = "Closes a room to new messages, or reopens it (admins); streamed as a room change",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body = RoomChanges,
+    responses((status = 200, description = "The room", body = Room), ReadErrors, BodyErrors),
+    security(("bearer" = [])),
+)]
+async fn change_room(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    Json(changes): Json<RoomChanges>,
+) -> Result<Json<Room>> {
+    state.limits.check_write(&caller, Write::Room).await?;
+    let room = room_id(&room)?;
+    Ok(Json(
+        state
+            .store
+            .set_closed(&caller, &room, changes.closed)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -76,6 +76,10 @@ impl Store for Measured {
         .await
     }
 
+    async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {
+        timed("set_closed", self.0.set_closed(caller, room, closed)).await
+    }
+
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {
         timed("remove_member", self.0.remove_member(caller, room, user)).await
     }

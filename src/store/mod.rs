@@ -184,6 +184,10 @@ pub trait Store: Send + Sync + 'static {
         max_members: usize,
     ) -> Result<Room>;
 
+    /// Admins close a room to new messages (`closed`), or reopen it; the
+    /// state it is already in changes nothing.
+    async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room>;
+
     /// Admins, or the member themself.
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
 
@@ -350,6 +354,8 @@ struct RoomRow {
     lm_edited_at: Option<i64>,
     lm_deleted_at: Option<i64>,
     lm_deleted_by: Option<String>,
+    closed_at: Option<i64>,
+    closed_by: Option<String>,
     /// Deleted messages past the caller's cursor: not unread any more.
     deleted_unread: i64,
 }
@@ -400,6 +406,8 @@ impl RoomRow {
                 self.last_read_seq,
                 self.deleted_unread,
             )),
+            closed_at: self.closed_at.map(Timestamp::from_unix_ms),
+            closed_by: self.closed_by.map(UserId::from_store),
             last_read_seq: Some(self.last_read_seq),
             read_cursors: read_cursors
                 .into_iter()
@@ -468,6 +476,8 @@ fn rooms_before(now: Vec<String>, changes: Vec<(String, String)>) -> Result<Vec<
         match change {
             RoomChange::MemberAdded | RoomChange::Created => rooms.remove(&room),
             RoomChange::MemberRemoved => rooms.insert(room),
+            // Not about a member (and never logged with one as subject).
+            RoomChange::Closed | RoomChange::Reopened => false,
         };
     }
     Ok(rooms.into_iter().map(RoomId::from_store).collect())

@@ -17,6 +17,7 @@ macro_rules! room_select {
     ($member_ids:literal, $read_cursors:literal, $($tail:tt)+) => {
         concat!(
             "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
+                    r.closed_at, r.closed_by,
                     COALESCE(c.last_read_seq, 0) AS last_read_seq, ",
             $member_ids,
             " AS member_ids, ",
@@ -221,10 +222,10 @@ macro_rules! impl_store {
         /// The deleted messages of room `$1` past seq `$2`.
         const DELETED_AFTER: &str = "SELECT COUNT(*) FROM messages
              WHERE room_id = $1 AND deleted_at IS NOT NULL AND seq > $2";
-        /// Gives the events of message `$1` of type `$2` (the start of their
-        /// JSON, as a LIKE pattern) the data `$3`.
+        /// In the events that carry message `$1`, puts its JSON `$3` where its
+        /// JSON `$2` was.
         const REWRITE_MESSAGE_EVENTS: &str =
-            "UPDATE events SET data = $3 WHERE message_id = $1 AND data LIKE $2";
+            "UPDATE events SET data = REPLACE(data, $2, $3) WHERE message_id = $1";
         const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
         /// `$5` holds the room's place in the activity order until its first
         /// event's id takes it (see `create_room`).
@@ -421,29 +422,28 @@ macro_rules! impl_store {
             Ok(message)
         }
 
-        /// Gives the log's earlier events of `message` its form now, so no
-        /// replay shows a body that was replaced or deleted. Before the event
-        /// counter, as every write's other updates (see the module doc).
-        async fn rewrite_message_events(conn: &mut $conn, message: &Message) -> Result<()> {
-            let encode = |data: &EventData<'_>| {
-                serde_json::to_string(data)
-                    .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))
+        /// Gives the log's earlier events of a message (its `message`, its
+        /// edits, the `room` events that show it as the room's last) its form
+        /// now, `changed`, in place of its form until now, `was`: so no replay
+        /// shows a body that was replaced or deleted. Every change rewrites
+        /// them all, so they all hold `was`, byte for byte (serde writes a
+        /// message one way). Before the event counter, as every write's other
+        /// updates (see the module doc).
+        async fn rewrite_message_events(
+            conn: &mut $conn,
+            was: &Message,
+            changed: &Message,
+        ) -> Result<()> {
+            let encode = |message: &Message| {
+                serde_json::to_string(message)
+                    .map_err(|e| Error::Internal(format!("could not encode a message: {e}")))
             };
-            let rewrites = [
-                (r#"{"type":"message",%"#, encode(&EventData::Message { message })?),
-                (
-                    r#"{"type":"message_edited",%"#,
-                    encode(&EventData::MessageEdited { message })?,
-                ),
-            ];
-            for (pattern, data) in rewrites {
-                sqlx::query(REWRITE_MESSAGE_EVENTS)
-                    .bind(message.id.as_str())
-                    .bind(pattern)
-                    .bind(data)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            sqlx::query(REWRITE_MESSAGE_EVENTS)
+                .bind(changed.id.as_str())
+                .bind(encode(was)?)
+                .bind(encode(changed)?)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         }
 
@@ -498,7 +498,7 @@ macro_rules! impl_store {
             let now = Timestamp::now().unix_ms();
             let mut tx = begin_write(pool).await?;
             // Per room, the last seq handed out so far.
-            let mut last_seqs = lock_rooms(&mut tx, posts).await?;
+            let (mut last_seqs, closed) = lock_rooms(&mut tx, posts).await?;
             let members = memberships(&mut tx, posts).await?;
             let mut earlier = messages_by_client_id(&mut tx, posts).await?;
             let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
@@ -510,18 +510,27 @@ macro_rules! impl_store {
                 let (room, author) = (post.room.as_str(), post.caller.id.as_str());
                 let visible = post.caller.is_admin()
                     || members.contains(&(room.to_owned(), author.to_owned()));
-                let Some(seq) = last_seqs.get_mut(room).filter(|_| visible) else {
+                let exists = last_seqs.contains_key(room) || closed.contains(room);
+                if !(visible && exists) {
                     outcomes[index] = Some(Err(Error::NotFound("room")));
                     continue;
-                };
+                }
                 let client_id = post.message.client_id.as_ref().map(ToString::to_string);
                 if let Some(client_id) = &client_id {
                     let key = (room.to_owned(), author.to_owned(), client_id.clone());
                     if let Some(existing) = earlier.get(&key) {
+                        // A retry of what was sent before a close still gets its original.
                         outcomes[index] = Some(resend(existing.clone(), &post.message));
                         continue;
                     }
                 }
+                let Some(seq) = last_seqs.get_mut(room) else {
+                    outcomes[index] = Some(Err(Error::conflict(
+                        "room_closed",
+                        "this room is closed: it takes no new messages",
+                    )));
+                    continue;
+                };
                 *seq += 1;
                 let message = Message {
                     id: MessageId::new(),
@@ -586,22 +595,33 @@ macro_rules! impl_store {
         }
 
         /// Locks the rooms `posts` go to, in id order; returns each existing
-        /// one's newest seq.
+        /// open one's newest seq, and the closed ones.
         async fn lock_rooms(
             conn: &mut $conn,
             posts: &[Post],
-        ) -> Result<std::collections::HashMap<String, i64>> {
+        ) -> Result<(std::collections::HashMap<String, i64>, std::collections::HashSet<String>)> {
             let rooms: std::collections::BTreeSet<&str> =
                 posts.iter().map(|post| post.room.as_str()).collect();
-            let mut query =
-                sqlx::QueryBuilder::<$db>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "SELECT id, last_seq, closed_at IS NOT NULL FROM rooms WHERE id IN (",
+            );
             let mut list = query.separated(", ");
             for room in rooms {
                 list.push_bind(room);
             }
             query.push(") ORDER BY id").push($lock_rows);
-            let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut *conn).await?;
-            Ok(rows.into_iter().collect())
+            let rows: Vec<(String, i64, bool)> = query.build_query_as().fetch_all(&mut *conn).await?;
+            let closed = rows
+                .iter()
+                .filter(|(_, _, closed)| *closed)
+                .map(|(room, _, _)| room.clone())
+                .collect();
+            let open = rows
+                .into_iter()
+                .filter(|(_, _, closed)| !*closed)
+                .map(|(room, seq, _)| (room, seq))
+                .collect();
+            Ok((open, closed))
         }
 
         /// Which of the posters who are not admins are members of their post's room.
@@ -893,6 +913,44 @@ macro_rules! impl_store {
                 Ok(view)
             }
 
+            async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = begin_write(&self.pool).await?;
+                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                if !caller.is_admin() {
+                    return Err(Error::forbidden(
+                        "forbidden",
+                        "only admins may close or reopen a room",
+                    ));
+                }
+                let (closed_at, closed_by) = if closed {
+                    (Some(now), Some(caller.id.as_str()))
+                } else {
+                    (None, None)
+                };
+                let changed = sqlx::query(
+                    "UPDATE rooms SET closed_at = $2, closed_by = $3, updated_at = $4
+                     WHERE id = $1 AND (closed_at IS NULL) = $5",
+                )
+                .bind(room.as_str())
+                .bind(closed_at)
+                .bind(closed_by)
+                .bind(now)
+                .bind(closed)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let view = visible_room(&mut tx, caller, room.as_str()).await?;
+                if changed > 0 {
+                    let change = if closed { RoomChange::Closed } else { RoomChange::Reopened };
+                    let event = EventData::room(&view, change, None);
+                    append_event(&mut tx, room, None, &event, false, now).await?;
+                }
+                tx.commit().await?;
+                self.wake.notify_one();
+                Ok(view)
+            }
+
             async fn remove_member(
                 &self,
                 caller: &Caller,
@@ -986,12 +1044,18 @@ macro_rules! impl_store {
             ) -> Result<Message> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                let mut edited = change_message(&mut tx, caller, room, message).await?;
+                let was = change_message(&mut tx, caller, room, message).await?;
+                let mut edited = was.clone();
                 if edited.is_deleted() {
                     return Err(Error::conflict(
                         "message_deleted",
                         "this message was deleted; it cannot be edited",
                     ));
+                }
+                // A retried edit changes nothing, whenever it arrives.
+                if edited.body == body.as_str() {
+                    tx.rollback().await?;
+                    return Ok(edited);
                 }
                 let window_ms = i64::try_from(edit_window.as_millis()).unwrap_or(i64::MAX);
                 if !caller.is_admin()
@@ -1002,10 +1066,6 @@ macro_rules! impl_store {
                         "a message may be edited only shortly after it was sent",
                     ));
                 }
-                if edited.body == body.as_str() {
-                    tx.rollback().await?;
-                    return Ok(edited);
-                }
                 edited.body = body.to_string();
                 edited.edited_at = Some(Timestamp::from_unix_ms(now));
                 sqlx::query("UPDATE messages SET body = $3, edited_at = $4 WHERE room_id = $1 AND id = $2")
@@ -1015,7 +1075,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                rewrite_message_events(&mut tx, &edited).await?;
+                rewrite_message_events(&mut tx, &was, &edited).await?;
                 let event = EventData::MessageEdited { message: &edited };
                 append_event(&mut tx, room, None, &event, false, now).await?;
                 tx.commit().await?;
@@ -1031,7 +1091,8 @@ macro_rules! impl_store {
             ) -> Result<Message> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                let mut deleted = change_message(&mut tx, caller, room, message).await?;
+                let was = change_message(&mut tx, caller, room, message).await?;
+                let mut deleted = was.clone();
                 if deleted.is_deleted() {
                     tx.rollback().await?;
                     return Ok(deleted);
@@ -1050,7 +1111,7 @@ macro_rules! impl_store {
                 .bind(caller.id.as_str())
                 .execute(&mut *tx)
                 .await?;
-                rewrite_message_events(&mut tx, &deleted).await?;
+                rewrite_message_events(&mut tx, &was, &deleted).await?;
                 let event = EventData::MessageDeleted { message: &deleted };
                 append_event(&mut tx, room, None, &event, false, now).await?;
                 tx.commit().await?;

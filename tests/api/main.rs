@@ -20,6 +20,7 @@ mod load;
 mod logs;
 mod messages;
 mod metrics;
+mod moderation;
 mod no_loss;
 mod openapi;
 mod pages;

@@ -1,0 +1,87 @@
+//! Moderation: admins close a room to new messages and reopen it, streamed
+//! as room changes; members may not.
+
+use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_stores!(
+    an_admin_closes_a_room_to_new_messages_and_reopens_it,
+    only_admins_may_close_a_room_and_outsiders_learn_nothing,
+);
+
+async fn newest_event_id(app: &TestApp, token: &str) -> String {
+    let (_, listing) = app.get("/api/chat/rooms", token).await;
+    listing["lastEventId"].as_str().unwrap().to_owned()
+}
+
+async fn an_admin_closes_a_room_to_new_messages_and_reopens_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&alice, "closing", &[]).await;
+    let path = format!("/api/chat/rooms/{room}");
+    let messages = format!("{path}/messages");
+    let sent = json!({"body": "before", "clientId": "c-1"});
+    let (status, original) = app.post(&messages, &alice, sent.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut widget = app.stream(&format!("?roomId={room}"), &alice).await;
+
+    let (status, closed) = app.patch(&path, &agent, json!({"closed": true})).await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert!(closed["closedAt"].is_string(), "{closed}");
+    assert_eq!(closed["closedBy"], "agent");
+    let change = widget.expect("room").await;
+    assert_eq!(change.data["change"], "closed");
+    assert!(change.data["room"]["closedAt"].is_string());
+
+    for token in [&alice, &agent] {
+        assert_error(
+            app.post(&messages, token, json!({"body": "after"})).await,
+            StatusCode::CONFLICT,
+            "room_closed",
+        );
+    }
+    // A retry of what was sent before the close still gets the original.
+    let (status, again) = app.post(&messages, &alice, sent).await;
+    assert_eq!((status, again), (StatusCode::OK, original));
+    // Closing it again changes nothing.
+    let quiet = newest_event_id(&app, &agent).await;
+    let (status, _) = app.patch(&path, &agent, json!({"closed": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(newest_event_id(&app, &agent).await, quiet);
+
+    let (status, reopened) = app.patch(&path, &agent, json!({"closed": false})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reopened.get("closedAt"), None, "{reopened}");
+    assert_eq!(widget.expect("room").await.data["change"], "reopened");
+    app.send(&alice, &room, "open again").await;
+    assert_eq!(
+        widget.expect("message").await.data["message"]["body"],
+        "open again"
+    );
+}
+
+async fn only_admins_may_close_a_room_and_outsiders_learn_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "mine", &[]).await;
+    let path = format!("/api/chat/rooms/{room}");
+    assert_error(
+        app.patch(&path, &alice, json!({"closed": true})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        app.patch(&path, &user("mallory"), json!({"closed": true}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "room_not_found",
+    );
+    assert_error(
+        app.patch(&path, &admin("agent"), json!({"closed": "yes"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    app.send(&alice, &room, "still open").await;
+}
