@@ -10,6 +10,11 @@ export interface Message {
   body: string;
   clientId: string | null;
   createdAt: string;
+  /** When the body was last replaced, if ever. */
+  editedAt?: string;
+  /** A deleted message is a tombstone: `body` is '', and these say when and by whom. */
+  deletedAt?: string;
+  deletedBy?: string;
 }
 
 export interface Room {
@@ -21,14 +26,24 @@ export interface Room {
   lastMessage: Message | null;
   /** Absent in stream events, which many viewers share. */
   unreadCount?: number;
+  /** The caller's read cursor (the count leaves out deleted messages past it). Absent in stream events. */
+  lastReadSeq?: number;
+  /** Every reader's cursor, by user id: for seen receipts (see `seenBy`); `read` events keep it current. Absent in stream events. */
+  readCursors?: Record<string, number>;
 }
 
 /**
  * An event of the log. A `message` also moves its author's read cursor to
- * its `seq` (posting reads the room), as a `read` event would.
+ * its `seq` (posting reads the room), as a `read` event would. A message
+ * comes in its latest version, replays included: a `message` event may
+ * already carry `editedAt` or `deletedAt`.
  */
 export type StreamData =
   | { type: 'message'; message: Message }
+  /** The same id and seq, a new body. */
+  | { type: 'message_edited'; message: Message }
+  /** The message as a tombstone. */
+  | { type: 'message_deleted'; message: Message }
   | { type: 'read'; roomId: string; userId: string; lastReadSeq: number }
   | { type: 'room'; room: Room; change: 'created' }
   /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
@@ -128,6 +143,10 @@ export declare function jittered(ms: number, random?: () => number): number;
 export declare function retryDelay(error: unknown, attempt: number, options?: Pick<Timings, 'backoffInitial' | 'backoffMax'>, random?: () => number): number;
 export declare function isNewerId(id: string | null | undefined, than: string | null | undefined): boolean;
 export declare function newClientId(random?: () => number): string;
+/** Of two versions of one message (either may be absent), the later: a deletion is final, else the later edit. */
+export declare function newerVersion(a: Message | null | undefined, b: Message | null | undefined): Message | null;
+/** Who other than its author has read `message` (their cursor is at or past its seq), sorted; seen when not empty. */
+export declare function seenBy(readCursors: Record<string, number> | null | undefined, message: Pick<Message, 'seq' | 'authorId'> | null | undefined): string[];
 /** The room after a `room` event, members included; null when the members known before are needed and unknown. */
 export declare function roomAfter(known: Room | null | undefined, data: Extract<StreamData, { type: 'room' }>): Room | null;
 export declare function tokenClaims(token: string): { sub: string; role: 'admin' | 'user' };
@@ -176,6 +195,10 @@ export declare class ChatApi {
   messages(roomId: string, query?: { before?: number; after?: number; limit?: number } | string): Promise<MessagesSnapshot>;
   /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. */
   send(roomId: string, body: string, options?: SendOptions | string): Promise<Message>;
+  /** Its author within the edit window, or an admin. Rejects with a ChatError: 403 `not_author` or `edit_window_closed`, 409 `message_deleted`, 422 `invalid_body`. */
+  editMessage(roomId: string, messageId: string, body: string): Promise<Message>;
+  /** Its author, or an admin: resolves with the tombstone, the same one if deleted already. */
+  deleteMessage(roomId: string, messageId: string): Promise<Message>;
   markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
 }
 
@@ -210,11 +233,16 @@ export declare class ChatStream extends EventTarget {
 
 export declare class UnreadCounter {
   constructor(options: { me: string; admin?: boolean });
-  readonly rooms: Map<string, { lastSeq: number; cursor: number; known: boolean }>;
-  applyRoom(room: Pick<Room, 'id' | 'lastMessage' | 'unreadCount'>): void;
+  /** `deleted`: deleted messages past the cursor, left out of the count; `changes`: see `asOf`. */
+  readonly rooms: Map<string, { lastSeq: number; cursor: number; deleted: number; known: boolean; changes: number }>;
+  /** A listing's room, or a fetched one with the `asOf` taken before its fetch began. */
+  applyRoom(room: Pick<Room, 'id' | 'lastMessage' | 'unreadCount' | 'lastReadSeq'>, asOf?: number): void;
   /** The room whose count may have changed, or null. */
   applyEvent(data: StreamData): string | null;
+  /** Rooms whose count is unknown: fetch each and `applyRoom` it with its `asOf`. */
   unknownRooms(): string[];
+  /** Take before fetching a room whose count is unknown. */
+  asOf(roomId: string): number;
   unread(roomId: string): number;
   readonly total: number;
 }

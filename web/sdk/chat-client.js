@@ -336,6 +336,26 @@ export class ChatApi {
     }
   }
 
+  /**
+   * Replaces a message's body: its author's, within the server's edit
+   * window, or anyone's for an admin. Resolves with the message as it is
+   * now (same id and seq, `editedAt`); the same body again changes nothing.
+   * Rejects with a ChatError: 403 `not_author` or `edit_window_closed`, 409
+   * `message_deleted`, 422 `invalid_body` (its `message` says why, for people).
+   */
+  editMessage(roomId, messageId, body) {
+    return this.request('PATCH', messagePath(roomId, messageId), { body });
+  }
+
+  /**
+   * Deletes a message (its author, or an admin): resolves with its
+   * tombstone (`body: ''`, `deletedAt`, `deletedBy`). Deleting it again
+   * answers the same tombstone, so a retry is harmless.
+   */
+  deleteMessage(roomId, messageId) {
+    return this.request('DELETE', messagePath(roomId, messageId));
+  }
+
   markRead(roomId, seq) {
     return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/read`, { seq });
   }
@@ -349,6 +369,10 @@ export class ChatApi {
       }, { once: true });
     });
   }
+}
+
+function messagePath(roomId, messageId) {
+  return `/api/chat/rooms/${encodeURIComponent(roomId)}/messages/${encodeURIComponent(messageId)}`;
 }
 
 /**
@@ -373,8 +397,11 @@ const RECENT_EVENTS = 1_000;
  *   come again after it, so a view rebuilt from it misses nothing: apply
  *   events idempotently (by message id, or by the largest seq seen);
  * - `event`: `{ id, data }` for each event of the log (`data.type` is
- *   `message`, `read` or `room`), once each and in order, whether it came by
- *   stream or by polling;
+ *   `message`, `message_edited`, `message_deleted`, `read` or `room`), once
+ *   each and in order, whether it came by stream or by polling. A message
+ *   comes in its latest version, replays included (a `message` event may
+ *   already carry `editedAt` or `deletedAt`): show by message id the later
+ *   version (see `newerVersion`);
  * - `reset`: the server could not resume; a fresh snapshot follows;
  * - `status`: `{ status, retryIn? }`, status one of connecting, live,
  *   reconnecting, polling, paused, offline; `retryIn` (ms) while waiting to
@@ -986,11 +1013,17 @@ export class ChatStream extends EventTarget {
 
 /**
  * Exact unread counts from a snapshot and the events after it, per room:
- * each room keeps its newest seq and the caller's read cursor, both only
- * ever moving forward, so applying a snapshot or an event twice, or a
- * snapshot older than some events, changes nothing. A message moves its
- * author's cursor to it (posting reads the room), so a user's own posts
- * from another device clear that room's count too.
+ * each room keeps its newest seq, the caller's read cursor (both only ever
+ * moving forward) and how many messages past the cursor are deleted (the
+ * server leaves them out of its count), so applying a snapshot or an event
+ * twice, or a snapshot older than some events, changes nothing. A message
+ * moves its author's cursor to it (posting reads the room), so a user's own
+ * posts from another device clear that room's count too.
+ *
+ * Which deleted messages a snapshot left out it does not say, only how
+ * many: a deletion past the cursor, or a cursor that moves only part of the
+ * way past deleted messages, makes the room's count unknown until the room
+ * is fetched again (`unknownRooms`, `asOf`).
  */
 export class UnreadCounter {
   /** `me`: the caller's user id; `admin`: whether they see every room. */
@@ -1003,28 +1036,79 @@ export class UnreadCounter {
   #entry(roomId) {
     let entry = this.rooms.get(roomId);
     if (!entry) {
-      entry = { lastSeq: 0, cursor: 0, known: false };
+      entry = { lastSeq: 0, cursor: 0, deleted: 0, known: false, changes: 0 };
       this.rooms.set(roomId, entry);
     }
     return entry;
   }
 
-  /** A room as a listing or `GET /rooms/{id}` shows it (with `unreadCount`). */
-  applyRoom(room) {
+  /**
+   * The count can no longer be worked out from what the entry holds: the
+   * room must be fetched, and a fetch already under way may have read it
+   * before this change (its answer does not make the room known).
+   */
+  #unsettle(entry) {
+    entry.known = false;
+    entry.changes += 1;
+  }
+
+  /**
+   * A room as a listing or `GET /rooms/{id}` shows it (with `unreadCount`,
+   * and `lastReadSeq` from servers that send it), or as a `room` event does
+   * (its newest seq only). For a room fetched because its count was
+   * unknown, pass the `asOf(roomId)` taken before the fetch began.
+   */
+  applyRoom(room, asOf) {
     const entry = this.#entry(room.id);
     const lastSeq = room.lastMessage?.seq ?? 0;
-    entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
-    if (room.unreadCount != null) {
-      entry.cursor = Math.max(entry.cursor, lastSeq - room.unreadCount);
-      entry.known = true;
+    if (room.unreadCount == null) {
+      entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
+      return entry;
     }
+    // One moment of the room: the cursor, and the deleted messages past it
+    // that the count leaves out.
+    const cursor = room.lastReadSeq ?? lastSeq - room.unreadCount;
+    const deleted = Math.max(0, lastSeq - cursor - room.unreadCount);
+    if (entry.known) {
+      // Both states are true ones, at different moments: the later is
+      // ahead in seq or cursor; with both equal, only deletions differ, and
+      // they only accumulate.
+      if (lastSeq > entry.lastSeq || cursor > entry.cursor) {
+        Object.assign(entry, { lastSeq, cursor, deleted });
+      } else if (lastSeq === entry.lastSeq && cursor === entry.cursor) {
+        entry.deleted = Math.max(entry.deleted, deleted);
+      }
+      return entry;
+    }
+    // What events added while it was unknown is newer messages (none of
+    // them deleted: a deletion unsettles the room), or it stays unknown.
+    entry.lastSeq = Math.max(entry.lastSeq, lastSeq);
+    entry.cursor = Math.max(entry.cursor, cursor);
+    entry.deleted = deleted;
+    entry.known = asOf === undefined || asOf === entry.changes;
     return entry;
+  }
+
+  /** Take before fetching a room whose count is unknown; give to `applyRoom` with its answer. */
+  asOf(roomId) {
+    return this.rooms.get(roomId)?.changes ?? 0;
+  }
+
+  /** The caller's cursor moves to `seq` (a read, or a message of theirs). */
+  #moveCursor(entry, seq) {
+    if (seq <= entry.cursor) return;
+    entry.cursor = seq;
+    entry.lastSeq = Math.max(entry.lastSeq, seq);
+    if (!entry.known) this.#unsettle(entry);
+    else if (seq >= entry.lastSeq) entry.deleted = 0;
+    // Which of the deleted messages it passed is not known.
+    else if (entry.deleted > 0) this.#unsettle(entry);
   }
 
   /**
    * One event's `data`. Returns the id of the room whose count may have
-   * changed, or null; `needsRoom` on the entry says the caller's cursor in
-   * it is unknown (fetch the room and `applyRoom` it).
+   * changed, or null; `known: false` on the entry says the count is unknown
+   * (fetch the room and `applyRoom` it, see `unknownRooms`).
    */
   applyEvent(data) {
     switch (data.type) {
@@ -1032,14 +1116,22 @@ export class UnreadCounter {
         const { roomId, seq, authorId } = data.message;
         const entry = this.#entry(roomId);
         entry.lastSeq = Math.max(entry.lastSeq, seq);
-        if (authorId === this.me) entry.cursor = Math.max(entry.cursor, seq);
+        if (authorId === this.me) this.#moveCursor(entry, seq);
+        return roomId;
+      }
+      case 'message_deleted': {
+        const { roomId, seq, authorId } = data.message;
+        const entry = this.rooms.get(roomId);
+        // Whether the count already leaves it out (a snapshot taken after
+        // the deletion, an event seen twice) cannot be told: ask the server.
+        if (!entry || authorId === this.me || seq <= entry.cursor) return null;
+        this.#unsettle(entry);
         return roomId;
       }
       case 'read': {
         if (data.userId !== this.me) return null;
         const entry = this.#entry(data.roomId);
-        entry.cursor = Math.max(entry.cursor, data.lastReadSeq);
-        entry.lastSeq = Math.max(entry.lastSeq, data.lastReadSeq);
+        this.#moveCursor(entry, data.lastReadSeq);
         return data.roomId;
       }
       case 'room': {
@@ -1058,14 +1150,18 @@ export class UnreadCounter {
     }
   }
 
-  /** Rooms whose cursor is unknown: fetch each and `applyRoom` it. */
+  /**
+   * Rooms whose count is unknown: fetch each, taking `asOf(id)` first, and
+   * `applyRoom(room, asOf)` the answer. A room changed while its fetch was
+   * under way stays unknown: fetch it again.
+   */
   unknownRooms() {
     return [...this.rooms].filter(([, entry]) => !entry.known).map(([id]) => id);
   }
 
   unread(roomId) {
     const entry = this.rooms.get(roomId);
-    return entry ? Math.max(0, entry.lastSeq - entry.cursor) : 0;
+    return entry ? Math.max(0, entry.lastSeq - entry.cursor - entry.deleted) : 0;
   }
 
   get total() {
@@ -1075,11 +1171,60 @@ export class UnreadCounter {
   }
 }
 
-/** Of two messages of a room (either may be absent), the later. */
+/**
+ * Of two versions of one message (either may be absent), the later: a
+ * deletion is final, else the later edit. Events and history pages can
+ * bring an older version after a newer one (a page read before an edit
+ * that arrives after it).
+ */
+export function newerVersion(a, b) {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  if (a.deletedAt || (!b.deletedAt && editedAt(a) >= editedAt(b))) return a;
+  return b;
+}
+
+const editedAt = (message) => (message.editedAt ? Date.parse(message.editedAt) : 0);
+
+/** Of two messages of a room (either may be absent), the later: the higher seq, or the newer version. */
 function newer(a, b) {
   if (!a) return b ?? null;
   if (!b) return a;
-  return b.seq > a.seq ? b : a;
+  if (a.seq !== b.seq) return b.seq > a.seq ? b : a;
+  return newerVersion(a, b);
+}
+
+/**
+ * Who other than its author has read `message`: the user ids whose cursor
+ * in `readCursors` (a room's, `{ userId: lastReadSeq }`) is at or past its
+ * seq, sorted. Empty when nobody has; a seen receipt is `length > 0`, or a
+ * check of who (the room's members, say).
+ */
+export function seenBy(readCursors, message) {
+  if (!readCursors || !message) return [];
+  return Object.entries(readCursors)
+    .filter(([userId, seq]) => userId !== message.authorId && seq >= message.seq)
+    .map(([userId]) => userId)
+    .sort();
+}
+
+/** `readCursors` with `userId` at `seq` at least; the same object if they were there already. */
+function advance(readCursors = {}, userId, seq) {
+  return (readCursors[userId] ?? 0) >= seq ? readCursors : { ...readCursors, [userId]: seq };
+}
+
+/** A room with `message` as its last message's newer version, if it is that message; else the same room. */
+function lastVersion(room, message) {
+  if (room.lastMessage?.id !== message.id) return room;
+  const lastMessage = newerVersion(room.lastMessage, message);
+  return lastMessage === room.lastMessage ? room : { ...room, lastMessage };
+}
+
+/** Two `readCursors` as one: each reader at the further of their two cursors (they never move back). */
+function mergeCursors(a = {}, b = {}) {
+  const merged = { ...a };
+  for (const [userId, seq] of Object.entries(b)) merged[userId] = Math.max(merged[userId] ?? 0, seq);
+  return merged;
 }
 
 /**
@@ -1180,7 +1325,11 @@ export class ChatRooms extends EventTarget {
   async markRead(roomId) {
     const seq = this.#counter?.rooms.get(roomId)?.lastSeq ?? 0;
     const state = await this.api.markRead(roomId, seq);
-    this.#counter?.applyEvent({ type: 'read', roomId, userId: state.userId, lastReadSeq: state.lastReadSeq });
+    if (this.#counter) {
+      this.#counter.applyEvent({ type: 'read', roomId, userId: state.userId, lastReadSeq: state.lastReadSeq });
+      this.#readTo(roomId, state.userId, state.lastReadSeq);
+      this.#fetchUnknown();
+    }
     this.#changed({}, [roomId]);
     return state;
   }
@@ -1203,34 +1352,75 @@ export class ChatRooms extends EventTarget {
   #onEvent({ id, data }) {
     // Before the first snapshot: it will reflect this, or be followed by it again.
     if (!this.#counter) return;
-    const roomId = this.#counter.applyEvent(data);
-    if (roomId == null) return;
+    let roomId = this.#counter.applyEvent(data);
     // Event ids rise with activity: they order the rooms (exactness past
     // 2^53 does not matter for that).
     const activity = Number(id);
     if (data.type === 'room') {
       const known = this.#rooms.get(roomId);
       const room = roomAfter(known?.room, data);
+      // What the event does not carry, or may carry older (a replay shows
+      // the room as it was then, its last message too): as known before.
+      const before = known?.room ?? known?.learnt;
+      const learnt = {
+        lastMessage: newer(before?.lastMessage, data.room.lastMessage),
+        readCursors: before?.readCursors ?? {},
+      };
       if (!this.#counter.rooms.has(roomId)) this.#rooms.delete(roomId);
-      else if (room) this.#rooms.set(roomId, { room, activity });
+      else if (room) this.#rooms.set(roomId, { room: { ...room, ...learnt }, activity });
       else {
         // Its members are unknown here: learn the room.
         this.#counter.rooms.get(roomId).known = false;
-        this.#rooms.set(roomId, { room: null, activity, lastMessage: newer(known?.lastMessage, data.room.lastMessage) });
+        this.#rooms.set(roomId, { room: null, activity, learnt });
       }
     } else if (data.type === 'message') {
+      const { message } = data;
       const known = this.#rooms.get(roomId);
+      // Posting reads the room: the author's cursor is at their message.
+      const learn = (what) => ({
+        ...what,
+        lastMessage: newer(what?.lastMessage, message),
+        readCursors: advance(what?.readCursors, message.authorId, message.seq),
+      });
       if (known?.room) {
-        const room = { ...known.room, lastMessage: newer(known.room.lastMessage, data.message) };
-        this.#rooms.set(roomId, { room, activity });
+        this.#rooms.set(roomId, { room: learn(known.room), activity });
       } else {
         // A room that moved while the snapshot was paged: learn it.
         this.#counter.rooms.get(roomId).known = false;
-        this.#rooms.set(roomId, { room: null, activity, lastMessage: newer(known?.lastMessage, data.message) });
+        this.#rooms.set(roomId, { room: null, activity, learnt: learn(known?.learnt) });
       }
+    } else if (data.type === 'message_edited' || data.type === 'message_deleted') {
+      // Not activity: the room keeps its place.
+      if (this.#revise(data.message.roomId, (room) => lastVersion(room, data.message))) roomId = data.message.roomId;
+    } else if (data.type === 'read') {
+      if (this.#readTo(data.roomId, data.userId, data.lastReadSeq)) roomId = data.roomId;
     }
+    if (roomId == null) return;
     this.#fetchUnknown();
     this.#changed({}, [roomId]);
+  }
+
+  /**
+   * Changes what is known of a room, listed or still to be fetched (what
+   * events taught of it: `lastMessage`, `readCursors`), keeping its place.
+   * Whether anything changed.
+   */
+  #revise(roomId, revise) {
+    const entry = this.#rooms.get(roomId);
+    if (!entry) return false;
+    const key = entry.room ? 'room' : 'learnt';
+    const before = entry[key] ?? {};
+    const after = revise(before);
+    if (after === before) return false;
+    this.#rooms.set(roomId, { ...entry, [key]: after });
+    return true;
+  }
+
+  #readTo(roomId, userId, seq) {
+    return this.#revise(roomId, (room) => {
+      const readCursors = advance(room.readCursors, userId, seq);
+      return readCursors === room.readCursors ? room : { ...room, readCursors };
+    });
   }
 
   #fetchUnknown() {
@@ -1238,15 +1428,23 @@ export class ChatRooms extends EventTarget {
       if (this.#fetching.has(roomId)) continue;
       this.#fetching.add(roomId);
       const counter = this.#counter;
+      const asOf = counter.asOf(roomId);
       this.api.room(roomId).then((room) => {
         // Left, or a new snapshot, meanwhile: what the fetch says is stale.
         if (counter !== this.#counter || !counter.rooms.has(roomId)) return;
         this.#fetchFailures = 0;
-        counter.applyRoom(room);
+        counter.applyRoom(room, asOf);
         const known = this.#rooms.get(roomId);
-        if (known && !known.room) {
-          const lastMessage = newer(room.lastMessage, known.lastMessage);
-          this.#rooms.set(roomId, { room: { ...room, lastMessage }, activity: known.activity });
+        if (known) {
+          // The answer may be older or newer than the events since: each
+          // reader's cursor at its furthest, the last message's newest version.
+          const before = known.room ?? known.learnt ?? {};
+          const merged = {
+            ...(known.room ?? room),
+            lastMessage: newer(room.lastMessage, before.lastMessage),
+            readCursors: mergeCursors(room.readCursors, before.readCursors),
+          };
+          this.#rooms.set(roomId, { room: merged, activity: known.activity });
         }
         this.#changed({}, [roomId]);
       }).catch((error) => {
@@ -1261,7 +1459,13 @@ export class ChatRooms extends EventTarget {
         // Not reachable now: its count stays unknown (all of it unread)
         // until a try succeeds, so try again soon, not only at the next event.
         this.#refetchLater(error);
-      }).finally(() => this.#fetching.delete(roomId));
+      }).finally(() => {
+        this.#fetching.delete(roomId);
+        // Changed while the fetch was under way, which may have read it
+        // before: fetch it again (not after a failure: that waits its turn).
+        const again = counter === this.#counter && counter.rooms.get(roomId)?.known === false;
+        if (again && this.#refetch === null && !this.#closed) this.#fetchUnknown();
+      });
     }
   }
 

@@ -1,8 +1,9 @@
 // The client against a real chat-server process (CHAT_SERVER_URL; `cargo
 // test` starts one in development mode, heartbeat 200 ms, and sets it):
 // stream → long-polling → stream without losing or repeating an event,
-// exact unread counts across devices, a send whose answer is lost stored
-// once, and the package as an app installs it, from a packed tarball.
+// exact unread counts across devices, edits and deletions, a send whose
+// answer is lost stored once, and the package as an app installs it, from a
+// packed tarball.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import { mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { ChatApi, ChatRooms, ChatStream } from '../chat-client.js';
 
 const SERVER = process.env.CHAT_SERVER_URL;
@@ -180,6 +182,55 @@ test('a widget that polls its room gets every message once, and its stream comes
   await agent.send(room.id, 'reply 4');
   await eventually(() => bodies.length === 4, 'the fourth by stream');
   assert.deepEqual(bodies, ['reply 1', 'reply 2', 'reply 3', 'reply 4']);
+});
+
+test('edits and deletions keep unread counts, last messages and readers\' cursors as the server has them', { skip }, async (t) => {
+  const agentToken = await token('agent-3', 'admin');
+  const customer = await apiFor('fay');
+  const agentElsewhere = await apiFor('agent-3', 'admin');
+  const rooms = new ChatRooms({ baseUrl: SERVER, getToken: async () => agentToken, ...FAST });
+  t.after(() => rooms.close());
+  await rooms.start();
+  await eventually(() => rooms.stream.status === 'live', 'live');
+  const room = await customer.createRoom('Edits');
+  const sent = [];
+  for (const body of ['one', 'two', 'three', 'four']) sent.push(await customer.send(room.id, body));
+  await eventually(() => rooms.unread(room.id) === 4, 'four unread');
+
+  const matchesServer = async () => {
+    const listing = await agentElsewhere.allRooms();
+    return listing.rooms.every((entry) => rooms.unread(entry.id) === entry.unreadCount
+      && isDeepStrictEqual(rooms.room(entry.id)?.lastMessage, entry.lastMessage)
+      && isDeepStrictEqual(rooms.room(entry.id)?.readCursors, entry.readCursors))
+      && rooms.getSnapshot().totalUnread === listing.totalUnread;
+  };
+  await customer.deleteMessage(room.id, sent[1].id); // the author's own
+  await eventually(() => rooms.unread(room.id) === 3, 'a deleted message no longer unread');
+  await agentElsewhere.deleteMessage(room.id, sent[3].id); // an admin deletes any
+  await eventually(() => rooms.room(room.id).lastMessage.deletedAt, 'the last message, a tombstone');
+  await eventually(matchesServer, 'the counts and rooms as the server has them');
+  assert.equal(rooms.unread(room.id), 2);
+
+  // Read on another device past one deleted message of two: which one is
+  // not in the events, so the room is fetched.
+  await agentElsewhere.markRead(room.id, 2);
+  await eventually(() => rooms.unread(room.id) === 1, 'one unread after the read');
+  const edited = await customer.editMessage(room.id, sent[2].id, 'three, fixed');
+  assert.ok(edited.editedAt);
+  assert.equal(edited.seq, sent[2].seq);
+  const five = await customer.send(room.id, 'five');
+  await customer.editMessage(room.id, five.id, 'five, fixed');
+  await eventually(() => rooms.room(room.id).lastMessage.body === 'five, fixed', 'the edit of the last message');
+  await eventually(matchesServer, 'the counts and rooms as the server has them, again');
+  assert.deepEqual(rooms.room(room.id).readCursors, { 'agent-3': 2, fay: 5 });
+
+  const other = await apiFor('gus', 'admin');
+  assert.equal((await customer.editMessage(room.id, sent[3].id, 'back').catch((e) => e)).code, 'message_deleted');
+  const stranger = await apiFor('hal');
+  assert.equal((await stranger.deleteMessage(room.id, five.id).catch((e) => e)).status, 404, 'not their room');
+  assert.equal((await other.editMessage(room.id, five.id, 'five, by an admin')).body, 'five, by an admin');
+  const again = await customer.deleteMessage(room.id, sent[1].id);
+  assert.ok(again.deletedAt, 'deleting twice answers the tombstone');
 });
 
 test('a send whose answer is lost is sent again with its clientId and stored once', { skip }, async () => {

@@ -16,67 +16,165 @@ function seeded(seed) {
 
 /**
  * A history of one user's rooms as the server keeps it: messages by them and
- * by others, their reads; each step logs an event and can be snapshotted.
+ * by others, their reads and others', edits, and deletions of any message
+ * (theirs or others', above or below their cursor), which rewrite the
+ * message's earlier events as the server's log does; each step logs at most
+ * one event, after which the state can be snapshotted. The server's count
+ * leaves deleted messages out.
  */
 function history(random, steps) {
-  const rooms = new Map([['a', { seq: 0, cursor: 0 }], ['b', { seq: 0, cursor: 0 }]]);
+  const rooms = new Map(['a', 'b'].map((id) => [id, { seq: 0, cursor: 0, messages: [] }]));
   const log = [];
   const snapshots = [];
+  const unread = (r) => r.messages.filter((m) => m.seq > r.cursor && !m.deletedAt).length;
   const snapshot = () => ({
     id: log.length,
     rooms: [...rooms].map(([id, r]) => ({
       id,
-      lastMessage: r.seq ? { seq: r.seq } : null,
-      unreadCount: r.seq - r.cursor,
+      lastMessage: r.seq ? { ...r.messages.at(-1) } : null,
+      unreadCount: unread(r),
+      lastReadSeq: r.cursor,
     })),
   });
+  const post = (roomId, room, authorId) => {
+    room.seq += 1;
+    const message = { roomId, seq: room.seq, authorId, id: `${roomId}${room.seq}` };
+    room.messages.push(message);
+    log.push({ type: 'message', message: { ...message } });
+  };
+  /** The message's earlier events now carry its latest version. */
+  const rewrite = (message) => {
+    for (const event of log) {
+      if (event.message?.id === message.id && event.type !== 'message_deleted') event.message = { ...message };
+    }
+  };
   snapshots.push(snapshot());
   for (let i = 0; i < steps; i += 1) {
     const roomId = random() < 0.5 ? 'a' : 'b';
     const room = rooms.get(roomId);
     const kind = random();
-    if (kind < 0.5) {
-      room.seq += 1;
-      log.push({ type: 'message', message: { roomId, seq: room.seq, authorId: 'other' } });
-    } else if (kind < 0.7) {
-      room.seq += 1;
+    const any = room.messages[Math.floor(random() * room.messages.length)];
+    if (kind < 0.35) {
+      post(roomId, room, 'other');
+    } else if (kind < 0.5) {
+      post(roomId, room, 'me');
       room.cursor = room.seq; // posting reads the room
-      log.push({ type: 'message', message: { roomId, seq: room.seq, authorId: 'me' } });
-    } else if (kind < 0.85) {
+    } else if (kind < 0.65) {
       const to = Math.floor(random() * (room.seq + 1));
       if (to > room.cursor) {
         room.cursor = to;
         log.push({ type: 'read', roomId, userId: 'me', lastReadSeq: to });
       }
-    } else {
+    } else if (kind < 0.72) {
       log.push({ type: 'read', roomId, userId: 'someone', lastReadSeq: room.seq });
+    } else if (kind < 0.78) {
+      if (any && !any.deletedAt) {
+        any.editedAt = `t${i}`;
+        rewrite(any);
+        log.push({ type: 'message_edited', message: { ...any } });
+      }
+    } else if (any && !any.deletedAt) {
+      // Deleting again would change nothing and log nothing.
+      Object.assign(any, { deletedAt: `t${i}`, deletedBy: any.authorId });
+      delete any.editedAt;
+      rewrite(any);
+      log.push({ type: 'message_deleted', message: { ...any } });
     }
-    snapshots.push(snapshot());
+    // The state after each event: `snapshots[n]` has seen the first n.
+    if (log.length === snapshots.length) snapshots.push(snapshot());
   }
-  return { rooms, log, snapshots };
+  return { rooms, log, snapshots, unread };
 }
 
-test('counts are exact from any snapshot and the events after it, repeats and overlaps included', () => {
-  for (let seed = 1; seed <= 300; seed += 1) {
+test('counts are exact from any snapshot and the events after it, deletions, repeats, overlaps and refetches included', () => {
+  const fetched = { answers: 0, stale: 0 };
+  for (let seed = 1; seed <= 500; seed += 1) {
     const random = seeded(seed);
-    const { rooms, log, snapshots } = history(random, 40);
+    const { rooms, log, snapshots, unread } = history(random, 60);
     const counter = new UnreadCounter({ me: 'me' });
     // A snapshot taken at some point; events from a little before it (an
     // overlap, as when a stream resumes from an older id), some twice.
     const taken = snapshots[Math.floor(random() * snapshots.length)];
     for (const room of taken.rooms) counter.applyRoom(room);
-    const from = Math.max(0, taken.id - Math.floor(random() * 5));
-    for (const data of log.slice(from)) {
-      counter.applyEvent(data);
-      if (random() < 0.2) counter.applyEvent(data);
+    // Rooms whose count is unknown are fetched as ChatRooms does: one fetch
+    // a room at a time, begun after the events so far, answered with the
+    // room at some moment since (the server may be ahead of the stream, and
+    // its time only moves forward), and delivered after a few more events,
+    // or none.
+    const fetches = new Map();
+    let serverNow = taken.id;
+    const answer = (fetch) => {
+      fetches.delete(fetch.roomId);
+      counter.applyRoom(fetch.room, fetch.asOf);
+      fetched.answers += 1;
+      if (!counter.rooms.get(fetch.roomId).known) fetched.stale += 1;
+    };
+    const fetchUnknown = (position) => {
+      for (const roomId of counter.unknownRooms()) {
+        if (fetches.has(roomId)) continue;
+        const since = Math.max(serverNow, position);
+        const moment = snapshots[since + Math.floor(random() * (snapshots.length - since))];
+        serverNow = moment.id;
+        const room = moment.rooms.find((r) => r.id === roomId);
+        fetches.set(roomId, { roomId, asOf: counter.asOf(roomId), room, due: position + Math.floor(random() * 4) });
+      }
+    };
+    for (let i = Math.max(0, taken.id - Math.floor(random() * 5)); i < log.length; i += 1) {
+      counter.applyEvent(log[i]);
+      if (random() < 0.2) counter.applyEvent(log[i]);
+      for (const fetch of [...fetches.values()]) if (fetch.due <= i + 1) answer(fetch);
+      fetchUnknown(i + 1);
+    }
+    for (const fetch of [...fetches.values()]) answer(fetch);
+    // Fetched again while unknown: with no event in between, once is enough.
+    for (let round = 0; counter.unknownRooms().length > 0; round += 1) {
+      assert.ok(round < 1, `seed ${seed}: still unknown after a fetch with nothing in between`);
+      fetchUnknown(log.length);
+      for (const fetch of [...fetches.values()]) answer(fetch);
     }
     // A late, older snapshot changes nothing either.
     for (const room of snapshots[Math.floor(random() * snapshots.length)].rooms) counter.applyRoom(room);
     for (const [id, room] of rooms) {
-      assert.equal(counter.unread(id), room.seq - room.cursor, `seed ${seed}, room ${id}`);
+      assert.equal(counter.unread(id), unread(room), `seed ${seed}, room ${id}`);
     }
-    assert.equal(counter.total, [...rooms.values()].reduce((sum, r) => sum + r.seq - r.cursor, 0));
+    assert.equal(counter.total, [...rooms.values()].reduce((sum, r) => sum + unread(r), 0));
   }
+  // The property met what it is about: fetches, and answers a change made stale.
+  assert.ok(fetched.answers > 200, `${fetched.answers} fetches`);
+  assert.ok(fetched.stale > 10, `${fetched.stale} stale answers`);
+});
+
+test('a deletion of an unread message makes the room unknown; a fetch begun before another change does not settle it', () => {
+  const counter = new UnreadCounter({ me: 'me' });
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 5 }, unreadCount: 3, lastReadSeq: 1 });
+  assert.equal(counter.unread('r'), 3, 'one of the four past the cursor is deleted');
+  counter.applyEvent({ type: 'message_deleted', message: { roomId: 'r', seq: 1, authorId: 'other' } });
+  counter.applyEvent({ type: 'message_deleted', message: { roomId: 'r', seq: 4, authorId: 'me' } });
+  assert.deepEqual(counter.unknownRooms(), [], 'read already, or the caller\'s own');
+  counter.applyEvent({ type: 'message_deleted', message: { roomId: 'r', seq: 3, authorId: 'other' } });
+  assert.deepEqual(counter.unknownRooms(), ['r']);
+  const asOf = counter.asOf('r');
+  counter.applyEvent({ type: 'message_deleted', message: { roomId: 'r', seq: 2, authorId: 'other' } });
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 5 }, unreadCount: 2, lastReadSeq: 1 }, asOf);
+  assert.deepEqual(counter.unknownRooms(), ['r'], 'the answer may predate the second deletion');
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 5 }, unreadCount: 1, lastReadSeq: 1 }, counter.asOf('r'));
+  assert.deepEqual(counter.unknownRooms(), []);
+  assert.equal(counter.unread('r'), 1);
+  counter.applyEvent({ type: 'read', roomId: 'r', userId: 'me', lastReadSeq: 3 });
+  assert.deepEqual(counter.unknownRooms(), ['r'], 'read past some of the deleted ones: which, is not known');
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 5 }, unreadCount: 1, lastReadSeq: 3 }, counter.asOf('r'));
+  counter.applyEvent({ type: 'message', message: { roomId: 'r', seq: 6, authorId: 'other' } });
+  assert.equal(counter.unread('r'), 2);
+  counter.applyEvent({ type: 'read', roomId: 'r', userId: 'me', lastReadSeq: 6 });
+  assert.deepEqual(counter.unknownRooms(), [], 'read to the end: nothing deleted is past the cursor');
+  assert.equal(counter.unread('r'), 0);
+  counter.applyEvent({ type: 'message', message: { roomId: 'r', seq: 7, authorId: 'other' } });
+  counter.applyEvent({ type: 'message', message: { roomId: 'r', seq: 8, authorId: 'other' } });
+  // A listing taken later with the same seq and cursor differs only by deletions since.
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 8 }, unreadCount: 1, lastReadSeq: 6 });
+  assert.equal(counter.unread('r'), 1);
+  counter.applyRoom({ id: 'r', lastMessage: { seq: 8 }, unreadCount: 2, lastReadSeq: 6 });
+  assert.equal(counter.unread('r'), 1, 'and an older one changes nothing');
 });
 
 test('a message the user posts from another device clears that room', () => {
@@ -286,6 +384,38 @@ test('a room whose fetch fails is fetched again soon, and a room that is not the
   assert.equal(tries, 2, 'tried again without waiting for another event');
   assert.equal(view.getSnapshot().totalUnread, 1);
   assert.deepEqual(view.getSnapshot().rooms.map((entry) => entry.room.id), ['x']);
+  view.close();
+});
+
+test('ChatRooms fetches a room again when an unread message in it is deleted, until an answer cannot predate a deletion', async () => {
+  const env = fakeClock();
+  const sse = sseBody();
+  const answers = [];
+  const server = fakeServer((path) => {
+    if (path.startsWith('/api/chat/sse')) return streamResponse(sse);
+    if (path === '/api/chat/rooms/r') return new Promise((resolve) => answers.push(resolve));
+    return { json: { rooms: [{ ...roomR(3, 3), lastReadSeq: 0 }], totalUnread: 3, nextPageToken: null, lastEventId: '100' } };
+  });
+  const view = new ChatRooms({ getToken: async () => tokenFor('me'), shareAcrossTabs: false, environment: { ...env, fetch: server.fetch } });
+  await view.start();
+  await env.advance(0);
+  const deleted = (seq) => ({ type: 'message_deleted', message: { ...message(seq).message, body: '', deletedAt: 't', deletedBy: 'x' } });
+  sse.write(`retry: 1\n\nid: 101\ndata: ${JSON.stringify(deleted(2))}\n\n`);
+  await env.advance(0);
+  assert.equal(answers.length, 1, 'fetched');
+  // Deleted while the fetch is under way, which may have read the room before.
+  sse.write(`id: 102\ndata: ${JSON.stringify(deleted(3))}\n\n`);
+  await env.advance(0);
+  assert.equal(answers.length, 1, 'one fetch of a room at a time');
+  answers[0]({ json: { ...roomR(3, 2), lastReadSeq: 0 } });
+  await env.advance(0);
+  assert.equal(answers.length, 2, 'fetched again');
+  answers[1]({ json: { ...roomR(3, 1), lastReadSeq: 0 } });
+  await env.advance(0);
+  assert.equal(view.unread('r'), 1);
+  assert.equal(view.getSnapshot().totalUnread, 1);
+  assert.equal(view.room('r').lastMessage.deletedAt, 't', 'the last message, a tombstone');
+  assert.equal(answers.length, 2);
   view.close();
 });
 

@@ -1,6 +1,6 @@
 // An app as the README writes it, checked by tsc (see types.test.mjs).
 import {
-  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId, roomAfter,
+  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId, newerVersion, roomAfter, seenBy,
   type Message, type Room, type Status, type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
@@ -13,6 +13,11 @@ stream.addEventListener('event', (event) => {
   if (data.type === 'message') {
     const seq: number = data.message.seq;
     console.log(seq, event.detail.id.length);
+  }
+  if (data.type === 'message_edited' || data.type === 'message_deleted') {
+    const shown: Message | null = newerVersion(null, data.message);
+    const tombstone: boolean = data.message.deletedAt !== undefined;
+    console.log(shown?.editedAt ?? '', tombstone, data.message.deletedBy ?? '');
   }
   if (data.type === 'room' && data.change !== 'created') {
     const known: Room | null = rooms.room(data.room.id);
@@ -39,6 +44,15 @@ async function send(body: string): Promise<Message | null> {
 }
 void send('hi');
 
+async function change(message: Message): Promise<void> {
+  const edited: Message = await api.editMessage(message.roomId, message.id, 'hello');
+  const tombstone: Message = await api.deleteMessage(edited.roomId, edited.id);
+  const room: Room = await api.room(tombstone.roomId);
+  const readers: string[] = seenBy(room.readCursors, message);
+  console.log(readers.length > 0 ? 'Seen' : '', room.lastReadSeq ?? 0);
+}
+void change;
+
 const rooms = new ChatRooms({ getToken });
 const unsubscribe = rooms.subscribe(() => {
   const { totalUnread, rooms: list } = rooms.getSnapshot();
@@ -48,6 +62,7 @@ unsubscribe();
 
 const counter = new UnreadCounter({ me: 'alice' });
 counter.applyRoom({ id: 'r1', lastMessage: null, unreadCount: 0 });
+counter.applyRoom({ id: 'r1', lastMessage: null, unreadCount: 0, lastReadSeq: 0 }, counter.asOf('r1'));
 const total: number = counter.total;
 console.log(total);
 
