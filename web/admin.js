@@ -1,8 +1,10 @@
 // The admin panel: every room the agent may see (all pages of them) with
-// exact unread badges and their total, newest activity first, kept live by
-// one ChatRooms; and the open conversation, marked read as it is read.
+// exact unread badges and their total, newest activity first, and whether
+// the customer has seen the last agent reply, kept live by one ChatRooms;
+// and the open conversation, marked read as it is read, where any message
+// may be deleted. The customer is a room's members; agents are the others.
 
-import { ChatRooms } from '/sdk/chat-client.js';
+import { ChatRooms, seenBy } from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
 import { Composer, Conversation } from '/assets/conversation.js';
 
@@ -14,7 +16,22 @@ const { api } = rooms;
 const rows = new Map();
 let selected = null;
 
-const conversation = new Conversation({ list: $('messages'), api, me, empty: 'No messages in this room yet.' });
+/** An agent's message: its author is no member of the room (the customer is). */
+const byAgent = (room, message) => !room.memberIds.includes(message.authorId);
+/** Whether one of the room's members has read up to the message. */
+const seenByCustomer = (room, message) => seenBy(room.readCursors, message).some((id) => room.memberIds.includes(id));
+
+const conversation = new Conversation({
+  list: $('messages'),
+  api,
+  me,
+  empty: 'No messages in this room yet.',
+  controls: () => ['delete'],
+  seen: (message) => {
+    const room = rooms.room(message.roomId);
+    return Boolean(room?.memberIds) && byAgent(room, message) && seenByCustomer(room, message);
+  },
+});
 const composer = new Composer({
   form: $('send'),
   room: () => selected,
@@ -29,12 +46,29 @@ function roomRow(roomId) {
   button.type = 'button';
   const name = document.createElement('span');
   name.className = 'name';
+  const receipt = document.createElement('span');
+  receipt.className = 'receipt';
   const badge = document.createElement('span');
   badge.className = 'badge';
-  button.append(name, badge);
+  button.append(name, receipt, badge);
   button.addEventListener('click', () => select(roomId));
   row.append(button);
-  return { row, button, name, badge };
+  return { row, button, name, receipt, badge };
+}
+
+/**
+ * Whether the customer has seen the agents' reply when the last message is
+ * one (seen or not seen); nothing when the customer spoke last, or the last
+ * message is deleted: the listing holds the last message only.
+ */
+function showReceipt(receipt, room) {
+  const last = room.lastMessage;
+  const reply = last && !last.deletedAt && room.memberIds ? byAgent(room, last) : false;
+  const seen = reply ? String(seenByCustomer(room, last)) : '';
+  if ((receipt.dataset.seen ?? '') === seen) return;
+  if (seen) receipt.dataset.seen = seen;
+  else delete receipt.dataset.seen;
+  receipt.textContent = seen === '' ? '' : seen === 'true' ? 'Seen' : 'Not seen';
 }
 
 function showBadge(badge, unread) {
@@ -61,6 +95,7 @@ function render() {
       rows.set(room.id, entry);
     }
     if (entry.name.textContent !== room.name) entry.name.textContent = room.name;
+    showReceipt(entry.receipt, room);
     showBadge(entry.badge, unread);
     const expected = previous ? previous.nextElementSibling : list.firstElementChild;
     if (entry.row !== expected) list.insertBefore(entry.row, expected);
@@ -76,6 +111,8 @@ function render() {
   $('total-label').setAttribute('aria-label', `${state.totalUnread} unread in all rooms`);
   $('rooms-empty').hidden = !state.ready || state.rooms.length > 0;
   if (selected && !present.has(selected)) $('room-title').textContent = 'This room is gone';
+  // Reads move the open conversation's seen receipt.
+  conversation.refresh();
 }
 
 let reading = null;
@@ -101,6 +138,7 @@ async function select(roomId) {
 rooms.subscribe(render);
 rooms.stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
 rooms.stream.addEventListener('event', ({ detail: { data } }) => {
+  if (data.type === 'message_edited' || data.type === 'message_deleted') conversation.change(data.message);
   if (data.type !== 'message') return;
   if (data.message.authorId === me) composer.arrived(data.message);
   if (data.message.roomId !== selected) return;

@@ -1,28 +1,50 @@
 // One room's conversation on a page: its history, opening at the newest
 // message and loading older ones on scroll up; live messages, each shown once
-// in seq order wherever it came from; and the composer, which keeps a
-// message in the box until it is stored, with a retry control if it was not.
+// in seq order wherever it came from, at their newest version (edited, or a
+// tombstone); the page's controls on messages (edit, delete) and its seen
+// receipt; and the composer, which keeps a message in the box until it is
+// stored, with a retry control if it was not.
 
-import { newClientId } from '/sdk/chat-client.js';
+import { newClientId, newerVersion } from '/sdk/chat-client.js';
 
 export function formatTime(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
+const span = (className, text = '') => {
+  const element = document.createElement('span');
+  element.className = className;
+  element.textContent = text;
+  return element;
+};
+
+const button = (className, text, onClick) => {
+  const element = document.createElement('button');
+  element.type = 'button';
+  element.className = className;
+  element.textContent = text;
+  element.addEventListener('click', onClick);
+  return element;
+};
+
 /** A message as a list item (text only: bodies are never HTML). */
 export function messageItem(message, me) {
   const item = document.createElement('li');
-  item.className = message.authorId === me ? 'message mine' : 'message';
   item.dataset.messageId = message.id;
   item.dataset.seq = String(message.seq);
-  const meta = document.createElement('span');
-  meta.className = 'meta';
-  meta.textContent = `${message.authorId} · ${formatTime(message.createdAt)}`;
-  const body = document.createElement('span');
-  body.className = 'body';
-  body.textContent = message.body;
-  item.append(meta, body);
+  item.append(span('meta'), span('body'));
+  showVersion(item, message, me);
   return item;
+}
+
+/** Shows this version of its message in its item: the body and "(edited)", or a tombstone line. */
+export function showVersion(item, message, me) {
+  const deleted = Boolean(message.deletedAt);
+  item.className = ['message', message.authorId === me && 'mine', deleted && 'deleted'].filter(Boolean).join(' ');
+  const meta = item.querySelector('.meta');
+  meta.textContent = `${message.authorId} · ${formatTime(message.createdAt)}`;
+  if (message.editedAt && !deleted) meta.append(' · ', span('edited', '(edited)'));
+  item.querySelector('.body').textContent = deleted ? 'message deleted' : message.body;
 }
 
 /**
@@ -66,6 +88,10 @@ export class Conversation {
   #api;
   #me;
   #shown = new Set();
+  /** Message id → the newest version seen, shown or not (yet). */
+  #versions = new Map();
+  #controls;
+  #seen;
   #roomId = null;
   /** Bumped by every open: answers for an older opening are dropped. */
   #opening = 0;
@@ -73,12 +99,20 @@ export class Conversation {
   #loadingOlder = false;
   #empty;
 
-  /** `list` is the `<ol>`; `empty` the text shown while it has no message. */
-  constructor({ list, api, me, empty = 'No messages yet.' }) {
+  /**
+   * `list` is the `<ol>`; `empty` the text shown while it has no message.
+   * `controls(message, lastOwn)` names what the user may do to a message
+   * (`'edit'`, `'delete'`; `lastOwn`: it is the newest of theirs that is not
+   * deleted); `seen(message)` whether it may carry the "Seen" receipt, shown
+   * under the newest that may.
+   */
+  constructor({ list, api, me, empty = 'No messages yet.', controls = () => [], seen = () => false }) {
     this.#list = list;
     this.#api = api;
     this.#me = me;
     this.#empty = empty;
+    this.#controls = controls;
+    this.#seen = seen;
     list.addEventListener('scroll', () => {
       if (list.scrollTop < 40) this.loadOlder();
     });
@@ -103,6 +137,7 @@ export class Conversation {
     const opening = ++this.#opening;
     this.#roomId = roomId;
     this.#shown.clear();
+    this.#versions.clear();
     this.#hasMore = false;
     // Busy: a screen reader announces what arrives, not a reloaded history.
     this.#list.setAttribute('aria-busy', 'true');
@@ -125,6 +160,7 @@ export class Conversation {
     this.#hasMore = newest.hasMore;
     for (const message of newest.messages) this.#add(message);
     this.#showEmpty();
+    this.refresh();
     this.#list.scrollTop = this.#list.scrollHeight;
     this.#list.removeAttribute('aria-busy');
     // A short page does not scroll: fill it, so older ones can be reached.
@@ -135,9 +171,47 @@ export class Conversation {
   add(message) {
     if (message.roomId !== this.#roomId) return;
     const following = atEnd(this.#list);
-    if (!this.#add(message)) return;
+    const added = this.#add(message);
+    this.refresh();
+    if (!added) return;
     this.#showEmpty();
     if (following || message.authorId === this.#me) this.#list.scrollTop = this.#list.scrollHeight;
+  }
+
+  /**
+   * A message of the open room edited or deleted: shown at its new version
+   * if it is shown, else kept for when it is (a page read before the change
+   * may still bring the old one). Never adds it: older messages come by
+   * scrolling, in order.
+   */
+  change(message) {
+    if (message.roomId !== this.#roomId) return;
+    const version = newerVersion(this.#versions.get(message.id), message);
+    this.#versions.set(message.id, version);
+    const item = this.#item(message.id);
+    if (!item) return;
+    showVersion(item, version, this.#me);
+    // Deleted (by someone else, or another tab): nothing left to edit or delete.
+    if (version.deletedAt) {
+      this.#closeEditor(item);
+      item.querySelector(':scope > .confirm')?.remove();
+      delete item.dataset.state;
+    }
+    this.refresh();
+  }
+
+  /** Places the controls and the seen receipt again (after reads, which move them). */
+  refresh() {
+    const items = [...this.#list.querySelectorAll('.message')];
+    const versions = items.map((item) => this.#versions.get(item.dataset.messageId));
+    const lastOwn = versions.findLast((m) => m.authorId === this.#me && !m.deletedAt);
+    const seen = versions.findLast((m) => !m.deletedAt && this.#seen(m));
+    items.forEach((item, i) => {
+      const message = versions[i];
+      // A message being edited or deleted keeps what it shows until that is done.
+      if (!item.dataset.state) this.#showControls(item, message.deletedAt ? [] : this.#controls(message, message === lastOwn));
+      this.#showReceipt(item, message === seen);
+    });
   }
 
   /** Says, at the end of the list, that the conversation cannot go on. */
@@ -162,6 +236,7 @@ export class Conversation {
       // The list does not anchor its scrolling (see chat.css): keep the view still here.
       const height = this.#list.scrollHeight;
       for (const message of page.messages) this.#add(message);
+      this.refresh();
       this.#hasMore = page.hasMore;
       this.#list.scrollTop += this.#list.scrollHeight - height;
     } catch {
@@ -172,8 +247,153 @@ export class Conversation {
     }
   }
 
+  /** Shows a message, or its newer version if it is shown already; whether it was new. */
   #add(message) {
-    return showInOrder(this.#list, message, this.#me, this.#shown);
+    const known = this.#versions.get(message.id);
+    const version = newerVersion(known, message);
+    this.#versions.set(message.id, version);
+    if (showInOrder(this.#list, version, this.#me, this.#shown)) return true;
+    if (version !== known) this.change(version);
+    return false;
+  }
+
+  #item(messageId) {
+    return this.#list.querySelector(`.message[data-message-id="${CSS.escape(messageId)}"]`);
+  }
+
+  #showReceipt(item, seen) {
+    const receipt = item.querySelector(':scope > .receipt');
+    if (seen && !receipt) item.append(span('receipt', 'Seen'));
+    if (!seen) receipt?.remove();
+  }
+
+  /** The message's buttons, made again only when what they offer changes (a click keeps its focus). */
+  #showControls(item, names) {
+    const current = item.querySelector(':scope > .actions');
+    const wanted = names.join(' ');
+    if ((current?.dataset.offers ?? '') === wanted) return;
+    current?.remove();
+    if (!wanted) return;
+    const actions = document.createElement('div');
+    actions.className = 'actions';
+    actions.dataset.offers = wanted;
+    if (names.includes('edit')) actions.append(button('edit', 'Edit', () => this.#openEditor(item)));
+    if (names.includes('delete')) actions.append(button('delete', 'Delete', () => this.#confirmDelete(item)));
+    const receipt = item.querySelector(':scope > .receipt');
+    if (receipt) receipt.before(actions);
+    else item.append(actions);
+  }
+
+  /** Says in the item why the server refused what the user asked (its own words). */
+  #problem(item, what, error) {
+    let problem = item.querySelector(':scope > .problem');
+    if (!problem) {
+      problem = document.createElement('p');
+      problem.className = 'problem';
+      problem.setAttribute('role', 'alert');
+      item.append(problem);
+    }
+    const why = error?.status ? error.message : 'the server could not be reached; try again';
+    problem.textContent = `${what}: ${why}.`;
+  }
+
+  #clearProblem(item) {
+    item.querySelector(':scope > .problem')?.remove();
+  }
+
+  /** Deleting asks once more, in place: "Delete this message?" Delete / Keep. */
+  #confirmDelete(item) {
+    const { roomId } = this;
+    const messageId = item.dataset.messageId;
+    item.dataset.state = 'confirming';
+    this.#showControls(item, []);
+    const confirm = document.createElement('div');
+    confirm.className = 'actions confirm';
+    const done = (focus) => {
+      confirm.remove();
+      delete item.dataset.state;
+      this.refresh();
+      if (focus) item.querySelector('.actions .delete')?.focus();
+    };
+    const yes = button('confirm-delete', 'Delete', async () => {
+      yes.disabled = true;
+      try {
+        this.change(await this.#api.deleteMessage(roomId, messageId));
+        this.#clearProblem(item);
+        this.#list.focus();
+      } catch (error) {
+        if (!confirm.isConnected) return; // deleted meanwhile
+        this.#problem(item, 'Not deleted', error);
+        done(true);
+      }
+    });
+    const keep = button('keep', 'Keep', () => done(true));
+    confirm.append(span('question', 'Delete this message?'), yes, keep);
+    item.append(confirm);
+    yes.focus();
+  }
+
+  /** Edits a message in place: Enter saves (Shift+Enter is a new line), Escape cancels. */
+  #openEditor(item) {
+    const { roomId } = this;
+    const messageId = item.dataset.messageId;
+    const message = this.#versions.get(messageId);
+    item.dataset.state = 'editing';
+    this.#showControls(item, []);
+    const form = document.createElement('form');
+    form.className = 'editor';
+    const box = document.createElement('textarea');
+    box.rows = 2;
+    box.maxLength = 4000;
+    box.value = message.body;
+    box.setAttribute('aria-label', 'Edit message');
+    const save = document.createElement('button');
+    save.type = 'submit';
+    save.textContent = 'Save';
+    const cancel = button('cancel', 'Cancel', () => this.#closeEditor(item, true));
+    form.append(box, save, cancel);
+    item.querySelector('.body').hidden = true;
+    item.querySelector('.body').after(form);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (item.dataset.state === 'saving') return;
+      item.dataset.state = 'saving';
+      box.readOnly = true;
+      save.disabled = true;
+      try {
+        const edited = await this.#api.editMessage(roomId, messageId, box.value);
+        this.#closeEditor(item, true);
+        this.change(edited);
+      } catch (error) {
+        if (!form.isConnected) return; // deleted meanwhile
+        item.dataset.state = 'editing';
+        box.readOnly = false;
+        save.disabled = false;
+        this.#problem(item, 'Not saved', error);
+        box.focus();
+      }
+    });
+    box.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      } else if (event.key === 'Escape') {
+        event.preventDefault();
+        this.#closeEditor(item, true);
+      }
+    });
+    box.focus();
+  }
+
+  #closeEditor(item, focus = false) {
+    const form = item.querySelector(':scope > .editor');
+    if (!form) return;
+    form.remove();
+    item.querySelector('.body').hidden = false;
+    this.#clearProblem(item);
+    delete item.dataset.state;
+    this.refresh();
+    if (focus) (item.querySelector('.actions .edit') ?? this.#list).focus();
   }
 
   #showEmpty() {

@@ -1,8 +1,10 @@
 // The chat widget: the end user's conversation, live. It reuses the user's
 // newest room, and creates one only when they first send a message, so
-// signing in never leaves an empty room behind.
+// signing in never leaves an empty room behind. The user may edit or delete
+// their last message, and sees "Seen" under their newest message someone
+// else (an agent) has read.
 
-import { ChatApi, ChatStream, retryDelay } from '/sdk/chat-client.js';
+import { ChatApi, ChatStream, retryDelay, seenBy } from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
 import { Composer, Conversation } from '/assets/conversation.js';
 
@@ -12,12 +14,16 @@ const timings = timingOverrides();
 const api = new ChatApi({ getToken, ...timings });
 let roomId = new URLSearchParams(location.search).get('roomId');
 let stream = null;
+/** How far each reader of the room has read: the room's, then its `read` events and posts. */
+let readCursors = {};
 
 const conversation = new Conversation({
   list: $('messages'),
   api,
   me,
   empty: 'No messages yet. Say hello: we are here to help.',
+  controls: (message, lastOwn) => (lastOwn ? ['edit', 'delete'] : []),
+  seen: (message) => message.authorId === me && seenBy(readCursors, message).length > 0,
 });
 const composer = new Composer({
   form: $('send'),
@@ -62,6 +68,31 @@ function markReadSoon() {
   }, 250);
 }
 
+/** A reader's cursor moved (they never move back). */
+function readTo(userId, seq) {
+  if ((readCursors[userId] ?? 0) >= seq) return;
+  readCursors = { ...readCursors, [userId]: seq };
+  conversation.refresh();
+}
+
+/**
+ * The room's cursors, at each snapshot, tried until they come (quietly: the
+ * conversation works without them). Events before or after the answer
+ * agree with it: each cursor is taken at its furthest.
+ */
+async function loadCursors(id) {
+  for (let attempt = 0; id === roomId; attempt += 1) {
+    try {
+      const room = await api.room(id);
+      for (const [userId, seq] of Object.entries(room.readCursors ?? {})) readTo(userId, seq);
+      return;
+    } catch (error) {
+      if (error.retryable === false) return;
+      await new Promise((resolve) => setTimeout(resolve, retryDelay(error, attempt, api.options)));
+    }
+  }
+}
+
 let over = false;
 function ended(text) {
   if (over) return;
@@ -79,10 +110,15 @@ async function openRoom(id) {
   stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
   stream.addEventListener('snapshot', (event) => {
     conversation.open(id, event.detail).then(markReadSoon);
+    loadCursors(id);
   });
   stream.addEventListener('event', ({ detail: { data } }) => {
+    if (data.type === 'read') readTo(data.userId, data.lastReadSeq);
+    if (data.type === 'message_edited' || data.type === 'message_deleted') conversation.change(data.message);
     if (data.type !== 'message') return;
     conversation.add(data.message);
+    // Posting reads the room.
+    readTo(data.message.authorId, data.message.seq);
     if (data.message.authorId === me) composer.arrived(data.message);
     else markReadSoon();
   });

@@ -636,9 +636,13 @@ async fn both_pages_pass_an_accessibility_check_with_no_serious_violation() {
     let alice = user("alice");
     let room = create_room_with_message(&server, &alice, "Hello").await;
     post(&server, &admin("agent"), &room, "Hi, how can I help?").await;
+    let admin_page = format!("/admin?user=agent&role=admin&{TIMINGS}");
+    let widget_page = format!("/widget?user=alice&{TIMINGS}");
     for (page, url) in [
-        ("admin", format!("/admin?user=agent&role=admin&{TIMINGS}")),
-        ("widget", format!("/widget?user=alice&{TIMINGS}")),
+        ("admin", admin_page.clone()),
+        ("admin, asking before a deletion", admin_page),
+        ("widget", widget_page.clone()),
+        ("widget, editing a message", widget_page),
         ("sign-in", format!("/widget?{TIMINGS}")),
     ] {
         // A tab remembers who signed in: forget it, to see the form.
@@ -651,7 +655,7 @@ async fn both_pages_pass_an_accessibility_check_with_no_serious_violation() {
         } else {
             browser.status_is("live").await;
         }
-        if page == "admin" {
+        if page.starts_with("admin") {
             browser
                 .click(&format!("[data-room-id='{room}'] button"))
                 .await;
@@ -660,6 +664,28 @@ async fn both_pages_pass_an_accessibility_check_with_no_serious_violation() {
                     "the conversation",
                     "document.querySelector('#messages .body')",
                 )
+                .await;
+        }
+        // The controls of a message as they open in place.
+        if page == "admin, asking before a deletion" {
+            browser.click("#messages .actions .delete").await;
+            browser
+                .wait_for(
+                    "the question",
+                    "document.querySelector('#messages .confirm')",
+                )
+                .await;
+        }
+        if page == "widget, editing a message" {
+            browser
+                .wait_for(
+                    "the controls",
+                    "document.querySelector('#messages .actions .edit')",
+                )
+                .await;
+            browser.click("#messages .actions .edit").await;
+            browser
+                .wait_for("the editor", "document.querySelector('#messages .editor')")
                 .await;
         }
         browser.run(&format!("{axe}\nreturn 0;")).await;
