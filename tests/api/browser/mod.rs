@@ -2,12 +2,13 @@
 //! processes: the `/admin` and `/widget` pages over the client package, with
 //! short timings (heartbeat 200 ms, watchdog 1 s, backoff 100 to 800 ms),
 //! often behind a test proxy that breaks the network on demand, or behind
-//! nginx through a rolling restart; and the client package's own tests
-//! under Node.
+//! nginx through a rolling restart; edits, deletions and seen receipts
+//! between the two pages; and the client package's own tests under Node.
 //!
 //! Where Chromium, Node or npm is missing these tests say loudly that they
 //! were skipped; with `CHAT_TEST_REQUIRE_BROWSER` set (CI) they fail instead.
 
+mod edits;
 mod fallback;
 mod package;
 mod pages;
