@@ -176,8 +176,8 @@ impl Browser {
         body.send_keys("\u{E007}").await.unwrap(); // Enter
     }
 
-    /// The bodies of the messages the open conversation shows, in order.
-    /// Asserts the page was never reloaded since it was first opened.
+    /// Asserts the page was not reloaded since the test set
+    /// `window.loadedAt = performance.timeOrigin` on it.
     pub async fn assert_not_reloaded(&self) {
         assert_eq!(
             self.run("return window.loadedAt === performance.timeOrigin;")
@@ -187,6 +187,7 @@ impl Browser {
         );
     }
 
+    /// The bodies of the messages the open conversation shows, in order.
     pub async fn shown_bodies(&self) -> Vec<String> {
         let bodies = self
             .run(
