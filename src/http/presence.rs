@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct PresenceParams {
     /// Up to 100 user ids, comma-separated.
+    #[param(min_length = 1, pattern = "^[^,\\x00-\\x1f]+(,[^,\\x00-\\x1f]+)*$")]
     user_ids: String,
 }
 
