@@ -105,6 +105,8 @@ pub struct Config {
     /// How long after sending a message its author may still edit it
     /// (admins always may).
     pub message_edit_window: Interval,
+    /// Messages one transaction of an erasure makes tombstones.
+    pub erase_batch: u32,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
     /// The longest (and default) wait of `GET /api/chat/events`; see
@@ -337,6 +339,9 @@ impl Config {
         }
         if self.relay_poll_interval.0 < Duration::from_millis(10) {
             return invalid("relay_poll_interval must be at least 10ms".to_owned());
+        }
+        if self.erase_batch == 0 {
+            return invalid("erase_batch must be at least 1".to_owned());
         }
         if self.event_purge_batch == 0 {
             return invalid("event_purge_batch must be at least 1".to_owned());

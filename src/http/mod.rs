@@ -12,6 +12,7 @@ mod presence;
 mod rooms;
 mod streams;
 mod typing;
+mod users;
 
 pub use extract::{Json, Path, Query};
 
@@ -56,6 +57,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(messages::router())
         .merge(typing::router())
         .merge(presence::router())
+        .merge(users::router())
         .merge(streams::router())
         .merge(events::router())
         .merge(pages::router())

@@ -132,6 +132,10 @@ impl Store for Measured {
         .await
     }
 
+    async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64> {
+        timed("erase_messages", self.0.erase_messages(by, author, batch)).await
+    }
+
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState> {
         timed("mark_read", self.0.mark_read(caller, room, seq)).await
     }

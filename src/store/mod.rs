@@ -227,6 +227,11 @@ pub trait Store: Send + Sync + 'static {
         message: &MessageId,
     ) -> Result<Message>;
 
+    /// Makes every message `author` wrote a tombstone deleted by `by`, with
+    /// its `message_deleted` event, `batch` messages to a transaction (so
+    /// the event counter is never held for long); how many.
+    async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64>;
+
     /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState>;
 

@@ -447,6 +447,128 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Makes up to `batch` of `author`'s messages tombstones, in one
+        /// transaction; how many. Their rooms are locked first, in id order,
+        /// and the messages read again under the locks (an edit or deletion
+        /// takes its room's lock first too): none is changed twice.
+        async fn erase_batch(
+            pool: &sqlx::Pool<$db>,
+            by: &UserId,
+            author: &UserId,
+            batch: u32,
+        ) -> Result<u64> {
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT room_id FROM (SELECT room_id FROM messages
+                 WHERE author_id = $1 AND deleted_at IS NULL ORDER BY room_id, seq LIMIT $2) AS next",
+            )
+            .bind(author.as_str())
+            .bind(i64::from(batch))
+            .fetch_all(pool)
+            .await?;
+            if candidates.is_empty() {
+                return Ok(0);
+            }
+            let now = Timestamp::now().unix_ms();
+            let mut tx = begin_write(pool).await?;
+            let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM rooms WHERE id IN (");
+            let mut list = lock.separated(", ");
+            for room in &candidates {
+                list.push_bind(room.as_str());
+            }
+            lock.push(") ORDER BY id").push($lock_rows);
+            let _: Vec<(String,)> = lock.build_query_as().fetch_all(&mut *tx).await?;
+            let mut select = sqlx::QueryBuilder::<$db>::new(concat!(
+                "SELECT ", message_columns!(),
+                " FROM messages WHERE deleted_at IS NULL AND author_id = "
+            ));
+            select.push_bind(author.as_str()).push(" AND room_id IN (");
+            let mut list = select.separated(", ");
+            for room in &candidates {
+                list.push_bind(room.as_str());
+            }
+            select.push(") ORDER BY room_id, seq LIMIT ").push_bind(i64::from(batch));
+            let rows: Vec<MessageRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let was: Vec<Message> = rows.into_iter().map(Message::from).collect();
+            if was.is_empty() {
+                tx.rollback().await?;
+                return Ok(0);
+            }
+            let mut update = sqlx::QueryBuilder::<$db>::new(
+                "UPDATE messages SET body = '', edited_at = NULL, deleted_at = ",
+            );
+            update
+                .push_bind(now)
+                .push(", deleted_by = ")
+                .push_bind(by.as_str())
+                .push(" WHERE id IN (");
+            let mut list = update.separated(", ");
+            for message in &was {
+                list.push_bind(message.id.as_str());
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
+            let erased: Vec<Message> = was
+                .iter()
+                .map(|message| Message {
+                    body: String::new(),
+                    edited_at: None,
+                    deleted_at: Some(Timestamp::from_unix_ms(now)),
+                    deleted_by: Some(by.clone()),
+                    ..message.clone()
+                })
+                .collect();
+            for (was, erased) in was.iter().zip(&erased) {
+                rewrite_message_events(&mut tx, was, erased).await?;
+            }
+            // The counter last, once for the batch, as a batch of posts takes it.
+            let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
+                .bind(erased.len() as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+            let first_id = last_id - erased.len() as i64 + 1;
+            let events = (first_id..)
+                .zip(&erased)
+                .map(|(id, message)| {
+                    serde_json::to_string(&EventData::MessageDeleted { message }).map(|json| {
+                        (id, message.room_id.as_str(), json, message.id.as_str())
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+            let mut rooms: std::collections::BTreeMap<&str, i64> = Default::default();
+            for (id, room, _, _) in &events {
+                rooms.insert(room, *id);
+            }
+            sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO events (id, room_id, subject_id, created_at, data, message_id) ",
+            )
+            .push_values(&events, |mut row, (id, room, json, message)| {
+                row.push_bind(*id)
+                    .push_bind(*room)
+                    .push_bind(None::<&str>)
+                    .push_bind(now)
+                    .push_bind(json.as_str())
+                    .push_bind(*message);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+            sqlx::QueryBuilder::<$db>::new("UPDATE rooms SET last_event_id = v.column2 FROM (")
+                .push_values(rooms, |mut row, (room, event_id)| {
+                    row.push_bind(room).push_bind(event_id);
+                })
+                .push(") AS v WHERE rooms.id = v.column1")
+                .build()
+                .execute(&mut *tx)
+                .await?;
+            let notify: Option<&'static str> = $notify;
+            if let Some(notify) = notify {
+                sqlx::query(notify).bind(last_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(erased.len() as u64)
+        }
+
         /// Writes a batch of posts (see `group_commit`) and answers each.
         async fn write_posts(
             pool: sqlx::Pool<$db>,
@@ -1117,6 +1239,18 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 self.wake.notify_one();
                 Ok(deleted)
+            }
+
+            async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64> {
+                let mut erased = 0;
+                loop {
+                    let written = erase_batch(&self.pool, by, author, batch.max(1)).await?;
+                    if written == 0 {
+                        return Ok(erased);
+                    }
+                    self.wake.notify_one();
+                    erased += written;
+                }
             }
 
             async fn mark_read(

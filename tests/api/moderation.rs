@@ -1,13 +1,15 @@
 //! Moderation: admins close a room to new messages and reopen it, streamed
-//! as room changes; members may not.
+//! as room changes, and erase what a user wrote, in batches; members may not.
 
 use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_stores!(
     an_admin_closes_a_room_to_new_messages_and_reopens_it,
     only_admins_may_close_a_room_and_outsiders_learn_nothing,
+    erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and_streams_each,
 );
 
 async fn newest_event_id(app: &TestApp, token: &str) -> String {
@@ -84,4 +86,68 @@ async fn only_admins_may_close_a_room_and_outsiders_learn_nothing(backend: Backe
         "invalid_field",
     );
     app.send(&alice, &room, "still open").await;
+}
+
+async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and_streams_each(
+    backend: Backend,
+) {
+    // Batches of two: five messages take three transactions.
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("erase_batch", 2))
+    })
+    .await;
+    let (alice, bob, agent) = (user("alice"), user("bob"), admin("agent"));
+    let first = app.create_room(&alice, "first", &["bob"]).await;
+    let second = app.create_room(&alice, "second", &[]).await;
+    for n in 0..3 {
+        app.send(&alice, &first, &format!("alice secret {n}")).await;
+    }
+    app.send(&bob, &first, "bob stays").await;
+    for n in 3..5 {
+        app.send(&alice, &second, &format!("alice secret {n}"))
+            .await;
+    }
+    let mut agents = app.stream("", &agent).await;
+    assert_error(
+        app.delete("/api/chat/users/alice/messages", &bob).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    let (status, erased) = app.delete("/api/chat/users/alice/messages", &agent).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased, json!({"userId": "alice", "erased": 5}));
+    let mut streamed = Vec::new();
+    while streamed.len() < 5 {
+        let event = agents.expect("message_deleted").await;
+        assert_eq!(event.data["message"]["deletedBy"], "agent");
+        streamed.push(event.data["message"]["body"].clone());
+    }
+    assert!(streamed.iter().all(|body| body == ""));
+    let (_, page) = app
+        .get(&format!("/api/chat/rooms/{first}/messages"), &bob)
+        .await;
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["", "", "", "bob stays"],
+        "the seqs stay, bob's message too"
+    );
+    for sql in [
+        "SELECT COUNT(*) FROM messages WHERE body LIKE '%secret%'",
+        "SELECT COUNT(*) FROM events WHERE data LIKE '%secret%'",
+    ] {
+        assert_eq!(app.count_rows(sql).await, 0, "{sql}");
+    }
+    // Unread: the agent, who never read, has bob's message left.
+    assert_eq!(app.unread(&agent, &first).await, 1);
+    assert_eq!(app.unread(&agent, &second).await, 0);
+    // Again: nothing left to erase.
+    let (_, again) = app.delete("/api/chat/users/alice/messages", &agent).await;
+    assert_eq!(again["erased"], 0);
 }

@@ -35,6 +35,7 @@ async fn the_openapi_document_describes_every_route_and_its_errors(backend: Back
         ("/api/chat/rooms/{room_id}/typing", "post"),
         ("/api/chat/events", "get"),
         ("/api/chat/presence", "get"),
+        ("/api/chat/users/{user_id}/messages", "delete"),
         ("/api/chat/sse", "get"),
         ("/api/chat/sse/stats", "get"),
         ("/api/dev/token", "post"),
