@@ -106,6 +106,8 @@ pub async fn build_state(
             retention: config.event_retention.0,
             purge_batch: config.event_purge_batch,
             presence_grace: config.presence_grace.0,
+            message_retention: config.message_retention.map(|retention| retention.0),
+            erase_batch: config.erase_batch,
         },
     )
     .await

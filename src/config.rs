@@ -107,6 +107,10 @@ pub struct Config {
     pub message_edit_window: Interval,
     /// Messages one transaction of an erasure makes tombstones.
     pub erase_batch: u32,
+    /// If set, messages older than this become tombstones (in batches of
+    /// `erase_batch`), as an erasure makes them.
+    #[serde(default)]
+    pub message_retention: Option<Interval>,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
     /// The longest (and default) wait of `GET /api/chat/events`; see

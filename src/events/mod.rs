@@ -187,6 +187,10 @@ pub struct HubOptions {
     pub purge_batch: u32,
     /// How long after their last stream ends a user stays online.
     pub presence_grace: Duration,
+    /// If set, messages older than this become tombstones, `erase_batch`
+    /// to a transaction.
+    pub message_retention: Option<Duration>,
+    pub erase_batch: u32,
 }
 
 /// The fan-out of one process.
@@ -254,6 +258,11 @@ impl Hub {
                 options.poll_interval,
             )),
             tokio::spawn(heartbeats(beat, options.heartbeat_interval)),
+            tokio::spawn(message_retention(
+                store.clone(),
+                options.message_retention,
+                options.erase_batch,
+            )),
             tokio::spawn(retention(
                 store.clone(),
                 options.retention,
@@ -517,6 +526,24 @@ async fn rewrite_window(hub: &Hub, messages: &[MessageId]) {
             .router
             .rewrite(events.into_iter().map(|e| Arc::new(Event::from_stored(e)))),
         Err(error) => tracing::warn!(%error, "could not read the events an edit rewrote"),
+    }
+}
+
+/// Makes messages older than `window` tombstones, hourly (or sooner for
+/// short windows); with no window, keeps them.
+async fn message_retention(store: Arc<dyn Store>, window: Option<Duration>, batch: u32) {
+    let Some(window) = window else { return };
+    let every = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::from_unix_ms(Timestamp::now().unix_ms().saturating_sub(window_ms));
+        match store.erase_messages_before(cutoff, batch).await {
+            Ok(0) => {}
+            Ok(erased) => tracing::info!(erased, "erased messages past the retention window"),
+            Err(error) => tracing::warn!(%error, "could not erase old messages"),
+        }
     }
 }
 

@@ -136,6 +136,14 @@ impl Store for Measured {
         timed("erase_messages", self.0.erase_messages(by, author, batch)).await
     }
 
+    async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
+        timed(
+            "erase_messages_before",
+            self.0.erase_messages_before(cutoff, batch),
+        )
+        .await
+    }
+
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState> {
         timed("mark_read", self.0.mark_read(caller, room, seq)).await
     }

@@ -72,6 +72,16 @@ impl RoomPage {
     }
 }
 
+/// Who a tombstone made by the message retention says deleted it.
+pub const RETENTION: &str = "chat-server:retention";
+
+/// Which messages an erasure makes tombstones.
+#[derive(Debug, Clone, Copy)]
+enum Erasing<'a> {
+    WrittenBy(&'a UserId),
+    WrittenBefore(Timestamp),
+}
+
 /// Which messages of a room to read; always returned ascending by seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageRange {
@@ -231,6 +241,10 @@ pub trait Store: Send + Sync + 'static {
     /// its `message_deleted` event, `batch` messages to a transaction (so
     /// the event counter is never held for long); how many.
     async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64>;
+
+    /// The same for every message written before `cutoff` (the message
+    /// retention), deleted by `RETENTION`.
+    async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64>;
 
     /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
     async fn mark_read(&self, caller: &Caller, room: &RoomId, seq: i64) -> Result<ReadState>;

@@ -447,24 +447,51 @@ macro_rules! impl_store {
             Ok(())
         }
 
-        /// Makes up to `batch` of `author`'s messages tombstones, in one
-        /// transaction; how many. Their rooms are locked first, in id order,
-        /// and the messages read again under the locks (an edit or deletion
-        /// takes its room's lock first too): none is changed twice.
+        impl $store {
+            /// Makes the messages `which` names tombstones deleted by `by`,
+            /// `batch` to a transaction; how many.
+            async fn erase(&self, by: &UserId, which: super::Erasing<'_>, batch: u32) -> Result<u64> {
+                let mut erased = 0;
+                loop {
+                    let written = erase_batch(&self.pool, by, which, batch.max(1)).await?;
+                    if written == 0 {
+                        return Ok(erased);
+                    }
+                    self.wake.notify_one();
+                    erased += written;
+                }
+            }
+        }
+
+        /// Pushes the condition on `messages` that `which` stands for.
+        fn push_erasing<'a>(query: &mut sqlx::QueryBuilder<$db>, which: super::Erasing<'a>) {
+            match which {
+                super::Erasing::WrittenBy(author) => {
+                    query.push("author_id = ").push_bind(author.as_str());
+                }
+                super::Erasing::WrittenBefore(cutoff) => {
+                    query.push("created_at < ").push_bind(cutoff.unix_ms());
+                }
+            }
+        }
+
+        /// Makes up to `batch` of the messages `which` names tombstones, in
+        /// one transaction; how many. Their rooms are locked first, in id
+        /// order, and the messages read again under the locks (an edit or
+        /// deletion takes its room's lock first too): none is changed twice.
         async fn erase_batch(
             pool: &sqlx::Pool<$db>,
             by: &UserId,
-            author: &UserId,
+            which: super::Erasing<'_>,
             batch: u32,
         ) -> Result<u64> {
-            let candidates: Vec<String> = sqlx::query_scalar(
+            let mut next = sqlx::QueryBuilder::<$db>::new(
                 "SELECT DISTINCT room_id FROM (SELECT room_id FROM messages
-                 WHERE author_id = $1 AND deleted_at IS NULL ORDER BY room_id, seq LIMIT $2) AS next",
-            )
-            .bind(author.as_str())
-            .bind(i64::from(batch))
-            .fetch_all(pool)
-            .await?;
+                 WHERE deleted_at IS NULL AND ",
+            );
+            push_erasing(&mut next, which);
+            next.push(" LIMIT ").push_bind(i64::from(batch)).push(") AS next");
+            let candidates: Vec<String> = next.build_query_scalar().fetch_all(pool).await?;
             if candidates.is_empty() {
                 return Ok(0);
             }
@@ -479,9 +506,10 @@ macro_rules! impl_store {
             let _: Vec<(String,)> = lock.build_query_as().fetch_all(&mut *tx).await?;
             let mut select = sqlx::QueryBuilder::<$db>::new(concat!(
                 "SELECT ", message_columns!(),
-                " FROM messages WHERE deleted_at IS NULL AND author_id = "
+                " FROM messages WHERE deleted_at IS NULL AND "
             ));
-            select.push_bind(author.as_str()).push(" AND room_id IN (");
+            push_erasing(&mut select, which);
+            select.push(" AND room_id IN (");
             let mut list = select.separated(", ");
             for room in &candidates {
                 list.push_bind(room.as_str());
@@ -1242,15 +1270,12 @@ macro_rules! impl_store {
             }
 
             async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64> {
-                let mut erased = 0;
-                loop {
-                    let written = erase_batch(&self.pool, by, author, batch.max(1)).await?;
-                    if written == 0 {
-                        return Ok(erased);
-                    }
-                    self.wake.notify_one();
-                    erased += written;
-                }
+                self.erase(by, super::Erasing::WrittenBy(author), batch).await
+            }
+
+            async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
+                let by = UserId::from_store(super::RETENTION.to_owned());
+                self.erase(&by, super::Erasing::WrittenBefore(cutoff), batch).await
             }
 
             async fn mark_read(

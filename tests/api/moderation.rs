@@ -10,6 +10,7 @@ on_both_stores!(
     an_admin_closes_a_room_to_new_messages_and_reopens_it,
     only_admins_may_close_a_room_and_outsiders_learn_nothing,
     erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and_streams_each,
+    with_a_message_retention_old_messages_become_tombstones_and_new_ones_stay,
 );
 
 async fn newest_event_id(app: &TestApp, token: &str) -> String {
@@ -150,4 +151,33 @@ async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and
     // Again: nothing left to erase.
     let (_, again) = app.delete("/api/chat/users/alice/messages", &agent).await;
     assert_eq!(again["erased"], 0);
+}
+
+async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_stay(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("message_retention", "3s"))
+    })
+    .await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&alice, "kept a while", &[]).await;
+    let mut agents = app.stream("", &agent).await;
+    let old = app.send(&alice, &room, "old news").await;
+    // Fresh, it is kept.
+    let (_, page) = app
+        .get(&format!("/api/chat/rooms/{room}/messages"), &alice)
+        .await;
+    assert_eq!(page["messages"][0]["body"], "old news");
+    let message = agents.expect("message").await;
+    assert_eq!(message.data["message"]["id"], old["id"]);
+    // Three seconds on, the retention makes it a tombstone, as a deletion.
+    let erased = agents.expect("message_deleted").await;
+    assert_eq!(erased.data["message"]["id"], old["id"]);
+    assert_eq!(erased.data["message"]["deletedBy"], "chat-server:retention");
+    assert_eq!(
+        app.count_rows("SELECT COUNT(*) FROM events WHERE data LIKE '%old news%'")
+            .await,
+        0
+    );
 }
