@@ -49,6 +49,33 @@ export type StreamData =
   /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
   | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string };
 
+/** Signals: not in the log, no id, never replayed, never polled. */
+export interface TypingSignal {
+  type: 'typing';
+  roomId: string;
+  userId: string;
+  /** false: stopped now. */
+  typing: boolean;
+  /** Forget it after this unless renewed. */
+  expiresInMs: number;
+}
+
+export interface PresenceSignal {
+  type: 'presence';
+  userId: string;
+  online: boolean;
+  /** Per user, the highest version is the truth. */
+  version: number;
+}
+
+export type SignalData = TypingSignal | PresenceSignal;
+
+/** `GET /api/chat/presence`: its `version` counts for every user listed. */
+export interface PresenceSnapshot {
+  version: number;
+  users: { userId: string; online: boolean }[];
+}
+
 export interface ResetData {
   type: 'reset';
   reason: 'unknown_event_id' | 'event_id_expired';
@@ -105,6 +132,10 @@ export interface Timings {
   sendTimeout: number;
   /** Tries of a send whose outcome stays unknown. Default 5. */
   sendAttempts: number;
+  /** Whether the stream carries typing and presence signals (`signal` events). Default false; ChatRooms: true. */
+  signals: boolean;
+  /** How often a TypingSender says again that its user types. Default 3 000 ms. */
+  typingRenew: number;
 }
 
 /** Replacements for browser facilities, for tests. */
@@ -200,6 +231,10 @@ export declare class ChatApi {
   /** Its author, or an admin: resolves with the tombstone, the same one if deleted already. */
   deleteMessage(roomId: string, messageId: string): Promise<Message>;
   markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
+  /** Tells the room's viewers the caller types (renew it every few seconds) or stopped. 429 beyond the rate. */
+  typing(roomId: string, typing?: boolean): Promise<null>;
+  /** Who of `userIds` (at most 100) is online; users the caller may not see are left out. */
+  presence(userIds: Iterable<string>): Promise<PresenceSnapshot>;
 }
 
 export interface ChatStreamEventMap {
@@ -209,6 +244,8 @@ export interface ChatStreamEventMap {
   reset: CustomEvent<ResetData>;
   status: CustomEvent<{ status: Status; retryIn?: number }>;
   error: CustomEvent<{ error: ChatError }>;
+  /** With `signals: true` only. */
+  signal: CustomEvent<{ data: SignalData }>;
 }
 
 export declare class ChatStream extends EventTarget {
@@ -273,4 +310,52 @@ export declare class ChatRooms extends EventTarget {
   markRead(roomId: string): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
   addEventListener(type: 'change', listener: (event: CustomEvent<{ roomIds: string[] | null }>) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** Something whose events a keeper follows: a ChatStream, or ChatRooms' `stream`. */
+type SignalSource = Pick<ChatStream, 'addEventListener' | 'removeEventListener'> & { api?: ChatApi };
+
+/** Who is online, per user the highest version; follows a stream's signals, refetching when it goes live. */
+export declare class Presence extends EventTarget {
+  constructor(options: { api?: Pick<ChatApi, 'presence'>; stream?: SignalSource | null });
+  /** null while unknown. */
+  online(userId: string): boolean | null;
+  version(userId: string): number;
+  /** Follows these users too, fetching the state of the new ones. */
+  watch(userIds: Iterable<string>): Promise<void>;
+  /** Fetches the snapshot again (all watched users by default); never rejects. */
+  refresh(userIds?: string[]): Promise<void>;
+  /** Whether it changed anything. */
+  apply(data: SignalData | StreamData): boolean;
+  /** The user ids whose state changed. */
+  applySnapshot(snapshot: PresenceSnapshot): string[];
+  close(): void;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ userIds: string[] }>) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** Who is typing per room, expiring by itself; the caller's own signals are skipped. */
+export declare class Typing extends EventTarget {
+  constructor(options?: { me?: string | null; stream?: SignalSource | null; environment?: Partial<Environment> });
+  typists(roomId: string): string[];
+  apply(data: SignalData | StreamData): void;
+  /** Its author stopped typing. */
+  message(message: Pick<Message, 'roomId' | 'authorId'>): void;
+  /** Clears every timer. */
+  close(): void;
+  readonly pendingTimers: number;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomId: string }>) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** "I am typing", throttled: `input()` on input events, `stop()` on send or blur. */
+export declare class TypingSender {
+  constructor(options: {
+    api: Pick<ChatApi, 'typing'>;
+    room: string | null | (() => string | null);
+    typingRenew?: number;
+    environment?: Partial<Environment>;
+  });
+  input(): void;
+  stop(): void;
 }

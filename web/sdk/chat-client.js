@@ -9,6 +9,8 @@
 // in long-hidden tabs, and shares one connection between all tabs of a
 // browser. Sends carry an idempotency key kept across retries, so a send
 // whose answer was lost is retried without ever storing the message twice.
+// Streams opened with `signals` also bring typing and presence signals,
+// which `Typing`, `Presence` and `TypingSender` keep and send.
 //
 // Why fetch and not EventSource: with fetch the token travels in a header
 // (out of URLs and server logs), `Last-Event-ID` can be sent on every
@@ -31,7 +33,14 @@ export const DEFAULTS = Object.freeze({
   snapshotMessages: 50, // a room's newest messages in its snapshot
   sendTimeout: 10_000, // a send not answered within this is retried
   sendAttempts: 5, // tries of a send whose outcome stays unknown
+  signals: false, // whether the stream carries typing and presence signals
+  typingRenew: 3_000, // how often a typist says again that they type
 });
+
+/** Event types that are signals: never in the log, no id, not replayed. */
+const SIGNALS = new Set(['typing', 'presence']);
+/** The most user ids one presence snapshot may ask for. */
+const PRESENCE_BATCH = 100;
 
 /** Full jitter: a delay uniformly in [0, min(max, initial * 2^attempt)]. */
 export function backoffDelay(attempt, options = DEFAULTS, random = Math.random) {
@@ -360,6 +369,24 @@ export class ChatApi {
     return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/read`, { seq });
   }
 
+  /**
+   * Tells the room's viewers the caller types (`true`, holds for the
+   * server's `expiresInMs`: renew it) or stopped (`false`). Rejects with a
+   * ChatError 429 beyond the server's rate (2/s, bursts of 10).
+   */
+  typing(roomId, typing = true) {
+    return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/typing`, { typing: Boolean(typing) });
+  }
+
+  /**
+   * Who of `userIds` (at most 100) is online: `{ version, users: [{ userId,
+   * online }] }`, leaving out users the caller may not see.
+   */
+  presence(userIds) {
+    const query = new URLSearchParams({ userIds: [...userIds].join(',') });
+    return this.request('GET', `/api/chat/presence?${query}`);
+  }
+
   #sleep(ms, signal) {
     return new Promise((resolve, reject) => {
       const timer = this.#env.setTimeout(resolve, ms);
@@ -407,7 +434,12 @@ const RECENT_EVENTS = 1_000;
  *   reconnecting, polling, paused, offline; `retryIn` (ms) while waiting to
  *   try again;
  * - `error`: `{ error }` for a failure that retrying cannot mend (the room is
- *   gone, or the caller may not see it); the view stops.
+ *   gone, or the caller may not see it); the view stops;
+ * - `signal`: `{ data }` for a `typing` or `presence` signal, with the
+ *   option `signals: true` only. Signals have no id, never move
+ *   `lastEventId`, are not replayed after a reconnect and never come by
+ *   polling: after each `live` status, fetch what they tell again (see
+ *   `Presence`).
  */
 export class ChatStream extends EventTarget {
   #options;
@@ -608,6 +640,8 @@ export class ChatStream extends EventTarget {
       }
     } else if (message.kind === 'event') {
       this.#deliver(message.id, message.data);
+    } else if (message.kind === 'signal') {
+      this.#emit('signal', { data: message.data });
     } else if (message.kind === 'position') {
       this.#advance(message.id);
     } else if (message.kind === 'snapshot') {
@@ -749,7 +783,10 @@ export class ChatStream extends EventTarget {
     }
     this.#watch(connection, this.#options.connectTimeout);
     try {
-      const query = this.#options.roomId == null ? '' : `?roomId=${encodeURIComponent(this.#options.roomId)}`;
+      const params = new URLSearchParams();
+      if (this.#options.roomId != null) params.set('roomId', this.#options.roomId);
+      if (this.#options.signals) params.set('signals', 'true');
+      const query = params.toString() ? `?${params}` : '';
       const headers = { Accept: 'text/event-stream' };
       if (this.lastEventId != null) headers['Last-Event-ID'] = this.lastEventId;
       const response = await this.#api.fetch(`/api/chat/sse${query}`, {
@@ -836,6 +873,12 @@ export class ChatStream extends EventTarget {
     }
     if (parsed.type === 'auth_expired') {
       this.#api.refreshToken();
+      return;
+    }
+    // Not in the log: no id to dedupe by or resume from.
+    if (SIGNALS.has(parsed.type) && !hasId) {
+      this.#emit('signal', { data: parsed });
+      this.#relay({ kind: 'signal', data: parsed });
       return;
     }
     this.#onLogEvent(hasId ? id : null, parsed);
@@ -1274,7 +1317,7 @@ export class ChatRooms extends EventTarget {
     super();
     this.#options = { ...DEFAULTS, ...options };
     this.#env = { ...defaultEnvironment(), ...(options.environment ?? {}) };
-    this.#stream = new ChatStream({ ...options, roomId: null });
+    this.#stream = new ChatStream({ signals: true, ...options, roomId: null });
     this.#stream.addEventListener('status', (event) => this.#changed({ status: event.detail.status }));
     this.#stream.addEventListener('snapshot', (event) => this.#onSnapshot(event.detail));
     this.#stream.addEventListener('event', (event) => this.#onEvent(event.detail));
@@ -1508,5 +1551,240 @@ export class ChatRooms extends EventTarget {
       .map(({ room }) => ({ room, unread: counter?.unread(room.id) ?? 0 }));
     this.#state = { ...this.#state, rooms, totalUnread: counter?.total ?? 0 };
     this.#dirty = false;
+  }
+}
+
+/**
+ * Who is online, per user the news with the highest version: presence
+ * signals and snapshots (`GET /api/chat/presence`) may arrive in any order,
+ * and a snapshot's version counts for every user it lists. Given a
+ * `stream`, it applies its signals and fetches the snapshot again whenever
+ * the stream goes live (signals missed while it was down are not replayed)
+ * and after a reset. Emits `change` with `{ userIds }` when someone's state
+ * changed.
+ */
+export class Presence extends EventTarget {
+  #api;
+  #users = new Map(); // userId → { online, version }
+  #watched = new Set();
+  #cleanups = [];
+  #closed = false;
+
+  /** `api`: a ChatApi (or the stream's); `stream`: a ChatStream to follow, optional. */
+  constructor({ api, stream = null } = {}) {
+    super();
+    this.#api = api ?? stream?.api ?? null;
+    if (stream) {
+      const on = (type, handler) => {
+        stream.addEventListener(type, handler);
+        this.#cleanups.push(() => stream.removeEventListener(type, handler));
+      };
+      on('signal', (event) => this.apply(event.detail.data));
+      on('status', (event) => event.detail.status === 'live' && this.refresh());
+      on('reset', () => this.refresh());
+    }
+  }
+
+  /** Whether the user is online: true, false, or null while unknown. */
+  online(userId) {
+    return this.#users.get(userId)?.online ?? null;
+  }
+
+  /** The version held for the user (0 when unknown). */
+  version(userId) {
+    return this.#users.get(userId)?.version ?? 0;
+  }
+
+  /** Adds users to follow and fetches the state of those new here. */
+  watch(userIds) {
+    const fresh = [...new Set(userIds)].filter((id) => !this.#watched.has(id));
+    for (const id of fresh) this.#watched.add(id);
+    return fresh.length > 0 ? this.refresh(fresh) : Promise.resolve();
+  }
+
+  /**
+   * Fetches the snapshot of `userIds` (the watched ones by default), in
+   * batches the server accepts. A failure is left for the next reconnect:
+   * the signals meanwhile still apply.
+   */
+  async refresh(userIds = [...this.#watched]) {
+    if (!this.#api || this.#closed) return;
+    const batches = [];
+    for (let i = 0; i < userIds.length; i += PRESENCE_BATCH) batches.push(userIds.slice(i, i + PRESENCE_BATCH));
+    await Promise.all(batches.map((batch) => this.#api.presence(batch)
+      .then((snapshot) => this.applySnapshot(snapshot))
+      .catch(() => {})));
+  }
+
+  /** A `presence` signal (others are ignored); whether it changed anything. */
+  apply(data) {
+    if (data?.type !== 'presence' || this.#closed) return false;
+    const changed = this.#take(data.userId, data.online, data.version);
+    if (changed) this.#changed([data.userId]);
+    return changed;
+  }
+
+  /** A `GET /api/chat/presence` answer; the user ids whose state changed. */
+  applySnapshot({ version, users = [] }) {
+    if (this.#closed) return [];
+    const changed = users.filter(({ userId, online }) => this.#take(userId, online, version)).map((u) => u.userId);
+    if (changed.length > 0) this.#changed(changed);
+    return changed;
+  }
+
+  close() {
+    this.#closed = true;
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
+
+  /** Older news than what is held changes nothing; whether the state shown changed. */
+  #take(userId, online, version) {
+    const held = this.#users.get(userId);
+    if (held && held.version >= version) return false;
+    this.#users.set(userId, { online: Boolean(online), version });
+    return !held || held.online !== Boolean(online);
+  }
+
+  #changed(userIds) {
+    this.dispatchEvent(new CustomEvent('change', { detail: { userIds } }));
+  }
+}
+
+/**
+ * Who is typing, per room: a `typing` signal holds for its `expiresInMs`
+ * unless renewed, and ends sooner with `typing: false` or a message from
+ * that user. The caller's own signals are skipped (`me`). Given a `stream`,
+ * it follows its signals and messages. Emits `change` with `{ roomId }`.
+ * Its timers go with `close()`.
+ */
+export class Typing extends EventTarget {
+  #env;
+  #me;
+  #rooms = new Map(); // roomId → Map(userId → timer)
+  #cleanups = [];
+  #closed = false;
+
+  constructor({ me = null, stream = null, environment = {} } = {}) {
+    super();
+    this.#me = me;
+    this.#env = { ...defaultEnvironment(), ...environment };
+    if (stream) {
+      const on = (type, handler) => {
+        stream.addEventListener(type, handler);
+        this.#cleanups.push(() => stream.removeEventListener(type, handler));
+      };
+      on('signal', (event) => this.apply(event.detail.data));
+      on('event', (event) => {
+        if (event.detail.data.type === 'message') this.message(event.detail.data.message);
+      });
+    }
+  }
+
+  /** Who types in `roomId` now, in the order they began. */
+  typists(roomId) {
+    return [...(this.#rooms.get(roomId)?.keys() ?? [])];
+  }
+
+  /** A `typing` signal (others are ignored). */
+  apply(data) {
+    if (data?.type !== 'typing' || this.#closed) return;
+    // The caller's own, from their other tabs or this one: not news to them.
+    if (this.#me !== null && data.userId === this.#me) return;
+    if (!data.typing) {
+      this.#stop(data.roomId, data.userId);
+      return;
+    }
+    let room = this.#rooms.get(data.roomId);
+    if (!room) this.#rooms.set(data.roomId, (room = new Map()));
+    const renewed = room.has(data.userId);
+    if (renewed) this.#env.clearTimeout(room.get(data.userId));
+    const ms = Number(data.expiresInMs) > 0 ? Number(data.expiresInMs) : 6_000;
+    room.set(data.userId, this.#env.setTimeout(() => {
+      room.delete(data.userId);
+      this.#forget(data.roomId);
+    }, ms));
+    if (!renewed) this.#changed(data.roomId);
+  }
+
+  /** A message arrived: its author has stopped typing it. */
+  message({ roomId, authorId }) {
+    this.#stop(roomId, authorId);
+  }
+
+  close() {
+    this.#closed = true;
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    for (const room of this.#rooms.values()) for (const timer of room.values()) this.#env.clearTimeout(timer);
+    this.#rooms.clear();
+  }
+
+  /** Timers now pending, for tests. */
+  get pendingTimers() {
+    let count = 0;
+    for (const room of this.#rooms.values()) count += room.size;
+    return count;
+  }
+
+  #stop(roomId, userId) {
+    const room = this.#rooms.get(roomId);
+    if (!room?.has(userId)) return;
+    this.#env.clearTimeout(room.get(userId));
+    room.delete(userId);
+    this.#forget(roomId);
+  }
+
+  #forget(roomId) {
+    if (this.#rooms.get(roomId)?.size === 0) this.#rooms.delete(roomId);
+    this.#changed(roomId);
+  }
+
+  #changed(roomId) {
+    this.dispatchEvent(new CustomEvent('change', { detail: { roomId } }));
+  }
+}
+
+/**
+ * Says "I am typing" for a text box, throttled: `input()` on each input
+ * event sends `typing: true` at once and then at most every `typingRenew`
+ * (3 s) while input keeps coming; `stop()` (on send, blur, or a room
+ * change) sends `typing: false` if a true was sent. Failures (a 429 beyond
+ * the rate) are dropped: the notice expires by itself. Uses no timers.
+ */
+export class TypingSender {
+  #api;
+  #env;
+  #renew;
+  #room;
+  /** The room told that the caller types, and when it was last told. */
+  #typingIn = null;
+  #sentAt = -Infinity;
+
+  /** `room`: the room id, or a function giving the room the box writes to now. */
+  constructor({ api, room, typingRenew = DEFAULTS.typingRenew, environment = {} }) {
+    this.#api = api;
+    this.#room = typeof room === 'function' ? room : () => room;
+    this.#renew = typingRenew;
+    this.#env = { ...defaultEnvironment(), ...environment };
+  }
+
+  /** The user typed (an input event). */
+  input() {
+    const roomId = this.#room() ?? null;
+    if (this.#typingIn !== null && this.#typingIn !== roomId) this.stop();
+    if (roomId === null) return;
+    const now = this.#env.now();
+    if (this.#typingIn === roomId && now - this.#sentAt < this.#renew) return;
+    this.#typingIn = roomId;
+    this.#sentAt = now;
+    this.#api.typing(roomId, true).catch(() => {});
+  }
+
+  /** The user sent, left the box, or the box now writes elsewhere. */
+  stop() {
+    const roomId = this.#typingIn;
+    if (roomId === null) return;
+    this.#typingIn = null;
+    this.#sentAt = -Infinity;
+    this.#api.typing(roomId, false).catch(() => {});
   }
 }

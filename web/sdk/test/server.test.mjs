@@ -1,8 +1,8 @@
 // The client against a real chat-server process (CHAT_SERVER_URL; `cargo
 // test` starts one in development mode, heartbeat 200 ms, and sets it):
 // stream → long-polling → stream without losing or repeating an event,
-// exact unread counts across devices, edits and deletions, a send whose
-// answer is lost stored once, and the package as an app installs it, from a
+// exact unread counts across devices, edits and deletions, typing and
+// presence signals, a send whose answer is lost stored once, and the package as an app installs it, from a
 // packed tarball.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { ChatApi, ChatRooms, ChatStream } from '../chat-client.js';
+import { ChatApi, ChatRooms, ChatStream, Presence, Typing, TypingSender } from '../chat-client.js';
 
 const SERVER = process.env.CHAT_SERVER_URL;
 const skip = SERVER ? false : 'CHAT_SERVER_URL is not set (cargo test sets it)';
@@ -231,6 +231,59 @@ test('edits and deletions keep unread counts, last messages and readers\' cursor
   assert.equal((await other.editMessage(room.id, five.id, 'five, by an admin')).body, 'five, by an admin');
   const again = await customer.deleteMessage(room.id, sent[1].id);
   assert.ok(again.deletedAt, 'deleting twice answers the tombstone');
+});
+
+test('typing and presence signals reach the agent without moving its resume point', { skip }, async (t) => {
+  const agentToken = await token('agent-4', 'admin');
+  const customerToken = await token('ida');
+  const customer = new ChatApi({ baseUrl: SERVER, getToken: async () => customerToken });
+  const room = await customer.createRoom('Signals');
+  await customer.send(room.id, 'hello');
+  const rooms = new ChatRooms({ baseUrl: SERVER, getToken: async () => agentToken, ...FAST });
+  const typing = new Typing({ me: 'agent-4', stream: rooms.stream });
+  const presence = new Presence({ stream: rooms.stream });
+  const events = [];
+  rooms.stream.addEventListener('event', (event) => events.push(event.detail));
+  t.after(() => {
+    typing.close();
+    presence.close();
+    rooms.close();
+  });
+  await rooms.start();
+  await eventually(() => rooms.stream.status === 'live', 'live');
+  await presence.watch(['ida']);
+  assert.equal(presence.online('ida'), false, 'no stream of hers yet');
+
+  const widget = new ChatStream({
+    baseUrl: SERVER, getToken: async () => customerToken, roomId: room.id, signals: true, ...FAST,
+  });
+  const widgetTyping = new Typing({ me: 'ida', stream: widget });
+  t.after(() => {
+    widgetTyping.close();
+    widget.close();
+  });
+  await widget.start();
+  await eventually(() => presence.online('ida') === true, 'ida online by a signal');
+  const from = rooms.stream.lastEventId;
+
+  const sender = new TypingSender({ api: customer, room: room.id });
+  sender.input();
+  await eventually(() => typing.typists(room.id).includes('ida'), 'ida typing');
+  assert.deepEqual(widgetTyping.typists(room.id), [], 'her own typing is not shown to her');
+  assert.equal(rooms.stream.lastEventId, from, 'signals move no resume point');
+  sender.stop();
+  await eventually(() => typing.typists(room.id).length === 0, 'stopped at once');
+
+  const agent = new ChatApi({ baseUrl: SERVER, getToken: async () => agentToken });
+  await agent.typing(room.id, true);
+  await eventually(() => widgetTyping.typists(room.id).includes('agent-4'), 'the agent typing, in the widget');
+  await agent.send(room.id, 'how can I help?');
+  await eventually(() => widgetTyping.typists(room.id).length === 0, 'the agent\'s message ends it');
+
+  const polled = await serverLog(agent, from);
+  assert.ok(polled.every((e) => e.data.type !== 'typing' && e.data.type !== 'presence'), 'no signal in the log');
+  assert.deepEqual(events.filter((e) => !Number.isNaN(Number(e.id))).map((e) => e.id), events.map((e) => e.id));
+  assert.deepEqual((await agent.presence(['ida', 'nobody'])).users.find((u) => u.userId === 'ida'), { userId: 'ida', online: true });
 });
 
 test('a send whose answer is lost is sent again with its clientId and stored once', { skip }, async () => {

@@ -1,7 +1,7 @@
 // An app as the README writes it, checked by tsc (see types.test.mjs).
 import {
-  ChatApi, ChatError, ChatRooms, ChatStream, SendError, UnreadCounter, newClientId, newerVersion, roomAfter, seenBy,
-  type Message, type Room, type Status, type StreamData,
+  ChatApi, ChatError, ChatRooms, ChatStream, Presence, SendError, Typing, TypingSender, UnreadCounter, newClientId,
+  newerVersion, roomAfter, seenBy, type Message, type SignalData, type Room, type Status, type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -70,3 +70,20 @@ export function Badge(): string {
   const { status, totalUnread } = useChatUnread({ getToken, user: 'alice' });
   return `${status}: ${totalUnread}`;
 }
+
+const live = new ChatStream({ getToken, roomId: 'r1', signals: true });
+live.addEventListener('signal', (event) => {
+  const data: SignalData = event.detail.data;
+  if (data.type === 'typing') console.log(data.roomId, data.userId, data.typing, data.expiresInMs);
+  else console.log(data.userId, data.online, data.version);
+});
+const presence = new Presence({ stream: live });
+void presence.watch(['alice']);
+presence.addEventListener('change', (event) => console.log(event.detail.userIds.map((id) => presence.online(id))));
+const typists = new Typing({ me: 'bob', stream: live });
+typists.addEventListener('change', (event) => console.log(typists.typists(event.detail.roomId).join(', ')));
+const sender = new TypingSender({ api: live.api, room: () => 'r1' });
+sender.input();
+sender.stop();
+void live.api.typing('r1', false);
+void live.api.presence(['alice']).then(({ version, users }) => console.log(version, users[0]?.online));
