@@ -3,15 +3,23 @@
 // the customer has seen the last agent reply, kept live by one ChatRooms;
 // and the open conversation, marked read as it is read, where any message
 // may be deleted. The customer is a room's members; agents are the others.
+// A dot says whether the customer is online, and the open conversation
+// says when they type; the agent's own typing is told to the room.
 
-import { ChatRooms, seenBy } from '/sdk/chat-client.js';
+import {
+  ChatRooms, Presence, Typing, TypingSender, seenBy,
+} from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
 import { Composer, Conversation } from '/assets/conversation.js';
 
 const $ = (id) => document.getElementById(id);
+const span = (className) => Object.assign(document.createElement('span'), { className });
 const { user: me, getToken } = await signIn('admin');
 const rooms = new ChatRooms({ getToken, ...timingOverrides() });
 const { api } = rooms;
+const presence = new Presence({ stream: rooms.stream });
+const typing = new Typing({ me, stream: rooms.stream });
+const typingSender = new TypingSender({ api, room: () => selected });
 /** room id → its row in the list */
 const rows = new Map();
 let selected = null;
@@ -35,8 +43,36 @@ const conversation = new Conversation({
 const composer = new Composer({
   form: $('send'),
   room: () => selected,
-  send: async (text, clientId, roomId) => conversation.add(await api.send(roomId, text, { clientId })),
+  send: async (text, clientId, roomId) => {
+    typingSender.stop();
+    conversation.add(await api.send(roomId, text, { clientId }));
+  },
 });
+$('body').addEventListener('input', () => typingSender.input());
+$('body').addEventListener('blur', () => typingSender.stop());
+
+/** Whether one of the room's members (the customer) is online. */
+const customerOnline = (room) => Boolean(room?.memberIds?.some((id) => presence.online(id) === true));
+
+/** A presence dot and its words: the dot for the eye, the hidden text for screen readers. */
+function showPresence(dot, online) {
+  const value = String(online);
+  if (dot.dataset.online === value) return;
+  dot.dataset.online = value;
+  dot.querySelector('.visually-hidden').textContent = online ? 'Customer online' : 'Customer offline';
+}
+
+/** The open conversation's head and typing line. */
+function showOpenRoom() {
+  const room = selected ? rooms.room(selected) : null;
+  const dot = $('room-presence');
+  dot.hidden = !room;
+  if (room) showPresence(dot, customerOnline(room));
+  // The customer's typing only: other agents' is not the agent's news.
+  const typists = selected ? typing.typists(selected).filter((id) => room?.memberIds?.includes(id)) : [];
+  const text = typists.length > 0 ? `${typists.join(', ')} is typing…` : '';
+  if ($('typing').textContent !== text) $('typing').textContent = text;
+}
 
 /** A room's row, with the parts that change. */
 function roomRow(roomId) {
@@ -50,10 +86,13 @@ function roomRow(roomId) {
   receipt.className = 'receipt';
   const badge = document.createElement('span');
   badge.className = 'badge';
-  button.append(name, receipt, badge);
+  const dot = document.createElement('span');
+  dot.className = 'presence';
+  dot.append(span('visually-hidden'));
+  button.append(dot, name, receipt, badge);
   button.addEventListener('click', () => select(roomId));
   row.append(button);
-  return { row, button, name, receipt, badge };
+  return { row, button, name, receipt, badge, dot };
 }
 
 /**
@@ -97,6 +136,8 @@ function render() {
     if (entry.name.textContent !== room.name) entry.name.textContent = room.name;
     showReceipt(entry.receipt, room);
     showBadge(entry.badge, unread);
+    if (room.memberIds) presence.watch(room.memberIds);
+    showPresence(entry.dot, customerOnline(room));
     const expected = previous ? previous.nextElementSibling : list.firstElementChild;
     if (entry.row !== expected) list.insertBefore(entry.row, expected);
     previous = entry.row;
@@ -113,6 +154,7 @@ function render() {
   if (selected && !present.has(selected)) $('room-title').textContent = 'This room is gone';
   // Reads move the open conversation's seen receipt.
   conversation.refresh();
+  showOpenRoom();
 }
 
 let reading = null;
@@ -126,16 +168,22 @@ function markReadSoon() {
 }
 
 async function select(roomId) {
-  if (selected !== roomId) composer.switched();
+  if (selected !== roomId) {
+    composer.switched();
+    typingSender.stop();
+  }
   selected = roomId;
   for (const [id, entry] of rows) entry.button.setAttribute('aria-current', String(id === roomId));
   $('room-title').textContent = rooms.room(roomId)?.name ?? '';
+  showOpenRoom();
   composer.enable();
   await conversation.open(roomId);
   if (selected === roomId) rooms.markRead(roomId).catch(() => {});
 }
 
 rooms.subscribe(render);
+presence.addEventListener('change', render);
+typing.addEventListener('change', ({ detail }) => detail.roomId === selected && showOpenRoom());
 rooms.stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
 rooms.stream.addEventListener('event', ({ detail: { data } }) => {
   if (data.type === 'message_edited' || data.type === 'message_deleted') conversation.change(data.message);
@@ -153,7 +201,12 @@ rooms.stream.addEventListener('error', ({ detail: { error } }) => {
   $('rooms-empty').hidden = false;
 });
 document.addEventListener('visibilitychange', markReadSoon);
-window.addEventListener('pagehide', () => rooms.close());
+window.addEventListener('pagehide', () => {
+  typingSender.stop();
+  typing.close();
+  presence.close();
+  rooms.close();
+});
 // For tests and curious operators.
 window.chatRooms = rooms;
 window.chatStream = rooms.stream;

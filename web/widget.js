@@ -2,9 +2,12 @@
 // newest room, and creates one only when they first send a message, so
 // signing in never leaves an empty room behind. The user may edit or delete
 // their last message, and sees "Seen" under their newest message someone
-// else (an agent) has read.
+// else (an agent) has read. It says "Agent is typing…" while someone else
+// types in the room, and tells the room when the user types.
 
-import { ChatApi, ChatStream, retryDelay, seenBy } from '/sdk/chat-client.js';
+import {
+  ChatApi, ChatStream, Typing, TypingSender, retryDelay, seenBy,
+} from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
 import { Composer, Conversation } from '/assets/conversation.js';
 
@@ -14,6 +17,9 @@ const timings = timingOverrides();
 const api = new ChatApi({ getToken, ...timings });
 let roomId = new URLSearchParams(location.search).get('roomId');
 let stream = null;
+let typing = null;
+/** A room that does not exist yet is told nothing: `room()` is null until it does. */
+const typingSender = new TypingSender({ api, room: () => roomId });
 /** How far each reader of the room has read: the room's, then its `read` events and posts. */
 let readCursors = {};
 
@@ -29,6 +35,7 @@ const composer = new Composer({
   form: $('send'),
   room: () => roomId,
   send: async (text, clientId, room) => {
+    typingSender.stop();
     if (!room) {
       await openRoom(await findOrCreateRoom());
       room = roomId;
@@ -36,6 +43,15 @@ const composer = new Composer({
     conversation.add(await api.send(room, text, { clientId }));
   },
 });
+
+$('body').addEventListener('input', () => typingSender.input());
+$('body').addEventListener('blur', () => typingSender.stop());
+
+/** The typing line: anyone but the user typing in the room is an agent. */
+function showTyping() {
+  const text = roomId && typing?.typists(roomId).length > 0 ? 'Agent is typing…' : '';
+  if ($('typing').textContent !== text) $('typing').textContent = text;
+}
 
 /** Tries `work` until it succeeds, showing each wait in the status pill. */
 async function persist(work) {
@@ -105,8 +121,10 @@ function ended(text) {
 async function openRoom(id) {
   roomId = id;
   window.chatRoomId = id;
-  stream = new ChatStream({ getToken, roomId: id, ...timings });
+  stream = new ChatStream({ getToken, roomId: id, signals: true, ...timings });
   window.chatStream = stream;
+  typing = new Typing({ me, stream });
+  typing.addEventListener('change', showTyping);
   stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
   stream.addEventListener('snapshot', (event) => {
     conversation.open(id, event.detail).then(markReadSoon);
@@ -123,7 +141,11 @@ async function openRoom(id) {
     else markReadSoon();
   });
   stream.addEventListener('error', () => ended('This conversation has ended.'));
-  window.addEventListener('pagehide', () => stream.close());
+  window.addEventListener('pagehide', () => {
+    typingSender.stop();
+    typing.close();
+    stream.close();
+  });
   await stream.start();
 }
 
