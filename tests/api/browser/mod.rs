@@ -3,7 +3,8 @@
 //! short timings (heartbeat 200 ms, watchdog 1 s, backoff 100 to 800 ms),
 //! often behind a test proxy that breaks the network on demand, or behind
 //! nginx through a rolling restart; edits, deletions and seen receipts
-//! between the two pages; and the client package's own tests under Node.
+//! between the two pages; typing and presence between them, across two
+//! instances too; and the client package's own tests under Node.
 //!
 //! Where Chromium, Node or npm is missing these tests say loudly that they
 //! were skipped; with `CHAT_TEST_REQUIRE_BROWSER` set (CI) they fail instead.
@@ -12,6 +13,7 @@ mod edits;
 mod fallback;
 mod package;
 mod pages;
+mod presence;
 mod rolling_restart;
 
 use crate::helpers::{Backend, ServerProcess, WAIT, free_port, send, user};
