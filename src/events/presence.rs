@@ -45,7 +45,7 @@ pub struct Presence {
 /// What `Presence::new` leaves for `Presence::run`.
 pub struct Arrivals(mpsc::Receiver<UserId>);
 
-/// Whether a user is online, as of a version.
+/// Whether a user is online (as of the version taken before the look).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub user: UserId,
