@@ -529,21 +529,38 @@ async fn rewrite_window(hub: &Hub, messages: &[MessageId]) {
     }
 }
 
-/// Makes messages older than `window` tombstones, hourly (or sooner for
-/// short windows); with no window, keeps them.
+/// Makes messages older than `window` tombstones; with no window, keeps them.
 async fn message_retention(store: Arc<dyn Store>, window: Option<Duration>, batch: u32) {
     let Some(window) = window else { return };
+    sweep_older_than(window, |cutoff| {
+        let store = store.clone();
+        async move {
+            match store.erase_messages_before(cutoff, batch).await {
+                Ok(0) => {}
+                Ok(erased) => tracing::info!(erased, "erased messages past the retention window"),
+                Err(error) => tracing::warn!(%error, "could not erase old messages"),
+            }
+        }
+    })
+    .await
+}
+
+/// Runs `sweep` with the moment `window` ago, hourly (or sooner for short
+/// windows), for ever.
+async fn sweep_older_than<F, Swept>(window: Duration, mut sweep: F)
+where
+    F: FnMut(Timestamp) -> Swept,
+    Swept: Future<Output = ()>,
+{
     let every = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = Timestamp::from_unix_ms(Timestamp::now().unix_ms().saturating_sub(window_ms));
-        match store.erase_messages_before(cutoff, batch).await {
-            Ok(0) => {}
-            Ok(erased) => tracing::info!(erased, "erased messages past the retention window"),
-            Err(error) => tracing::warn!(%error, "could not erase old messages"),
-        }
+        sweep(Timestamp::from_unix_ms(
+            Timestamp::now().unix_ms().saturating_sub(window_ms),
+        ))
+        .await;
     }
 }
 
@@ -563,21 +580,19 @@ async fn heartbeats(beat: watch::Sender<Bytes>, interval: Duration) {
     }
 }
 
-/// Deletes events older than the retention window, hourly (or sooner for
-/// short windows).
+/// Deletes events older than the retention window.
 async fn retention(store: Arc<dyn Store>, window: Duration, batch: u32) {
-    let every = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = Timestamp::from_unix_ms(Timestamp::now().unix_ms().saturating_sub(window_ms));
-        match store.purge_events(cutoff, batch).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "purged events past the retention window"),
-            Err(error) => tracing::warn!(%error, "could not purge old events"),
+    sweep_older_than(window, |cutoff| {
+        let store = store.clone();
+        async move {
+            match store.purge_events(cutoff, batch).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "purged events past the retention window"),
+                Err(error) => tracing::warn!(%error, "could not purge old events"),
+            }
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

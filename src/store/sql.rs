@@ -554,33 +554,13 @@ macro_rules! impl_store {
                 .fetch_one(&mut *tx)
                 .await?;
             let first_id = last_id - erased.len() as i64 + 1;
-            let events = (first_id..)
-                .zip(&erased)
-                .map(|(id, message)| {
-                    serde_json::to_string(&EventData::MessageDeleted { message }).map(|json| {
-                        (id, message.room_id.as_str(), json, message.id.as_str())
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+            insert_message_events(&mut tx, erased.iter(), |message| EventData::MessageDeleted { message }, first_id, now)
+                .await?;
+            // Per room, its newest event (rows this transaction holds).
             let mut rooms: std::collections::BTreeMap<&str, i64> = Default::default();
-            for (id, room, _, _) in &events {
-                rooms.insert(room, *id);
+            for (id, message) in (first_id..).zip(&erased) {
+                rooms.insert(message.room_id.as_str(), id);
             }
-            sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO events (id, room_id, subject_id, created_at, data, message_id) ",
-            )
-            .push_values(&events, |mut row, (id, room, json, message)| {
-                row.push_bind(*id)
-                    .push_bind(*room)
-                    .push_bind(None::<&str>)
-                    .push_bind(now)
-                    .push_bind(json.as_str())
-                    .push_bind(*message);
-            })
-            .build()
-            .execute(&mut *tx)
-            .await?;
             sqlx::QueryBuilder::<$db>::new("UPDATE rooms SET last_event_id = v.column2 FROM (")
                 .push_values(rooms, |mut row, (room, event_id)| {
                     row.push_bind(room).push_bind(event_id);
@@ -707,7 +687,9 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 let first_id = last_id - created.len() as i64 + 1;
-                insert_message_events(&mut tx, &created, first_id, now).await?;
+                let messages = created.iter().map(|(_, message)| message);
+                insert_message_events(&mut tx, messages, |message| EventData::Message { message }, first_id, now)
+                    .await?;
                 // Per room, its newest seq and event (rows this transaction holds).
                 let mut rooms: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
                 for (id, (_, message)) in (first_id..).zip(&created) {
@@ -877,17 +859,19 @@ macro_rules! impl_store {
             Ok(())
         }
 
-        /// The batch's `message` events, under ids `first_id`, `first_id + 1`, ….
-        async fn insert_message_events(
+        /// An event of `kind` for each of `messages` (a batch of posts, or of
+        /// an erasure), under ids `first_id`, `first_id + 1`, ….
+        async fn insert_message_events<'a>(
             conn: &mut $conn,
-            created: &[(usize, Message)],
+            messages: impl Iterator<Item = &'a Message>,
+            kind: for<'m> fn(&'m Message) -> EventData<'m>,
             first_id: i64,
             now: i64,
         ) -> Result<()> {
             let events = (first_id..)
-                .zip(created)
-                .map(|(id, (_, message))| {
-                    serde_json::to_string(&EventData::Message { message }).map(|json| {
+                .zip(messages)
+                .map(|(id, message)| {
+                    serde_json::to_string(&kind(message)).map(|json| {
                         (id, message.room_id.as_str(), json, message.id.as_str())
                     })
                 })

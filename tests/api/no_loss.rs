@@ -102,6 +102,21 @@ impl Dice {
     }
 }
 
+/// The instances a chaos test writes and reads on: on PostgreSQL two on
+/// the same database, on SQLite its one process; streams open freely and
+/// heartbeats come every 100 ms.
+async fn writers_and_readers(backend: Backend) -> (TestApp, Option<TestApp>) {
+    let relaxed = |figment: figment::Figment| {
+        streams_opened_freely(figment).merge(Serialized::default("heartbeat_interval", "100ms"))
+    };
+    let first = TestApp::spawn_with(backend.clone(), relaxed).await;
+    let second = match backend {
+        Backend::Postgres(_) => Some(first.sibling_with(relaxed).await),
+        Backend::Sqlite => None,
+    };
+    (first, second)
+}
+
 /// What a reader saw: per room, the seqs in arrival order; and every message id.
 #[derive(Default, Debug)]
 struct Seen {
@@ -112,15 +127,7 @@ struct Seen {
 async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order(
     backend: Backend,
 ) {
-    let relaxed = |figment: figment::Figment| {
-        streams_opened_freely(figment).merge(Serialized::default("heartbeat_interval", "100ms"))
-    };
-    let first = TestApp::spawn_with(backend.clone(), relaxed).await;
-    // PostgreSQL: a second instance on the same database. SQLite: one process.
-    let second = match backend {
-        Backend::Postgres(_) => Some(first.sibling_with(relaxed).await),
-        Backend::Sqlite => None,
-    };
+    let (first, second) = writers_and_readers(backend).await;
     let instances: Vec<&TestApp> = std::iter::once(&first).chain(second.as_ref()).collect();
     let boss = admin("boss");
     let mut rooms = Vec::new();
@@ -210,14 +217,7 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
 async fn with_edits_and_deletes_among_concurrent_writes_a_resuming_readers_view_equals_the_store(
     backend: Backend,
 ) {
-    let relaxed = |figment: figment::Figment| {
-        streams_opened_freely(figment).merge(Serialized::default("heartbeat_interval", "100ms"))
-    };
-    let first = TestApp::spawn_with(backend.clone(), relaxed).await;
-    let second = match backend {
-        Backend::Postgres(_) => Some(first.sibling_with(relaxed).await),
-        Backend::Sqlite => None,
-    };
+    let (first, second) = writers_and_readers(backend).await;
     let instances: Vec<&TestApp> = std::iter::once(&first).chain(second.as_ref()).collect();
     let boss = admin("boss");
     let mut rooms = Vec::new();
