@@ -105,7 +105,8 @@ pub struct Config {
     /// How long after sending a message its author may still edit it
     /// (admins always may).
     pub message_edit_window: Interval,
-    /// Messages one transaction of an erasure makes tombstones.
+    /// Messages one transaction of an erasure makes tombstones, and rows
+    /// one statement of a room's deletion removes.
     pub erase_batch: u32,
     /// If set, messages older than this become tombstones (in batches of
     /// `erase_batch`), as an erasure makes them.

@@ -351,6 +351,18 @@ pub enum RoomChange {
     /// An admin closed the room: it takes no new messages.
     Closed,
     Reopened,
+    /// An admin deleted the room, its messages and its events: the last
+    /// event of the room, and the only one the log keeps of it.
+    Deleted,
+}
+
+/// What is left of a deleted room: who deleted it, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedRoom {
+    pub room_id: RoomId,
+    pub deleted_at: Timestamp,
+    pub deleted_by: UserId,
 }
 
 /// The `data` of a stream event that the event log keeps (heartbeats, resets

@@ -52,12 +52,16 @@ impl Filter {
     }
 
     pub fn admit(&mut self, event: &Event) -> Admit {
+        let change = event.membership.as_ref().map(|m| m.change);
         let about_me = event.membership.as_ref().filter(|m| {
             m.change == RoomChange::MemberRemoved && m.user.as_ref() == Some(&self.caller.id)
         });
+        // A deleted room is lost to everyone who saw it.
+        let lost = about_me.is_some() || change == Some(RoomChange::Deleted);
         match &self.scope {
             EventScope::All => Admit::Send,
             EventScope::Room(room) if event.room_id != *room => Admit::Skip,
+            EventScope::Room(_) if change == Some(RoomChange::Deleted) => Admit::SendAndEnd,
             EventScope::Room(_) if about_me.is_some() && !self.caller.is_admin() => {
                 Admit::SendAndEnd
             }
@@ -66,7 +70,7 @@ impl Filter {
                 if let Some(membership) = &event.membership {
                     if membership.joined.contains(&self.caller.id) {
                         self.rooms.insert(event.room_id.clone());
-                    } else if about_me.is_some() {
+                    } else if lost {
                         // Told once, so their screen can drop the room (if
                         // it ever showed it).
                         return if self.rooms.remove(&event.room_id) {

@@ -160,7 +160,10 @@ impl From<RoomEventFields> for Membership {
                 .map(UserId::from_store)
                 .collect(),
             RoomChange::MemberAdded => user.iter().cloned().collect(),
-            RoomChange::MemberRemoved | RoomChange::Closed | RoomChange::Reopened => HashSet::new(),
+            RoomChange::MemberRemoved
+            | RoomChange::Closed
+            | RoomChange::Reopened
+            | RoomChange::Deleted => HashSet::new(),
         };
         Self {
             change: fields.change,

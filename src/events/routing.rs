@@ -7,8 +7,8 @@
 //!
 //! The indexes change with the membership events, in log order, as they are
 //! published: a member's global stream gains a room at the event that puts
-//! them in it and loses it just after the event that removes them (which it
-//! still receives). A feed joins the routes only when it has read everything
+//! them in it and loses it just after the event that removes them, or
+//! deletes the room (which it still receives). A feed joins the routes only when it has read everything
 //! up to the relay's position (from the window or the store), with its
 //! filter's rooms as of there, so between the two nothing falls through.
 //!
@@ -409,8 +409,16 @@ impl Routes {
     }
 
     fn publish(&mut self, event: Arc<Event>, queue: usize) -> usize {
-        self.window.push(event.clone());
         let room = &event.room_id;
+        let deleted = event
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.change == RoomChange::Deleted);
+        if deleted {
+            // The log no longer has them: nor does a catch-up from memory.
+            self.window.forget_room(room);
+        }
+        self.window.push(event.clone());
         // Whoever the event puts in the room receives it.
         if let Some(membership) = &event.membership {
             for id in self.member_streams_among(&membership.joined) {
@@ -448,6 +456,14 @@ impl Routes {
                 .collect();
             for id in ids {
                 self.route_member(id, room, false);
+            }
+        }
+        // A deleted room leaves every route now; its room streams end.
+        if deleted {
+            for id in self.by_room.remove(room).into_iter().flatten() {
+                if let Some(member) = self.members.get_mut(&id) {
+                    member.rooms.remove(room);
+                }
             }
         }
         for id in fell_behind {

@@ -4,6 +4,7 @@
 //! with the very frames the live streams sent; only older ids go to the store.
 
 use super::Event;
+use crate::model::RoomId;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -55,6 +56,19 @@ impl Window {
         self.bytes = self.bytes - self.events[at].frame.len() + event.frame.len();
         self.events[at] = event;
         self.shrink();
+    }
+
+    /// Drops the events of a room just deleted (the log purges them): the
+    /// window still holds every event of the log after its floor.
+    pub fn forget_room(&mut self, room: &RoomId) {
+        let bytes = &mut self.bytes;
+        self.events.retain(|event| {
+            let kept = event.room_id != *room;
+            if !kept {
+                *bytes -= event.frame.len();
+            }
+            kept
+        });
     }
 
     /// Drops the oldest events beyond the bounds.
@@ -172,6 +186,20 @@ mod tests {
         let (small, large) = (event(1, "a", 1).frame.len(), event(2, "a", 10).frame.len());
         assert_eq!(sizes, [small, large, small]);
         assert_eq!(window.bytes(), 2 * small + large);
+    }
+
+    #[test]
+    fn a_deleted_rooms_events_leave_and_the_window_still_covers_what_it_did() {
+        let mut window = Window::new(0, 100, usize::MAX);
+        for id in 1..=4 {
+            window.push(event(id, if id % 2 == 0 { "gone" } else { "kept" }, 1));
+        }
+        window.forget_room(&RoomId::from_store("gone".to_owned()));
+        let (events, reached) = window.read(0, 10, 10, |_| true);
+        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(reached, 3);
+        assert_eq!(window.bytes(), 2 * event(1, "kept", 1).frame.len());
+        assert!(window.covers(0));
     }
 
     #[test]

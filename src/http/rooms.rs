@@ -1,10 +1,10 @@
 //! `/api/chat/rooms`: listing with unread counts (what fallback polling reads),
-//! creating rooms, closing and reopening them, and their membership.
+//! creating rooms, closing, reopening and deleting them, and their membership.
 
 use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::limits::Write;
-use crate::model::{Caller, Room, RoomName, UserId};
+use crate::model::{Caller, DeletedRoom, Room, RoomName, UserId};
 use crate::store::RoomCursor;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,7 +25,7 @@ const MAX_INITIAL_MEMBERS: usize = 1000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_rooms, create_room))
-        .routes(routes!(get_room, change_room))
+        .routes(routes!(get_room, change_room, delete_room))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
 }
@@ -221,6 +221,33 @@ async fn change_room(
             .set_closed(&caller, &room, changes.closed)
             .await?,
     ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/chat/rooms/{room_id}",
+    tag = "rooms",
+    summary = "Deletes a room, its messages and its events (admins); streamed as a room change `deleted`",
+    description = "Its streams get the `deleted` event and end; members' global streams drop the \
+        room; it leaves every listing at once, then its messages and earlier events are removed \
+        in batches of erase_batch rows. Deleting it again answers the same and finishes a \
+        deletion that was interrupted.",
+    params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    responses((status = 200, description = "Who deleted the room, and when", body = DeletedRoom), ReadErrors),
+    security(("bearer" = [])),
+)]
+async fn delete_room(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+) -> Result<Json<DeletedRoom>> {
+    state.limits.check_write(&caller, Write::Room).await?;
+    let room = room_id(&room)?;
+    let deleted = state
+        .store
+        .delete_room(&caller, &room, state.config.erase_batch)
+        .await?;
+    Ok(Json(deleted))
 }
 
 #[derive(Deserialize, ToSchema)]

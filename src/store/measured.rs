@@ -8,7 +8,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::metrics::STORE_DURATION;
 use crate::model::{
-    Caller, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName, Timestamp, UserId,
+    Caller, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName,
+    Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -78,6 +79,10 @@ impl Store for Measured {
 
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {
         timed("set_closed", self.0.set_closed(caller, room, closed)).await
+    }
+
+    async fn delete_room(&self, caller: &Caller, room: &RoomId, batch: u32) -> Result<DeletedRoom> {
+        timed("delete_room", self.0.delete_room(caller, room, batch)).await
     }
 
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room> {

@@ -21,8 +21,8 @@ pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, Message, MessageBody, MessageId, ReadState, Room, RoomChange, RoomId,
-    RoomName, Timestamp, UserId,
+    Caller, ClientId, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room, RoomChange,
+    RoomId, RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -197,6 +197,12 @@ pub trait Store: Send + Sync + 'static {
     /// Admins close a room to new messages (`closed`), or reopen it; the
     /// state it is already in changes nothing.
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room>;
+
+    /// Admins delete a room: it is gone from every listing and route at
+    /// once, with one `deleted` event; then its messages and earlier events
+    /// go, `batch` rows to a statement. Deleting it again answers the same
+    /// and finishes what an interrupted deletion left.
+    async fn delete_room(&self, caller: &Caller, room: &RoomId, batch: u32) -> Result<DeletedRoom>;
 
     /// Admins, or the member themself.
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
@@ -496,7 +502,7 @@ fn rooms_before(now: Vec<String>, changes: Vec<(String, String)>) -> Result<Vec<
             RoomChange::MemberAdded | RoomChange::Created => rooms.remove(&room),
             RoomChange::MemberRemoved => rooms.insert(room),
             // Not about a member (and never logged with one as subject).
-            RoomChange::Closed | RoomChange::Reopened => false,
+            RoomChange::Closed | RoomChange::Reopened | RoomChange::Deleted => false,
         };
     }
     Ok(rooms.into_iter().map(RoomId::from_store).collect())

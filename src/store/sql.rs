@@ -57,10 +57,12 @@ macro_rules! message_columns {
 }
 pub(super) use message_columns;
 
-/// `$1` caller, `$2` room, `$3` whether the caller sees every room.
+/// `$1` caller, `$2` room, `$3` whether the caller sees every room. Nobody
+/// sees a deleted room.
 macro_rules! visible_to_caller {
     () => {
-        "($3 OR EXISTS (SELECT 1 FROM room_members v WHERE v.room_id = r.id AND v.user_id = $1))"
+        "r.deleted_at IS NULL
+         AND ($3 OR EXISTS (SELECT 1 FROM room_members v WHERE v.room_id = r.id AND v.user_id = $1))"
     };
 }
 pub(super) use visible_to_caller;
@@ -73,7 +75,8 @@ macro_rules! total_unread_all {
             deleted_past_cursor!(),
             "), 0) AS BIGINT)
              FROM rooms r
-             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1"
+             LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+             WHERE r.deleted_at IS NULL"
         )
     };
 }
@@ -88,7 +91,7 @@ macro_rules! total_unread_member {
              FROM room_members me
              JOIN rooms r ON r.id = me.room_id
              LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
-             WHERE me.user_id = $1"
+             WHERE me.user_id = $1 AND r.deleted_at IS NULL"
         )
     };
 }
@@ -103,7 +106,8 @@ macro_rules! purged_up_to {
 pub(super) use purged_up_to;
 
 /// The rooms whose events a member's replay reads: the rooms of user `$2`
-/// now, and those they joined or left after event `$1`.
+/// now (a deleted room's members stay, so the replay finds its deletion),
+/// and those they joined or left after event `$1`.
 macro_rules! member_replay_rooms {
     () => {
         "(SELECT room_id FROM room_members WHERE user_id = $2
@@ -113,7 +117,7 @@ macro_rules! member_replay_rooms {
 }
 pub(super) use member_replay_rooms;
 
-/// The newest event in any of the rooms of the user `$1`.
+/// The newest event in any of the rooms of the user `$1` (a deletion too).
 macro_rules! member_last_event {
     () => {
         "SELECT COALESCE(MAX(r.last_event_id), 0)
@@ -156,8 +160,8 @@ macro_rules! impl_store {
         };
         use crate::error::{Error, Result};
         use crate::model::{
-            Caller, EventData, Message, MessageBody, MessageId, ReadState, Role, Room, RoomChange,
-            RoomId, RoomName, Timestamp, UserId,
+            Caller, DeletedRoom, EventData, Message, MessageBody, MessageId, ReadState, Role, Room,
+            RoomChange, RoomId, RoomName, Timestamp, UserId,
         };
 
         const VISIBLE_ROOM: &str =
@@ -169,7 +173,7 @@ macro_rules! impl_store {
         );
         /// The same, taking the room row's lock for the rest of the transaction.
         const LOCK_VISIBLE_ROOM: &str = "UPDATE rooms SET last_seq = last_seq
-             WHERE id = $2 AND ($3 OR EXISTS
+             WHERE id = $2 AND deleted_at IS NULL AND ($3 OR EXISTS
                  (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
              RETURNING last_seq";
         // Rooms pages, newest activity first: `$1` caller, `$2` rows to fetch,
@@ -177,13 +181,13 @@ macro_rules! impl_store {
         const ALL_ROOMS: &str = room_select!(
             $member_ids,
             $read_cursors,
-            "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
+            "WHERE r.activity < $3 AND r.deleted_at IS NULL ORDER BY r.activity DESC LIMIT $2"
         );
         const MEMBER_ROOMS: &str = room_select!(
             $member_ids,
             $read_cursors,
             "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1 ",
-            "WHERE r.activity < $3 ORDER BY r.activity DESC LIMIT $2"
+            "WHERE r.activity < $3 AND r.deleted_at IS NULL ORDER BY r.activity DESC LIMIT $2"
         );
         /// What a page of the listing reports beside its rooms, in one
         /// statement: the unread total, the newest event, the purge mark.
@@ -463,8 +467,13 @@ macro_rules! impl_store {
             }
         }
 
-        /// Pushes the condition on `messages` that `which` stands for.
+        /// Pushes the condition on `messages` that `which` stands for: of
+        /// rooms not deleted (a deletion's purge removes the others).
         fn push_erasing<'a>(query: &mut sqlx::QueryBuilder<$db>, which: super::Erasing<'a>) {
+            query.push(
+                "NOT EXISTS (SELECT 1 FROM rooms gone
+                 WHERE gone.id = messages.room_id AND gone.deleted_at IS NOT NULL) AND ",
+            );
             match which {
                 super::Erasing::WrittenBy(author) => {
                     query.push("author_id = ").push_bind(author.as_str());
@@ -727,7 +736,8 @@ macro_rules! impl_store {
         }
 
         /// Locks the rooms `posts` go to, in id order; returns each existing
-        /// open one's newest seq, and the closed ones.
+        /// open one's newest seq, and the closed ones (a deleted room is not
+        /// one that exists).
         async fn lock_rooms(
             conn: &mut $conn,
             posts: &[Post],
@@ -735,7 +745,7 @@ macro_rules! impl_store {
             let rooms: std::collections::BTreeSet<&str> =
                 posts.iter().map(|post| post.room.as_str()).collect();
             let mut query = sqlx::QueryBuilder::<$db>::new(
-                "SELECT id, last_seq, closed_at IS NOT NULL FROM rooms WHERE id IN (",
+                "SELECT id, last_seq, closed_at IS NOT NULL FROM rooms WHERE deleted_at IS NULL AND id IN (",
             );
             let mut list = query.separated(", ");
             for room in rooms {
@@ -1085,6 +1095,96 @@ macro_rules! impl_store {
                 Ok(view)
             }
 
+            async fn delete_room(
+                &self,
+                caller: &Caller,
+                room: &RoomId,
+                batch: u32,
+            ) -> Result<DeletedRoom> {
+                let now = Timestamp::now().unix_ms();
+                let mut tx = begin_write(&self.pool).await?;
+                let mut lock = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT deleted_at, deleted_by, last_event_id FROM rooms WHERE id = ",
+                );
+                lock.push_bind(room.as_str()).push($lock_rows);
+                let row: Option<(Option<i64>, Option<String>, i64)> =
+                    lock.build_query_as().fetch_optional(&mut *tx).await?;
+                let Some((deleted_at, deleted_by, last_event_id)) = row else {
+                    return Err(Error::NotFound("room"));
+                };
+                if !caller.is_admin() {
+                    // A member learns it is not theirs to delete; anyone else, nothing.
+                    visible_last_seq(&mut tx, caller, room.as_str(), false).await?;
+                    return Err(Error::forbidden("forbidden", "only admins may delete a room"));
+                }
+                let (deleted, deleted_event) = match (deleted_at, deleted_by) {
+                    (Some(at), Some(by)) => {
+                        tx.rollback().await?;
+                        ((at, UserId::from_store(by)), last_event_id)
+                    }
+                    _ => {
+                        // The event shows the room without its last message: its body goes too.
+                        let view = Room {
+                            last_message: None,
+                            ..visible_room(&mut tx, caller, room.as_str()).await?
+                        };
+                        sqlx::query(
+                            "UPDATE rooms SET deleted_at = $2, deleted_by = $3, updated_at = $2
+                             WHERE id = $1",
+                        )
+                        .bind(room.as_str())
+                        .bind(now)
+                        .bind(caller.id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query("DELETE FROM read_cursors WHERE room_id = $1")
+                            .bind(room.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        let event = EventData::room(&view, RoomChange::Deleted, None);
+                        let id = append_event(&mut tx, room, None, &event, false, now).await?;
+                        tx.commit().await?;
+                        self.wake.notify_one();
+                        ((now, caller.id.clone()), id)
+                    }
+                };
+                // Gone from every listing and route already; now the rows,
+                // `batch` to a statement, so no writer waits long behind one.
+                let batch = i64::from(batch.max(1));
+                loop {
+                    let purged = sqlx::query(
+                        "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE room_id = $1 AND id < $2 LIMIT $3)",
+                    )
+                    .bind(room.as_str())
+                    .bind(deleted_event)
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await?;
+                    if purged.rows_affected() == 0 {
+                        break;
+                    }
+                }
+                loop {
+                    let purged = sqlx::query(
+                        "DELETE FROM messages WHERE room_id = $1 AND seq IN
+                         (SELECT seq FROM messages WHERE room_id = $1 LIMIT $2)",
+                    )
+                    .bind(room.as_str())
+                    .bind(batch)
+                    .execute(&self.pool)
+                    .await?;
+                    if purged.rows_affected() == 0 {
+                        break;
+                    }
+                }
+                Ok(DeletedRoom {
+                    room_id: room.clone(),
+                    deleted_at: Timestamp::from_unix_ms(deleted.0),
+                    deleted_by: deleted.1,
+                })
+            }
+
             async fn remove_member(
                 &self,
                 caller: &Caller,
@@ -1360,7 +1460,9 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT user_id, room_id FROM room_members WHERE user_id IN (",
+                    "SELECT me.user_id, me.room_id FROM room_members me
+                     JOIN rooms r ON r.id = me.room_id AND r.deleted_at IS NULL
+                     WHERE me.user_id IN (",
                 );
                 let mut list = query.separated(", ");
                 for user in users {
@@ -1380,6 +1482,7 @@ macro_rules! impl_store {
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT DISTINCT mate.user_id FROM room_members me
+                     JOIN rooms r ON r.id = me.room_id AND r.deleted_at IS NULL
                      JOIN room_members mate ON mate.room_id = me.room_id
                      WHERE me.user_id = ",
                 );
@@ -1396,11 +1499,15 @@ macro_rules! impl_store {
             async fn member_rooms_at(&self, user: &UserId, event: i64) -> Result<Vec<RoomId>> {
                 // One snapshot: the rooms now, and the changes that led there.
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
-                let rooms: Vec<String> =
-                    sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
-                        .bind(user.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?;
+                // A deleted room is among them until its deletion event.
+                let rooms: Vec<String> = sqlx::query_scalar(
+                    "SELECT me.room_id FROM room_members me JOIN rooms r ON r.id = me.room_id
+                     WHERE me.user_id = $1 AND (r.deleted_at IS NULL OR r.last_event_id > $2)",
+                )
+                .bind(user.as_str())
+                .bind(event)
+                .fetch_all(&mut *tx)
+                .await?;
                 let changes: Vec<(String, String)> = sqlx::query_as(MEMBERSHIP_CHANGES_SINCE)
                     .bind(user.as_str())
                     .bind(event)
@@ -1411,10 +1518,11 @@ macro_rules! impl_store {
             }
 
             async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
-                // Oldest first, each batch its own short statement: the log
-                // stays one run of ids with no holes, which is what the
-                // resume check (`MIN(id)`) assumes, even when the instances'
-                // clocks disagree; and a writer waits for one batch at most.
+                // Oldest first, each batch its own short statement: what the
+                // log keeps starts at one id with none missing after it but a
+                // deleted room's (which nobody may see), as the resume check
+                // (`MIN(id)`) assumes, even when the instances' clocks
+                // disagree; and a writer waits for one batch at most.
                 // Ids commit in order, so no write in flight has an id below
                 // one read here.
                 let batch = batch.max(1); // a setting, checked; never a loop that deletes nothing
@@ -1423,7 +1531,7 @@ macro_rules! impl_store {
                 // it, not at the index's start, where PostgreSQL keeps the
                 // dead entries of the batches before until a vacuum.
                 let mut purged_up_to = 0_i64;
-                loop {
+                let deleted = loop {
                     let started = tokio::time::Instant::now();
                     let oldest: Vec<(i64, i64)> = sqlx::query_as(
                         "SELECT id, created_at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
@@ -1438,7 +1546,7 @@ macro_rules! impl_store {
                         .count();
                     let Some(&(up_to, _)) = expired.checked_sub(1).and_then(|last| oldest.get(last))
                     else {
-                        return Ok(deleted);
+                        break deleted;
                     };
                     deleted += sqlx::query("DELETE FROM events WHERE id > $1 AND id <= $2")
                         .bind(purged_up_to)
@@ -1448,13 +1556,22 @@ macro_rules! impl_store {
                         .rows_affected();
                     purged_up_to = up_to;
                     if expired < oldest.len() || oldest.len() < batch as usize {
-                        return Ok(deleted);
+                        break deleted;
                     }
                     // As long again for everyone else: a backlog is purged at
                     // half speed, and the writers it shares the store with
                     // (on SQLite, its one write lock) keep their pace.
                     tokio::time::sleep(started.elapsed()).await;
-                }
+                };
+                // A deleted room's tombstone outlives its deletion event
+                // only until here: no stream can resume from before it now.
+                sqlx::query(
+                    "DELETE FROM rooms WHERE deleted_at IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM events e WHERE e.room_id = rooms.id)",
+                )
+                .execute(&self.pool)
+                .await?;
+                Ok(deleted)
             }
 
             async fn watch_other_writers(

@@ -1,7 +1,9 @@
-//! Moderation: admins close a room to new messages and reopen it, streamed
-//! as room changes, and erase what a user wrote, in batches; members may not.
+//! Moderation: admins close a room to new messages and reopen it, delete a
+//! room with its messages and events, streamed as room changes, and erase
+//! what a user wrote, in batches; members may not.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::helpers::{Backend, EventStream, TestApp, admin, assert_error, on_both_stores, user};
+use chat_server::model::Timestamp;
 use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -9,6 +11,10 @@ use serde_json::json;
 on_both_stores!(
     an_admin_closes_a_room_to_new_messages_and_reopens_it,
     only_admins_may_close_a_room_and_outsiders_learn_nothing,
+    deleting_a_room_ends_its_streams_drops_it_everywhere_and_leaves_only_its_deletion,
+    a_stream_resumed_from_before_a_rooms_deletion_gets_the_deletion_and_nothing_of_the_room,
+    only_admins_may_delete_a_room_and_deleting_it_again_answers_the_same,
+    a_deleted_rooms_tombstone_goes_once_the_retention_purges_its_deletion,
     erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and_streams_each,
     with_a_message_retention_old_messages_become_tombstones_and_new_ones_stay,
 );
@@ -180,4 +186,238 @@ async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_st
             .await,
         0
     );
+}
+
+/// `deleted` room events, on each stream, for `room`: no body left in them.
+async fn expect_deletion(stream: &mut EventStream, room: &str) {
+    let event = stream.expect("room").await;
+    assert_eq!(event.data["change"], "deleted", "{:?}", event.data);
+    assert_eq!(event.data["room"]["id"], room);
+    assert_eq!(event.data["room"]["lastMessage"], serde_json::Value::Null);
+}
+
+/// The ids of the rooms in the caller's listing.
+async fn listed(app: &TestApp, token: &str) -> (Vec<String>, i64) {
+    let (_, listing) = app.get("/api/chat/rooms", token).await;
+    let rooms = listing["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| room["id"].as_str().unwrap().to_owned())
+        .collect();
+    (rooms, listing["totalUnread"].as_i64().unwrap())
+}
+
+async fn deleting_a_room_ends_its_streams_drops_it_everywhere_and_leaves_only_its_deletion(
+    backend: Backend,
+) {
+    // Batches of two: its five events and three messages take several statements.
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("erase_batch", 2))
+    })
+    .await;
+    let (alice, bob, agent) = (user("alice"), user("bob"), admin("agent"));
+    let doomed = app.create_room(&alice, "doomed", &["bob"]).await;
+    let kept = app.create_room(&alice, "kept", &["bob"]).await;
+    for n in 0..3 {
+        app.send(&bob, &doomed, &format!("doomed secret {n}")).await;
+    }
+    let (status, _) = app
+        .post(
+            &format!("/api/chat/rooms/{doomed}/read"),
+            &alice,
+            json!({"seq": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&bob, &kept, "kept").await;
+    let mut widget = app.stream(&format!("?roomId={doomed}"), &alice).await;
+    let mut alices = app.stream("", &alice).await;
+    let mut agents = app.stream("", &agent).await;
+
+    let path = format!("/api/chat/rooms/{doomed}");
+    let (status, deleted) = app.delete(&path, &agent).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["roomId"], doomed.as_str());
+    assert_eq!(deleted["deletedBy"], "agent");
+    assert!(deleted["deletedAt"].is_string(), "{deleted}");
+    expect_deletion(&mut widget, &doomed).await;
+    widget.expect_end().await;
+    expect_deletion(&mut alices, &doomed).await;
+    expect_deletion(&mut agents, &doomed).await;
+    // Alice's global stream goes on, with her other room.
+    app.send(&bob, &kept, "after").await;
+    let next = alices.expect("message").await;
+    assert_eq!(next.data["message"]["roomId"], kept.as_str());
+
+    for token in [&alice, &agent] {
+        assert_eq!(listed(&app, token).await, (vec![kept.clone()], 2));
+        assert_error(
+            app.get(&path, token).await,
+            StatusCode::NOT_FOUND,
+            "room_not_found",
+        );
+        for refused in [
+            app.post(
+                &format!("{path}/messages"),
+                token,
+                json!({"body": "hello?"}),
+            )
+            .await,
+            app.get(&format!("{path}/messages"), token).await,
+            app.post(
+                &format!("{path}/members"),
+                token,
+                json!({"userId": "carol"}),
+            )
+            .await,
+            app.post(&format!("{path}/typing"), token, json!({"typing": true}))
+                .await,
+            app.post(&format!("{path}/read"), token, json!({"seq": 3}))
+                .await,
+            app.get(&format!("/api/chat/sse?roomId={doomed}"), token)
+                .await,
+        ] {
+            assert_error(refused, StatusCode::NOT_FOUND, "room_not_found");
+        }
+    }
+    // In the store, only the deletion is left of it: no message, no cursor,
+    // no other event.
+    for (sql, rows) in [
+        (
+            format!("SELECT COUNT(*) FROM messages WHERE room_id = '{doomed}'"),
+            0,
+        ),
+        (
+            format!("SELECT COUNT(*) FROM read_cursors WHERE room_id = '{doomed}'"),
+            0,
+        ),
+        (
+            format!("SELECT COUNT(*) FROM events WHERE room_id = '{doomed}'"),
+            1,
+        ),
+        (
+            "SELECT COUNT(*) FROM events WHERE data LIKE '%secret%'".to_owned(),
+            0,
+        ),
+    ] {
+        assert_eq!(app.count_rows(&sql).await, rows, "{sql}");
+    }
+}
+
+async fn a_stream_resumed_from_before_a_rooms_deletion_gets_the_deletion_and_nothing_of_the_room(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob, agent) = (user("alice"), user("bob"), admin("agent"));
+    let kept = app.create_room(&alice, "kept", &["bob"]).await;
+    let doomed = app.create_room(&alice, "doomed", &["bob"]).await;
+    let before = newest_event_id(&app, &alice).await;
+    app.send(&bob, &doomed, "doomed secret").await;
+    let (status, _) = app
+        .delete(&format!("/api/chat/rooms/{doomed}"), &agent)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&bob, &kept, "after").await;
+
+    // A member's global stream and an admin's: the deletion, then what came after.
+    for token in [&alice, &agent] {
+        let mut resumed = app.stream_from("", token, Some(&before)).await;
+        expect_deletion(&mut resumed, &doomed).await;
+        let next = resumed.expect("message").await;
+        assert_eq!(next.data["message"]["body"], "after");
+    }
+    // A member's stream of the room: the deletion, and the end.
+    let mut widget = app
+        .stream_from(&format!("?roomId={doomed}"), &alice, Some(&before))
+        .await;
+    expect_deletion(&mut widget, &doomed).await;
+    widget.expect_end().await;
+    // Long-polling from before: the same.
+    let (status, page) = app
+        .get(&format!("/api/chat/events?after={before}&wait=0"), &alice)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let kinds: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            let data = &event["data"];
+            let kind = data["type"].as_str().unwrap();
+            (kind, data["change"].as_str().unwrap_or(kind))
+        })
+        .collect();
+    assert_eq!(kinds, [("room", "deleted"), ("message", "message")]);
+}
+
+async fn only_admins_may_delete_a_room_and_deleting_it_again_answers_the_same(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&alice, "mine", &[]).await;
+    let path = format!("/api/chat/rooms/{room}");
+    assert_error(
+        app.delete(&path, &alice).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    for (path, status, code) in [
+        (path.as_str(), StatusCode::NOT_FOUND, "room_not_found"),
+        (
+            "/api/chat/rooms/00000000-0000-4000-8000-000000000000",
+            StatusCode::NOT_FOUND,
+            "room_not_found",
+        ),
+        (
+            "/api/chat/rooms/not-a-room",
+            StatusCode::BAD_REQUEST,
+            "invalid_room_id",
+        ),
+    ] {
+        assert_error(app.delete(path, &user("mallory")).await, status, code);
+    }
+    // Refused, it is as it was.
+    app.send(&alice, &room, "still here").await;
+
+    let (status, deleted) = app.delete(&path, &agent).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let quiet = newest_event_id(&app, &agent).await;
+    let (status, again) = app.delete(&path, &agent).await;
+    assert_eq!((status, again), (StatusCode::OK, deleted));
+    assert_eq!(
+        newest_event_id(&app, &agent).await,
+        quiet,
+        "no second event"
+    );
+    assert_error(
+        app.delete(&path, &alice).await,
+        StatusCode::NOT_FOUND,
+        "room_not_found",
+    );
+}
+
+async fn a_deleted_rooms_tombstone_goes_once_the_retention_purges_its_deletion(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&alice, "short-lived", &["bob"]).await;
+    let (status, _) = app.delete(&format!("/api/chat/rooms/{room}"), &agent).await;
+    assert_eq!(status, StatusCode::OK);
+    let tombstone = format!("SELECT COUNT(*) FROM rooms WHERE id = '{room}'");
+    let members = format!("SELECT COUNT(*) FROM room_members WHERE room_id = '{room}'");
+    assert_eq!(
+        app.count_rows(&tombstone).await,
+        1,
+        "kept beside its deletion"
+    );
+    assert_eq!(
+        app.count_rows(&members).await,
+        2,
+        "so members' replays find it"
+    );
+    // The retention's sweep, as if its window had passed since.
+    let later = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 1_000);
+    let purged = app.state.store.purge_events(later, 100).await.unwrap();
+    assert_eq!(purged, 1, "its deletion (its creation went with the room)");
+    assert_eq!(app.count_rows(&tombstone).await, 0);
+    assert_eq!(app.count_rows(&members).await, 0);
 }
