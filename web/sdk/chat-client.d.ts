@@ -47,7 +47,24 @@ export type StreamData =
   | { type: 'read'; roomId: string; userId: string; lastReadSeq: number }
   | { type: 'room'; room: Room; change: 'created' }
   /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
-  | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string };
+  | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string }
+  /**
+   * An admin deleted the room, its messages and events: the room's last
+   * event, and the only one of it the log keeps. Drop the room; a room's
+   * stream ends after it, and the room answers 404 from then on.
+   */
+  | { type: 'room'; room: Omit<Room, 'memberIds' | 'lastMessage'> & { lastMessage: null }; change: 'deleted' };
+
+/** What a `room` event says happened to the room. */
+export type RoomChange = Extract<StreamData, { type: 'room' }>['change'];
+
+/** `DELETE /api/chat/rooms/{roomId}`: what is left of a deleted room. */
+export interface DeletedRoom {
+  roomId: string;
+  deletedAt: string;
+  /** The admin who deleted it. */
+  deletedBy: string;
+}
 
 /** Signals: not in the log, no id, never replayed, never polled. */
 export interface TypingSignal {
@@ -178,7 +195,7 @@ export declare function newClientId(random?: () => number): string;
 export declare function newerVersion(a: Message | null | undefined, b: Message | null | undefined): Message | null;
 /** Who other than its author has read `message` (their cursor is at or past its seq), sorted; seen when not empty. */
 export declare function seenBy(readCursors: Record<string, number> | null | undefined, message: Pick<Message, 'seq' | 'authorId'> | null | undefined): string[];
-/** The room after a `room` event, members included; null when the members known before are needed and unknown. */
+/** The room after a `room` event, members included; null when the members known before are needed and unknown, and for a deletion (drop the room). */
 export declare function roomAfter(known: Room | null | undefined, data: Extract<StreamData, { type: 'room' }>): Room | null;
 export declare function tokenClaims(token: string): { sub: string; role: 'admin' | 'user' };
 
@@ -230,6 +247,8 @@ export declare class ChatApi {
   editMessage(roomId: string, messageId: string, body: string): Promise<Message>;
   /** Its author, or an admin: resolves with the tombstone, the same one if deleted already. */
   deleteMessage(roomId: string, messageId: string): Promise<Message>;
+  /** Admins only: the room, its messages and events; the same answer again for a room deleted already. Rejects with a ChatError: 403 `forbidden`, 404 `room_not_found`. */
+  deleteRoom(roomId: string): Promise<DeletedRoom>;
   markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
   /** Tells the room's viewers the caller types (renew it every few seconds) or stopped. 429 beyond the rate. */
   typing(roomId: string, typing?: boolean): Promise<null>;
@@ -243,6 +262,7 @@ export interface ChatStreamEventMap {
   event: CustomEvent<{ id: string; data: StreamData }>;
   reset: CustomEvent<ResetData>;
   status: CustomEvent<{ status: Status; retryIn?: number }>;
+  /** Also, for a room's view, right after its room's deletion: a ChatError 404 `room_deleted`. */
   error: CustomEvent<{ error: ChatError }>;
   /** With `signals: true` only. */
   signal: CustomEvent<{ data: SignalData }>;
@@ -272,6 +292,8 @@ export declare class UnreadCounter {
   constructor(options: { me: string; admin?: boolean });
   /** `deleted`: deleted messages past the cursor, left out of the count; `changes`: see `asOf`. */
   readonly rooms: Map<string, { lastSeq: number; cursor: number; deleted: number; known: boolean; changes: number }>;
+  /** Rooms deleted since the snapshot: their later events are ignored. */
+  readonly deleted: Set<string>;
   /** A listing's room, or a fetched one with the `asOf` taken before its fetch began. */
   applyRoom(room: Pick<Room, 'id' | 'lastMessage' | 'unreadCount' | 'lastReadSeq'>, asOf?: number): void;
   /** The room whose count may have changed, or null. */

@@ -365,6 +365,17 @@ export class ChatApi {
     return this.request('DELETE', messagePath(roomId, messageId));
   }
 
+  /**
+   * Deletes a room with its messages and events (admins only): resolves
+   * with `{ roomId, deletedAt, deletedBy }`, the same again for a room
+   * deleted already, so a retry is harmless. Every viewer hears of it as a
+   * `room` event with `change: 'deleted'`, the room's last. Rejects with a
+   * ChatError: 403 `forbidden` for a non-admin, 404 `room_not_found`.
+   */
+  deleteRoom(roomId) {
+    return this.request('DELETE', `/api/chat/rooms/${encodeURIComponent(roomId)}`);
+  }
+
   markRead(roomId, seq) {
     return this.request('POST', `/api/chat/rooms/${encodeURIComponent(roomId)}/read`, { seq });
   }
@@ -434,7 +445,10 @@ const RECENT_EVENTS = 1_000;
  *   reconnecting, polling, paused, offline; `retryIn` (ms) while waiting to
  *   try again;
  * - `error`: `{ error }` for a failure that retrying cannot mend (the room is
- *   gone, or the caller may not see it); the view stops;
+ *   gone, or the caller may not see it); the view stops. A room's view stops
+ *   so right after delivering its room's deletion (a `room` event with
+ *   `change: 'deleted'`), with a ChatError 404 `room_deleted`: nothing of the
+ *   room comes after it, and it is not reconnected to;
  * - `signal`: `{ data }` for a `typing` or `presence` signal, with the
  *   option `signals: true` only. Signals have no id, never move
  *   `lastEventId`, are not replayed after a reconnect and never come by
@@ -745,6 +759,11 @@ export class ChatStream extends EventTarget {
     if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
     this.#emit('event', event);
     this.#relay({ kind: 'event', id, data });
+    // The room's last event: the server ends its stream, and would answer
+    // a reconnect or a poll with a 404.
+    if (isDeletion(data) && data.room.id === this.#options.roomId) {
+      this.#fatal(new ChatError('the room was deleted', { status: 404, code: 'room_deleted' }));
+    }
   }
 
   /** Moves the resume point forward without an event (a quiet poll's answer). */
@@ -1061,7 +1080,8 @@ export class ChatStream extends EventTarget {
  * server leaves them out of its count), so applying a snapshot or an event
  * twice, or a snapshot older than some events, changes nothing. A message
  * moves its author's cursor to it (posting reads the room), so a user's own
- * posts from another device clear that room's count too.
+ * posts from another device clear that room's count too. A room's deletion
+ * drops it for good: no later event of it counts, and it is never fetched.
  *
  * Which deleted messages a snapshot left out it does not say, only how
  * many: a deletion past the cursor, or a cursor that moves only part of the
@@ -1074,6 +1094,8 @@ export class UnreadCounter {
     this.me = me;
     this.admin = admin;
     this.rooms = new Map();
+    /** Rooms deleted since the snapshot: nothing of them counts again, nothing fetches them. */
+    this.deleted = new Set();
   }
 
   #entry(roomId) {
@@ -1154,6 +1176,7 @@ export class UnreadCounter {
    * (fetch the room and `applyRoom` it, see `unknownRooms`).
    */
   applyEvent(data) {
+    if (this.deleted.has(eventRoomId(data))) return null;
     switch (data.type) {
       case 'message': {
         const { roomId, seq, authorId } = data.message;
@@ -1179,6 +1202,11 @@ export class UnreadCounter {
       }
       case 'room': {
         const { room, change, userId } = data;
+        if (change === 'deleted') {
+          this.rooms.delete(room.id);
+          this.deleted.add(room.id);
+          return room.id;
+        }
         if (change === 'member_removed' && userId === this.me && !this.admin) {
           this.rooms.delete(room.id);
           return room.id;
@@ -1270,12 +1298,24 @@ function mergeCursors(a = {}, b = {}) {
   return merged;
 }
 
+/** Whether an event's `data` is a room's deletion (the room's last event). */
+const isDeletion = (data) => data?.type === 'room' && data.change === 'deleted';
+
+/** The room an event of the log is about. */
+function eventRoomId(data) {
+  if (data.type === 'room') return data.room.id;
+  if (data.type === 'read') return data.roomId;
+  return data.message?.roomId;
+}
+
 /**
  * The room a `room` event leaves, members included: a new room's event lists
  * them; a membership change names only the member, applied to the list
- * known before. Null when that list is unknown (fetch the room).
+ * known before. Null when that list is unknown (fetch the room), and for a
+ * deletion, which leaves no room (drop it; there is nothing to fetch).
  */
 export function roomAfter(known, { room, change, userId }) {
+  if (change === 'deleted') return null;
   if (room.memberIds) return room;
   if (!known?.memberIds) return null;
   let memberIds = known.memberIds;
@@ -1395,6 +1435,8 @@ export class ChatRooms extends EventTarget {
   #onEvent({ id, data }) {
     // Before the first snapshot: it will reflect this, or be followed by it again.
     if (!this.#counter) return;
+    // Of a room deleted meanwhile (a stray replay): nothing of it comes back.
+    if (this.#counter.deleted.has(eventRoomId(data))) return;
     let roomId = this.#counter.applyEvent(data);
     // Event ids rise with activity: they order the rooms (exactness past
     // 2^53 does not matter for that).

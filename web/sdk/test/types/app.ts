@@ -1,7 +1,8 @@
 // An app as the README writes it, checked by tsc (see types.test.mjs).
 import {
   ChatApi, ChatError, ChatRooms, ChatStream, Presence, SendError, Typing, TypingSender, UnreadCounter, newClientId,
-  newerVersion, roomAfter, seenBy, type Message, type SignalData, type Room, type Status, type StreamData,
+  newerVersion, roomAfter, seenBy, type DeletedRoom, type Message, type SignalData, type Room, type RoomChange, type Status,
+  type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -19,7 +20,10 @@ stream.addEventListener('event', (event) => {
     const tombstone: boolean = data.message.deletedAt !== undefined;
     console.log(shown?.editedAt ?? '', tombstone, data.message.deletedBy ?? '');
   }
-  if (data.type === 'room' && data.change !== 'created') {
+  if (data.type === 'room' && data.change === 'deleted') {
+    const change: RoomChange = data.change;
+    console.log(change, data.room.id, data.room.lastMessage === null, roomAfter(null, data) === null);
+  } else if (data.type === 'room' && data.change !== 'created') {
     const known: Room | null = rooms.room(data.room.id);
     console.log(data.userId, roomAfter(known, data)?.memberIds ?? 'fetch the room');
   }
@@ -52,6 +56,12 @@ async function change(message: Message): Promise<void> {
   console.log(readers.length > 0 ? 'Seen' : '', room.lastReadSeq ?? 0);
 }
 void change;
+
+async function deleteRoom(roomId: string): Promise<string> {
+  const deleted: DeletedRoom = await api.deleteRoom(roomId);
+  return `${deleted.roomId} deleted by ${deleted.deletedBy} at ${deleted.deletedAt}`;
+}
+void deleteRoom;
 
 const rooms = new ChatRooms({ getToken });
 const unsubscribe = rooms.subscribe(() => {
