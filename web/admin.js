@@ -4,7 +4,10 @@
 // and the open conversation, marked read as it is read, where any message
 // may be deleted. The customer is a room's members; agents are the others.
 // A dot says whether the customer is online, and the open conversation
-// says when they type; the agent's own typing is told to the room.
+// says when they type; the agent's own typing is told to the room. The
+// open conversation may be deleted, after a question in place; a deleted
+// room leaves every admin panel's list at once, and its open conversation
+// says so.
 
 import {
   ChatRooms, Presence, Typing, TypingSender, seenBy,
@@ -23,6 +26,9 @@ const typingSender = new TypingSender({ api, room: () => selected });
 /** room id → its row in the list */
 const rows = new Map();
 let selected = null;
+/** Rooms deleted while this page is open: their conversation is gone. */
+const deleted = new Set();
+const DELETED = 'This conversation was deleted.';
 
 /** An agent's message: its author is no member of the room (the customer is). */
 const byAgent = (room, message) => !room.memberIds.includes(message.authorId);
@@ -65,6 +71,10 @@ function showPresence(dot, online) {
 /** The open conversation's head and typing line. */
 function showOpenRoom() {
   const room = selected ? rooms.room(selected) : null;
+  // Offered to admins (the server lets no one else) for a room that is
+  // listed, and not while its question is asked.
+  const admin = rooms.stream.claims?.role === 'admin';
+  $('delete-room').hidden = !admin || !room || deleted.has(selected) || !$('delete-room-confirm').hidden;
   const dot = $('room-presence');
   dot.hidden = !room;
   if (room) showPresence(dot, customerOnline(room));
@@ -167,10 +177,50 @@ function markReadSoon() {
   }, 250);
 }
 
+/** The open room's deletion question: asked, or put away. */
+function askToDelete(asking) {
+  $('delete-room-confirm').hidden = !asking;
+  $('confirm-delete-room').disabled = false;
+  showOpenRoom();
+  if (asking) $('confirm-delete-room').focus();
+}
+
+async function deleteOpenRoom() {
+  const roomId = selected;
+  $('confirm-delete-room').disabled = true;
+  $('delete-room-problem').hidden = true;
+  try {
+    await api.deleteRoom(roomId);
+    // Its event follows, and takes it off the list; here it is gone already.
+    roomDeleted(roomId);
+  } catch (error) {
+    if (selected !== roomId || deleted.has(roomId)) return;
+    const why = error?.retryable === false ? error.message : 'the server could not be reached; try again';
+    $('delete-room-problem').textContent = `Not deleted: ${why}.`;
+    $('delete-room-problem').hidden = false;
+    askToDelete(false);
+    $('delete-room').focus();
+  }
+}
+
+/** A room is deleted: if it is the open one, its conversation says so and takes no more. */
+function roomDeleted(roomId) {
+  if (deleted.has(roomId)) return;
+  deleted.add(roomId);
+  if (roomId !== selected) return;
+  $('delete-room-confirm').hidden = true;
+  $('delete-room-problem').hidden = true;
+  conversation.gone(DELETED);
+  composer.disable();
+  showOpenRoom();
+}
+
 async function select(roomId) {
   if (selected !== roomId) {
     composer.switched();
     typingSender.stop();
+    $('delete-room-confirm').hidden = true;
+    $('delete-room-problem').hidden = true;
   }
   selected = roomId;
   for (const [id, entry] of rows) entry.button.setAttribute('aria-current', String(id === roomId));
@@ -181,11 +231,19 @@ async function select(roomId) {
   if (selected === roomId) rooms.markRead(roomId).catch(() => {});
 }
 
+$('delete-room').addEventListener('click', () => askToDelete(true));
+$('keep-room').addEventListener('click', () => {
+  askToDelete(false);
+  $('delete-room').focus();
+});
+$('confirm-delete-room').addEventListener('click', deleteOpenRoom);
+
 rooms.subscribe(render);
 presence.addEventListener('change', render);
 typing.addEventListener('change', ({ detail }) => detail.roomId === selected && showOpenRoom());
 rooms.stream.addEventListener('status', (event) => showStatus($('status'), event.detail));
 rooms.stream.addEventListener('event', ({ detail: { data } }) => {
+  if (data.type === 'room' && data.change === 'deleted') roomDeleted(data.room.id);
   if (data.type === 'message_edited' || data.type === 'message_deleted') conversation.change(data.message);
   if (data.type !== 'message') return;
   if (data.message.authorId === me) composer.arrived(data.message);
@@ -193,8 +251,13 @@ rooms.stream.addEventListener('event', ({ detail: { data } }) => {
   conversation.add(data.message);
   markReadSoon();
 });
-// After a reset the open conversation is loaded again, like the list.
-rooms.stream.addEventListener('snapshot', () => selected && conversation.open(selected));
+// After a reset the open conversation is loaded again, like the list; an
+// admin sees every room, so one the new list lacks was deleted meanwhile.
+rooms.stream.addEventListener('snapshot', () => {
+  if (!selected || deleted.has(selected)) return;
+  if (rooms.room(selected)) conversation.open(selected);
+  else roomDeleted(selected);
+});
 rooms.stream.addEventListener('error', ({ detail: { error } }) => {
   showStatus($('status'), { status: 'offline' });
   $('rooms-empty').textContent = `The rooms cannot be shown: ${error.message}.`;

@@ -220,6 +220,21 @@ export class Conversation {
   }
 
   /**
+   * The room is deleted, its messages with it: they leave the list, which
+   * says so instead, and nothing of the room shows again (an answer still
+   * on its way included).
+   */
+  gone(text) {
+    this.#opening += 1;
+    this.#roomId = null;
+    this.#hasMore = false;
+    this.#shown.clear();
+    this.#versions.clear();
+    this.#list.removeAttribute('aria-busy');
+    this.#list.replaceChildren(notice('ended gone', text));
+  }
+
+  /**
    * Loads the page of messages before the oldest shown, keeping the view
    * still. A failure leaves things as they were: the next scroll up tries again.
    */
@@ -515,7 +530,8 @@ export class Composer {
       }
     } finally {
       this.#box.readOnly = false;
-      this.#button.disabled = false;
+      // Disabled meanwhile (the room was deleted): it stays so.
+      this.#button.disabled = this.#box.disabled;
       this.#button.textContent = 'Send';
       this.#box.focus();
     }

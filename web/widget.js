@@ -3,7 +3,8 @@
 // signing in never leaves an empty room behind. The user may edit or delete
 // their last message, and sees "Seen" under their newest message someone
 // else (an agent) has read. It says "Agent is typing…" while someone else
-// types in the room, and tells the room when the user types.
+// types in the room, and tells the room when the user types. A room an
+// agent deletes says so in place of its messages, and takes no more.
 
 import {
   ChatApi, ChatStream, Typing, TypingSender, retryDelay, seenBy,
@@ -110,13 +111,19 @@ async function loadCursors(id) {
 }
 
 let over = false;
-function ended(text) {
+/** The conversation cannot go on: says why (in place of its messages if they are `gone`). */
+function ended(text, { gone = false } = {}) {
   if (over) return;
   over = true;
   showStatus($('status'), { status: 'offline' });
-  conversation.end(text);
+  if (gone) conversation.gone(text);
+  else conversation.end(text);
   composer.disable();
+  typing?.close();
+  $('typing').textContent = '';
 }
+
+const DELETED = 'This conversation was deleted.';
 
 async function openRoom(id) {
   roomId = id;
@@ -131,6 +138,8 @@ async function openRoom(id) {
     loadCursors(id);
   });
   stream.addEventListener('event', ({ detail: { data } }) => {
+    // Its last event: the view stops after it (an error, room_deleted).
+    if (data.type === 'room' && data.change === 'deleted') ended(DELETED, { gone: true });
     if (data.type === 'read') readTo(data.userId, data.lastReadSeq);
     if (data.type === 'message_edited' || data.type === 'message_deleted') conversation.change(data.message);
     if (data.type !== 'message') return;
@@ -140,7 +149,12 @@ async function openRoom(id) {
     if (data.message.authorId === me) composer.arrived(data.message);
     else markReadSoon();
   });
-  stream.addEventListener('error', () => ended('This conversation has ended.'));
+  stream.addEventListener('error', ({ detail: { error } }) => {
+    if (error.code === 'room_deleted') ended(DELETED, { gone: true });
+    // Gone before this page saw why (deleted, or the user taken out of it).
+    else if (error.status === 404) ended('This conversation is no longer available.', { gone: true });
+    else ended('This conversation has ended.');
+  });
   window.addEventListener('pagehide', () => {
     typingSender.stop();
     typing.close();
@@ -158,8 +172,10 @@ try {
     showStatus($('status'), { status: 'live' });
   }
   document.addEventListener('visibilitychange', markReadSoon);
-  composer.enable();
-  composer.focus();
+  if (!over) {
+    composer.enable();
+    composer.focus();
+  }
   window.chatRoomId = roomId;
 } catch (error) {
   ended(`The conversation cannot be shown: ${error.message}.`);
