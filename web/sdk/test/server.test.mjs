@@ -1,7 +1,8 @@
 // The client against a real chat-server process (CHAT_SERVER_URL; `cargo
 // test` starts one in development mode, heartbeat 200 ms, and sets it):
 // stream → long-polling → stream without losing or repeating an event,
-// exact unread counts across devices, edits and deletions, typing and
+// exact unread counts across devices, edits and deletions, a room's
+// deletion, typing and
 // presence signals, a send whose answer is lost stored once, and the package as an app installs it, from a
 // packed tarball.
 import { test } from 'node:test';
@@ -231,6 +232,58 @@ test('edits and deletions keep unread counts, last messages and readers\' cursor
   assert.equal((await other.editMessage(room.id, five.id, 'five, by an admin')).body, 'five, by an admin');
   const again = await customer.deleteMessage(room.id, sent[1].id);
   assert.ok(again.deletedAt, 'deleting twice answers the tombstone');
+});
+
+test('a deleted room leaves every view of it, ends the widget\'s, and answers 404 from then on', { skip }, async (t) => {
+  const agentToken = await token('agent-5', 'admin');
+  const memberToken = await token('ivy');
+  const agent = await apiFor('agent-5', 'admin');
+  const member = new ChatApi({ baseUrl: SERVER, getToken: async () => memberToken });
+  const agentRooms = new ChatRooms({ baseUrl: SERVER, getToken: async () => agentToken, ...FAST });
+  const memberRooms = new ChatRooms({ baseUrl: SERVER, getToken: async () => memberToken, ...FAST });
+  const room = await member.createRoom('To be deleted');
+  await member.send(room.id, 'one');
+  const widget = new ChatStream({ baseUrl: SERVER, getToken: async () => memberToken, roomId: room.id, ...FAST });
+  t.after(() => [agentRooms, memberRooms, widget].forEach((view) => view.close()));
+  const seen = [];
+  widget.addEventListener('event', ({ detail: { data } }) => seen.push(data));
+  const errors = [];
+  widget.addEventListener('error', ({ detail: { error } }) => errors.push(error));
+  await Promise.all([agentRooms.start(), memberRooms.start(), widget.start()]);
+  await eventually(() => [agentRooms.stream, memberRooms.stream, widget].every((view) => view.status === 'live'), 'live');
+  await agent.send(room.id, 'two');
+  await eventually(() => agentRooms.unread(room.id) === 2 && memberRooms.unread(room.id) === 1, 'the room unread');
+
+  const refused = await member.deleteRoom(room.id).catch((error) => error);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.code, 'forbidden', 'a member may not delete the room');
+  const deleted = await agent.deleteRoom(room.id);
+  assert.equal(deleted.roomId, room.id);
+  assert.equal(deleted.deletedBy, 'agent-5');
+  assert.ok(!Number.isNaN(Date.parse(deleted.deletedAt)));
+  assert.deepEqual(await agent.deleteRoom(room.id), deleted, 'deleting again answers the same');
+
+  await eventually(() => !agentRooms.room(room.id) && !memberRooms.room(room.id), 'the room off both lists');
+  assert.deepEqual(memberRooms.getSnapshot().rooms, []);
+  assert.equal(memberRooms.getSnapshot().totalUnread, 0);
+  const listing = await agent.allRooms();
+  assert.ok(!listing.rooms.some((entry) => entry.id === room.id));
+  assert.equal(agentRooms.getSnapshot().totalUnread, listing.totalUnread);
+  await eventually(() => errors.length > 0, 'the widget\'s view stopped');
+  assert.equal(errors[0].code, 'room_deleted');
+  const last = seen.at(-1);
+  assert.equal(last.type, 'room');
+  assert.equal(last.change, 'deleted');
+  assert.equal(last.room.id, room.id);
+  assert.equal(last.room.lastMessage, null);
+  assert.equal(last.room.memberIds, undefined);
+  assert.equal(agentRooms.stream.status, 'live', 'the views of every room go on');
+  assert.equal(memberRooms.stream.status, 'live');
+
+  for (const attempt of [() => agent.room(room.id), () => member.messages(room.id), () => agent.send(room.id, 'three')]) {
+    assert.equal((await attempt().catch((error) => error)).status, 404);
+  }
+  assert.equal((await agent.deleteRoom('00000000-0000-7000-8000-000000000000').catch((error) => error)).status, 404);
 });
 
 test('typing and presence signals reach the agent without moving its resume point', { skip }, async (t) => {
