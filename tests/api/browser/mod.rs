@@ -15,6 +15,7 @@ mod package;
 mod pages;
 mod presence;
 mod rolling_restart;
+mod rooms_deleted;
 
 use crate::helpers::{Backend, ServerProcess, WAIT, free_port, send, user};
 use crate::proxy::Proxy;
@@ -292,6 +293,39 @@ pub async fn stored_times(server: &ServerProcess, token: &str, room: &str, body:
         .iter()
         .filter(|message| message["body"] == body)
         .count()
+}
+
+/// Opens the admin panel at `address` (a server's, or a proxy's in front of
+/// it) with `room` selected, its message shown.
+pub async fn admin_with_room_open(browser: &Browser, address: &str, room: &str) {
+    browser
+        .goto(&format!("{address}/admin?user=agent&role=admin&{TIMINGS}"))
+        .await;
+    browser.status_is("live").await;
+    browser
+        .click(&format!("[data-room-id='{room}'] button"))
+        .await;
+    browser
+        .wait_for(
+            "the conversation",
+            "document.querySelector('#messages .body')",
+        )
+        .await;
+}
+
+/// Opens alice's widget at `address` (a server's, or a proxy's), live, her
+/// message shown.
+pub async fn alices_widget(browser: &Browser, address: &str) {
+    browser
+        .goto(&format!("{address}/widget?user=alice&{TIMINGS}"))
+        .await;
+    browser.status_is("live").await;
+    browser
+        .wait_for(
+            "the conversation",
+            "document.querySelector('#messages .body')",
+        )
+        .await;
 }
 
 /// A browser on a page (`path`, with its query) of a fresh server, reached

@@ -4,7 +4,7 @@
 //! instance sees the customer come online and go offline on another
 //! (PostgreSQL, which carries signals between instances).
 
-use super::{Browser, SERVER_ENV, TIMINGS, create_room_with_message};
+use super::{Browser, SERVER_ENV, admin_with_room_open, alices_widget, create_room_with_message};
 use crate::helpers::{Backend, ServerProcess, SharedDb, user};
 use fantoccini::Locator;
 use std::time::Duration;
@@ -33,37 +33,6 @@ fn open_dot(online: bool) -> String {
     )
 }
 
-/// Opens the admin panel on `server` with `room` selected, its message shown.
-async fn admin_with_room_open(browser: &Browser, server: &ServerProcess, room: &str) {
-    browser
-        .goto(&server.url(&format!("/admin?user=agent&role=admin&{TIMINGS}")))
-        .await;
-    browser.status_is("live").await;
-    browser
-        .click(&format!("[data-room-id='{room}'] button"))
-        .await;
-    browser
-        .wait_for(
-            "the conversation",
-            "document.querySelector('#messages .body')",
-        )
-        .await;
-}
-
-/// Opens alice's widget on `server`, live, her message shown.
-async fn widget(browser: &Browser, server: &ServerProcess) {
-    browser
-        .goto(&server.url(&format!("/widget?user=alice&{TIMINGS}")))
-        .await;
-    browser.status_is("live").await;
-    browser
-        .wait_for(
-            "the conversation",
-            "document.querySelector('#messages .body')",
-        )
-        .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_in_the_widget_shows_in_the_admin_panel_and_goes_away_by_itself() {
     let test = "typing_in_the_widget_shows_in_the_admin_panel_and_goes_away_by_itself";
@@ -77,8 +46,8 @@ async fn typing_in_the_widget_shows_in_the_admin_panel_and_goes_away_by_itself()
     };
     let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
     let room = create_room_with_message(&server, &user("alice"), "Hello?").await;
-    admin_with_room_open(&agent, &server, &room).await;
-    widget(&customer, &server).await;
+    admin_with_room_open(&agent, &server.address, &room).await;
+    alices_widget(&customer, &server.address).await;
     assert_eq!(agent.run(&format!("return {ADMIN_TYPING};")).await, "");
 
     let body = customer.client.find(Locator::Id("body")).await.unwrap();
@@ -153,7 +122,7 @@ async fn the_admin_on_one_instance_sees_the_customer_online_on_another_and_offli
     let a = ServerProcess::start_on(&db, 0, &env).await;
     let b = ServerProcess::start_on(&db, 0, &env).await;
     let room = create_room_with_message(&b, &user("alice"), "Hello from B").await;
-    admin_with_room_open(&agent, &a, &room).await;
+    admin_with_room_open(&agent, &a.address, &room).await;
     agent
         .wait_for("the customer offline", &row_dot(&room, false))
         .await;
@@ -161,7 +130,7 @@ async fn the_admin_on_one_instance_sees_the_customer_online_on_another_and_offli
         .wait_for("the customer offline", &open_dot(false))
         .await;
 
-    widget(&customer, &b).await;
+    alices_widget(&customer, &b.address).await;
     agent
         .wait_for(
             "the customer online, in the list and the conversation",
