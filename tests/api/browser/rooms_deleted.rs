@@ -84,6 +84,7 @@ async fn a_room_another_admin_deletes_leaves_the_admin_list_live_and_its_widget_
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["roomId"], json!(room));
+    assert_eq!(answer["deletedBy"], "supervisor");
 
     customer
         .wait_for("the widget to say so, live", &gone_with(DELETED))
