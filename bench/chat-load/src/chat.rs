@@ -2,7 +2,9 @@
 //! member of that room only), a few admin panels watching every room, and
 //! messages spread over the rooms at a fixed total rate. Each room's messages
 //! are numbered on their own: every stream counts, room by room, what it got
-//! and what came twice.
+//! and what came twice. Optionally the first rooms' users also send typing
+//! notices at a fixed rate each, and every stream takes signals: typing is
+//! counted apart from the messages, as what it cost.
 
 use crate::histogram::Histogram;
 use crate::streams::{Body, Tally};
@@ -14,6 +16,18 @@ use std::time::{Duration, Instant};
 
 /// Publisher tasks; each owns every `PUBLISHERS`th room.
 const PUBLISHERS: usize = 64;
+
+/// Typist tasks; each owns every `TYPISTS`th typing room. Each awaits its
+/// posts one by one, so enough of them that 1,000/s keep up.
+const TYPISTS: usize = 32;
+
+/// The typing load: the first `rooms` rooms' users each send `rate` typing
+/// notices a second while the messages go.
+#[derive(Clone, Copy)]
+pub struct Typing {
+    pub rooms: usize,
+    pub rate: f64,
+}
 
 #[derive(Serialize)]
 struct ChatResult {
@@ -38,6 +52,26 @@ struct ChatResult {
     duplicates: u64,
     server_cpu_percent: f64,
     server_rss_kib: u64,
+    typing_rooms: usize,
+    typing_rate: f64,
+    typing_sent: u64,
+    /// Typing posts that failed or were answered other than 200/204.
+    typing_failed: u64,
+    /// Typing signals received, widgets and panels together.
+    typing_deliveries: u64,
+    typing_deliveries_per_s: f64,
+    /// Presence signals received (only with typing on, as only then do the
+    /// streams take signals): mostly as the widgets connect, before the run.
+    presence_deliveries: u64,
+}
+
+/// What the typists did.
+#[derive(Default)]
+struct Typed {
+    sent: u64,
+    failed: u64,
+    /// The first failure, to print.
+    first_failure: Option<String>,
 }
 
 pub async fn chat(
@@ -46,11 +80,19 @@ pub async fn chat(
     admins: usize,
     rate: u32,
     seconds: u64,
+    typing: Typing,
 ) -> Result<(), String> {
     let mut results = Vec::new();
+    // With typing on, every stream takes signals, as the pages' do.
+    let (and_signals, with_signals) = if typing.rooms > 0 {
+        ("&signals=true", "?signals=true")
+    } else {
+        ("", "")
+    };
     for &ours in lineup(common) {
         let target = Target::start(common, ours, "25s").await?;
-        let (widget_streams, publish_urls, global_url) = if ours {
+        // `typing_posts`: (URL, token) for each typing room's notices.
+        let (widget_streams, publish_urls, global_url, typing_posts) = if ours {
             let ids = target
                 .create_rooms(rooms, |index| vec![format!("load-user-{index}")])
                 .await?;
@@ -60,20 +102,34 @@ pub async fn chat(
                 .enumerate()
                 .map(|(index, room)| {
                     let token = token_as(&format!("load-user-{index}"), "user");
-                    (format!("{base}/api/chat/sse?roomId={room}"), Some(token))
+                    let url = format!("{base}/api/chat/sse?roomId={room}{and_signals}");
+                    (url, Some(token))
+                })
+                .collect();
+            let typing_posts = ids
+                .iter()
+                .take(typing.rooms)
+                .enumerate()
+                .map(|(index, room)| {
+                    let token = token_as(&format!("load-user-{index}"), "user");
+                    (format!("{base}/api/chat/rooms/{room}/typing"), Some(token))
                 })
                 .collect();
             let publish: Vec<String> = ids.iter().map(|room| target.messages_url(room)).collect();
-            (streams, publish, format!("{base}/api/chat/sse"))
+            let global = format!("{base}/api/chat/sse{with_signals}");
+            (streams, publish, global, typing_posts)
         } else {
             let base = &target.served.base;
             let streams = (0..rooms)
                 .map(|room| (format!("{base}/sse?room={room}"), None))
                 .collect();
+            let typing_posts = (0..typing.rooms.min(rooms))
+                .map(|room| (format!("{base}/typing?room={room}"), None))
+                .collect();
             let publish: Vec<String> = (0..rooms)
                 .map(|room| format!("{base}/publish?room={room}"))
                 .collect();
-            (streams, publish, format!("{base}/sse"))
+            (streams, publish, format!("{base}/sse"), typing_posts)
         };
         let (widgets, panels) = (Tally::new(rooms), Tally::new(admins));
         let connect = target.connect(widget_streams, false, &widgets).await?;
@@ -134,6 +190,7 @@ pub async fn chat(
                 })
             })
             .collect();
+        let typists = typists(&target, typing_posts, typing.rate, started, seconds);
         let mut published = vec![0u64; rooms];
         for task in tasks {
             for (room, count) in task.await.map_err(|e| e.to_string())?? {
@@ -141,6 +198,13 @@ pub async fn chat(
             }
         }
         let publishing = started.elapsed().as_secs_f64();
+        let mut typed = Typed::default();
+        for typist in typists {
+            let done = typist.await.map_err(|e| e.to_string())?;
+            typed.sent += done.sent;
+            typed.failed += done.failed;
+            typed.first_failure = typed.first_failure.or(done.first_failure);
+        }
         let total: u64 = published.iter().sum();
         let lost = |widgets: &Tally, panels: &Tally| {
             let widget_tails: u64 = published
@@ -159,6 +223,8 @@ pub async fn chat(
         let sample = target.served.sample();
         let delivered =
             widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
+        let typing_delivered =
+            widgets.typing.load(Ordering::Relaxed) + panels.typing.load(Ordering::Relaxed);
         let result = ChatResult {
             target: target.served.name,
             rooms,
@@ -182,6 +248,14 @@ pub async fn chat(
                 / (publishing * 1000.0)
                 * 100.0,
             server_rss_kib: sample.rss_kib,
+            typing_rooms: typing.rooms.min(rooms),
+            typing_rate: typing.rate,
+            typing_sent: typed.sent,
+            typing_failed: typed.failed,
+            typing_deliveries: typing_delivered,
+            typing_deliveries_per_s: typing_delivered as f64 / publishing,
+            presence_deliveries: widgets.presence.load(Ordering::Relaxed)
+                + panels.presence.load(Ordering::Relaxed),
         };
         println!(
             "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; posts p50 {:.1} ms p99 {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
@@ -201,7 +275,81 @@ pub async fn chat(
             result.server_cpu_percent,
             result.server_rss_kib
         );
+        if result.typing_rooms > 0 {
+            println!(
+                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s); {} presence signals delivered",
+                result.target,
+                result.typing_rooms,
+                result.typing_rate,
+                result.typing_sent,
+                result.typing_failed,
+                result.typing_deliveries,
+                result.typing_deliveries_per_s,
+                result.presence_deliveries
+            );
+            if let Some(failure) = &typed.first_failure {
+                println!("{:>12}: first typing failure: {failure}", result.target);
+            }
+        }
         results.push(result);
     }
     write_json("w3", common, &results)
+}
+
+/// Starts the typists: over `seconds` from `started`, each of `posts`
+/// (URL, token: one typing room's) is posted `rate` times a second,
+/// `{"typing": true}`, answers checked.
+fn typists(
+    target: &Arc<Target>,
+    posts: Vec<(String, Option<String>)>,
+    rate: f64,
+    started: Instant,
+    seconds: u64,
+) -> Vec<tokio::task::JoinHandle<Typed>> {
+    if posts.is_empty() || rate <= 0.0 {
+        return Vec::new();
+    }
+    let posts = Arc::new(posts);
+    let typists = TYPISTS.min(posts.len());
+    (0..typists)
+        .map(|typist| {
+            let (target, posts) = (target.clone(), posts.clone());
+            tokio::spawn(async move {
+                let own: Vec<usize> = (typist..posts.len()).step_by(TYPISTS).collect();
+                let per_second = own.len() as f64 * rate;
+                let count = (per_second * seconds as f64).round() as usize;
+                // Offset like the publishers', so the typists do not post in step.
+                let period = Duration::from_secs_f64(1.0 / per_second);
+                let phase = period.mul_f64(typist as f64 / typists as f64);
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::from_std(started) + phase,
+                    period,
+                );
+                let mut typed = Typed::default();
+                // In turn, so each room's notices come evenly `1 / rate` apart.
+                for notice in 0..count {
+                    tick.tick().await;
+                    let (url, token) = &posts[own[notice % own.len()]];
+                    let mut request = target
+                        .http
+                        .post(url)
+                        .json(&serde_json::json!({"typing": true}));
+                    if let Some(token) = token {
+                        request = request.bearer_auth(token);
+                    }
+                    typed.sent += 1;
+                    let failure = match request.send().await {
+                        Ok(answer) if matches!(answer.status().as_u16(), 200 | 204) => None,
+                        Ok(answer) => Some(format!("{} from {url}", answer.status())),
+                        Err(error) => Some(format!("{error} from {url}")),
+                    };
+                    if let Some(failure) = failure {
+                        typed.failed += 1;
+                        typed.first_failure.get_or_insert(failure);
+                    }
+                }
+                typed
+            })
+        })
+        .collect()
 }

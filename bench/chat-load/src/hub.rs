@@ -2,7 +2,8 @@
 //! do (no auth, no store, no resume): `tokio::sync::broadcast` in,
 //! `axum::response::sse` out, with axum's keep-alive as its heartbeat. Events
 //! go to everyone (`/sse`) and to a room's channel (`/sse?room=R`) when
-//! published with `?room=R`. For the polling workload it serves one fixed
+//! published with `?room=R`; `POST /typing?room=R` sends a typing signal
+//! the same way, shaped like ours (a data line, no id). For the polling workload it serves one fixed
 //! body at `/rooms` (set by a `POST`), with an `ETag`.
 
 use axum::Router;
@@ -52,6 +53,7 @@ pub async fn serve(listen: SocketAddr, heartbeat: Duration) -> std::io::Result<(
     let app = Router::new()
         .route("/sse", get(subscribe))
         .route("/publish", post(publish))
+        .route("/typing", post(typing))
         .route("/rooms", get(listing).post(set_listing))
         .with_state(hub);
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -71,6 +73,21 @@ async fn publish(State(hub): State<Hub>, Query(query): Query<Room>, body: String
     if let Some(room) = &query.room {
         let _ = hub.room(room).send(event.clone());
     }
+    let _ = hub.everyone.send(event);
+}
+
+/// A typing signal for the room, to its channel and to everyone: what ours
+/// sends a room's widget and the admin panels, in the same shape.
+async fn typing(State(hub): State<Hub>, Query(query): Query<Room>) {
+    let room = query.room.unwrap_or_default();
+    // Written out, not `json!`: its keys come out sorted, and `type` leads
+    // in ours.
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    let (room_id, user_id) = (quoted(&room), quoted(&format!("load-user-{room}")));
+    let event: Arc<str> = Arc::from(format!(
+        r#"{{"type":"typing","roomId":{room_id},"userId":{user_id},"typing":true,"expiresInMs":6000}}"#
+    ));
+    let _ = hub.room(&room).send(event.clone());
     let _ = hub.everyone.send(event);
 }
 

@@ -112,6 +112,13 @@ enum Workload {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Of the rooms, the percentage (the first ones) whose user also
+        /// sends typing notices; streams then ask for signals.
+        #[arg(long, default_value_t = 0)]
+        typing_rooms_percent: u32,
+        /// Typing notices per second in each of those rooms.
+        #[arg(long, default_value_t = 1.0)]
+        typing_rate: f64,
     },
     /// W4: fallback polling of `GET /api/chat/rooms`, without and with
     /// `If-None-Match`, over rooms seeded with messages.
@@ -229,7 +236,15 @@ async fn main() -> ExitCode {
             admins,
             rate,
             seconds,
-        } => chat::chat(&common, rooms, admins, rate, seconds).await,
+            typing_rooms_percent,
+            typing_rate,
+        } => {
+            let typing = chat::Typing {
+                rooms: rooms * typing_rooms_percent as usize / 100,
+                rate: typing_rate,
+            };
+            chat::chat(&common, rooms, admins, rate, seconds, typing).await
+        }
         Workload::Polling {
             common,
             rooms,

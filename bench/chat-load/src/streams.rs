@@ -3,6 +3,8 @@
 //! published body is `t=<send time, µs>;n=<sequence>`: each subscriber
 //! measures latency, and counts duplicates and the distinct messages it got
 //! by sequence (in any order: publishers may have several posts in flight).
+//! Signals (typing, presence) carry no id and no numbered body: they are
+//! counted apart, never as messages.
 
 use crate::histogram::Histogram;
 use futures::StreamExt;
@@ -39,6 +41,11 @@ pub struct Tally {
     pub connected: AtomicU64,
     pub reconnected: AtomicU64,
     pub errors: AtomicU64,
+    /// Typing signals received, over all subscribers.
+    pub typing: AtomicU64,
+    /// Presence signals received (streams with signals get them as users
+    /// come and go), over all subscribers.
+    pub presence: AtomicU64,
     /// Per subscriber, how many distinct messages it received.
     pub received: Vec<AtomicU64>,
 }
@@ -52,6 +59,8 @@ impl Tally {
             connected: AtomicU64::new(0),
             reconnected: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            typing: AtomicU64::new(0),
+            presence: AtomicU64::new(0),
             received: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
         })
     }
@@ -195,15 +204,40 @@ impl Position {
 async fn read(response: reqwest::Response, position: &mut Position, index: usize, tally: &Tally) {
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
+    // The current frame's `event:` name, if it has one (ours sends none; a
+    // frame ends at a blank line).
+    let mut event = Vec::new();
     while let Some(Ok(chunk)) = body.next().await {
         pending.extend_from_slice(&chunk);
         let mut consumed = 0;
         while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
             let line = &pending[consumed..consumed + end];
             consumed += end + 1;
+            if line.is_empty() {
+                event.clear();
+                continue;
+            }
             if let Some(id) = line.strip_prefix(b"id: ") {
                 position.event_id = std::str::from_utf8(id).ok().map(str::to_owned);
                 continue;
+            }
+            if let Some(name) = line.strip_prefix(b"event:") {
+                event.clear();
+                event.extend_from_slice(name.trim_ascii());
+                continue;
+            }
+            // Before looking for a body: a signal is never a message, whatever
+            // its JSON happens to hold.
+            match Signal::of(&event, line) {
+                Some(Signal::Typing) => {
+                    tally.typing.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(Signal::Presence) => {
+                    tally.presence.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                None => {}
             }
             let Some(Body { sent, n, room }) = parse(line) else {
                 continue;
@@ -217,6 +251,29 @@ async fn read(response: reqwest::Response, position: &mut Position, index: usize
             }
         }
         pending.drain(..consumed);
+    }
+}
+
+/// An ephemeral frame that is not a message.
+#[derive(Debug, PartialEq)]
+enum Signal {
+    Typing,
+    Presence,
+}
+
+impl Signal {
+    /// What a `data:` line is, in a frame named `event` (empty: unnamed),
+    /// if a signal: by its name, or else by its JSON's leading `type` (ours
+    /// names no frames; serde writes the tag first).
+    fn of(event: &[u8], line: &[u8]) -> Option<Self> {
+        let data = line.strip_prefix(b"data:")?.trim_ascii_start();
+        if event == b"typing" || data.starts_with(br#"{"type":"typing""#) {
+            Some(Self::Typing)
+        } else if event == b"presence" || data.starts_with(br#"{"type":"presence""#) {
+            Some(Self::Presence)
+        } else {
+            None
+        }
     }
 }
 
@@ -271,5 +328,21 @@ mod tests {
         assert_eq!(super::parse(ours), body(1700, 42, 0));
         assert_eq!(super::parse(b"data: t=5;n=6;r=7\n"), body(5, 6, 7));
         assert_eq!(super::parse(b"id: 5\n"), None);
+    }
+
+    #[test]
+    fn signals_are_told_from_messages() {
+        use super::Signal;
+        let typing = br#"data: {"type":"typing","roomId":"r","userId":"t=1;n=2","typing":true}"#;
+        assert_eq!(Signal::of(b"", typing), Some(Signal::Typing));
+        assert_eq!(
+            Signal::of(b"typing", b"data: t=5;n=6"),
+            Some(Signal::Typing)
+        );
+        let presence = br#"data: {"type":"presence","userId":"u","online":true,"version":3}"#;
+        assert_eq!(Signal::of(b"", presence), Some(Signal::Presence));
+        let message = br#"data: {"type":"message","message":{"body":"t=1700;n=42"}}"#;
+        assert_eq!(Signal::of(b"", message), None);
+        assert_eq!(Signal::of(b"typing", b"id: 5"), None);
     }
 }
