@@ -59,6 +59,10 @@ struct ChatResult {
     typing_failed: u64,
     /// Typing signals received, widgets and panels together.
     typing_deliveries: u64,
+    /// Of those due (each answered notice to its widget and every panel),
+    /// how many never came (signals are live only: a lagging stream may
+    /// miss some, by design).
+    typing_missed: u64,
     typing_deliveries_per_s: f64,
     /// Presence signals received (only with typing on, as only then do the
     /// streams take signals): mostly as the widgets connect, before the run.
@@ -216,15 +220,20 @@ pub async fn chat(
                 - panels.duplicates.load(Ordering::Relaxed);
             widget_tails + (total * admins as u64).saturating_sub(panel_distinct)
         };
+        // Each typing notice answered goes to its room's widget and every panel.
+        let typing_due = (typed.sent - typed.failed) * (1 + admins as u64);
+        let typing_got =
+            || widgets.typing.load(Ordering::Relaxed) + panels.typing.load(Ordering::Relaxed);
         let drain = Instant::now();
-        while lost(&widgets, &panels) > 0 && drain.elapsed() < Duration::from_secs(10) {
+        while (lost(&widgets, &panels) > 0 || typing_got() < typing_due)
+            && drain.elapsed() < Duration::from_secs(10)
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let sample = target.served.sample();
         let delivered =
             widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
-        let typing_delivered =
-            widgets.typing.load(Ordering::Relaxed) + panels.typing.load(Ordering::Relaxed);
+        let typing_delivered = typing_got();
         let result = ChatResult {
             target: target.served.name,
             rooms,
@@ -253,6 +262,7 @@ pub async fn chat(
             typing_sent: typed.sent,
             typing_failed: typed.failed,
             typing_deliveries: typing_delivered,
+            typing_missed: typing_due.saturating_sub(typing_delivered),
             typing_deliveries_per_s: typing_delivered as f64 / publishing,
             presence_deliveries: widgets.presence.load(Ordering::Relaxed)
                 + panels.presence.load(Ordering::Relaxed),
@@ -277,7 +287,7 @@ pub async fn chat(
         );
         if result.typing_rooms > 0 {
             println!(
-                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s); {} presence signals delivered",
+                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s), {} missed; {} presence signals delivered",
                 result.target,
                 result.typing_rooms,
                 result.typing_rate,
@@ -285,6 +295,7 @@ pub async fn chat(
                 result.typing_failed,
                 result.typing_deliveries,
                 result.typing_deliveries_per_s,
+                result.typing_missed,
                 result.presence_deliveries
             );
             if let Some(failure) = &typed.first_failure {
