@@ -63,6 +63,8 @@ struct ChatResult {
     /// how many never came (signals are live only: a lagging stream may
     /// miss some, by design).
     typing_missed: u64,
+    /// Of the missed, how many were the panels' (the rest, the widgets').
+    typing_missed_by_panels: u64,
     typing_deliveries_per_s: f64,
     /// Presence signals received (only with typing on, as only then do the
     /// streams take signals): mostly as the widgets connect, before the run.
@@ -263,6 +265,8 @@ pub async fn chat(
             typing_failed: typed.failed,
             typing_deliveries: typing_delivered,
             typing_missed: typing_due.saturating_sub(typing_delivered),
+            typing_missed_by_panels: ((typed.sent - typed.failed) * admins as u64)
+                .saturating_sub(panels.typing.load(Ordering::Relaxed)),
             typing_deliveries_per_s: typing_delivered as f64 / publishing,
             presence_deliveries: widgets.presence.load(Ordering::Relaxed)
                 + panels.presence.load(Ordering::Relaxed),
@@ -287,7 +291,7 @@ pub async fn chat(
         );
         if result.typing_rooms > 0 {
             println!(
-                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s), {} missed; {} presence signals delivered",
+                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s), {} missed ({} by the panels); {} presence signals delivered",
                 result.target,
                 result.typing_rooms,
                 result.typing_rate,
@@ -296,6 +300,7 @@ pub async fn chat(
                 result.typing_deliveries,
                 result.typing_deliveries_per_s,
                 result.typing_missed,
+                result.typing_missed_by_panels,
                 result.presence_deliveries
             );
             if let Some(failure) = &typed.first_failure {
