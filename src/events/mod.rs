@@ -214,6 +214,8 @@ pub struct Hub {
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// This process among those on the store, for the signals it sends.
     origin: u64,
+    /// The signals for the other processes, on their way (see `signals`).
+    outbox: tokio::sync::mpsc::Sender<String>,
     presence: Presence,
 }
 
@@ -239,6 +241,7 @@ impl Hub {
     ) -> crate::error::Result<Arc<Self>> {
         let (presence, arrivals) = Presence::new(options.presence_grace, cluster);
         let router = Arc::new(preloaded_router(store.as_ref(), &options).await?);
+        let (outbox, to_send) = tokio::sync::mpsc::channel(signals::OUTBOX);
         let (beat, heartbeat) = watch::channel(sse::heartbeat(Timestamp::now().unix_ms()));
         let hub = Arc::new(Self {
             router,
@@ -251,6 +254,7 @@ impl Hub {
             store_down_since: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             origin: uuid::Uuid::now_v7().as_u64_pair().1,
+            outbox,
             presence,
         });
         let (signals, inbox) = tokio::sync::mpsc::channel(signals::INBOX);
@@ -271,6 +275,7 @@ impl Hub {
                 options.retention,
                 options.purge_batch,
             )),
+            tokio::spawn(signals::send_out(store.clone(), to_send)),
             tokio::spawn(async move { store.watch_other_writers(wake, signals).await }),
             tokio::spawn(signals::relay_signals(Arc::downgrade(&hub), inbox)),
             tokio::spawn(presence::run(

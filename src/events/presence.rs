@@ -155,7 +155,7 @@ impl Hub {
                 }
             })
             .collect();
-        self.signal(signals).await;
+        self.signal(signals);
         Ok(())
     }
 }

@@ -14,6 +14,19 @@ use std::sync::Arc;
 /// How many signals from other processes may wait for the router.
 pub const INBOX: usize = 4096;
 
+/// How many envelopes may wait to go to the other processes; past it, new
+/// ones are dropped (a signal is sent at most once anyway).
+pub const OUTBOX: usize = 4096;
+
+/// How long the outbox gathers envelopes into one statement. Every
+/// PostgreSQL `NOTIFY` queues at commit behind the same lock as the event
+/// log's writes' own; gathered, hundreds of typing notices a second make a
+/// few dozen statements, and a notice lapses after seconds anyway.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The most envelopes one statement carries.
+const PER_STATEMENT: usize = 256;
+
 /// One signal: the rooms whose viewers receive it (admins always do), and
 /// its JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,16 +94,17 @@ impl Signal {
 }
 
 impl Hub {
-    /// Delivers `signals` to this process's streams that may see them, and
-    /// sends them to the other processes (in one statement); how many
-    /// streams here got one.
-    pub async fn signal(&self, signals: Vec<Signal>) -> usize {
-        let envelopes: Vec<String> = signals
+    /// Delivers `signals` to this process's streams that may see them, at
+    /// once, and queues them for the other processes (see `send_out`); how
+    /// many streams here got one.
+    pub fn signal(&self, signals: Vec<Signal>) -> usize {
+        for envelope in signals
             .iter()
             .flat_map(|signal| signal.envelopes(self.origin))
-            .collect();
-        if let Err(error) = self.store.send_signals(&envelopes).await {
-            tracing::warn!(%error, "could not send signals to the other instances");
+        {
+            if self.outbox.try_send(envelope).is_err() {
+                ::metrics::counter!(crate::metrics::SIGNALS_DROPPED).increment(1);
+            }
         }
         signals.into_iter().map(|signal| self.deliver(signal)).sum()
     }
@@ -98,6 +112,29 @@ impl Hub {
     fn deliver(&self, signal: Signal) -> usize {
         let (event, rooms) = signal.into_event();
         self.router.signal(&event, &rooms)
+    }
+}
+
+/// Sends the queued envelopes to the other processes, those gathered within
+/// `GATHER` of the first in one statement, for ever.
+pub async fn send_out(
+    store: Arc<dyn crate::store::Store>,
+    mut outbox: tokio::sync::mpsc::Receiver<String>,
+) {
+    let mut batch = Vec::with_capacity(PER_STATEMENT);
+    loop {
+        if outbox.recv_many(&mut batch, PER_STATEMENT).await == 0 {
+            return;
+        }
+        tokio::time::sleep(GATHER).await;
+        let room = PER_STATEMENT.saturating_sub(batch.len());
+        if room > 0 && !outbox.is_empty() {
+            outbox.recv_many(&mut batch, room).await;
+        }
+        if let Err(error) = store.send_signals(&batch).await {
+            tracing::warn!(%error, "could not send signals to the other instances");
+        }
+        batch.clear();
     }
 }
 

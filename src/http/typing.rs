@@ -46,10 +46,9 @@ async fn typing(
     state.limits.check_write(&caller, Write::Typing).await?;
     let room = room_id(&room)?;
     // Only someone who may see the room may type in it.
-    state.store.room(&caller, &room).await?;
+    state.store.check_visible(&caller, &room).await?;
     state
         .hub
-        .signal(vec![typing::notice(&room, &caller.id, notice.typing)])
-        .await;
+        .signal(vec![typing::notice(&room, &caller.id, notice.typing)]);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -50,6 +50,10 @@ impl Store for Measured {
         timed("room", self.0.room(caller, room)).await
     }
 
+    async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()> {
+        timed("check_visible", self.0.check_visible(caller, room)).await
+    }
+
     async fn rooms(
         &self,
         caller: &Caller,

@@ -172,6 +172,10 @@ pub trait Store: Send + Sync + 'static {
     /// The room as the caller sees it; `NotFound` if absent or not visible.
     async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room>;
 
+    /// `NotFound` unless the caller may see the room: one index probe, for
+    /// what needs no more than the answer (a typing notice).
+    async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()>;
+
     /// The caller's rooms, newest activity first.
     async fn rooms(
         &self,

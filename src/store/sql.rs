@@ -962,6 +962,12 @@ macro_rules! impl_store {
                 visible_room(&mut conn, caller, room.as_str()).await
             }
 
+            async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()> {
+                let mut conn = self.pool.acquire().await?;
+                visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
+                Ok(())
+            }
+
             async fn rooms(
                 &self,
                 caller: &Caller,
