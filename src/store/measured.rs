@@ -213,4 +213,8 @@ impl Store for Measured {
     fn pool_stats(&self) -> PoolStats {
         self.0.pool_stats()
     }
+
+    fn webhooks(&self) -> &dyn super::WebhookStore {
+        self.0.webhooks()
+    }
 }

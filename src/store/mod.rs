@@ -13,11 +13,16 @@ mod measured;
 mod postgres;
 mod sql;
 mod sqlite;
+mod webhooks;
 
 pub use cluster::{Cluster, StreamClaim};
 pub use measured::Measured;
 pub use postgres::{PgStore, REPLAY_QUERIES as PG_REPLAY_QUERIES};
 pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};
+pub use webhooks::{
+    Cursors, Failure, LoggedEvent, NewNotice, NewWebhook, Notice, Reader, UNSEEN, Webhook,
+    WebhookChange, WebhookState, WebhookStore,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{
@@ -311,6 +316,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The connection pool now, for the metrics.
     fn pool_stats(&self) -> PoolStats;
+
+    /// The webhooks' part of the store.
+    fn webhooks(&self) -> &dyn WebhookStore;
 }
 
 /// Connections of a store's pool.

@@ -153,3 +153,10 @@ super::sql::impl_store! {
     lock_rows: " FOR UPDATE",
     notify: Some("SELECT pg_notify('chat_events', CAST($1 AS TEXT))"),
 }
+
+super::webhooks::impl_webhook_store! {
+    store: PgStore,
+    database: Postgres,
+    json_values: "json_array_elements_text($1::json)",
+    greatest: "GREATEST",
+}

@@ -1537,6 +1537,13 @@ macro_rules! impl_store {
                 // it, not at the index's start, where PostgreSQL keeps the
                 // dead entries of the batches before until a vacuum.
                 let mut purged_up_to = 0_i64;
+                // Nor past what an active webhook has yet to deliver.
+                let held: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(event_cursor) FROM webhooks WHERE state = 'active'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let held = held.unwrap_or(i64::MAX);
                 let deleted = loop {
                     let started = tokio::time::Instant::now();
                     let oldest: Vec<(i64, i64)> = sqlx::query_as(
@@ -1548,7 +1555,7 @@ macro_rules! impl_store {
                     .await?;
                     let expired = oldest
                         .iter()
-                        .take_while(|(_, created_at)| *created_at < cutoff.unix_ms())
+                        .take_while(|(id, created_at)| *created_at < cutoff.unix_ms() && *id <= held)
                         .count();
                     let Some(&(up_to, _)) = expired.checked_sub(1).and_then(|last| oldest.get(last))
                     else {
@@ -1590,6 +1597,10 @@ macro_rules! impl_store {
 
             async fn send_signals(&self, signals: &[String]) -> Result<()> {
                 self.notify_signals(signals).await
+            }
+
+            fn webhooks(&self) -> &dyn super::WebhookStore {
+                self
             }
 
             fn pool_stats(&self) -> super::PoolStats {

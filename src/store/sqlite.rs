@@ -122,3 +122,10 @@ super::sql::impl_store! {
     lock_rows: "",
     notify: None,
 }
+
+super::webhooks::impl_webhook_store! {
+    store: SqliteStore,
+    database: Sqlite,
+    json_values: "json_each($1)",
+    greatest: "MAX",
+}
