@@ -11,6 +11,7 @@ use crate::http::{self, AppState, api_router};
 use crate::limits::Limits;
 use crate::metrics;
 use crate::store::{self, Cluster, Measured, Store, StoreOptions};
+use crate::webhooks::{WebhookOptions, Webhooks};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
@@ -48,6 +49,8 @@ pub enum StartError {
     Relay(String),
     #[error("could not join the cluster: {0}")]
     Cluster(crate::error::Error),
+    #[error("could not start the webhooks: {0}")]
+    Webhooks(reqwest::Error),
 }
 
 /// The secret tokens are signed with: the configured one, or in development
@@ -112,6 +115,8 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartError::Relay(e.to_string()))?;
+    let webhooks = Webhooks::start(hub.clone(), webhook_options(&config), draining.clone())
+        .map_err(StartError::Webhooks)?;
     Ok(AppState {
         store,
         auth: Arc::new(auth),
@@ -119,8 +124,22 @@ pub async fn build_state(
         metrics,
         config: Arc::new(config),
         hub,
+        webhooks: Arc::new(webhooks),
         draining,
     })
+}
+
+fn webhook_options(config: &Config) -> WebhookOptions {
+    WebhookOptions {
+        timeout: config.webhook_timeout.0,
+        retry_horizon: config.webhook_retry_horizon.0,
+        retry_max_interval: config.webhook_retry_max_interval.0,
+        batch_events: config.webhook_batch_events,
+        lease: config.webhook_lease.0,
+        allow_internal: config.webhook_allow_internal_addresses,
+        unseen_delay: config.unseen_delay.0,
+        notice_retention: config.event_retention.0,
+    }
 }
 
 /// The API with its middleware.
@@ -205,7 +224,7 @@ fn cors(config: &Config) -> CorsLayer {
     }
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

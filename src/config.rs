@@ -112,6 +112,23 @@ pub struct Config {
     /// `erase_batch`), as an erasure makes them.
     #[serde(default)]
     pub message_retention: Option<Interval>,
+    /// How long a webhook receiver has to answer a delivery.
+    pub webhook_timeout: Interval,
+    /// How long a delivery is retried before its webhook is marked failing.
+    pub webhook_retry_horizon: Interval,
+    /// The longest wait between two retries of a delivery.
+    pub webhook_retry_max_interval: Interval,
+    /// The most events one webhook delivery carries.
+    pub webhook_batch_events: u32,
+    /// How long an instance's hold on a webhook lasts unless renewed (a
+    /// killed instance's webhooks are taken over after it).
+    pub webhook_lease: Interval,
+    /// Webhooks may point at loopback, private and link-local addresses.
+    pub webhook_allow_internal_addresses: bool,
+    /// How long a rotated-out webhook secret still signs deliveries.
+    pub webhook_secret_grace: Interval,
+    /// How long a message waits before its `message.unseen` notices.
+    pub unseen_delay: Interval,
     pub header_timeout: Interval,
     pub stream_stall_timeout: Interval,
     /// The longest (and default) wait of `GET /api/chat/events`; see
@@ -391,6 +408,21 @@ impl Config {
         ];
         if writes.contains(&0) {
             return invalid("write rates and bursts must be at least 1".to_owned());
+        }
+        if !(1..=1000).contains(&self.webhook_batch_events) {
+            return invalid("webhook_batch_events must be 1 to 1000".to_owned());
+        }
+        if self.webhook_lease.0 < Duration::from_millis(300) {
+            return invalid("webhook_lease must be at least 300ms".to_owned());
+        }
+        if self.webhook_timeout.0 < Duration::from_millis(100) {
+            return invalid("webhook_timeout must be at least 100ms".to_owned());
+        }
+        if self.webhook_retry_max_interval.0 < Duration::from_secs(1) {
+            return invalid("webhook_retry_max_interval must be at least 1s".to_owned());
+        }
+        if self.unseen_delay.0 < Duration::from_secs(1) {
+            return invalid("unseen_delay must be at least 1s".to_owned());
         }
         if self.token_max_lifetime.0 < Duration::from_secs(60) {
             return invalid("token_max_lifetime must be at least 1m".to_owned());

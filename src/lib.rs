@@ -27,3 +27,4 @@ pub mod metrics;
 pub mod model;
 pub mod sse;
 pub mod store;
+pub mod webhooks;

@@ -28,6 +28,13 @@ pub const RELAY_ERRORS: &str = "chat_relay_read_errors_total";
 pub const SIGNALS_DROPPED: &str = "chat_signals_dropped_total";
 pub const RELAY_LAG: &str = "chat_relay_lag_events";
 pub const NOTIFICATIONS: &str = "chat_relay_notifications_total";
+// Webhooks.
+pub const WEBHOOK_DELIVERIES: &str = "chat_webhook_deliveries_total";
+pub const WEBHOOK_EVENTS_DELIVERED: &str = "chat_webhook_events_delivered_total";
+pub const WEBHOOK_RETRIES: &str = "chat_webhook_retries_total";
+pub const WEBHOOK_LAG: &str = "chat_webhook_lag_events";
+pub const WEBHOOKS_FAILING: &str = "chat_webhooks_failing";
+pub const UNSEEN_RAISED: &str = "chat_unseen_notices_raised_total";
 // HTTP.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -135,6 +142,28 @@ fn describe() {
         NOTIFICATIONS,
         "PostgreSQL notifications of commits (by any instance) received"
     );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries (POSTs), by webhook and outcome: delivered, failed"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_DELIVERED,
+        "Events in webhook deliveries that were acknowledged, by webhook"
+    );
+    describe_counter!(
+        WEBHOOK_RETRIES,
+        "Webhook deliveries retried after a failure, by webhook"
+    );
+    describe_gauge!(
+        WEBHOOK_LAG,
+        "Events relayed here that a webhook's cursor has not passed yet, by webhook \
+         (reported by the instance that delivers to it)"
+    );
+    describe_gauge!(
+        WEBHOOKS_FAILING,
+        "Webhooks this instance holds whose retries gave up: skipped until resumed"
+    );
+    describe_counter!(UNSEEN_RAISED, "message.unseen notices this instance raised");
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status");
     describe_histogram!(
         HTTP_DURATION,

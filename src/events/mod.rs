@@ -217,6 +217,8 @@ pub struct Hub {
     /// The signals for the other processes, on their way (see `signals`).
     outbox: tokio::sync::mpsc::Sender<String>,
     presence: Presence,
+    /// The newest event published, for those who wait on it (webhooks).
+    relayed: watch::Sender<i64>,
 }
 
 impl Drop for Hub {
@@ -256,6 +258,7 @@ impl Hub {
             origin: uuid::Uuid::now_v7().as_u64_pair().1,
             outbox,
             presence,
+            relayed: watch::channel(0).0,
         });
         let (signals, inbox) = tokio::sync::mpsc::channel(signals::INBOX);
         let tasks = [
@@ -351,6 +354,11 @@ impl Hub {
     /// The newest event the relay has published (and so, committed).
     pub fn relayed_event_id(&self) -> i64 {
         self.router.position()
+    }
+
+    /// Changes whenever the relay has published events.
+    pub fn relayed_events(&self) -> watch::Receiver<i64> {
+        self.relayed.subscribe()
     }
 
     /// Notes where a stream's catch-up was served from: the window (memory)
@@ -517,6 +525,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
             }
             let delivered = hub.router.publish(events);
             ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
+            hub.relayed.send_replace(hub.router.position());
             if !full {
                 break;
             }

@@ -256,6 +256,15 @@ async fn announce_departures(hub: &Hub) -> Result<()> {
         }
     };
     due.retain(|user| !held.contains(user));
+    // Kept, so that the unseen notice knows who was online since a message.
+    if let Err(error) = hub
+        .store
+        .webhooks()
+        .note_offline(&due, Timestamp::now())
+        .await
+    {
+        tracing::warn!(%error, "cannot note who went offline; unseen notices may come for them");
+    }
     hub.announce(&due, false, version).await
 }
 

@@ -13,6 +13,7 @@ mod rooms;
 mod streams;
 mod typing;
 mod users;
+mod webhooks;
 
 pub use extract::{Json, Path, Query};
 
@@ -23,6 +24,7 @@ use crate::events::Hub;
 use crate::limits::Limits;
 use crate::model::{MessageId, RoomId, UserId};
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 use axum::Router;
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub limits: Arc<Limits>,
+    /// The webhooks' dispatcher, told when an endpoint changes.
+    pub webhooks: Arc<Webhooks>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.
@@ -58,6 +62,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(typing::router())
         .merge(presence::router())
         .merge(users::router())
+        .merge(webhooks::router())
         .merge(streams::router())
         .merge(events::router())
         .merge(pages::router())

@@ -26,6 +26,7 @@ use utoipa_axum::routes;
         (name = "rooms", description = "Rooms, membership and the listing fallback polling reads"),
         (name = "messages", description = "History, sending and read cursors"),
         (name = "streams", description = "Live updates (Server-Sent Events)"),
+        (name = "webhooks", description = "Signed POSTs to the application, from the event log (admins)"),
         (name = "health", description = "For load balancers"),
         (name = "operations", description = "For operators"),
         (name = "development", description = "Development only"),

@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -93,7 +94,14 @@ async fn list_rooms(
         .chain_update(caller.id.as_str())
         .chain_update([0, u8::from(caller.is_admin())])
         .chain_update(format!("{limit}:{:?}:{version}", params.page_token));
-    let opaque = format!("\"{:x}\"", tag.finalize());
+    let opaque = tag
+        .finalize()
+        .iter()
+        .fold(String::from("\""), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+        + "\"";
     // The weak comparison of RFC 9110 § 13.1.2: `W/` aside, the same tag.
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
