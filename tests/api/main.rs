@@ -37,4 +37,5 @@ mod streams;
 mod throwaway_postgres;
 mod typing;
 mod unread;
+mod webhooks;
 mod write_limits;
