@@ -95,25 +95,48 @@ struct WebhookList {
 struct NewWebhookBody {
     /// Where deliveries are POSTed: https (http outside production), not
     /// an internal address unless `webhook_allow_internal_addresses`.
-    #[schema(example = "https://app.example.com/hooks/chat")]
+    // The pattern is the shape; `endpoints::check_url` checks more.
+    #[schema(
+        example = "https://app.example.com/hooks/chat",
+        max_length = 2048,
+        pattern = r"^https?://[^\s/?#@]+(/\S*)?$"
+    )]
     url: String,
-    /// Which events it is told of (see docs/webhooks.md), at least one.
-    #[schema(example = json!(["message.created", "message.unseen"]))]
+    #[schema(schema_with = event_types_schema)]
     event_types: Vec<String>,
     /// Only these rooms' events; left out or `null`: every room.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 1000)]
     room_ids: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WebhookPatch {
+    #[schema(max_length = 2048, pattern = r"^https?://[^\s/?#@]+(/\S*)?$")]
     url: Option<String>,
+    #[schema(schema_with = event_types_schema)]
     event_types: Option<Vec<String>>,
     /// `null`: every room again; left out: unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>, nullable)]
+    #[schema(value_type = Option<Vec<String>>, nullable, min_items = 1, max_items = 1000)]
     room_ids: Option<Option<Vec<String>>>,
+}
+
+/// `eventTypes` in the OpenAPI document: the names there are, at least one.
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(endpoints::EVENT_TYPES)),
+        )
+        .min_items(Some(1))
+        .description(Some(
+            "Which events it is told of (see docs/webhooks.md), at least one.",
+        ))
+        .build()
 }
 
 /// A field that is present, `null` or not: `Some`, so that `null` differs

@@ -310,6 +310,23 @@ impl TestApp {
 
     /// Runs `SELECT COUNT(*) …` (`sql`) on the server's database directly:
     /// for what no answer of the API shows, such as a deleted body's bytes.
+    /// Runs `sql` on the app's database (to age rows, say).
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        let sql = || sqlx::AssertSqlSafe(sql.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let mut db = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql()).execute(&mut db).await.unwrap();
+        } else {
+            let mut db = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql()).execute(&mut db).await.unwrap();
+        }
+    }
+
     pub async fn count_rows(&self, sql: &str) -> i64 {
         use sqlx::Connection;
         let sql = || sqlx::AssertSqlSafe(sql.to_owned());

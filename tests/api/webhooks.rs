@@ -16,6 +16,8 @@ on_both_stores!(
     a_failing_receiver_is_retried_from_an_unmoved_cursor_and_then_gets_everything_in_order,
     a_receiver_that_does_not_answer_in_time_is_retried,
     retries_give_up_after_the_horizon_and_a_resume_goes_on_from_where_they_stopped,
+    a_receiver_that_hangs_delays_no_other_and_a_deleted_webhook_gets_nothing_more,
+    retention_keeps_what_an_active_webhook_has_yet_to_deliver,
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
 );
@@ -408,6 +410,92 @@ async fn retries_give_up_after_the_horizon_and_a_resume_goes_on_from_where_they_
         .collect();
     assert_eq!(bodies, ["kept", "while failing"]);
     assert!(receiver.deliveries().len() > tried);
+}
+
+async fn a_receiver_that_hangs_delays_no_other_and_a_deleted_webhook_gets_nothing_more(
+    backend: Backend,
+) {
+    use figment::providers::Serialized;
+    // A hung receiver holds its delivery for a minute, past `WAIT`: had
+    // the others to wait behind it, they would get nothing in time.
+    let app = TestApp::spawn_with(backend, |f| {
+        quick(f).merge(Serialized::default("webhook_timeout", "60s"))
+    })
+    .await;
+    let (hung, healthy, witness) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    hung.answer(Answer::Late(Duration::from_secs(3600)));
+    let alice = user("alice");
+    let room = app.create_room(&alice, "room", &[]).await;
+    register(&app, &hung.url, &["message.created"], None).await;
+    let deleted = register(&app, &healthy.url, &["message.created"], None).await;
+    register(&app, &witness.url, &["message.created"], None).await;
+    for n in 0..10 {
+        app.send(&alice, &room, &format!("message {n}")).await;
+    }
+    assert_eq!(healthy.wait_for_events(10).await.len(), 10);
+    assert_eq!(witness.wait_for_events(10).await.len(), 10);
+    hung.wait_until("the hung receiver's first attempt", |d| !d.is_empty())
+        .await;
+    assert!(hung.accepted_events().is_empty());
+
+    let path = format!("/api/chat/webhooks/{}", deleted["id"].as_str().unwrap());
+    let (status, _) = app.delete(&path, &admin("ops")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.send(&alice, &room, "after the deletion").await;
+    let seen = witness.wait_for_events(11).await;
+    assert_eq!(seen[10]["data"]["message"]["body"], "after the deletion");
+    assert_eq!(
+        healthy.accepted_events().len(),
+        10,
+        "a deleted webhook got more"
+    );
+}
+
+async fn retention_keeps_what_an_active_webhook_has_yet_to_deliver(backend: Backend) {
+    use figment::providers::Serialized;
+    // The shortest window: a purge every 6 s.
+    let app = TestApp::spawn_with(backend, |f| {
+        quick(f).merge(Serialized::default("event_retention", "1m"))
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "room", &[]).await;
+    app.send(&alice, &room, "before the webhook").await;
+    receiver.answer(Answer::Status(503));
+    let hook = register(&app, &receiver.url, &["message.created"], None).await;
+    let cursor = hook["eventCursor"].as_i64().unwrap();
+    for n in 0..3 {
+        app.send(&alice, &room, &format!("held {n}")).await;
+    }
+    receiver
+        .wait_until("a first, refused attempt", |d| !d.is_empty())
+        .await;
+    // Everything is now past the window; only what the webhook has
+    // acknowledged may go.
+    app.execute("UPDATE events SET created_at = 0").await;
+    let older = format!("SELECT COUNT(*) FROM events WHERE id <= {cursor}");
+    let purge = tokio::time::timeout(2 * WAIT, async {
+        while app.count_rows(&older).await > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(purge.is_ok(), "the acknowledged events were never purged");
+    let held = format!("SELECT COUNT(*) FROM events WHERE id > {cursor}");
+    assert_eq!(app.count_rows(&held).await, 3);
+
+    receiver.answer(Answer::Ok);
+    let events = receiver.wait_for_events(3).await;
+    let bodies: Vec<&str> = events
+        .iter()
+        .map(|e| e["data"]["message"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["held 0", "held 1", "held 2"]);
 }
 
 async fn webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types(
