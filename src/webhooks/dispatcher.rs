@@ -8,8 +8,10 @@
 //! a time, and moves the cursors only once the receiver answered 2xx:
 //! anything else is retried, with exponential backoff and jitter, from the
 //! same cursors, until the horizon passes and the endpoint is marked
-//! failing. A crash between a 2xx and the cursor's move repeats a delivery;
-//! nothing is ever skipped.
+//! failing. The cursors are saved at most once every `SAVE_EVERY` while
+//! deliveries follow each other (each save is a commit beside the
+//! messages'), and at once when the endpoint is idle or recovered from a
+//! failure: a crash repeats up to that much, and never skips anything.
 
 use super::endpoints::{UNSEEN, event_type, wants};
 use super::{Shared, address, signing};
@@ -27,8 +29,12 @@ use tokio::sync::{Notify, watch};
 /// with no wake-up of their own) or, without notices, at all.
 const NOTICE_POLL: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// How often a cursor that only passed events nobody wanted is saved.
-const SAVE_SKIPS_EVERY: Duration = Duration::from_secs(1);
+/// How often a cursor is saved while it moves.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long an idle task, woken by new events, waits for more to come
+/// before it reads: one read and one POST for what comes meanwhile, not
+/// one for each event.
+const GATHER: Duration = Duration::from_millis(20);
 /// The first retry's delay; each next one doubles, up to `retry_max_interval`.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -163,7 +169,10 @@ struct Body<'a> {
 
 /// Why a delivery stopped being tried.
 enum Stop {
-    Delivered,
+    /// Taken, after failed attempts or not.
+    Delivered {
+        after_failures: bool,
+    },
     /// The endpoint changed or gave up: read it again.
     Again,
     LeaseLost,
@@ -174,6 +183,8 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
     let mut cursors = hook.borrow().cursors;
     let mut saved = cursors;
     let mut saved_at = Instant::now();
+    // Deliveries taken since the last save (whose cursors `saved` lacks).
+    let mut unsaved_deliveries = false;
     loop {
         let current = hook.borrow_and_update().clone();
         cursors = Cursors {
@@ -198,13 +209,18 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
         };
         if batch.items.is_empty() {
             cursors = batch.to;
-            if cursors != saved && (batch.more || saved_at.elapsed() >= SAVE_SKIPS_EVERY) {
+            // Idle (nothing more to read) with deliveries unsaved: now.
+            let idle_after_deliveries = unsaved_deliveries && !batch.more;
+            if cursors != saved && (idle_after_deliveries || saved_at.elapsed() >= SAVE_EVERY) {
                 match shared
                     .store()
-                    .advance_webhook(&current.id, &shared.owner, cursors, false)
+                    .advance_webhook(&current.id, &shared.owner, cursors, unsaved_deliveries)
                     .await
                 {
-                    Ok(true) => (saved, saved_at) = (cursors, Instant::now()),
+                    Ok(true) => {
+                        (saved, saved_at) = (cursors, Instant::now());
+                        unsaved_deliveries = false;
+                    }
                     Ok(false) => return,
                     Err(error) => {
                         tracing::warn!(webhook = %current.id, %error, "cannot save a cursor")
@@ -220,25 +236,31 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
                 IDLE_POLL
             };
             tokio::select! {
-                _ = relayed.changed() => {}
+                _ = relayed.changed() => tokio::time::sleep(GATHER).await,
                 changed = hook.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(poll) => {}
             }
             continue;
         }
         match send(&shared, &mut hook, &current, &batch).await {
-            Stop::Delivered => {
+            Stop::Delivered { after_failures } => {
+                cursors = batch.to;
+                unsaved_deliveries = true;
+                // A recovery clears the failure's state at once.
+                if !after_failures && saved_at.elapsed() < SAVE_EVERY {
+                    continue;
+                }
                 match shared
                     .store()
-                    .advance_webhook(&current.id, &shared.owner, batch.to, true)
+                    .advance_webhook(&current.id, &shared.owner, cursors, true)
                     .await
                 {
                     Ok(true) => {
-                        cursors = batch.to;
                         (saved, saved_at) = (cursors, Instant::now());
+                        unsaved_deliveries = false;
                     }
                     Ok(false) => return,
-                    // Sent again from the old cursors: at least once.
+                    // Delivered all the same: saved with the next one.
                     Err(error) => {
                         tracing::warn!(webhook = %current.id, %error, "cannot save a delivery");
                         tokio::time::sleep(FIRST_RETRY).await;
@@ -353,6 +375,7 @@ async fn send(
     };
     let delivery_id = format!("dlv_{}_{}", batch.first, batch.last);
     let webhook = current.id.clone();
+    let mut after_failures = false;
     loop {
         match post(shared, current, &delivery_id, body.clone()).await {
             Ok(()) => {
@@ -360,9 +383,10 @@ async fn send(
                     .increment(1);
                 ::metrics::counter!(metrics::WEBHOOK_EVENTS_DELIVERED, "webhook" => webhook)
                     .increment(batch.items.len() as u64);
-                return Stop::Delivered;
+                return Stop::Delivered { after_failures };
             }
             Err(error) => {
+                after_failures = true;
                 ::metrics::counter!(metrics::WEBHOOK_DELIVERIES, "webhook" => webhook.clone(), "outcome" => "failed")
                     .increment(1);
                 let horizon = shared.options.retry_horizon.as_millis() as i64;

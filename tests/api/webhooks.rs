@@ -173,6 +173,28 @@ pub async fn register(app: &TestApp, url: &str, types: &[&str], rooms: Option<&[
     hook
 }
 
+/// Reads the webhook at `path` until `done` holds of it (up to `WAIT`):
+/// its row follows the deliveries, saved a moment after the receiver had them.
+async fn read_until(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let read = tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, read) = app.get(path, &admin("ops")).await;
+            if done(&read) {
+                return read;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let Ok(read) = read else {
+        panic!(
+            "waited for {what}; the webhook is {}",
+            app.get(path, &admin("ops")).await.1
+        )
+    };
+    read
+}
+
 fn types_and_ids(events: &[Value]) -> Vec<(String, String)> {
     events
         .iter()
@@ -275,17 +297,13 @@ async fn a_webhook_gets_exactly_the_events_it_asked_for_in_order_and_signed(back
         assert_eq!(header("content-type"), "application/json");
         assert_eq!(delivery.json()["webhookId"], hook["id"]);
     }
-    // Once acknowledged, the cursor has passed them.
-    let (_, read) = app
-        .get(
-            &format!("/api/chat/webhooks/{}", hook["id"].as_str().unwrap()),
-            &admin("ops"),
-        )
-        .await;
-    assert!(
-        read["eventCursor"].as_i64().unwrap() >= *ids.last().unwrap(),
-        "{read}"
-    );
+    // Once acknowledged, the cursor passes them.
+    let path = format!("/api/chat/webhooks/{}", hook["id"].as_str().unwrap());
+    let last = *ids.last().unwrap();
+    let read = read_until(&app, &path, "the cursor past the deliveries", |read| {
+        read["eventCursor"].as_i64().unwrap() >= last
+    })
+    .await;
     assert_eq!(read["state"], "active");
     assert!(read["deliveredAt"].is_string());
 }
@@ -340,9 +358,10 @@ async fn a_failing_receiver_is_retried_from_an_unmoved_cursor_and_then_gets_ever
         .chain((0..20).map(|n| format!("meanwhile {n}")))
         .collect();
     assert_eq!(bodies, expected);
-    let (_, recovered) = app.get(&path, &admin("ops")).await;
-    assert_eq!(recovered["attempts"], 0, "{recovered}");
-    assert!(recovered["failingSince"].is_null(), "{recovered}");
+    read_until(&app, &path, "the failure cleared", |read| {
+        read["attempts"] == 0 && read["failingSince"].is_null()
+    })
+    .await;
 }
 
 async fn a_receiver_that_does_not_answer_in_time_is_retried(backend: Backend) {
@@ -382,17 +401,10 @@ async fn retries_give_up_after_the_horizon_and_a_resume_goes_on_from_where_they_
     let path = format!("/api/chat/webhooks/{}", hook["id"].as_str().unwrap());
     receiver.answer(Answer::Status(503));
     app.send(&alice, &room, "kept").await;
-    let failing = tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, read) = app.get(&path, &admin("ops")).await;
-            if read["state"] == "failing" {
-                return read;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let failing = read_until(&app, &path, "the webhook marked failing", |read| {
+        read["state"] == "failing"
     })
-    .await
-    .expect("the webhook to be marked failing");
+    .await;
     assert_eq!(failing["eventCursor"], hook["eventCursor"], "{failing}");
     // Failing: skipped, so no attempt comes any more, whatever happens.
     let tried = receiver.deliveries().len();
