@@ -4,11 +4,15 @@
 //! are numbered on their own: every stream counts, room by room, what it got
 //! and what came twice. Optionally the first rooms' users also send typing
 //! notices at a fixed rate each, and every stream takes signals: typing is
-//! counted apart from the messages, as what it cost.
+//! counted apart from the messages, as what it cost. With `--webhook`,
+//! chat-server also delivers every message to one fast receiver in this
+//! process, counted as the streams are (the hub has no webhooks); with
+//! `--webhook-backlog` the receiver refuses until the last post, then
+//! takes the whole backlog: the catch-up rate.
 
 use crate::histogram::Histogram;
 use crate::streams::{Body, Tally};
-use crate::{Common, Target, lineup, token, token_as, write_json};
+use crate::{Common, Target, lineup, token, token_as, webhook, write_json};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +24,15 @@ const PUBLISHERS: usize = 64;
 /// Typist tasks; each owns every `TYPISTS`th typing room. Each awaits its
 /// posts one by one, so enough of them that 1,000/s keep up.
 const TYPISTS: usize = 32;
+
+/// How the webhook receiver takes the messages.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Webhook {
+    /// As they come.
+    Live,
+    /// Refused (503) until the last post, then all at once.
+    Backlog,
+}
 
 /// The typing load: the first `rooms` rooms' users each send `rate` typing
 /// notices a second while the messages go.
@@ -69,6 +82,28 @@ struct ChatResult {
     /// Presence signals received (only with typing on, as only then do the
     /// streams take signals): mostly as the widgets connect, before the run.
     presence_deliveries: u64,
+    /// With `--webhook` (ours only; null otherwise): what the receiver took.
+    webhook: Option<WebhookResult>,
+}
+
+#[derive(Serialize)]
+struct WebhookResult {
+    /// Distinct messages received.
+    events: u64,
+    lost: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    /// POSTs (each a batch of events).
+    deliveries: u64,
+    /// From when the message's post was due to when its delivery came.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Distinct messages a second, between the first and last delivery
+    /// taken.
+    events_per_s: f64,
+    /// After the last post, how long until the last delivery came.
+    drain_s: f64,
 }
 
 /// What the typists did.
@@ -87,6 +122,7 @@ pub async fn chat(
     rate: u32,
     seconds: u64,
     typing: Typing,
+    webhook: Option<Webhook>,
 ) -> Result<(), String> {
     let mut results = Vec::new();
     // With typing on, every stream takes signals, as the pages' do.
@@ -96,7 +132,20 @@ pub async fn chat(
         ("", "")
     };
     for &ours in lineup(common) {
-        let target = Target::start(common, ours, "25s").await?;
+        let target = if ours && webhook.is_some() {
+            // The receiver is on this machine, and a refused backlog is
+            // tried again within a second.
+            let mut common = common.clone();
+            for (name, value) in [
+                ("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true"),
+                ("CHAT_WEBHOOK_RETRY_MAX_INTERVAL", "1s"),
+            ] {
+                common.server_env.insert(0, (name.into(), value.into()));
+            }
+            Target::start(&common, ours, "25s").await?
+        } else {
+            Target::start(common, ours, "25s").await?
+        };
         // `typing_posts`: (URL, token) for each typing room's notices.
         let (widget_streams, publish_urls, global_url, typing_posts) = if ours {
             let ids = target
@@ -150,6 +199,16 @@ pub async fn chat(
             connect.as_secs_f64()
         );
 
+        let receiver = match webhook {
+            Some(how) if ours => {
+                let received = register_receiver(&target).await?;
+                received
+                    .refusing
+                    .store(how == Webhook::Backlog, Ordering::Relaxed);
+                Some(received)
+            }
+            _ => None,
+        };
         let cpu_before = target.served.sample().cpu_ticks;
         let started = Instant::now();
         let started_micros = crate::streams::now_micros();
@@ -204,6 +263,10 @@ pub async fn chat(
             }
         }
         let publishing = started.elapsed().as_secs_f64();
+        let published_micros = crate::streams::now_micros();
+        if let Some(received) = &receiver {
+            received.refusing.store(false, Ordering::Relaxed);
+        }
         let mut typed = Typed::default();
         for typist in typists {
             let done = typist.await.map_err(|e| e.to_string())?;
@@ -236,6 +299,10 @@ pub async fn chat(
         let delivered =
             widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
         let typing_delivered = typing_got();
+        let webhook = match &receiver {
+            Some(received) => Some(drain_webhook(received, total, published_micros).await),
+            None => None,
+        };
         let result = ChatResult {
             target: target.served.name,
             rooms,
@@ -270,6 +337,7 @@ pub async fn chat(
             typing_deliveries_per_s: typing_delivered as f64 / publishing,
             presence_deliveries: widgets.presence.load(Ordering::Relaxed)
                 + panels.presence.load(Ordering::Relaxed),
+            webhook,
         };
         println!(
             "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; posts p50 {:.1} ms p99 {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
@@ -307,9 +375,74 @@ pub async fn chat(
                 println!("{:>12}: first typing failure: {failure}", result.target);
             }
         }
+        if let Some(hook) = &result.webhook {
+            println!(
+                "{:>12}: webhook: {} messages ({:.0}/s) in {} deliveries, p50 {:.1} ms p99 {:.1} ms max {:.1} ms, drained {:.2} s after the last post; lost {} dup {} out of order {}",
+                result.target,
+                hook.events,
+                hook.events_per_s,
+                hook.deliveries,
+                hook.p50_ms,
+                hook.p99_ms,
+                hook.max_ms,
+                hook.drain_s,
+                hook.lost,
+                hook.duplicates,
+                hook.out_of_order
+            );
+        }
         results.push(result);
     }
     write_json("w3", common, &results)
+}
+
+/// Starts a receiver and registers it with chat-server for every message.
+async fn register_receiver(target: &Target) -> Result<Arc<webhook::Received>, String> {
+    let (url, received) = webhook::start().await?;
+    let answer = target
+        .http
+        .post(format!("{}/api/chat/webhooks", target.served.base))
+        .bearer_auth(&target.publisher)
+        .json(&serde_json::json!({"url": url, "eventTypes": ["message.created"]}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        let status = answer.status();
+        return Err(format!(
+            "registering the webhook: {status} {}",
+            answer.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(received)
+}
+
+/// Waits (up to 60 s) for the receiver to have all `total` messages; what
+/// it took.
+async fn drain_webhook(
+    received: &webhook::Received,
+    total: u64,
+    published_micros: u64,
+) -> WebhookResult {
+    let waiting = Instant::now();
+    while received.distinct() < total && waiting.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = received.distinct();
+    let first = received.first_micros.get().copied().unwrap_or(0);
+    let last = received.last_micros.load(Ordering::Relaxed);
+    WebhookResult {
+        events,
+        lost: total.saturating_sub(events),
+        duplicates: received.duplicates.load(Ordering::Relaxed),
+        out_of_order: received.out_of_order.load(Ordering::Relaxed),
+        deliveries: received.deliveries.load(Ordering::Relaxed),
+        p50_ms: received.latency.percentile_ms(0.50),
+        p99_ms: received.latency.percentile_ms(0.99),
+        max_ms: received.latency.max_ms(),
+        events_per_s: events as f64 / (last.saturating_sub(first).max(1) as f64 / 1e6),
+        drain_s: last.saturating_sub(published_micros) as f64 / 1e6,
+    }
 }
 
 /// Starts the typists: over `seconds` from `started`, each of `posts`

@@ -13,6 +13,7 @@ mod process;
 mod replay;
 mod scale;
 mod streams;
+mod webhook;
 mod writes;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -119,6 +120,13 @@ enum Workload {
         /// Typing notices per second in each of those rooms.
         #[arg(long, default_value_t = 1.0)]
         typing_rate: f64,
+        /// Also deliver every message to a webhook receiver in this process.
+        #[arg(long)]
+        webhook: bool,
+        /// With `--webhook`: the receiver refuses until the last post, then
+        /// takes the backlog.
+        #[arg(long, requires = "webhook")]
+        webhook_backlog: bool,
     },
     /// W4: fallback polling of `GET /api/chat/rooms`, without and with
     /// `If-None-Match`, over rooms seeded with messages.
@@ -238,12 +246,19 @@ async fn main() -> ExitCode {
             seconds,
             typing_rooms_percent,
             typing_rate,
+            webhook,
+            webhook_backlog,
         } => {
             let typing = chat::Typing {
                 rooms: rooms * typing_rooms_percent as usize / 100,
                 rate: typing_rate,
             };
-            chat::chat(&common, rooms, admins, rate, seconds, typing).await
+            let webhook = match (webhook, webhook_backlog) {
+                (false, _) => None,
+                (true, false) => Some(chat::Webhook::Live),
+                (true, true) => Some(chat::Webhook::Backlog),
+            };
+            chat::chat(&common, rooms, admins, rate, seconds, typing, webhook).await
         }
         Workload::Polling {
             common,
