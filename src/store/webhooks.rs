@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::model::{Message, MessageId, RoomId, Timestamp, UserId};
 use async_trait::async_trait;
 
-/// A registered endpoint, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A registered endpoint, as stored. Not `Debug`: it holds the secret, and
+/// its URL may hold a credential, and neither may reach a log.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -58,7 +59,7 @@ impl WebhookState {
 }
 
 /// A new endpoint, its values checked (`webhooks::endpoints`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewWebhook {
     pub id: String,
     pub url: String,
@@ -68,7 +69,7 @@ pub struct NewWebhook {
 }
 
 /// What an update changes; `None` leaves a value as it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WebhookChange {
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
@@ -341,6 +342,8 @@ macro_rules! impl_webhook_store {
         /// With no other webhook asking for unseen notices, the sweep has
         /// stood still (see `webhooks::unseen`): it starts at the newest
         /// event, so the new subscriber gets no notices of the past.
+        /// Called before the webhook asks: a sweep in between still sees
+        /// nobody asking, and one after starts from here.
         async fn start_unseen_sweep(pool: &sqlx::Pool<$db>, id: &str) -> crate::error::Result<()> {
             sqlx::query(
                 "UPDATE unseen_sweep SET last_event_id = (SELECT last_id FROM event_counter)
@@ -360,6 +363,9 @@ macro_rules! impl_webhook_store {
         #[async_trait::async_trait]
         impl WebhookStore for $store {
             async fn create_webhook(&self, new: &NewWebhook) -> crate::error::Result<Webhook> {
+                if new.event_types.iter().any(|kind| kind == UNSEEN) {
+                    start_unseen_sweep(&self.pool, &new.id).await?;
+                }
                 // From the newest committed event and notice on: ids
                 // commit in order, so nothing below either is still to come.
                 let row: WebhookRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -377,9 +383,6 @@ macro_rules! impl_webhook_store {
                 .bind(crate::model::Timestamp::now().unix_ms())
                 .fetch_one(&self.pool)
                 .await?;
-                if new.event_types.iter().any(|kind| kind == UNSEEN) {
-                    start_unseen_sweep(&self.pool, &new.id).await?;
-                }
                 row.try_into()
             }
 
@@ -418,6 +421,9 @@ macro_rules! impl_webhook_store {
                     .event_types
                     .iter()
                     .any(|kind| kind == UNSEEN);
+                if wants_unseen && !had_unseen {
+                    start_unseen_sweep(&self.pool, id).await?;
+                }
                 let row: Option<WebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE webhooks SET url = COALESCE($2, url),
                          event_types = COALESCE($3, event_types),
@@ -439,11 +445,8 @@ macro_rules! impl_webhook_store {
                 .bind(wants_unseen)
                 .fetch_optional(&self.pool)
                 .await?;
-                let row = row.ok_or(crate::error::Error::NotFound("webhook"))?;
-                if wants_unseen && !had_unseen {
-                    start_unseen_sweep(&self.pool, id).await?;
-                }
-                row.try_into()
+                row.ok_or(crate::error::Error::NotFound("webhook"))?
+                    .try_into()
             }
 
             async fn delete_webhook(&self, id: &str) -> crate::error::Result<()> {

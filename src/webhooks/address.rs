@@ -37,8 +37,14 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // 6to4 (2002::/16) carries an IPv4 address that may be internal.
+    let six_to_four = Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2]));
     ip.is_loopback()
+        || segments[..6] == [0; 6] // IPv4-compatible (::a.b.c.d, deprecated)
+        || segments[..6] == [0, 0, 0, 0, 0xffff, 0] // IPv4-translated (::ffff:0:a.b.c.d)
+        || (first == 0x2002 && is_internal_v4(six_to_four))
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
@@ -111,6 +117,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "2002:a00:1::1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
@@ -119,9 +130,34 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:1.1.1.1",
+            "2002:5db8:d822::1",
         ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
+    }
+
+    /// What a name resolving to this machine gets at connection time
+    /// (a name saved as public may resolve to anything later).
+    #[tokio::test]
+    async fn the_resolver_keeps_no_internal_address_unless_allowed() {
+        let name = || "localhost".parse::<Name>().unwrap();
+        let guarded = GuardedResolver {
+            allow_internal: false,
+        };
+        let refused = guarded.resolve(name()).await.err().unwrap();
+        assert!(
+            refused.to_string().contains("no public address"),
+            "{refused}"
+        );
+        let allowed = GuardedResolver {
+            allow_internal: true,
+        };
+        let addresses: Vec<SocketAddr> = allowed.resolve(name()).await.unwrap().collect();
+        assert!(
+            addresses.iter().all(|a| a.ip().is_loopback()),
+            "{addresses:?}"
+        );
+        assert!(!addresses.is_empty());
     }
 
     #[test]

@@ -48,6 +48,9 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
+        // Its lag is the next holder's to tell now.
+        let id = self.hook.borrow().id.clone();
+        ::metrics::gauge!(metrics::WEBHOOK_LAG, "webhook" => id).set(0.0);
     }
 }
 
@@ -60,21 +63,24 @@ pub(super) async fn lease_forever(
     poke: Arc<Notify>,
     mut draining: watch::Receiver<bool>,
 ) {
+    let lease = shared.options.lease;
     let mut running: HashMap<String, Running> = HashMap::new();
-    let mut renewed = Instant::now();
+    // Until when this instance may deliver: a third of the lease before
+    // the last renewal's end, counted from before it was asked for, so a
+    // POST in flight is stopped before another instance may start, even
+    // with the instances' clocks up to that far apart.
+    let mut deliver_until = Instant::now();
     loop {
-        let until = Timestamp::from_unix_ms(
-            Timestamp::now().unix_ms() + shared.options.lease.as_millis() as i64,
-        );
+        let asked = Instant::now();
+        let until = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + lease.as_millis() as i64);
         match shared.store().lease_webhooks(&shared.owner, until).await {
             Ok(hooks) => {
-                renewed = Instant::now();
+                deliver_until = asked + lease - lease / 3;
                 reconcile(&shared, &mut running, hooks);
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot renew the webhooks' leases; retrying");
-                // Another instance may hold them by now: stop delivering.
-                if renewed.elapsed() >= shared.options.lease {
+                if Instant::now() >= deliver_until {
                     running.clear();
                 }
             }
@@ -88,8 +94,12 @@ pub(super) async fn lease_forever(
             // Gone with the sender: stopping too.
             let _ = draining.wait_for(|draining| *draining).await;
         };
+        // Renewed every third of the lease; a failing renewal looks again
+        // by `deliver_until` at the latest.
+        let next = (lease / 3).min(deliver_until.saturating_duration_since(Instant::now()));
+        let next = if running.is_empty() { lease / 3 } else { next };
         tokio::select! {
-            () = tokio::time::sleep(shared.options.lease / 3) => {}
+            () = tokio::time::sleep(next) => {}
             () = poke.notified() => {}
             () = drained => break,
         }
@@ -191,8 +201,7 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
             event: cursors.event.max(current.cursors.event),
             notice: cursors.notice.max(current.cursors.notice),
         };
-        let lag = (shared.hub.relayed_event_id() - cursors.event).max(0);
-        ::metrics::gauge!(metrics::WEBHOOK_LAG, "webhook" => current.id.clone()).set(lag as f64);
+        note_lag(&shared, &current.id, cursors.event);
         if current.state == WebhookState::Failing {
             if hook.changed().await.is_err() {
                 return;
@@ -242,7 +251,7 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
             }
             continue;
         }
-        match send(&shared, &mut hook, &current, &batch).await {
+        match send(&shared, &mut hook, &current, &batch, cursors.event).await {
             Stop::Delivered { after_failures } => {
                 cursors = batch.to;
                 unsaved_deliveries = true;
@@ -305,7 +314,10 @@ async fn next_batch(shared: &Shared, hook: &Webhook, from: Cursors) -> crate::er
         ids.push(id);
     }
     let room = items.len() as u32;
-    if hook.event_types.iter().any(|kind| kind == UNSEEN) && room < limit {
+    // Notices only once the log is read to its end: a notice is raised
+    // `unseen_delay` after its message was logged, so its message's event
+    // has then been delivered (or is in this batch, before it).
+    if hook.event_types.iter().any(|kind| kind == UNSEEN) && !more && room < limit {
         let notices = shared
             .store()
             .notices_after(from.notice, limit - room)
@@ -361,6 +373,7 @@ async fn send(
     hook: &mut watch::Receiver<Webhook>,
     current: &Webhook,
     batch: &Batch,
+    cursor: i64,
 ) -> Stop {
     let body = Body {
         webhook_id: &current.id,
@@ -387,6 +400,7 @@ async fn send(
             }
             Err(error) => {
                 after_failures = true;
+                note_lag(shared, &current.id, cursor);
                 ::metrics::counter!(metrics::WEBHOOK_DELIVERIES, "webhook" => webhook.clone(), "outcome" => "failed")
                     .increment(1);
                 let horizon = shared.options.retry_horizon.as_millis() as i64;
@@ -406,9 +420,11 @@ async fn send(
                 let failing_for = Timestamp::now().unix_ms() - failure.failing_since.unix_ms();
                 if failing_for >= horizon {
                     tracing::warn!(%webhook, %error, attempts = failure.attempts, "a webhook's retries gave up: it is failing until resumed");
-                    // Its row says so at the next lease renewal: now.
+                    // Its row says so at the next lease renewal: now. An
+                    // admin's resume before that renewal changes nothing
+                    // the watch sees, so read it again after a lease anyway.
                     shared.poke.notify_one();
-                    let _ = hook.changed().await;
+                    let _ = tokio::time::timeout(shared.options.lease, hook.changed()).await;
                     return Stop::Again;
                 }
                 tracing::info!(%webhook, %error, attempts = failure.attempts, "a webhook delivery failed; retrying");
@@ -428,6 +444,12 @@ async fn send(
             }
         }
     }
+}
+
+/// The lag gauge: how many events the log holds past `cursor`.
+fn note_lag(shared: &Shared, webhook: &str, cursor: i64) {
+    let lag = (shared.hub.relayed_event_id() - cursor).max(0);
+    ::metrics::gauge!(metrics::WEBHOOK_LAG, "webhook" => webhook.to_owned()).set(lag as f64);
 }
 
 /// One POST; `Err` says why it did not take (never with the URL: it may

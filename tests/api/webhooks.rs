@@ -23,10 +23,12 @@ on_both_stores!(
 );
 
 /// How the receiver answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Answer {
     Ok,
     Status(u16),
+    /// A 307 to this URL.
+    Redirect(String),
     /// Answers 200 only after this long (noted as answered `0`: too late
     /// for a sender with a shorter timeout).
     Late(Duration),
@@ -71,11 +73,12 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let taken = taken.clone();
                 async move {
-                    let answer = *taken.answer.lock().unwrap();
-                    let (status, late) = match answer {
-                        Answer::Ok => (200, None),
-                        Answer::Status(status) => (status, None),
-                        Answer::Late(delay) => (200, Some(delay)),
+                    let answer = taken.answer.lock().unwrap().clone();
+                    let (status, late, location) = match answer {
+                        Answer::Ok => (200, None, None),
+                        Answer::Status(status) => (status, None, None),
+                        Answer::Late(delay) => (200, Some(delay), None),
+                        Answer::Redirect(to) => (307, None, Some(to)),
                     };
                     // Noted as it arrives: a sender that gives up on a
                     // late answer cancels this handler.
@@ -88,7 +91,11 @@ impl Receiver {
                     if let Some(delay) = late {
                         tokio::time::sleep(delay).await;
                     }
-                    StatusCode::from_u16(status).unwrap()
+                    let status = StatusCode::from_u16(status).unwrap();
+                    let location = location
+                        .into_iter()
+                        .map(|to| (axum::http::header::LOCATION, to));
+                    (status, axum::response::AppendHeaders(location))
                 }
             }),
         );
@@ -510,6 +517,33 @@ async fn retention_keeps_what_an_active_webhook_has_yet_to_deliver(backend: Back
     assert_eq!(bodies, ["held 0", "held 1", "held 2"]);
 }
 
+/// Store-agnostic (the dispatcher's HTTP client), so on SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
+    let app = TestApp::spawn_with(Backend::Sqlite, quick).await;
+    let (redirecting, elsewhere) = (Receiver::start().await, Receiver::start().await);
+    redirecting.answer(Answer::Redirect(elsewhere.url.clone()));
+    let alice = user("alice");
+    let room = app.create_room(&alice, "room", &[]).await;
+    let hook = register(&app, &redirecting.url, &["message.created"], None).await;
+    let path = format!("/api/chat/webhooks/{}", hook["id"].as_str().unwrap());
+    app.send(&alice, &room, "stay here").await;
+    redirecting
+        .wait_until("two attempts", |d| d.len() >= 2)
+        .await;
+    let failing = read_until(&app, &path, "the redirect noted as a failure", |read| {
+        read["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("307"))
+    })
+    .await;
+    assert_eq!(failing["eventCursor"], hook["eventCursor"], "{failing}");
+    assert!(
+        elsewhere.deliveries().is_empty(),
+        "the redirect was followed"
+    );
+}
+
 async fn webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types(
     backend: Backend,
 ) {
@@ -621,14 +655,22 @@ async fn webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event
 async fn an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online(
     backend: Backend,
 ) {
-    let app = TestApp::spawn_with(backend, quick).await;
+    use figment::providers::Serialized;
+    // A short grace, so erin is offline before the second message's sweep.
+    let app = TestApp::spawn_with(backend, |f| {
+        quick(f).merge(Serialized::default("presence_grace", "100ms"))
+    })
+    .await;
     let receiver = Receiver::start().await;
     let alice = user("alice");
-    // bob is away; carol reads at once; dave is online throughout.
+    // bob is away; carol reads at once; dave is online throughout; erin
+    // is online as both messages come and leaves, unread, before the
+    // second one's delay is up: she was online since, so nothing for her.
     let room = app
-        .create_room(&alice, "support", &["bob", "carol", "dave"])
+        .create_room(&alice, "support", &["bob", "carol", "dave", "erin"])
         .await;
     let mut dave = app.stream(&format!("?roomId={room}"), &user("dave")).await;
+    let mut erin = app.stream(&format!("?roomId={room}"), &user("erin")).await;
     register(&app, &receiver.url, &["message.unseen"], None).await;
 
     let first = app.send(&alice, &room, "are you there?").await;
@@ -653,6 +695,13 @@ async fn an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_onlin
     // A second message: its notice comes after anything else the first
     // could still raise, and only for bob again, once.
     let second = app.send(&alice, &room, "hello?").await;
+    // Both reached her stream (reads come between), then she goes.
+    while let Some(event) = erin.next().await {
+        if event.data["message"]["id"] == second["id"] {
+            break;
+        }
+    }
+    drop(erin);
     let (status, _) = app
         .post(
             &format!("/api/chat/rooms/{room}/read"),
