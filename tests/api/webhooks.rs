@@ -18,6 +18,7 @@ on_both_stores!(
     retries_give_up_after_the_horizon_and_a_resume_goes_on_from_where_they_stopped,
     a_receiver_that_hangs_delays_no_other_and_a_deleted_webhook_gets_nothing_more,
     retention_keeps_what_an_active_webhook_has_yet_to_deliver,
+    metrics_count_deliveries_by_outcome_retries_and_the_lag,
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
 );
@@ -542,6 +543,64 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
         elsewhere.deliveries().is_empty(),
         "the redirect was followed"
     );
+}
+
+/// In a server process of its own: the metrics recorder is the process's.
+async fn metrics_count_deliveries_by_outcome_retries_and_the_lag(backend: Backend) {
+    use crate::helpers::{Scrape, ServerProcess, send};
+    let env = [
+        ("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true"),
+        ("CHAT_WEBHOOK_RETRY_MAX_INTERVAL", "1s"),
+    ];
+    let server = ServerProcess::start(&backend, &env).await;
+    let receiver = Receiver::start().await;
+    let (status, hook) = send(
+        reqwest::Client::new()
+            .post(server.url("/api/chat/webhooks"))
+            .bearer_auth(admin("ops"))
+            .json(&json!({"url": receiver.url, "eventTypes": ["message.created"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let webhook = hook["id"].as_str().unwrap();
+    let alice = user("alice");
+    let room = server.create_room(&alice, "room").await;
+    receiver.answer(Answer::Status(500));
+    let (status, _) = server.post(&alice, &room, json!({"body": "counted"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    receiver
+        .wait_until("two failed attempts", |d| d.len() >= 2)
+        .await;
+    let this = [("webhook", webhook)];
+    let scrape = Scrape::of(&server, None).await;
+    let failed = [("webhook", webhook), ("outcome", "failed")];
+    assert!(scrape.value("chat_webhook_deliveries_total", &failed) >= 2.0);
+    assert!(scrape.value("chat_webhook_retries_total", &this) >= 1.0);
+    assert!(scrape.value("chat_webhook_lag_events", &this) >= 1.0);
+
+    receiver.answer(Answer::Ok);
+    receiver.wait_for_events(1).await;
+    let delivered = [("webhook", webhook), ("outcome", "delivered")];
+    let caught_up = tokio::time::timeout(WAIT, async {
+        loop {
+            let scrape = Scrape::of(&server, None).await;
+            if scrape.value("chat_webhook_lag_events", &this) == 0.0 {
+                return scrape;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the lag back to 0");
+    assert_eq!(
+        caught_up.value("chat_webhook_deliveries_total", &delivered),
+        1.0
+    );
+    assert_eq!(
+        caught_up.value("chat_webhook_events_delivered_total", &this),
+        1.0
+    );
+    assert_eq!(caught_up.value("chat_webhooks_failing", &[]), 0.0);
 }
 
 async fn webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types(
