@@ -10,8 +10,9 @@
 //! same cursors, until the horizon passes and the endpoint is marked
 //! failing. The cursors are saved at most once every `SAVE_EVERY` while
 //! deliveries follow each other (each save is a commit beside the
-//! messages'), and at once when the endpoint is idle or recovered from a
-//! failure: a crash repeats up to that much, and never skips anything.
+//! messages'), at once when the endpoint is idle or recovered from a
+//! failure, and at a clean shutdown: a crash repeats up to that much, and
+//! never skips anything.
 
 use super::endpoints::{UNSEEN, event_type, wants};
 use super::{Shared, address, signing};
@@ -42,7 +43,34 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// stopped when dropped.
 struct Running {
     hook: watch::Sender<Webhook>,
-    task: tokio::task::AbortHandle,
+    task: tokio::task::JoinHandle<()>,
+    /// What it delivered and has not saved yet, for a clean shutdown to save.
+    unsaved: Arc<std::sync::Mutex<Option<Cursors>>>,
+}
+
+impl Running {
+    /// Stops the task and saves what it delivered since its last save, so
+    /// the next holder repeats nothing (a crash would repeat up to
+    /// `SAVE_EVERY`).
+    async fn stop_and_save(mut self, shared: &Shared) {
+        self.task.abort();
+        // Stopped for good once this answers: `unsaved` is final.
+        let _ = (&mut self.task).await;
+        let unsaved = self
+            .unsaved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(cursors) = unsaved else { return };
+        let id = self.hook.borrow().id.clone();
+        if let Err(error) = shared
+            .store()
+            .advance_webhook(&id, &shared.owner, cursors, true)
+            .await
+        {
+            tracing::warn!(webhook = %id, %error, "cannot save a cursor at shutdown; deliveries since the last save repeat");
+        }
+    }
 }
 
 impl Drop for Running {
@@ -104,7 +132,9 @@ pub(super) async fn lease_forever(
             () = drained => break,
         }
     }
-    running.clear();
+    for (_, run) in running.drain() {
+        run.stop_and_save(&shared).await;
+    }
     if let Err(error) = shared.store().release_webhooks(&shared.owner).await {
         tracing::warn!(%error, "cannot give the webhooks' leases back; they lapse");
     }
@@ -133,8 +163,20 @@ fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, hooks
                 tracing::info!(webhook = %hook.id, "delivering to a webhook");
                 let id = hook.id.clone();
                 let (sender, receiver) = watch::channel(hook);
-                let task = tokio::spawn(deliver_forever(shared.clone(), receiver)).abort_handle();
-                running.insert(id, Running { hook: sender, task });
+                let unsaved = Arc::default();
+                let task = tokio::spawn(deliver_forever(
+                    shared.clone(),
+                    receiver,
+                    Arc::clone(&unsaved),
+                ));
+                running.insert(
+                    id,
+                    Running {
+                        hook: sender,
+                        task,
+                        unsaved,
+                    },
+                );
             }
         }
     }
@@ -188,7 +230,14 @@ enum Stop {
     LeaseLost,
 }
 
-async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>) {
+async fn deliver_forever(
+    shared: Arc<Shared>,
+    mut hook: watch::Receiver<Webhook>,
+    unsaved: Arc<std::sync::Mutex<Option<Cursors>>>,
+) {
+    let note_unsaved = |cursors: Option<Cursors>| {
+        *unsaved.lock().unwrap_or_else(|e| e.into_inner()) = cursors;
+    };
     let mut relayed = shared.hub.relayed_events();
     let mut cursors = hook.borrow().cursors;
     let mut saved = cursors;
@@ -229,6 +278,7 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
                     Ok(true) => {
                         (saved, saved_at) = (cursors, Instant::now());
                         unsaved_deliveries = false;
+                        note_unsaved(None);
                     }
                     Ok(false) => return,
                     Err(error) => {
@@ -255,6 +305,7 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
             Stop::Delivered { after_failures } => {
                 cursors = batch.to;
                 unsaved_deliveries = true;
+                note_unsaved(Some(cursors));
                 // A recovery clears the failure's state at once.
                 if !after_failures && saved_at.elapsed() < SAVE_EVERY {
                     continue;
@@ -267,6 +318,7 @@ async fn deliver_forever(shared: Arc<Shared>, mut hook: watch::Receiver<Webhook>
                     Ok(true) => {
                         (saved, saved_at) = (cursors, Instant::now());
                         unsaved_deliveries = false;
+                        note_unsaved(None);
                     }
                     Ok(false) => return,
                     // Delivered all the same: saved with the next one.

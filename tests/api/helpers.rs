@@ -328,19 +328,7 @@ impl TestApp {
     }
 
     pub async fn count_rows(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        let sql = || sqlx::AssertSqlSafe(sql.to_owned());
-        if self.database_url.starts_with("sqlite:") {
-            let mut db = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
-        } else {
-            let mut db = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
-        }
+        count_rows(&self.database_url, sql).await
     }
 
     /// Creates a room, asserting success; returns its id.
@@ -385,6 +373,19 @@ pub struct ServerProcess {
     logs: Arc<std::sync::Mutex<Vec<String>>>,
     _data_dir: tempfile::TempDir,
     _db: Option<Arc<TestDb>>,
+}
+
+/// One integer `sql` answers on the database at `url` (a count, an id).
+pub async fn count_rows(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let sql = || sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
+    } else {
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql()).fetch_one(&mut db).await.unwrap()
+    }
 }
 
 /// A database the test holds, so that server processes can come and go on it.

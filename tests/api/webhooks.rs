@@ -19,6 +19,7 @@ on_both_stores!(
     a_receiver_that_hangs_delays_no_other_and_a_deleted_webhook_gets_nothing_more,
     retention_keeps_what_an_active_webhook_has_yet_to_deliver,
     metrics_count_deliveries_by_outcome_retries_and_the_lag,
+    a_clean_shutdown_saves_what_was_delivered_so_the_next_instance_repeats_nothing,
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
 );
@@ -601,6 +602,74 @@ async fn metrics_count_deliveries_by_outcome_retries_and_the_lag(backend: Backen
         1.0
     );
     assert_eq!(caught_up.value("chat_webhooks_failing", &[]), 0.0);
+}
+
+async fn a_clean_shutdown_saves_what_was_delivered_so_the_next_instance_repeats_nothing(
+    backend: Backend,
+) {
+    use crate::helpers::{ServerProcess, SharedDb, count_rows, send};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let db = SharedDb::create(&backend).await;
+    let env = [("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true")];
+    let mut server = ServerProcess::start_on(&db, 0, &env).await;
+    let receiver = Receiver::start().await;
+    let (status, hook) = send(
+        reqwest::Client::new()
+            .post(server.url("/api/chat/webhooks"))
+            .bearer_auth(admin("ops"))
+            .json(&json!({"url": receiver.url, "eventTypes": ["message.created"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let alice = user("alice");
+    let room = server.create_room(&alice, "room").await;
+    // Posting on while the server stops: the dispatcher is never idle, so
+    // only the shutdown saves its last deliveries (it saves once a second
+    // while busy).
+    let posting = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (url, posting, alice) = (
+            server.url(&format!("/api/chat/rooms/{room}/messages")),
+            posting.clone(),
+            alice.clone(),
+        );
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0;
+            while posting.load(Ordering::Relaxed) {
+                n += 1;
+                let body = json!({"body": format!("busy {n}")});
+                let _ = http.post(&url).bearer_auth(&alice).json(&body).send().await;
+            }
+        })
+    };
+    receiver
+        .wait_until("a busy dispatcher", |d| d.len() >= 30)
+        .await;
+    server.terminate();
+    server.wait_for_exit(WAIT).await;
+    posting.store(false, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    // The delivery in flight at the stop may not have been acknowledged
+    // to the dispatcher; every one before it was, and is saved.
+    let deliveries = receiver.deliveries();
+    let acknowledged = deliveries[..deliveries.len() - 1]
+        .iter()
+        .flat_map(|delivery| delivery.json()["events"].as_array().unwrap().clone())
+        .map(|event| log_id(&event))
+        .max()
+        .unwrap();
+    let id = hook["id"].as_str().unwrap();
+    let cursor = count_rows(
+        &db.url,
+        &format!("SELECT event_cursor FROM webhooks WHERE id = '{id}'"),
+    )
+    .await;
+    assert!(
+        cursor >= acknowledged,
+        "saved {cursor}, but {acknowledged} was delivered before the stop"
+    );
 }
 
 async fn webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types(
