@@ -121,6 +121,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
         let _ = drain.send(true);
     });
     let hub = state.hub.clone();
+    let webhooks = state.webhooks.clone();
     let server = app::serve(listener, app::router(state), draining.clone(), patience);
     let mut signalled = draining;
     let deadline_passed = async move {
@@ -134,6 +135,9 @@ async fn serve(config: Config) -> Result<(), AnyError> {
             Ok(())
         }
     };
+    // The webhooks' cursors saved and their leases given back, so the
+    // next instance goes on at once and repeats nothing.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), webhooks.released()).await;
     // Gives this instance's streams back at once, rather than at its lapse,
     // and leaves its users' presence to the others.
     if let Some(cluster) = hub.presence().cluster() {

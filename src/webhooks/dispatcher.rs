@@ -90,6 +90,7 @@ pub(super) async fn lease_forever(
     shared: Arc<Shared>,
     poke: Arc<Notify>,
     mut draining: watch::Receiver<bool>,
+    released: watch::Sender<bool>,
 ) {
     let lease = shared.options.lease;
     let mut running: HashMap<String, Running> = HashMap::new();
@@ -138,6 +139,7 @@ pub(super) async fn lease_forever(
     if let Err(error) = shared.store().release_webhooks(&shared.owner).await {
         tracing::warn!(%error, "cannot give the webhooks' leases back; they lapse");
     }
+    let _ = released.send(true);
 }
 
 fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, hooks: Vec<Webhook>) {

@@ -59,6 +59,8 @@ impl Shared {
 pub struct Webhooks {
     poke: Arc<Notify>,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// Turns true once draining has saved the cursors and given the leases back.
+    released: watch::Receiver<bool>,
 }
 
 impl Webhooks {
@@ -80,6 +82,7 @@ impl Webhooks {
             }))
             .build()?;
         let poke = Arc::new(Notify::new());
+        let (release, released) = watch::channel(false);
         let shared = Arc::new(Shared {
             hub,
             client,
@@ -92,11 +95,23 @@ impl Webhooks {
                 shared.clone(),
                 poke.clone(),
                 draining,
+                release,
             ))
             .abort_handle(),
             tokio::spawn(unseen::sweep_forever(shared)).abort_handle(),
         ];
-        Ok(Self { poke, tasks })
+        Ok(Self {
+            poke,
+            tasks,
+            released,
+        })
+    }
+
+    /// Once draining began: waits until the cursors are saved and the
+    /// leases given back (the process must not exit before).
+    pub async fn released(&self) {
+        let mut released = self.released.clone();
+        let _ = released.wait_for(|released| *released).await;
     }
 
     /// An endpoint was created or changed: take it up now, not at the next renewal.
