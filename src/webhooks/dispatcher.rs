@@ -232,20 +232,54 @@ enum Stop {
     LeaseLost,
 }
 
+/// A task's cursors as saved, and what it delivered past them.
+struct Progress {
+    saved: Cursors,
+    saved_at: Instant,
+    /// Delivered and not saved yet (shared: a clean shutdown saves it).
+    unsaved: Arc<std::sync::Mutex<Option<Cursors>>>,
+}
+
+impl Progress {
+    fn unsaved(&self) -> std::sync::MutexGuard<'_, Option<Cursors>> {
+        self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Saves `to` (as delivered if anything was); `None` if the store
+    /// failed, `Some(false)` if the lease is lost.
+    async fn save(&mut self, shared: &Shared, webhook: &str, to: Cursors) -> Option<bool> {
+        let delivered = self.unsaved().is_some();
+        match shared
+            .store()
+            .advance_webhook(webhook, &shared.owner, to, delivered)
+            .await
+        {
+            Ok(true) => {
+                (self.saved, self.saved_at) = (to, Instant::now());
+                *self.unsaved() = None;
+                Some(true)
+            }
+            Ok(false) => Some(false),
+            Err(error) => {
+                tracing::warn!(%webhook, %error, "cannot save a cursor");
+                None
+            }
+        }
+    }
+}
+
 async fn deliver_forever(
     shared: Arc<Shared>,
     mut hook: watch::Receiver<Webhook>,
     unsaved: Arc<std::sync::Mutex<Option<Cursors>>>,
 ) {
-    let note_unsaved = |cursors: Option<Cursors>| {
-        *unsaved.lock().unwrap_or_else(|e| e.into_inner()) = cursors;
-    };
     let mut relayed = shared.hub.relayed_events();
     let mut cursors = hook.borrow().cursors;
-    let mut saved = cursors;
-    let mut saved_at = Instant::now();
-    // Deliveries taken since the last save (whose cursors `saved` lacks).
-    let mut unsaved_deliveries = false;
+    let mut progress = Progress {
+        saved: cursors,
+        saved_at: Instant::now(),
+        unsaved,
+    };
     loop {
         let current = hook.borrow_and_update().clone();
         cursors = Cursors {
@@ -270,23 +304,12 @@ async fn deliver_forever(
         if batch.items.is_empty() {
             cursors = batch.to;
             // Idle (nothing more to read) with deliveries unsaved: now.
-            let idle_after_deliveries = unsaved_deliveries && !batch.more;
-            if cursors != saved && (idle_after_deliveries || saved_at.elapsed() >= SAVE_EVERY) {
-                match shared
-                    .store()
-                    .advance_webhook(&current.id, &shared.owner, cursors, unsaved_deliveries)
-                    .await
-                {
-                    Ok(true) => {
-                        (saved, saved_at) = (cursors, Instant::now());
-                        unsaved_deliveries = false;
-                        note_unsaved(None);
-                    }
-                    Ok(false) => return,
-                    Err(error) => {
-                        tracing::warn!(webhook = %current.id, %error, "cannot save a cursor")
-                    }
-                }
+            let idle_after_deliveries = progress.unsaved().is_some() && !batch.more;
+            if cursors != progress.saved
+                && (idle_after_deliveries || progress.saved_at.elapsed() >= SAVE_EVERY)
+                && progress.save(&shared, &current.id, cursors).await == Some(false)
+            {
+                return;
             }
             if batch.more {
                 continue;
@@ -306,28 +329,16 @@ async fn deliver_forever(
         match send(&shared, &mut hook, &current, &batch, cursors.event).await {
             Stop::Delivered { after_failures } => {
                 cursors = batch.to;
-                unsaved_deliveries = true;
-                note_unsaved(Some(cursors));
+                *progress.unsaved() = Some(cursors);
                 // A recovery clears the failure's state at once.
-                if !after_failures && saved_at.elapsed() < SAVE_EVERY {
+                if !after_failures && progress.saved_at.elapsed() < SAVE_EVERY {
                     continue;
                 }
-                match shared
-                    .store()
-                    .advance_webhook(&current.id, &shared.owner, cursors, true)
-                    .await
-                {
-                    Ok(true) => {
-                        (saved, saved_at) = (cursors, Instant::now());
-                        unsaved_deliveries = false;
-                        note_unsaved(None);
-                    }
-                    Ok(false) => return,
+                match progress.save(&shared, &current.id, cursors).await {
+                    Some(true) => {}
+                    Some(false) => return,
                     // Delivered all the same: saved with the next one.
-                    Err(error) => {
-                        tracing::warn!(webhook = %current.id, %error, "cannot save a delivery");
-                        tokio::time::sleep(FIRST_RETRY).await;
-                    }
+                    None => tokio::time::sleep(FIRST_RETRY).await,
                 }
             }
             Stop::Again => {}
