@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -53,11 +53,16 @@ pub enum StartError {
     Webhooks(reqwest::Error),
 }
 
-/// The secret tokens are signed with: the configured one, or in development
-/// (where validation allowed its absence) one generated once under `data_dir`.
-pub fn jwt_secret(config: &Config) -> Result<Secret, StartError> {
+/// The secret HS256 tokens are signed with: the configured one; none when
+/// only a public key is configured (HS256 is then refused, so no token can
+/// pass for the key pair's); or in development (where validation allowed
+/// its absence) one generated once under `data_dir`.
+pub fn jwt_secret(config: &Config) -> Result<Option<Secret>, StartError> {
     if let Some(secret) = &config.jwt_secret {
-        return Ok(secret.clone());
+        return Ok(Some(secret.clone()));
+    }
+    if config.jwt_public_key_file.is_some() {
+        return Ok(None);
     }
     let (secret, created) =
         auth::load_or_create_dev_secret(&config.data_dir).map_err(StartError::DevSecret)?;
@@ -67,7 +72,7 @@ pub fn jwt_secret(config: &Config) -> Result<Secret, StartError> {
     } else {
         tracing::info!(path = %path.display(), "using the development JWT secret");
     }
-    Ok(secret)
+    Ok(Some(secret))
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -85,7 +90,7 @@ pub async fn build_state(
     draining: watch::Receiver<bool>,
 ) -> Result<AppState, StartError> {
     let secret = jwt_secret(&config)?;
-    let auth = Auth::new(&config, &secret)?;
+    let auth = Auth::new(&config, secret.as_ref())?;
     let metrics = crate::metrics::recorder();
     let wake = Arc::new(Notify::new());
     let store: Arc<dyn Store> = Arc::new(Measured(
@@ -210,10 +215,9 @@ impl MakeRequestId for NewRequestId {
 /// Which browser pages elsewhere may call us: the configured origins, with
 /// credentials (the token cookie), and what streams and conditional listings
 /// need (`Last-Event-ID`, `If-None-Match`; `ETag` and `Retry-After` readable).
+/// No others, in any mode: a grant to every origin would let any page a
+/// developer visits use their local server.
 fn cors(config: &Config) -> CorsLayer {
-    if config.dev_cors_any_origin {
-        return CorsLayer::very_permissive();
-    }
     let origins: Vec<HeaderValue> = config
         .cors_allowed_origins
         .iter()
@@ -222,6 +226,7 @@ fn cors(config: &Config) -> CorsLayer {
     if origins.is_empty() {
         return CorsLayer::new();
     }
+    let listed = origins.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
@@ -232,7 +237,10 @@ fn cors(config: &Config) -> CorsLayer {
             HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
-        .allow_credentials(true)
+        // To the listed origins alone: an unlisted one is told nothing.
+        .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+            listed.contains(origin)
+        }))
         .max_age(Duration::from_secs(3600))
 }
 

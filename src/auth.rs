@@ -1,10 +1,12 @@
-//! Who is calling: JWT verification (HS256 with the shared secret, optionally
-//! RS256/ES256/EdDSA with a public key), where a request's token is found, and
-//! minting tokens for the `token` command. Also the development secret.
+//! Who is calling: JWT verification (HS256 with the shared secret, and/or
+//! RS256/ES256/EdDSA with a public key), where a request's token is found
+//! (and from which pages a browser's ambient token counts), and minting
+//! tokens for the `token` command. Also the development secret.
 
 use crate::config::{Config, Secret};
 use crate::error::Error;
 use crate::model::{Caller, Role, UserId};
+use crate::origin::Initiator;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -55,14 +57,27 @@ pub struct Session {
 
 /// The keys and rules tokens are checked against.
 pub struct Auth {
-    secret: EncodingKey,
-    secret_decoding: DecodingKey,
+    /// HS256's, when a secret is configured (or generated in development
+    /// without a public key): with a public key alone, HS256 is refused.
+    secret: Option<(EncodingKey, DecodingKey)>,
     public: Option<(Algorithm, DecodingKey)>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
     max_lifetime: Duration,
     cookie: String,
+    /// Origins whose pages may send the cookie or a query token (see `origin`).
+    allowed_origins: Vec<String>,
+}
+
+/// Where a request's token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    /// `Authorization: Bearer`: a page can only send it by choice, after CORS.
+    Header,
+    /// `access_token` or the cookie: a browser may carry either on a request
+    /// another site's page made, so they are honoured from our pages only.
+    Ambient,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +97,9 @@ pub enum KeyError {
 }
 
 impl Auth {
-    pub fn new(config: &Config, secret: &Secret) -> Result<Self, KeyError> {
+    /// `secret` signs and checks HS256 tokens; without one, only tokens
+    /// signed by the configured key pair are accepted.
+    pub fn new(config: &Config, secret: Option<&Secret>) -> Result<Self, KeyError> {
         let public = match (
             &config.jwt_public_key_file,
             &config.jwt_public_key_algorithm,
@@ -90,20 +107,34 @@ impl Auth {
             (Some(path), Some(algorithm)) => Some(load_public_key(path, algorithm)?),
             _ => None,
         };
+        let secret = secret.map(|secret| {
+            let bytes = secret.expose().as_bytes();
+            (
+                EncodingKey::from_secret(bytes),
+                DecodingKey::from_secret(bytes),
+            )
+        });
         Ok(Self {
-            secret: EncodingKey::from_secret(secret.expose().as_bytes()),
-            secret_decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            secret,
             public,
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             leeway: config.jwt_leeway.0,
             max_lifetime: config.token_max_lifetime.0,
             cookie: config.token_cookie.clone(),
+            allowed_origins: config.cors_allowed_origins.clone(),
         })
     }
 
     /// Signs an HS256 token for `sub`, valid for `ttl`, with the configured `iss`/`aud`.
     pub fn mint(&self, sub: &UserId, role: Role, ttl: Duration) -> Result<String, Error> {
+        let Some((secret, _)) = &self.secret else {
+            return Err(Error::conflict(
+                "no_signing_secret",
+                "this server has no jwt_secret to sign with: it accepts tokens signed by the \
+                 key pair of jwt_public_key_file only",
+            ));
+        };
         if ttl > self.max_lifetime {
             return Err(Error::bad_request(
                 "token_lifetime",
@@ -127,7 +158,7 @@ impl Auth {
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(Audience::One),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.secret)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, secret)
             .map_err(|e| Error::Internal(format!("could not sign a token: {e}")))
     }
 
@@ -142,9 +173,16 @@ impl Auth {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("the token is not a well-formed JWT"))?;
-        let key = match (header.alg, &self.public) {
-            (Algorithm::HS256, _) => &self.secret_decoding,
-            (alg, Some((public_alg, key))) if alg == *public_alg => key,
+        // RFC 7515 § 4.1.11: extensions a token marks critical must be
+        // understood, or the token refused; we implement none.
+        if header.crit.is_some() {
+            return Err(invalid(
+                "the token names critical header parameters this server does not implement",
+            ));
+        }
+        let key = match (header.alg, &self.secret, &self.public) {
+            (Algorithm::HS256, Some((_, secret)), _) => secret,
+            (alg, _, Some((public_alg, key))) if alg == *public_alg => key,
             _ => return Err(invalid("the token's algorithm is not accepted")),
         };
         let mut validation = Validation::new(header.alg);
@@ -210,14 +248,17 @@ impl Auth {
     /// Finds the request's token: the `Authorization: Bearer` header, else (on
     /// reads only, so a cookie cannot carry a cross-site write) the
     /// `access_token` query parameter, else the token cookie.
-    fn token_in<'a>(&self, parts: &'a Parts) -> Result<Option<std::borrow::Cow<'a, str>>, Error> {
+    fn token_in<'a>(
+        &self,
+        parts: &'a Parts,
+    ) -> Result<Option<(std::borrow::Cow<'a, str>, TokenSource)>, Error> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let value = value.to_str().ok().and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
             return match value {
-                Some(token) if !token.is_empty() => Ok(Some(token.into())),
+                Some(token) if !token.is_empty() => Ok(Some((token.into(), TokenSource::Header))),
                 _ => Err(Error::Unauthorized {
                     token_given: true,
                     message: "the Authorization header must be `Bearer <token>`".into(),
@@ -232,7 +273,7 @@ impl Auth {
                 .find(|(name, _)| name == "access_token")
                 .map(|(_, value)| value);
             if let Some(token) = token {
-                return Ok(Some(token.into_owned().into()));
+                return Ok(Some((token.into_owned().into(), TokenSource::Ambient)));
             }
         }
         let cookie = parts
@@ -244,7 +285,7 @@ impl Auth {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == self.cookie)
             .map(|(_, value)| value.trim_matches('"'));
-        Ok(cookie.map(Into::into))
+        Ok(cookie.map(|token| (token.into(), TokenSource::Ambient)))
     }
 }
 
@@ -318,7 +359,19 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Arc::<Auth>::from_ref(state);
         match auth.token_in(parts)? {
-            Some(token) => auth.verify(&token),
+            // Refused before the token is verified: a forged request
+            // learns nothing of it, and takes no stream slot.
+            Some((_, TokenSource::Ambient))
+                if Initiator::of(&parts.headers, &auth.allowed_origins) == Initiator::Foreign =>
+            {
+                Err(Error::forbidden(
+                    "cross_site_request",
+                    "a page of another site may not use the token cookie or an access_token \
+                     parameter: send the token as `Authorization: Bearer`, or list the page's \
+                     origin in cors_allowed_origins",
+                ))
+            }
+            Some((token, _)) => auth.verify(&token),
             None => Err(Error::Unauthorized {
                 token_given: false,
                 message: "a bearer token is required".into(),

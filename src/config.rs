@@ -102,6 +102,9 @@ pub struct Config {
 
     pub max_body_bytes: usize,
     pub room_max_members: usize,
+    /// Members (not only admins) may put other users into their rooms,
+    /// for apps with peer group chats. Off: membership is by consent.
+    pub members_add_others: bool,
     /// How long after sending a message its author may still edit it
     /// (admins always may).
     pub message_edit_window: Interval,
@@ -147,10 +150,13 @@ pub struct Config {
     #[serde(default)]
     pub metrics_token: Option<Secret>,
 
-    /// Dev-only: answer CORS requests from any origin.
-    pub dev_cors_any_origin: bool,
     /// Dev-only: `POST /api/dev/token` signs a token for any user (for the pages).
     pub dev_token_endpoint: bool,
+    /// A setting that is gone (it answered CORS from any origin): still read,
+    /// so that a configuration which turns it on fails loudly instead of
+    /// meeting unexplained CORS refusals.
+    #[serde(default, rename = "dev_cors_any_origin")]
+    removed_dev_cors_any_origin: Option<bool>,
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.
@@ -274,13 +280,24 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.removed_dev_cors_any_origin == Some(true) {
+            return invalid(
+                "dev_cors_any_origin is gone: it let any web page call the API with a \
+                 developer's credentials. List the front-end's origin in cors_allowed_origins \
+                 (CHAT_CORS_ALLOWED_ORIGINS='[\"http://localhost:3000\"]') instead"
+                    .to_owned(),
+            );
+        }
         if self.env == Environment::Production {
             match &self.jwt_secret {
-                None => {
+                None if self.jwt_public_key_file.is_none() => {
                     return invalid(
-                        "production needs a JWT secret: set CHAT_JWT_SECRET".to_owned(),
+                        "production needs a JWT secret (CHAT_JWT_SECRET) or a public key \
+                         (CHAT_JWT_PUBLIC_KEY_FILE and CHAT_JWT_PUBLIC_KEY_ALGORITHM)"
+                            .to_owned(),
                     );
                 }
+                None => {}
                 Some(secret) if secret.0.len() < MIN_SECRET_BYTES => {
                     return invalid(format!(
                         "the JWT secret is {} bytes; production needs at least {MIN_SECRET_BYTES}",
@@ -330,11 +347,12 @@ impl Config {
             }
             match &self.jwt_secret {
                 Some(secret) if secret.0.len() >= MIN_SECRET_BYTES => {}
+                None if self.jwt_public_key_file.is_some() => {}
                 _ => {
                     return invalid(format!(
-                        "jwt_secret must be set, with at least {MIN_SECRET_BYTES} bytes, to \
-                         listen on {listen}: the generated development secret and short \
-                         secrets only work on a loopback address"
+                        "jwt_secret must be set, with at least {MIN_SECRET_BYTES} bytes (or \
+                         only a public key), to listen on {listen}: the generated development \
+                         secret and short secrets only work on a loopback address"
                     ));
                 }
             }
@@ -460,11 +478,8 @@ impl Config {
     }
 
     /// The development-only features, by setting name, and whether each is on.
-    fn dev_conveniences(&self) -> [(&'static str, bool); 2] {
-        [
-            ("dev_cors_any_origin", self.dev_cors_any_origin),
-            ("dev_token_endpoint", self.dev_token_endpoint),
-        ]
+    fn dev_conveniences(&self) -> [(&'static str, bool); 1] {
+        [("dev_token_endpoint", self.dev_token_endpoint)]
     }
 
     /// Whether only this machine can reach `listen`.
@@ -549,12 +564,10 @@ mod tests {
         let anywhere = || Config::defaults().merge(Serialized::default("listen", "0.0.0.0:8080"));
         let error = Config::from_figment(anywhere()).unwrap_err().to_string();
         assert!(
-            error.contains("dev_cors_any_origin only works on a loopback address"),
+            error.contains("dev_token_endpoint only works on a loopback address"),
             "{error}"
         );
-        let off = anywhere()
-            .merge(Serialized::default("dev_cors_any_origin", false))
-            .merge(Serialized::default("dev_token_endpoint", false));
+        let off = anywhere().merge(Serialized::default("dev_token_endpoint", false));
         let error = Config::from_figment(off.clone()).unwrap_err().to_string();
         assert!(error.contains("jwt_secret must be set"), "{error}");
         let chosen = off.merge(Serialized::default("jwt_secret", "x".repeat(32)));
@@ -622,14 +635,28 @@ mod tests {
 
     #[test]
     fn production_refuses_dev_features() {
-        for feature in ["dev_cors_any_origin", "dev_token_endpoint"] {
-            let figment = Config::defaults()
+        let figment = Config::defaults()
+            .merge(Toml::string(PRODUCTION_TOML))
+            .merge(Serialized::default("jwt_secret", "x".repeat(32)))
+            .merge(Serialized::default("dev_token_endpoint", true));
+        let error = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(error.contains("dev_token_endpoint"), "{error}");
+    }
+
+    #[test]
+    fn production_takes_a_public_key_alone_but_not_nothing() {
+        let production = || {
+            Config::defaults()
                 .merge(Toml::string(PRODUCTION_TOML))
-                .merge(Serialized::default("jwt_secret", "x".repeat(32)))
-                .merge(Serialized::default(feature, true));
-            let error = Config::from_figment(figment).unwrap_err().to_string();
-            assert!(error.contains(feature), "{error}");
-        }
+                .merge(Serialized::default("jwt_issuer", "https://auth.example"))
+                .merge(Serialized::default("jwt_audience", "chat"))
+        };
+        let error = Config::from_figment(production()).unwrap_err().to_string();
+        assert!(error.contains("CHAT_JWT_PUBLIC_KEY_FILE"), "{error}");
+        let key_only = production()
+            .merge(Serialized::default("jwt_public_key_file", "/etc/chat/jwt.pub.pem"))
+            .merge(Serialized::default("jwt_public_key_algorithm", "RS256"));
+        assert!(Config::from_figment(key_only).is_ok());
     }
 
     #[test]

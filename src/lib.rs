@@ -3,6 +3,8 @@
 //! - [`config`]: settings, layered from embedded defaults, files and env.
 //! - [`model`]: ids, validated inputs, and the `Room`/`Message` wire shapes.
 //! - [`auth`]: JWT verification and who a request speaks for.
+//! - [`origin`]: whether a browser's request comes from our pages, an
+//!   allowed origin, or another site.
 //! - [`store`]: rooms, members, messages, read cursors and the event log, on
 //!   SQLite or PostgreSQL.
 //! - [`events`]: relays the event log to this process's streams and polls,
@@ -25,6 +27,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod origin;
 pub mod sse;
 pub mod store;
 pub mod webhooks;

@@ -160,7 +160,7 @@ async fn migrate(config: &Config) -> Result<(), AnyError> {
 
 fn token(config: &Config, sub: String, role: RoleArg, ttl: Interval) -> Result<(), AnyError> {
     let secret = app::jwt_secret(config)?;
-    let auth = Auth::new(config, &secret)?;
+    let auth = Auth::new(config, secret.as_ref())?;
     let role = match role {
         RoleArg::Admin => Role::Admin,
         RoleArg::User => Role::User,

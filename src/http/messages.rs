@@ -159,7 +159,8 @@ struct EditMessage {
     summary = "Replaces a message's body (its author within message_edit_window, or an admin); streamed as message_edited",
     description = "The message keeps its id and seq. Sending the body it already has changes nothing. \
         Someone else's message answers 403 `not_author`, an author past the window 403 \
-        `edit_window_closed`, a deleted message 409 `message_deleted`.",
+        `edit_window_closed`, a deleted message 409 `message_deleted`, a closed room 409 \
+        `room_closed` (admins' too).",
     params(
         ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
         ("message_id" = String, Path, description = "The message's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
@@ -194,7 +195,8 @@ async fn edit_message(
     summary = "Deletes a message (its author or an admin): a tombstone stays, streamed as message_deleted",
     description = "The message keeps its id and seq; its body is gone from the store and from the \
         log's events of it, and it no longer counts as unread. Deleting it again answers the \
-        same tombstone and changes nothing.",
+        same tombstone and changes nothing. In a closed room only an admin may (moderation); \
+        its author is answered 409 `room_closed`.",
     params(
         ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
         ("message_id" = String, Path, description = "The message's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
@@ -227,6 +229,8 @@ struct MarkRead {
     path = "/api/chat/rooms/{room_id}/read",
     tag = "messages",
     summary = "Moves the caller's read cursor forward",
+    description = "In a closed room too: what the caller has read is theirs to say, and an \
+        unread count that could never reach zero would haunt their inbox.",
     params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     request_body = MarkRead,
     responses((status = 200, description = "The cursor after the move", body = ReadState), ReadErrors, BodyErrors),

@@ -5,8 +5,9 @@
 use super::{AppState, Json};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::model::{Role, UserId};
+use crate::origin::Initiator;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -117,15 +118,29 @@ struct DevToken {
     path = "/api/dev/token",
     tag = "development",
     summary = "Signs a token for any user (development only; 404 in production)",
+    description = "For this server's own pages: a request from a page of any other origin \
+        (`Origin`, or `Sec-Fetch-Site: cross-site`) answers 403 `cross_site_request`.",
     request_body = DevTokenRequest,
     responses((status = 200, description = "A token valid for an hour", body = DevToken), ReadErrors, BodyErrors),
 )]
 async fn dev_token(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(request): Json<DevTokenRequest>,
 ) -> Result<Json<DevToken>> {
     if !state.config.dev_token_endpoint {
         return Err(Error::NotFound("route"));
+    }
+    // For our own pages (and curl) only, not even allowed origins: any page
+    // a developer visits could otherwise mint an admin token from their
+    // local server, whose address every page knows.
+    let initiator = Initiator::of(&headers, &state.config.cors_allowed_origins);
+    if !matches!(initiator, Initiator::SameOrigin | Initiator::NoPage) {
+        return Err(Error::forbidden(
+            "cross_site_request",
+            "development tokens are for this server's own pages: this request comes from \
+             another origin",
+        ));
     }
     let user = UserId::parse(request.sub)?;
     let ttl = Duration::from_secs(3600);

@@ -5,7 +5,7 @@ use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::limits::Write;
 use crate::model::{Caller, DeletedRoom, Room, RoomName, UserId};
-use crate::store::RoomCursor;
+use crate::store::{MemberRules, RoomCursor, cannot_add_others};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -141,7 +141,7 @@ struct NewRoom {
     /// 1 to 100 characters, not blank.
     #[schema(min_length = 1, max_length = 100)]
     name: String,
-    /// Members besides the creator.
+    /// Members besides the creator: admins only (see `members_add_others`).
     #[serde(default)]
     #[schema(max_items = 1000)]
     member_ids: Vec<String>,
@@ -152,6 +152,8 @@ struct NewRoom {
     path = "/api/chat/rooms",
     tag = "rooms",
     summary = "Creates a room; the caller is its first member",
+    description = "`memberIds` may name others only when an admin creates the room (or \
+        members_add_others is set): otherwise 403 `cannot_add_others`, and nothing is created.",
     request_body = NewRoom,
     responses((status = 201, description = "The new room", body = Room), ReadErrors, BodyErrors),
     security(("bearer" = [])),
@@ -176,6 +178,13 @@ async fn create_room(
         .into_iter()
         .map(UserId::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    // Membership by consent: nobody is put into a room by a stranger.
+    if !caller.is_admin()
+        && !state.config.members_add_others
+        && members.iter().any(|member| *member != caller.id)
+    {
+        return Err(cannot_add_others());
+    }
     let room = state.store.create_room(&caller, &name, &members).await?;
     Ok((StatusCode::CREATED, Json(room)))
 }
@@ -269,7 +278,10 @@ struct NewMember {
     post,
     path = "/api/chat/rooms/{room_id}/members",
     tag = "rooms",
-    summary = "Adds a member (admins, or members of the room); adding twice changes nothing; a full room (room_max_members) answers 422",
+    summary = "Adds a member (admins); adding twice changes nothing; a full room (room_max_members) answers 422, a closed one 409",
+    description = "Only admins put other users into rooms (403 `cannot_add_others`), unless \
+        members_add_others is set: then members of the room may too, but never put back a user \
+        who left the room or was removed from it (403 `left_the_room`).",
     params(("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     request_body = NewMember,
     responses((status = 200, description = "The room", body = Room), ReadErrors, BodyErrors),
@@ -284,11 +296,14 @@ async fn add_member(
     state.limits.check_write(&caller, Write::Member).await?;
     let room = room_id(&room)?;
     let user = UserId::parse(member.user_id)?;
-    let max_members = state.config.room_max_members;
+    let rules = MemberRules {
+        max_members: state.config.room_max_members,
+        members_add_others: state.config.members_add_others,
+    };
     Ok(Json(
         state
             .store
-            .add_member(&caller, &room, &user, max_members)
+            .add_member(&caller, &room, &user, &rules)
             .await?,
     ))
 }
@@ -297,7 +312,7 @@ async fn add_member(
     delete,
     path = "/api/chat/rooms/{room_id}/members/{user_id}",
     tag = "rooms",
-    summary = "Removes a member (admins, or the member themself)",
+    summary = "Removes a member (admins, or the member themself, in a closed room too); only an admin may put them back",
     params(
         ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
         ("user_id" = String, Path, description = "The member to remove"),

@@ -6,6 +6,7 @@ use crate::error::{BodyErrors, ReadErrors, Result};
 use crate::events::typing;
 use crate::limits::Write;
 use crate::model::Caller;
+use crate::store::closed_room;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -28,7 +29,7 @@ struct Typing {
     post,
     path = "/api/chat/rooms/{room_id}/typing",
     tag = "rooms",
-    summary = "Tells the room's live viewers that the caller is typing (members and admins)",
+    summary = "Tells the room's live viewers that the caller is typing (members and admins); a closed room answers 409",
     description = "Sends an ephemeral `typing` event to the room's streams on every instance: \\
         never stored, never replayed, never unread. It lapses by itself after `expiresInMs` \\
         unless renewed. Rate-limited per user (typing_rate_per_user).",
@@ -45,8 +46,10 @@ async fn typing(
 ) -> Result<StatusCode> {
     state.limits.check_write(&caller, Write::Typing).await?;
     let room = room_id(&room)?;
-    // Only someone who may see the room may type in it.
-    state.store.check_visible(&caller, &room).await?;
+    // Only someone who may see the room may type in it, and not once it is closed.
+    if state.store.room_state(&caller, &room).await?.closed {
+        return Err(closed_room());
+    }
     state
         .hub
         .signal(vec![typing::notice(&room, &caller.id, notice.typing)]);

@@ -2,8 +2,8 @@
 //! for it (a post includes its wait for the batch's commit).
 
 use super::{
-    EventBounds, EventScope, MessagePage, MessageRange, NewMessage, PoolStats, Posted, RoomCursor,
-    RoomPage, Store, StoredEvent,
+    EventBounds, EventScope, MemberRules, MessagePage, MessageRange, NewMessage, PoolStats, Posted,
+    RoomCursor, RoomPage, RoomState, Store, StoredEvent,
 };
 use crate::error::{Error, Result};
 use crate::metrics::STORE_DURATION;
@@ -50,8 +50,8 @@ impl Store for Measured {
         timed("room", self.0.room(caller, room)).await
     }
 
-    async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()> {
-        timed("check_visible", self.0.check_visible(caller, room)).await
+    async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState> {
+        timed("room_state", self.0.room_state(caller, room)).await
     }
 
     async fn rooms(
@@ -72,13 +72,9 @@ impl Store for Measured {
         caller: &Caller,
         room: &RoomId,
         user: &UserId,
-        max_members: usize,
+        rules: &MemberRules,
     ) -> Result<Room> {
-        timed(
-            "add_member",
-            self.0.add_member(caller, room, user, max_members),
-        )
-        .await
+        timed("add_member", self.0.add_member(caller, room, user, rules)).await
     }
 
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {

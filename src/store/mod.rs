@@ -33,6 +33,38 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A room as a write or a check finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomState {
+    pub last_seq: i64,
+    pub closed: bool,
+}
+
+/// Who may put users into rooms, and how many a room holds.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberRules {
+    pub max_members: usize,
+    /// Members may add others (`members_add_others`); admins always may.
+    pub members_add_others: bool,
+}
+
+/// A room closed to new messages takes no typing, edits or members either.
+pub fn closed_room() -> Error {
+    Error::conflict(
+        "room_closed",
+        "this room is closed: it takes no new messages, edits, typing or members",
+    )
+}
+
+/// A user who is not an admin named someone else to put into a room.
+pub fn cannot_add_others() -> Error {
+    Error::forbidden(
+        "cannot_add_others",
+        "only admins put other users into rooms: a user joins a room by an admin's doing, \
+         or creates one with themselves alone",
+    )
+}
+
 /// Where `GET /api/chat/rooms` left off: the activity number of a page's last room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomCursor {
@@ -177,9 +209,9 @@ pub trait Store: Send + Sync + 'static {
     /// The room as the caller sees it; `NotFound` if absent or not visible.
     async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room>;
 
-    /// `NotFound` unless the caller may see the room: one index probe, for
-    /// what needs no more than the answer (a typing notice).
-    async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()>;
+    /// The room's state; `NotFound` unless the caller may see the room: one
+    /// index probe, for what needs no more than the answer (a typing notice).
+    async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState>;
 
     /// The caller's rooms, newest activity first.
     async fn rooms(
@@ -193,14 +225,16 @@ pub trait Store: Send + Sync + 'static {
     /// may have: cheap (index lookups only), for `If-None-Match`.
     async fn rooms_version(&self, caller: &Caller) -> Result<String>;
 
-    /// Admins, or members of the room. Adding a member twice changes nothing;
-    /// a room of `max_members` takes no more (422).
+    /// Admins; members of the room for themselves (which changes nothing),
+    /// or for others if `rules` let them and the other never left the room.
+    /// Adding a member twice changes nothing; a room of `max_members` takes
+    /// no more (422); a closed room takes none (409).
     async fn add_member(
         &self,
         caller: &Caller,
         room: &RoomId,
         user: &UserId,
-        max_members: usize,
+        rules: &MemberRules,
     ) -> Result<Room>;
 
     /// Admins close a room to new messages (`closed`), or reopen it; the
@@ -213,7 +247,8 @@ pub trait Store: Send + Sync + 'static {
     /// and finishes what an interrupted deletion left.
     async fn delete_room(&self, caller: &Caller, room: &RoomId, batch: u32) -> Result<DeletedRoom>;
 
-    /// Admins, or the member themself.
+    /// Admins, or the member themself (in a closed room too). Only an admin
+    /// may put them back.
     async fn remove_member(&self, caller: &Caller, room: &RoomId, user: &UserId) -> Result<Room>;
 
     async fn messages(
@@ -233,7 +268,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Posted>;
 
     /// Replaces a message's body: its author's, within `edit_window` of
-    /// sending it, or an admin's. The body it already has changes nothing.
+    /// sending it, or an admin's; not in a closed room. The body it already
+    /// has changes nothing.
     async fn edit_message(
         &self,
         caller: &Caller,
@@ -244,7 +280,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Message>;
 
     /// Makes a message a tombstone (its body gone, from the log's events of
-    /// it too): its author or an admin. Deleting it again changes nothing.
+    /// it too): its author or an admin; in a closed room, an admin only.
+    /// Deleting it again changes nothing.
     async fn delete_message(
         &self,
         caller: &Caller,

@@ -154,9 +154,9 @@ macro_rules! impl_store {
             subject_last_event, total_unread_all, total_unread_member, visible_to_caller,
         };
         use super::{
-            EventBounds, EventScope, MessagePage, MessageRange, MessageRow, NewMessage, Posted,
-            RoomCursor, RoomPage, RoomRow, Store, StoredEvent, initial_members, page_of,
-            pending_activity, resend,
+            EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
+            Posted, RoomCursor, RoomPage, RoomRow, RoomState, Store, StoredEvent, initial_members,
+            page_of, pending_activity, resend,
         };
         use crate::error::{Error, Result};
         use crate::model::{
@@ -166,16 +166,19 @@ macro_rules! impl_store {
 
         const VISIBLE_ROOM: &str =
             room_select!($member_ids, $read_cursors, "WHERE r.id = $2 AND ", visible_to_caller!());
-        /// `last_seq` of the room, if the caller may see it.
-        const VISIBLE_LAST_SEQ: &str = concat!(
-            "SELECT r.last_seq FROM rooms r WHERE r.id = $2 AND ",
+        /// `last_seq` of the room and whether it is closed, if the caller may see it.
+        const VISIBLE_ROOM_STATE: &str = concat!(
+            "SELECT r.last_seq, r.closed_at IS NOT NULL FROM rooms r WHERE r.id = $2 AND ",
             visible_to_caller!()
         );
         /// The same, taking the room row's lock for the rest of the transaction.
         const LOCK_VISIBLE_ROOM: &str = "UPDATE rooms SET last_seq = last_seq
              WHERE id = $2 AND deleted_at IS NULL AND ($3 OR EXISTS
                  (SELECT 1 FROM room_members v WHERE v.room_id = rooms.id AND v.user_id = $1))
-             RETURNING last_seq";
+             RETURNING last_seq, closed_at IS NOT NULL";
+        /// Whether user `$2` is a member of room `$1` now.
+        const IS_MEMBER: &str =
+            "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)";
         // Rooms pages, newest activity first: `$1` caller, `$2` rows to fetch,
         // `$3` the activity the previous page ended at (i64::MAX for the first).
         const ALL_ROOMS: &str = room_select!(
@@ -294,22 +297,40 @@ macro_rules! impl_store {
             row.ok_or(Error::NotFound("room"))?.into_room()
         }
 
-        /// The room's `last_seq`, or `NotFound` if the caller may not see it.
+        /// The room's state, or `NotFound` if the caller may not see it.
         /// Writers `lock` the room row with it (see the module doc).
-        async fn visible_last_seq(
+        ///
+        /// A member's membership is read again under the lock, in a
+        /// statement of its own: under PostgreSQL's READ COMMITTED, the
+        /// `EXISTS` of an `UPDATE` that waited for the lock is checked
+        /// against the snapshot from before the wait, so a removal that
+        /// held the lock and committed meanwhile would go unseen. A new
+        /// statement sees it; and a removal that comes after waits for us.
+        async fn room_state(
             conn: &mut $conn,
             caller: &Caller,
             room: &str,
             lock: bool,
-        ) -> Result<i64> {
-            let last_seq: Option<i64> =
-                sqlx::query_scalar(if lock { LOCK_VISIBLE_ROOM } else { VISIBLE_LAST_SEQ })
+        ) -> Result<RoomState> {
+            let state: Option<(i64, bool)> =
+                sqlx::query_as(if lock { LOCK_VISIBLE_ROOM } else { VISIBLE_ROOM_STATE })
                     .bind(caller.id.as_str())
                     .bind(room)
                     .bind(caller.is_admin())
                     .fetch_optional(&mut *conn)
                     .await?;
-            last_seq.ok_or(Error::NotFound("room"))
+            let (last_seq, closed) = state.ok_or(Error::NotFound("room"))?;
+            if lock && !caller.is_admin() {
+                let member: bool = sqlx::query_scalar(IS_MEMBER)
+                    .bind(room)
+                    .bind(caller.id.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if !member {
+                    return Err(Error::NotFound("room"));
+                }
+            }
+            Ok(RoomState { last_seq, closed })
         }
 
         /// The caller's read cursor in `room`, if they ever read there.
@@ -403,14 +424,20 @@ macro_rules! impl_store {
 
         /// Locks the room of a message to be edited or deleted and reads the
         /// message: `NotFound` for a room the caller cannot see or a message
-        /// not in it, `Forbidden` for someone else's message (but an admin's).
+        /// not in it, `Forbidden` for someone else's message (but an admin's),
+        /// `room_closed` in a closed room unless `moderation` (an admin's
+        /// deletion) is what the change is.
         async fn change_message(
             conn: &mut $conn,
             caller: &Caller,
             room: &RoomId,
             message: &MessageId,
+            moderation: bool,
         ) -> Result<Message> {
-            visible_last_seq(conn, caller, room.as_str(), true).await?;
+            let state = room_state(conn, caller, room.as_str(), true).await?;
+            if state.closed && !moderation {
+                return Err(super::closed_room());
+            }
             let row: Option<MessageRow> = sqlx::query_as(MESSAGE)
                 .bind(room.as_str())
                 .bind(message.as_str())
@@ -664,10 +691,7 @@ macro_rules! impl_store {
                     }
                 }
                 let Some(seq) = last_seqs.get_mut(room) else {
-                    outcomes[index] = Some(Err(Error::conflict(
-                        "room_closed",
-                        "this room is closed: it takes no new messages",
-                    )));
+                    outcomes[index] = Some(Err(super::closed_room()));
                     continue;
                 };
                 *seq += 1;
@@ -962,10 +986,9 @@ macro_rules! impl_store {
                 visible_room(&mut conn, caller, room.as_str()).await
             }
 
-            async fn check_visible(&self, caller: &Caller, room: &RoomId) -> Result<()> {
+            async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState> {
                 let mut conn = self.pool.acquire().await?;
-                visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
-                Ok(())
+                room_state(&mut conn, caller, room.as_str(), false).await
             }
 
             async fn rooms(
@@ -1015,11 +1038,33 @@ macro_rules! impl_store {
                 caller: &Caller,
                 room: &RoomId,
                 user: &UserId,
-                max_members: usize,
+                rules: &MemberRules,
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
+                let max_members = rules.max_members;
                 let mut tx = begin_write(&self.pool).await?;
-                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                let state = room_state(&mut tx, caller, room.as_str(), true).await?;
+                if !caller.is_admin() && *user != caller.id {
+                    if !rules.members_add_others {
+                        return Err(super::cannot_add_others());
+                    }
+                    let departed: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM room_departures WHERE room_id = $1 AND user_id = $2)",
+                    )
+                    .bind(room.as_str())
+                    .bind(user.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if departed {
+                        return Err(Error::forbidden(
+                            "left_the_room",
+                            "this user left the room or was removed from it: only an admin may put them back",
+                        ));
+                    }
+                }
+                if state.closed {
+                    return Err(super::closed_room());
+                }
                 // Counted under the room's lock: concurrent adds cannot pass the cap.
                 let members: i64 = sqlx::query_scalar(MEMBER_COUNT)
                     .bind(room.as_str())
@@ -1054,6 +1099,11 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return self.room(caller, room).await;
                 }
+                sqlx::query("DELETE FROM room_departures WHERE room_id = $1 AND user_id = $2")
+                    .bind(room.as_str())
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 touch_room(&mut tx, room.as_str(), now).await?;
                 let view = visible_room(&mut tx, caller, room.as_str()).await?;
                 let event = EventData::room(&view, RoomChange::MemberAdded, Some(user));
@@ -1066,7 +1116,7 @@ macro_rules! impl_store {
             async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                room_state(&mut tx, caller, room.as_str(), true).await?;
                 if !caller.is_admin() {
                     return Err(Error::forbidden(
                         "forbidden",
@@ -1120,7 +1170,7 @@ macro_rules! impl_store {
                 };
                 if !caller.is_admin() {
                     // A member learns it is not theirs to delete; anyone else, nothing.
-                    visible_last_seq(&mut tx, caller, room.as_str(), false).await?;
+                    room_state(&mut tx, caller, room.as_str(), false).await?;
                     return Err(Error::forbidden("forbidden", "only admins may delete a room"));
                 }
                 let (deleted, deleted_event) = match (deleted_at, deleted_by) {
@@ -1199,7 +1249,7 @@ macro_rules! impl_store {
             ) -> Result<Room> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                room_state(&mut tx, caller, room.as_str(), true).await?;
                 if !caller.is_admin() && caller.id != *user {
                     return Err(Error::forbidden(
                         "forbidden",
@@ -1214,6 +1264,15 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                 if removed > 0 {
+                    sqlx::query(
+                        "INSERT INTO room_departures (room_id, user_id, left_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (room_id, user_id) DO UPDATE SET left_at = excluded.left_at",
+                    )
+                    .bind(room.as_str())
+                    .bind(user.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                     touch_room(&mut tx, room.as_str(), now).await?;
                 }
                 // A member who just left no longer sees the room, but is answered with it.
@@ -1244,7 +1303,7 @@ macro_rules! impl_store {
                     MessageRange::After(seq) => (MESSAGES_AFTER, seq, false),
                 };
                 let mut tx = self.pool.begin_with($begin_snapshot).await?;
-                visible_last_seq(&mut tx, caller, room.as_str(), false).await?;
+                room_state(&mut tx, caller, room.as_str(), false).await?;
                 // The snapshot's newest id, as for a listing.
                 let last_event_id: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
                 let rows: Vec<MessageRow> = sqlx::query_as(query)
@@ -1284,7 +1343,7 @@ macro_rules! impl_store {
             ) -> Result<Message> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                let was = change_message(&mut tx, caller, room, message).await?;
+                let was = change_message(&mut tx, caller, room, message, false).await?;
                 let mut edited = was.clone();
                 if edited.is_deleted() {
                     return Err(Error::conflict(
@@ -1331,7 +1390,8 @@ macro_rules! impl_store {
             ) -> Result<Message> {
                 let now = Timestamp::now().unix_ms();
                 let mut tx = begin_write(&self.pool).await?;
-                let was = change_message(&mut tx, caller, room, message).await?;
+                let was = change_message(&mut tx, caller, room, message, caller.is_admin())
+                    .await?;
                 let mut deleted = was.clone();
                 if deleted.is_deleted() {
                     tx.rollback().await?;
@@ -1379,14 +1439,14 @@ macro_rules! impl_store {
                 // waits for the one write lock.
                 {
                     let mut conn = self.pool.acquire().await?;
-                    let last_seq = visible_last_seq(&mut conn, caller, room.as_str(), false).await?;
+                    let last_seq = room_state(&mut conn, caller, room.as_str(), false).await?.last_seq;
                     let cursor = read_cursor(&mut conn, caller, room).await?;
                     if let Some(read) = cursor.filter(|&read| read >= seq.clamp(0, last_seq)) {
                         return read_state(&mut conn, caller, room, last_seq, read).await;
                     }
                 }
                 let mut tx = begin_write(&self.pool).await?;
-                let last_seq = visible_last_seq(&mut tx, caller, room.as_str(), true).await?;
+                let last_seq = room_state(&mut tx, caller, room.as_str(), true).await?.last_seq;
                 let before = read_cursor(&mut tx, caller, room).await?;
                 let last_read_seq: i64 = sqlx::query_scalar(ADVANCE_CURSOR)
                     .bind(room.as_str())

@@ -22,6 +22,8 @@ on_both_stores!(
     an_audience_list_passes_when_any_of_it_is_ours,
     a_token_issued_in_the_future_is_refused_and_its_lifetime_counts_from_now,
     a_configured_public_key_accepts_its_algorithm_but_not_algorithm_confusion,
+    with_only_a_public_key_no_hs256_token_passes_even_one_keyed_with_the_keys_pem,
+    a_token_naming_critical_header_parameters_is_refused,
     query_and_cookie_tokens_work_for_reads_but_not_for_writes,
 );
 
@@ -274,6 +276,71 @@ async fn a_configured_public_key_accepts_its_algorithm_but_not_algorithm_confusi
         app.get("/api/chat/rooms", &user("bob")).await.0,
         StatusCode::OK
     );
+}
+
+/// An explicit secret is what lets HS256 in beside a key pair: without one,
+/// no HMAC-signed token passes, whatever its key (the PEM itself, the
+/// generated development secret of a server that never needed one).
+async fn with_only_a_public_key_no_hs256_token_passes_even_one_keyed_with_the_keys_pem(
+    backend: Backend,
+) {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("public.pem");
+    std::fs::write(&key_file, RSA_PUBLIC).unwrap();
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment
+            .merge(Serialized::default("jwt_secret", ""))
+            .merge(Serialized::default("jwt_public_key_file", &key_file))
+            .merge(Serialized::default("jwt_public_key_algorithm", "RS256"))
+    })
+    .await;
+    let claims = json!({"sub": "alice", "role": "admin", "exp": unix_now() + 3600});
+    let rs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(app.get("/api/chat/rooms", &rs256).await.0, StatusCode::OK);
+    for (attempt, key) in [
+        ("the public key's PEM", RSA_PUBLIC),
+        ("the PEM, trimmed", RSA_PUBLIC.trim_ascii()),
+        ("a secret the server never set", SECRET.as_bytes()),
+    ] {
+        let (status, body) = app.get("/api/chat/rooms", &sign(&claims, key)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{attempt}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_token", "{attempt}");
+    }
+    // Nor does the development endpoint sign anything with a secret of its own.
+    let minted = send(
+        app.http
+            .post(app.url("/api/dev/token"))
+            .json(&json!({"sub": "agent", "role": "admin"})),
+    )
+    .await;
+    assert_error(minted, StatusCode::CONFLICT, "no_signing_secret");
+}
+
+/// RFC 7515 § 4.1.11: a token whose header marks an extension critical must
+/// be refused by a recipient that does not implement it (we implement none).
+async fn a_token_naming_critical_header_parameters_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let claims = json!({"sub": "mallory", "role": "admin", "exp": unix_now() + 3600});
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let mut critical = Header::new(Algorithm::HS256);
+    critical.crit = Some(vec!["https://example.com/must-understand".to_owned()]);
+    critical
+        .extras
+        .insert("https://example.com/must-understand", true);
+    let token = jsonwebtoken::encode(&critical, &claims, &key).unwrap();
+    let (status, body) = app.get("/api/chat/rooms", &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_token");
+    // The same token without `crit` is fine: the refusal is for `crit` alone.
+    let mut plain = critical.clone();
+    plain.crit = None;
+    let token = jsonwebtoken::encode(&plain, &claims, &key).unwrap();
+    assert_eq!(app.get("/api/chat/rooms", &token).await.0, StatusCode::OK);
 }
 
 async fn query_and_cookie_tokens_work_for_reads_but_not_for_writes(backend: Backend) {

@@ -178,14 +178,7 @@ async fn a_deletion_leaves_a_tombstone_at_its_seq_and_no_body_in_the_store_or_th
         .await;
     assert_eq!(status, StatusCode::OK);
     // A membership change now shows the mistake as the room's last message.
-    let (status, _) = app
-        .post(
-            &format!("/api/chat/rooms/{room}/members"),
-            &alice,
-            json!({"userId": "carol"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    app.add_member(&room, "carol").await;
 
     let mut bobs_stream = app.stream("", &bob).await;
     let (status, tombstone) = app.delete(&message_path(&room, &mistake), &alice).await;

@@ -57,14 +57,7 @@ async fn membership_changes_move_a_members_routes_in_log_order(backend: Backend)
 
     // Before bob is in the room, its messages are not his.
     app.send(&ann, &room, "before").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/chat/rooms/{room}/members"),
-            &ann,
-            serde_json::json!({"userId": "bob"}),
-        )
-        .await;
-    assert!(status.is_success());
+    app.add_member(&room, "bob").await;
     let during = app.send(&ann, &room, "during").await;
     let (status, _) = app
         .delete(

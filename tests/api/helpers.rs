@@ -331,17 +331,39 @@ impl TestApp {
         count_rows(&self.database_url, sql).await
     }
 
-    /// Creates a room, asserting success; returns its id.
+    /// Creates a room as `token`'s user with `members` too, asserting
+    /// success; returns its id. Only admins put others into rooms: for a
+    /// user's room, an admin adds them after (one `member_added` each).
     pub async fn create_room(&self, token: &str, name: &str, members: &[&str]) -> String {
+        let by_admin = claims(token)["role"] == "admin";
+        let named = if by_admin { members } else { &[] };
         let (status, room) = self
             .post(
                 "/api/chat/rooms",
                 token,
-                json!({"name": name, "memberIds": members}),
+                json!({"name": name, "memberIds": named}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "creating a room: {room}");
-        room["id"].as_str().expect("a room id").to_owned()
+        let room = room["id"].as_str().expect("a room id").to_owned();
+        if !by_admin {
+            for member in members {
+                self.add_member(&room, member).await;
+            }
+        }
+        room
+    }
+
+    /// Puts `user` into `room`, as an admin does, asserting success.
+    pub async fn add_member(&self, room: &str, user: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/api/chat/rooms/{room}/members"),
+                &admin(HELPER_ADMIN),
+                json!({"userId": user}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "adding {user}: {body}");
     }
 
     /// Sends a message, asserting it was created; returns it.
@@ -808,6 +830,19 @@ pub fn token(sub: &str, role: &str) -> String {
         &json!({"sub": sub, "role": role, "exp": unix_now() + 3600}),
         SECRET.as_bytes(),
     )
+}
+
+/// The admin the helpers act as when a test's setup needs one.
+pub const HELPER_ADMIN: &str = "helper-admin";
+
+/// A token's claims, as the server will read them.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&json).expect("JSON claims")
 }
 
 pub fn user(sub: &str) -> String {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 on_both_stores!(
     an_admin_closes_a_room_to_new_messages_and_reopens_it,
+    a_closed_room_takes_no_typing_edits_or_members_but_admins_still_moderate_it,
     only_admins_may_close_a_room_and_outsiders_learn_nothing,
     deleting_a_room_ends_its_streams_drops_it_everywhere_and_leaves_only_its_deletion,
     a_stream_resumed_from_before_a_rooms_deletion_gets_the_deletion_and_nothing_of_the_room,
@@ -68,6 +69,77 @@ async fn an_admin_closes_a_room_to_new_messages_and_reopens_it(backend: Backend)
         widget.expect("message").await.data["message"]["body"],
         "open again"
     );
+}
+
+/// The hostile review found a closed room still took typing (204), its
+/// author's edits (200) and new members (200).
+async fn a_closed_room_takes_no_typing_edits_or_members_but_admins_still_moderate_it(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob, agent) = (user("alice"), user("bob"), admin("agent"));
+    let room = app.create_room(&alice, "closing", &["bob"]).await;
+    let path = format!("/api/chat/rooms/{room}");
+    let mine = app.send(&alice, &room, "my first").await;
+    let spam = app.send(&bob, &room, "buy now").await;
+    app.send(&bob, &room, "one more").await;
+    let message = |m: &serde_json::Value| format!("{path}/messages/{}", m["id"].as_str().unwrap());
+    let (status, _) = app.patch(&path, &agent, json!({"closed": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    let quiet = newest_event_id(&app, &agent).await;
+
+    let refused = [
+        app.post(&format!("{path}/typing"), &alice, json!({"typing": true}))
+            .await,
+        app.patch(&message(&mine), &alice, json!({"body": "changed"}))
+            .await,
+        app.patch(&message(&mine), &agent, json!({"body": "changed"}))
+            .await,
+        app.delete(&message(&mine), &alice).await,
+        app.post(
+            &format!("{path}/members"),
+            &agent,
+            json!({"userId": "carol"}),
+        )
+        .await,
+    ];
+    for attempt in refused {
+        assert_error(attempt, StatusCode::CONFLICT, "room_closed");
+    }
+    // Nothing of those was written.
+    assert_eq!(newest_event_id(&app, &agent).await, quiet);
+    let (_, room_now) = app.get(&path, &agent).await;
+    assert_eq!(room_now["memberIds"], json!(["alice", "bob"]));
+    let (_, page) = app.get(&format!("{path}/messages"), &alice).await;
+    assert_eq!(page["messages"][0]["body"], "my first");
+
+    // Reading is the reader's own business: a closed room's unread count
+    // can still reach zero.
+    let (status, read) = app
+        .post(&format!("{path}/read"), &alice, json!({"seq": 3}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["unreadCount"], 0);
+    // Admins moderate: delete a message, erase a user; a member may leave.
+    let (status, deleted) = app.delete(&message(&spam), &agent).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["deletedBy"], "agent");
+    let (status, _) = app.delete("/api/chat/users/bob/messages", &agent).await;
+    assert!(status.is_success(), "{status}");
+    let (status, left) = app.delete(&format!("{path}/members/bob"), &bob).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert_eq!(left["memberIds"], json!(["alice"]));
+    // And reopening lets everything back in.
+    let (status, _) = app.patch(&path, &agent, json!({"closed": false})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, edited) = app
+        .patch(&message(&mine), &alice, json!({"body": "changed"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    let (status, _) = app
+        .post(&format!("{path}/typing"), &alice, json!({"typing": true}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 async fn only_admins_may_close_a_room_and_outsiders_learn_nothing(backend: Backend) {

@@ -9,6 +9,7 @@ use serde_json::json;
 on_both_stores!(
     pages_and_the_sdk_are_served_from_the_binary,
     the_dev_token_endpoint_signs_in_development_and_does_not_exist_in_production,
+    no_page_of_another_origin_gets_a_development_token_or_a_cors_grant,
 );
 
 async fn pages_and_the_sdk_are_served_from_the_binary(backend: Backend) {
@@ -62,7 +63,6 @@ async fn the_dev_token_endpoint_signs_in_development_and_does_not_exist_in_produ
             .merge(Serialized::default("env", "production"))
             .merge(Serialized::default("jwt_issuer", "https://auth.example"))
             .merge(Serialized::default("jwt_audience", "chat"))
-            .merge(Serialized::default("dev_cors_any_origin", false))
             .merge(Serialized::default("dev_token_endpoint", false))
     })
     .await;
@@ -74,4 +74,75 @@ async fn the_dev_token_endpoint_signs_in_development_and_does_not_exist_in_produ
     )
     .await;
     assert_error(refused, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// The hostile review's probe: a preflight from `https://evil.example` was
+/// granted with credentials (`very_permissive`), and then the page read an
+/// admin token off `POST /api/dev/token`. Loopback-only did not help: the
+/// developer's own browser is on loopback.
+async fn no_page_of_another_origin_gets_a_development_token_or_a_cors_grant(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default(
+            "cors_allowed_origins",
+            ["https://app.example.com"],
+        ))
+    })
+    .await;
+    let evil = "https://evil.example";
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/dev/token"))
+        .header("origin", evil)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    for grant in [
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+    ] {
+        assert!(!preflight.headers().contains_key(grant), "{grant}");
+    }
+    let mint = |headers: &[(&str, &str)]| {
+        let mut request = app
+            .http
+            .post(app.url("/api/dev/token"))
+            .json(&json!({"sub": "agent-1", "role": "admin"}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        send(request)
+    };
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let own = app.address.clone();
+    let foreign: [&[(&str, &str)]; 5] = [
+        &[("origin", evil)],
+        &[("origin", evil), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", "null")],
+        // An allowed origin may call the API, but mints nothing.
+        &[
+            ("origin", "https://app.example.com"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    ];
+    for headers in foreign {
+        let (status, body) = mint(headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], "cross_site_request", "{headers:?}");
+        assert!(body.get("token").is_none());
+    }
+    // Our own pages (Fetch Metadata, or Origin against Host), and clients
+    // that are no page at all (curl, the SDK's tests under Node).
+    let ours: [&[(&str, &str)]; 3] = [
+        &[("origin", own.as_str()), ("sec-fetch-site", "same-origin")],
+        &[("origin", own.as_str()), ("host", host.as_str())],
+        &[],
+    ];
+    for headers in ours {
+        let (status, body) = mint(headers).await;
+        assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
+        assert!(body["token"].is_string());
+    }
 }

@@ -12,7 +12,9 @@ on_both_stores!(
     a_new_room_has_its_creator_as_a_member,
     a_user_cannot_read_post_to_mark_add_to_or_learn_of_another_users_room,
     an_admin_sees_and_acts_in_every_room,
-    members_may_add_others_and_leave_but_not_remove_others,
+    a_user_cannot_put_anyone_else_into_a_room_and_nothing_of_the_attempt_reaches_them,
+    a_member_may_leave_but_not_remove_others_and_only_an_admin_puts_them_back,
+    where_members_may_add_others_they_still_cannot_put_back_one_who_left,
     rooms_are_listed_newest_activity_first_in_pages_that_cover_every_room_once,
     an_unchanged_listing_answers_304_to_if_none_match_per_caller,
     a_room_holds_at_most_room_max_members_and_says_so,
@@ -21,16 +23,26 @@ on_both_stores!(
 
 async fn a_new_room_has_its_creator_as_a_member(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (status, room) = app
+    // A user may name themself; an admin names whom they like, each once.
+    let (status, own) = app
         .post(
             "/api/chat/rooms",
             &user("alice"),
+            json!({"name": "Mine", "memberIds": ["alice"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{own}");
+    assert_eq!(own["memberIds"], json!(["alice"]));
+    let (status, room) = app
+        .post(
+            "/api/chat/rooms",
+            &admin("agent"),
             json!({"name": "Support", "memberIds": ["bob", "alice", "bob"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{room}");
     assert_eq!(room["name"], "Support");
-    assert_eq!(room["memberIds"], json!(["alice", "bob"]));
+    assert_eq!(room["memberIds"], json!(["agent", "alice", "bob"]));
     assert_eq!(room["lastMessage"], Value::Null);
     assert_eq!(room["unreadCount"], 0);
     assert!(room["createdAt"].as_str().unwrap().ends_with('Z'));
@@ -128,19 +140,67 @@ async fn an_admin_sees_and_acts_in_every_room(backend: Backend) {
     assert_eq!(app.unread(&user("carol"), &room).await, 2);
 }
 
-async fn members_may_add_others_and_leave_but_not_remove_others(backend: Backend) {
+/// The hostile review's probe: carol created a room with alice in it, and so
+/// could see whether alice was online; mallory's webhooks notices and
+/// forced rooms reached strangers the same way.
+async fn a_user_cannot_put_anyone_else_into_a_room_and_nothing_of_the_attempt_reaches_them(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
-    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-    let room = app.create_room(&alice, "team", &["bob"]).await;
+    let (alice, carol) = (user("alice"), user("carol"));
+    let presence = "/api/chat/presence?userIds=alice";
+    let (_, before) = app.get(presence, &carol).await;
+    assert_eq!(before["users"], json!([]), "strangers learn nothing");
+    let mut watching = app.stream("", &alice).await;
+
+    let forced = app
+        .post(
+            "/api/chat/rooms",
+            &carol,
+            json!({"name": "hi", "memberIds": ["alice"]}),
+        )
+        .await;
+    assert_error(forced, StatusCode::FORBIDDEN, "cannot_add_others");
+    let mine = app.create_room(&carol, "carol's", &[]).await;
+    assert_error(
+        app.post(
+            &format!("/api/chat/rooms/{mine}/members"),
+            &carol,
+            json!({"userId": "alice"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "cannot_add_others",
+    );
+
+    // Nothing was created for alice: no room, no event, and carol still
+    // learns nothing of her presence.
+    let (_, listing) = app.get("/api/chat/rooms", &alice).await;
+    assert_eq!(listing["rooms"], json!([]), "{listing}");
+    let (_, carols) = app.get("/api/chat/rooms", &carol).await;
+    assert_eq!(carols["rooms"].as_array().unwrap().len(), 1, "{carols}");
+    assert_eq!(carols["rooms"][0]["memberIds"], json!(["carol"]));
+    let (_, after) = app.get(presence, &carol).await;
+    assert_eq!(after["users"], json!([]), "{after}");
+    // Alice's stream got nothing of it: the next event is her own room's.
+    let hers = app.create_room(&alice, "alice's", &[]).await;
+    let next = watching.expect("room").await;
+    assert_eq!(next.data["room"]["id"], hers.as_str(), "{:?}", next.data);
+}
+
+async fn a_member_may_leave_but_not_remove_others_and_only_an_admin_puts_them_back(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, bob, carol, boss) = (user("alice"), user("bob"), user("carol"), admin("boss"));
+    let room = app.create_room(&alice, "team", &["bob", "carol"]).await;
     let members = format!("/api/chat/rooms/{room}/members");
 
-    let (status, added) = app.post(&members, &bob, json!({"userId": "carol"})).await;
-    assert_eq!(status, StatusCode::OK, "{added}");
-    assert_eq!(added["memberIds"], json!(["alice", "bob", "carol"]));
-    let (status, again) = app.post(&members, &bob, json!({"userId": "carol"})).await;
-    assert_eq!(status, StatusCode::OK, "adding a member twice is a no-op");
-    assert_eq!(again["memberIds"], added["memberIds"]);
-
+    assert_error(
+        app.post(&members, &bob, json!({"userId": "dave"})).await,
+        StatusCode::FORBIDDEN,
+        "cannot_add_others",
+    );
     assert_error(
         app.delete(&format!("{members}/alice"), &bob).await,
         StatusCode::FORBIDDEN,
@@ -149,11 +209,86 @@ async fn members_may_add_others_and_leave_but_not_remove_others(backend: Backend
     let (status, left) = app.delete(&format!("{members}/carol"), &carol).await;
     assert_eq!(status, StatusCode::OK, "{left}");
     assert_eq!(left["memberIds"], json!(["alice", "bob"]));
-    // Having left, carol can no longer see the room.
+    // Having left, carol can no longer see the room, nor can alice put her back.
     assert_error(
         app.get(&format!("/api/chat/rooms/{room}"), &carol).await,
         StatusCode::NOT_FOUND,
         "room_not_found",
+    );
+    assert_error(
+        app.post(&members, &alice, json!({"userId": "carol"})).await,
+        StatusCode::FORBIDDEN,
+        "cannot_add_others",
+    );
+    // A member naming themself changes nothing.
+    let (status, same) = app.post(&members, &bob, json!({"userId": "bob"})).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["memberIds"], json!(["alice", "bob"]));
+    // An admin may, and twice is once.
+    let (status, back) = app.post(&members, &boss, json!({"userId": "carol"})).await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["memberIds"], json!(["alice", "bob", "carol"]));
+    let (status, again) = app.post(&members, &boss, json!({"userId": "carol"})).await;
+    assert_eq!(status, StatusCode::OK, "adding a member twice is a no-op");
+    assert_eq!(again["memberIds"], back["memberIds"]);
+}
+
+/// For apps with peer group chats: members add others, but the one who
+/// left (mallory's "Official Support" pulled victor back in) stays out.
+async fn where_members_may_add_others_they_still_cannot_put_back_one_who_left(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        figment.merge(Serialized::default("members_add_others", true))
+    })
+    .await;
+    let (mallory, victor, boss) = (user("mallory"), user("victor"), admin("boss"));
+    let (status, room) = app
+        .post(
+            "/api/chat/rooms",
+            &mallory,
+            json!({"name": "Official Support", "memberIds": ["victor", "wendy"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let members = format!("/api/chat/rooms/{room}/members");
+    let (status, added) = app
+        .post(&members, &mallory, json!({"userId": "xavi"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+
+    // Victor leaves, and an admin's removal of wendy counts the same.
+    let (status, _) = app.delete(&format!("{members}/victor"), &victor).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.delete(&format!("{members}/wendy"), &boss).await;
+    assert_eq!(status, StatusCode::OK);
+    for gone in ["victor", "wendy"] {
+        assert_error(
+            app.post(&members, &mallory, json!({"userId": gone})).await,
+            StatusCode::FORBIDDEN,
+            "left_the_room",
+        );
+    }
+    let (_, listing) = app.get("/api/chat/rooms", &victor).await;
+    assert_eq!(listing["rooms"], json!([]), "{listing}");
+    // An admin may put one back; then they are a member like any other,
+    // and may leave again.
+    let (status, back) = app.post(&members, &boss, json!({"userId": "victor"})).await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    let mut now: Vec<&str> = back["memberIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    now.sort_unstable();
+    assert_eq!(now, ["mallory", "victor", "xavi"]);
+    let (status, _) = app.delete(&format!("{members}/victor"), &victor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        app.post(&members, &mallory, json!({"userId": "victor"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "left_the_room",
     );
 }
 
@@ -293,10 +428,11 @@ async fn a_room_holds_at_most_room_max_members_and_says_so(backend: Backend) {
     );
     let room = app.create_room(&alice, "full", &["bob", "carol"]).await;
     let members = format!("/api/chat/rooms/{room}/members");
-    let full = app.post(&members, &alice, json!({"userId": "dave"})).await;
+    let boss = admin("boss");
+    let full = app.post(&members, &boss, json!({"userId": "dave"})).await;
     assert_error(full, StatusCode::UNPROCESSABLE_ENTITY, "room_full");
     // Adding a member who is in changes nothing, full or not.
-    let (status, again) = app.post(&members, &alice, json!({"userId": "bob"})).await;
+    let (status, again) = app.post(&members, &boss, json!({"userId": "bob"})).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["memberIds"], json!(["alice", "bob", "carol"]));
     // Once someone leaves, there is room again.
@@ -304,7 +440,7 @@ async fn a_room_holds_at_most_room_max_members_and_says_so(backend: Backend) {
         .delete(&format!("{members}/carol"), &user("carol"))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, room) = app.post(&members, &alice, json!({"userId": "dave"})).await;
+    let (status, room) = app.post(&members, &boss, json!({"userId": "dave"})).await;
     assert_eq!(status, StatusCode::OK, "{room}");
     assert_eq!(room["memberIds"], json!(["alice", "bob", "dave"]));
 }

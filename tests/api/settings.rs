@@ -86,20 +86,11 @@ fn the_development_conveniences_refuse_to_start_on_an_address_other_than_loopbac
     let secret = ("CHAT_JWT_SECRET", SECRET);
     let said = refused(&[listen, secret]);
     assert!(
-        said.contains("dev_cors_any_origin only works on a loopback address"),
-        "{said}"
-    );
-    let said = refused(&[listen, secret, ("CHAT_DEV_CORS_ANY_ORIGIN", "false")]);
-    assert!(
         said.contains("dev_token_endpoint only works on a loopback address"),
         "{said}"
     );
 
-    let conveniences_off = [
-        listen,
-        ("CHAT_DEV_CORS_ANY_ORIGIN", "false"),
-        ("CHAT_DEV_TOKEN_ENDPOINT", "false"),
-    ];
+    let conveniences_off = [listen, ("CHAT_DEV_TOKEN_ENDPOINT", "false")];
     // The generated development secret, and a short one: refused too.
     let said = refused(&conveniences_off);
     assert!(said.contains("jwt_secret must be set"), "{said}");
@@ -120,6 +111,15 @@ fn the_development_conveniences_refuse_to_start_on_an_address_other_than_loopbac
     }
     let said = refused(&[("CHAT_LISTEN", "[::]:0"), secret]);
     assert!(said.contains("only works on a loopback address"), "{said}");
+}
+
+#[test]
+fn a_configuration_that_still_opens_cors_to_any_origin_is_refused_with_what_to_do_instead() {
+    let said = refused(&[("CHAT_DEV_CORS_ANY_ORIGIN", "true")]);
+    assert!(said.contains("dev_cors_any_origin is gone"), "{said}");
+    assert!(said.contains("cors_allowed_origins"), "{said}");
+    // Off, it is as if it were not there.
+    served(&[("CHAT_DEV_CORS_ANY_ORIGIN", "false")]);
 }
 
 #[test]

@@ -63,14 +63,19 @@ async fn a_users_global_stream_carries_their_rooms_including_rooms_joined_later(
 
     let elsewhere = app.create_room(&carol, "carol's", &[]).await;
     app.send(&carol, &elsewhere, "not for bob").await;
-    let shared = app.create_room(&alice, "with bob", &["bob"]).await;
+    let shared = app
+        .create_room(&admin("agent"), "with bob", &["alice", "bob"])
+        .await;
     let created = stream.expect("room").await;
     assert_eq!(
         created.data["room"]["id"],
         shared.as_str(),
         "carol's room never showed"
     );
-    assert_eq!(created.data["room"]["memberIds"], json!(["alice", "bob"]));
+    assert_eq!(
+        created.data["room"]["memberIds"],
+        json!(["agent", "alice", "bob"])
+    );
     app.send(&alice, &shared, "hi bob").await;
     assert_eq!(
         stream.expect("message").await.data["message"]["body"],
@@ -78,12 +83,7 @@ async fn a_users_global_stream_carries_their_rooms_including_rooms_joined_later(
     );
 
     // Joining later: the room event, then its traffic.
-    app.post(
-        &format!("/api/chat/rooms/{elsewhere}/members"),
-        &carol,
-        json!({"userId": "bob"}),
-    )
-    .await;
+    app.add_member(&elsewhere, "bob").await;
     let joined = stream.expect("room").await;
     assert_eq!(joined.data["change"], "member_added");
     assert_eq!(joined.data["userId"], "bob");

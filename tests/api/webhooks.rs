@@ -248,14 +248,7 @@ async fn a_webhook_gets_exactly_the_events_it_asked_for_in_order_and_signed(back
         sent.push(app.send(&alice, &watched, &format!("watched {n}")).await);
         app.send(&alice, &other, &format!("other {n}")).await;
     }
-    let (status, _) = app
-        .post(
-            &format!("/api/chat/rooms/{watched}/members"),
-            &alice,
-            json!({"userId": "carol"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    app.add_member(&watched, "carol").await;
     let (status, _) = app
         .post(
             &format!("/api/chat/rooms/{watched}/read"),

@@ -239,6 +239,7 @@ export declare class ChatApi {
   /** Every page of the listing as one, with the first page's `lastEventId`. */
   allRooms(): Promise<RoomsSnapshot>;
   room(roomId: string): Promise<Room>;
+  /** The caller is its first member. Naming others is for admins (unless the server sets `members_add_others`): otherwise a ChatError, 403 `cannot_add_others`, and nothing is created. */
   createRoom(name: string, memberIds?: string[]): Promise<Room>;
   messages(roomId: string, query?: { before?: number; after?: number; limit?: number } | string): Promise<MessagesSnapshot>;
   /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. */

@@ -17,7 +17,9 @@ mod presence;
 mod rolling_restart;
 mod rooms_deleted;
 
-use crate::helpers::{Backend, ServerProcess, WAIT, free_port, send, user};
+use crate::helpers::{
+    Backend, HELPER_ADMIN, ServerProcess, WAIT, admin, claims, free_port, send, user,
+};
 use crate::proxy::Proxy;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
@@ -237,15 +239,31 @@ pub async fn create_room(
     name: &str,
     members: &[&str],
 ) -> String {
+    // Only admins put others into rooms: a user's room gets them from one.
+    let by_admin = claims(token)["role"] == "admin";
+    let named = if by_admin { members } else { &[] };
     let (status, room) = send(
         reqwest::Client::new()
             .post(server.url("/api/chat/rooms"))
             .bearer_auth(token)
-            .json(&json!({"name": name, "memberIds": members})),
+            .json(&json!({"name": name, "memberIds": named})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{room}");
-    room["id"].as_str().unwrap().to_owned()
+    let room = room["id"].as_str().unwrap().to_owned();
+    if !by_admin {
+        for member in members {
+            let (status, body) = send(
+                reqwest::Client::new()
+                    .post(server.url(&format!("/api/chat/rooms/{room}/members")))
+                    .bearer_auth(admin(HELPER_ADMIN))
+                    .json(&json!({"userId": member})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "adding {member}: {body}");
+        }
+    }
+    room
 }
 
 pub async fn create_room_with_message(server: &ServerProcess, token: &str, body: &str) -> String {
