@@ -654,7 +654,10 @@ mod tests {
         let error = Config::from_figment(production()).unwrap_err().to_string();
         assert!(error.contains("CHAT_JWT_PUBLIC_KEY_FILE"), "{error}");
         let key_only = production()
-            .merge(Serialized::default("jwt_public_key_file", "/etc/chat/jwt.pub.pem"))
+            .merge(Serialized::default(
+                "jwt_public_key_file",
+                "/etc/chat/jwt.pub.pem",
+            ))
             .merge(Serialized::default("jwt_public_key_algorithm", "RS256"));
         assert!(Config::from_figment(key_only).is_ok());
     }

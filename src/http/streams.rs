@@ -326,8 +326,9 @@ impl StreamRecord {
         ::metrics::counter!(metrics::STREAMS_OPENED, "kind" => kind, "role" => role).increment(1);
         let open = ::metrics::gauge!(metrics::STREAMS_OPEN, "kind" => kind, "role" => role);
         open.increment(1);
+        // A user id is the token's `sub`: logged as a string, quoted.
         tracing::info!(
-            user = %caller.id,
+            user = caller.id.as_str(),
             kind,
             room = room.map(RoomId::as_str),
             resume_from,

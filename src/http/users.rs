@@ -53,7 +53,7 @@ async fn erase_messages(
         .store
         .erase_messages(&caller.id, &user, state.config.erase_batch)
         .await?;
-    tracing::info!(user = %user, erased, "erased a user's messages");
+    tracing::info!(user = user.as_str(), erased, "erased a user's messages");
     Ok(Json(Erased {
         user_id: user,
         erased,

@@ -1,7 +1,8 @@
 //! Logs: every line of a request carries its id (the caller's `X-Request-Id`
 //! or a fresh one, sent back), streams log their open and close, tokens never
-//! reach the log, and JSON output is one object per line. Logs do not depend
-//! on the store, so these run on SQLite alone.
+//! reach the log, what a client chose cannot pass for fields of its own, and
+//! JSON output is one object per line. Logs do not depend on the store, so
+//! these run on SQLite alone.
 
 use crate::helpers::{Backend, EventStream, ServerProcess, user};
 use reqwest::StatusCode;
@@ -43,7 +44,7 @@ async fn every_line_of_a_request_carries_its_id_and_tokens_are_never_logged() {
         .wait_for_log(|line| line.contains("stream opened"))
         .await;
     assert!(opened.contains("req-from-the-proxy-42"), "{opened}");
-    assert!(opened.contains("user=ann"), "{opened}");
+    assert!(opened.contains(r#"user="ann""#), "{opened}");
     let closed = server
         .wait_for_log(|line| line.contains("stream closed"))
         .await;
@@ -98,4 +99,88 @@ async fn json_logs_are_one_object_per_line_with_the_requests_id() {
             "not a JSON object: {line}"
         );
     }
+}
+
+/// The hostile review's probe: a `sub` of `bob kind="room" role="admin"
+/// room="x"` was logged unquoted, so its line read as a stream of another
+/// kind, for an admin, in a room. So could an `X-Request-Id`, a path, or an
+/// error that quotes what the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_a_client_chose_are_quoted_and_forge_no_field_in_either_format() {
+    let forging = r#"bob kind="room" role="admin" room="x""#;
+    let token = user(forging);
+    for format in ["text", "json"] {
+        let server = ServerProcess::start(&Backend::Sqlite, &[("CHAT_LOG_FORMAT", format)]).await;
+        let http = reqwest::Client::new();
+        let response = http
+            .get(server.url("/api/chat/sse?x=%22%20role=%22admin"))
+            .bearer_auth(&token)
+            .header("x-request-id", r#"r1" user="admin"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response);
+        // An error whose message repeats what was sent.
+        let (status, _) = crate::helpers::send(
+            http.post(server.url("/api/chat/rooms"))
+                .bearer_auth(&token)
+                .json(&json!({"name": "x", "memberIds": [r#"y" role="admin"#]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let opened = server
+            .wait_for_log(|line| line.contains("stream opened"))
+            .await;
+        server
+            .wait_for_log(|line| line.contains("stream closed"))
+            .await;
+        if format == "json" {
+            let opened: Value = serde_json::from_str(&opened).unwrap();
+            assert_eq!(opened["fields"]["user"], forging, "{opened}");
+            assert_eq!(opened["fields"]["kind"], "global", "{opened}");
+            assert_eq!(opened["span"]["id"], r#"r1" user="admin"#, "{opened}");
+            assert!(opened["fields"].get("role").is_none(), "{opened}");
+            continue;
+        }
+        let fields = unquoted_fields(&opened);
+        assert_eq!(
+            fields,
+            ["id", "method", "uri", "user", "kind"],
+            "the fields the server put there, and none the client did: {opened}"
+        );
+        assert!(
+            opened.contains(r#"user="bob kind=\"room\" role=\"admin\" room=\"x\"""#),
+            "{opened}"
+        );
+        for line in server.logs() {
+            let fields = unquoted_fields(&line);
+            for forged in ["role", "room"] {
+                assert!(!fields.contains(&forged.to_owned()), "{forged} in {line}");
+            }
+            assert!(
+                fields.iter().filter(|field| *field == "user").count() <= 1,
+                "{line}"
+            );
+        }
+    }
+}
+
+/// The names of a text log line's `name=value` fields, outside quoted values.
+fn unquoted_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let (mut quoted, mut escaped) = (false, false);
+    let mut word = String::new();
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '=' => fields.push(std::mem::take(&mut word)),
+            ' ' | '{' | ':' => word.clear(),
+            _ => word.push(c),
+        }
+    }
+    fields
 }
