@@ -28,6 +28,7 @@ mod plans;
 mod polling;
 mod presence;
 mod proxy;
+mod races;
 mod real_proxies;
 mod receipts;
 mod retention;

@@ -34,7 +34,7 @@ async fn poll(app: &TestApp, query: &str, token: &str) -> (StatusCode, Value) {
 
 /// Every event after `after` that `scope` (`""` or `roomId=…&`) carries,
 /// polled `limit` at a time without waiting; also the final `lastEventId`.
-async fn poll_all(
+pub(crate) async fn poll_all(
     app: &TestApp,
     scope: &str,
     token: &str,
