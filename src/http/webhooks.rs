@@ -198,17 +198,11 @@ async fn create_webhook(
         room_ids: endpoints::check_room_ids(body.room_ids.as_deref())?,
         secret: new_secret()?,
     };
-    let webhooks = state.store.webhooks();
-    if webhooks.webhooks().await?.len() >= endpoints::MAX_WEBHOOKS {
-        return Err(Error::unprocessable(
-            "too_many_webhooks",
-            format!(
-                "there are {} webhooks already, the most there may be",
-                endpoints::MAX_WEBHOOKS
-            ),
-        ));
-    }
-    let hook = webhooks.create_webhook(&new).await?;
+    let hook = state
+        .store
+        .webhooks()
+        .create_webhook(&new, endpoints::MAX_WEBHOOKS)
+        .await?;
     state.webhooks.changed();
     tracing::info!(webhook = %hook.id, "created a webhook");
     Ok((StatusCode::CREATED, Json(WebhookView::with_secret(hook))))

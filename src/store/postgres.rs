@@ -159,4 +159,6 @@ super::webhooks::impl_webhook_store! {
     database: Postgres,
     json_values: "json_array_elements_text($1::json)",
     greatest: "GREATEST",
+    // Creations count the endpoints one at a time (an arbitrary key of ours).
+    lock_webhooks: Some("SELECT pg_advisory_xact_lock(7163104836612961)"),
 }

@@ -128,4 +128,6 @@ super::webhooks::impl_webhook_store! {
     database: Sqlite,
     json_values: "json_each($1)",
     greatest: "MAX",
+    // `BEGIN IMMEDIATE` already serialises them.
+    lock_webhooks: None,
 }

@@ -123,8 +123,10 @@ pub struct Reader {
 
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new endpoint; it is told of what happens from now on.
-    async fn create_webhook(&self, new: &NewWebhook) -> Result<Webhook>;
+    /// Stores a new endpoint; it is told of what happens from now on. With
+    /// `most` endpoints already, none (422 `too_many_webhooks`): counted
+    /// under a lock, so concurrent creations never pass the cap.
+    async fn create_webhook(&self, new: &NewWebhook, most: usize) -> Result<Webhook>;
 
     /// Every endpoint, oldest first.
     async fn webhooks(&self) -> Result<Vec<Webhook>>;
@@ -327,7 +329,8 @@ macro_rules! impl_webhook_store {
         store: $store:ty,
         database: $db:ty,
         json_values: $json_values:literal,
-        greatest: $greatest:literal $(,)?
+        greatest: $greatest:literal,
+        lock_webhooks: $lock_webhooks:expr $(,)?
     ) => {
         use super::webhooks::{
             Cursors, Failure, LoggedEvent, NewNotice, NewWebhook, Notice, NoticeRow, Reader,
@@ -344,14 +347,17 @@ macro_rules! impl_webhook_store {
         /// event, so the new subscriber gets no notices of the past.
         /// Called before the webhook asks: a sweep in between still sees
         /// nobody asking, and one after starts from here.
-        async fn start_unseen_sweep(pool: &sqlx::Pool<$db>, id: &str) -> crate::error::Result<()> {
+        async fn start_unseen_sweep(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            id: &str,
+        ) -> crate::error::Result<()> {
             sqlx::query(
                 "UPDATE unseen_sweep SET last_event_id = (SELECT last_id FROM event_counter)
                  WHERE NOT EXISTS (SELECT 1 FROM webhooks
                      WHERE id <> $1 AND event_types LIKE '%\"message.unseen\"%')",
             )
             .bind(id)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
             Ok(())
         }
@@ -362,9 +368,27 @@ macro_rules! impl_webhook_store {
 
         #[async_trait::async_trait]
         impl WebhookStore for $store {
-            async fn create_webhook(&self, new: &NewWebhook) -> crate::error::Result<Webhook> {
+            async fn create_webhook(
+                &self,
+                new: &NewWebhook,
+                most: usize,
+            ) -> crate::error::Result<Webhook> {
+                let mut tx = begin_write(&self.pool).await?;
+                let lock: Option<&'static str> = $lock_webhooks;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= most {
+                    return Err(crate::error::Error::unprocessable(
+                        "too_many_webhooks",
+                        format!("there are {count} webhooks already, the most there may be"),
+                    ));
+                }
                 if new.event_types.iter().any(|kind| kind == UNSEEN) {
-                    start_unseen_sweep(&self.pool, &new.id).await?;
+                    start_unseen_sweep(&mut tx, &new.id).await?;
                 }
                 // From the newest committed event and notice on: ids
                 // commit in order, so nothing below either is still to come.
@@ -381,8 +405,9 @@ macro_rules! impl_webhook_store {
                 .bind(new.room_ids.as_deref().map(json_list))
                 .bind(&new.secret)
                 .bind(crate::model::Timestamp::now().unix_ms())
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 row.try_into()
             }
 
@@ -422,7 +447,7 @@ macro_rules! impl_webhook_store {
                     .iter()
                     .any(|kind| kind == UNSEEN);
                 if wants_unseen && !had_unseen {
-                    start_unseen_sweep(&self.pool, id).await?;
+                    start_unseen_sweep(&mut *self.pool.acquire().await?, id).await?;
                 }
                 let row: Option<WebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE webhooks SET url = COALESCE($2, url),

@@ -22,6 +22,7 @@ on_both_stores!(
     a_clean_shutdown_saves_what_was_delivered_so_the_next_instance_repeats_nothing,
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
+    two_hundred_creations_at_once_never_pass_the_cap,
 );
 
 /// How the receiver answers.
@@ -1013,4 +1014,39 @@ async fn on_postgresql_a_killed_dispatchers_webhooks_are_taken_over_within_the_l
         })
         .await;
     assert_eq!(delivered_messages(&receiver), sent);
+}
+
+/// The cap was checked, then the row inserted: concurrent creations all
+/// saw room under it. Now they count one at a time.
+async fn two_hundred_creations_at_once_never_pass_the_cap(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        quick(figment).merge(figment::providers::Serialized::default(
+            "database_max_connections",
+            20,
+        ))
+    })
+    .await;
+    let ops = admin("ops");
+    let created = futures::future::join_all((0..200).map(|n| {
+        app.post(
+            "/api/chat/webhooks",
+            &ops,
+            json!({"url": format!("http://127.0.0.1:9/hook-{n}"), "eventTypes": ["message.created"]}),
+        )
+    }))
+    .await;
+    let mut answers: std::collections::BTreeMap<u16, usize> = Default::default();
+    for (status, body) in &created {
+        *answers.entry(status.as_u16()).or_default() += 1;
+        if *status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(body["error"]["code"], "too_many_webhooks", "{body}");
+        }
+    }
+    assert_eq!(
+        answers,
+        [(201, 100), (422, 100)].into_iter().collect(),
+        "exactly the cap of 100 created"
+    );
+    let (_, listed) = app.get("/api/chat/webhooks", &ops).await;
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 100);
 }
