@@ -5,6 +5,7 @@
 use crate::auth::{self, Auth};
 use crate::config::{Config, Secret};
 use crate::connection::Connection;
+use crate::erasure::{ErasureOptions, Erasures};
 use crate::error::{Error, ErrorDetail};
 use crate::events::{Hub, HubOptions};
 use crate::http::{self, AppState, api_router};
@@ -122,6 +123,14 @@ pub async fn build_state(
     .map_err(|e| StartError::Relay(e.to_string()))?;
     let webhooks = Webhooks::start(hub.clone(), webhook_options(&config), draining.clone())
         .map_err(StartError::Webhooks)?;
+    let erasures = Erasures::start(
+        store.clone(),
+        ErasureOptions {
+            batch: config.erase_batch,
+            lease: config.erasure_lease.0,
+        },
+        draining.clone(),
+    );
     Ok(AppState {
         store,
         auth: Arc::new(auth),
@@ -130,6 +139,7 @@ pub async fn build_state(
         config: Arc::new(config),
         hub,
         webhooks: Arc::new(webhooks),
+        erasures: Arc::new(erasures),
         draining,
     })
 }

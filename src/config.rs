@@ -111,6 +111,9 @@ pub struct Config {
     /// Messages one transaction of an erasure makes tombstones, and rows
     /// one statement of a room's deletion removes.
     pub erase_batch: u32,
+    /// How long an instance's hold on an erasure job lasts unless renewed
+    /// (a killed instance's job is taken over after it).
+    pub erasure_lease: Interval,
     /// If set, messages older than this become tombstones (in batches of
     /// `erase_batch`), as an erasure makes them.
     #[serde(default)]
@@ -382,6 +385,9 @@ impl Config {
         }
         if self.erase_batch == 0 {
             return invalid("erase_batch must be at least 1".to_owned());
+        }
+        if self.erasure_lease.0 < Duration::from_millis(300) {
+            return invalid("erasure_lease must be at least 300ms".to_owned());
         }
         if self.event_purge_batch == 0 {
             return invalid("event_purge_batch must be at least 1".to_owned());

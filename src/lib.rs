@@ -12,6 +12,7 @@
 //! - [`sse`]: how stream frames are spelled on the wire.
 //! - [`connection`]: a client connection, and cutting one whose stream is not read.
 //! - [`limits`]: rate limits on opening streams and on writes.
+//! - [`erasure`]: erasing what a user wrote, as a durable background job.
 //! - [`metrics`]: what is counted, for `/metrics`.
 //! - [`http`]: the JSON API and the streams, one module per resource.
 //! - [`error`]: the one error type and its HTTP mapping.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod http;

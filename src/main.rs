@@ -122,6 +122,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
     });
     let hub = state.hub.clone();
     let webhooks = state.webhooks.clone();
+    let erasures = state.erasures.clone();
     let server = app::serve(listener, app::router(state), draining.clone(), patience);
     let mut signalled = draining;
     let deadline_passed = async move {
@@ -135,9 +136,10 @@ async fn serve(config: Config) -> Result<(), AnyError> {
             Ok(())
         }
     };
-    // The webhooks' cursors saved and their leases given back, so the
-    // next instance goes on at once and repeats nothing.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), webhooks.released()).await;
+    // The webhooks' cursors saved and their leases given back (and the
+    // erasure job's), so the next instance goes on at once and repeats nothing.
+    let released = async { tokio::join!(webhooks.released(), erasures.released()) };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), released).await;
     // Gives this instance's streams back at once, rather than at its lapse,
     // and leaves its users' presence to the others.
     if let Some(cluster) = hub.presence().cluster() {

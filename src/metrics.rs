@@ -35,6 +35,8 @@ pub const WEBHOOK_RETRIES: &str = "chat_webhook_retries_total";
 pub const WEBHOOK_LAG: &str = "chat_webhook_lag_events";
 pub const WEBHOOKS_FAILING: &str = "chat_webhooks_failing";
 pub const UNSEEN_RAISED: &str = "chat_unseen_notices_raised_total";
+// Erasure jobs.
+pub const ERASED_MESSAGES: &str = "chat_erased_messages_total";
 // HTTP.
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -164,6 +166,10 @@ fn describe() {
         "Webhooks this instance holds whose retries gave up: skipped until resumed"
     );
     describe_counter!(UNSEEN_RAISED, "message.unseen notices this instance raised");
+    describe_counter!(
+        ERASED_MESSAGES,
+        "Messages erasure jobs made tombstones (or removed from deleted rooms) on this instance"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status");
     describe_histogram!(
         HTTP_DURATION,

@@ -19,6 +19,7 @@ pub use extract::{Json, Path, Query};
 
 use crate::auth::Auth;
 use crate::config::{Config, Environment};
+use crate::erasure::Erasures;
 use crate::error::{Error, Result};
 use crate::events::Hub;
 use crate::limits::Limits;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The webhooks' dispatcher, told when an endpoint changes.
     pub webhooks: Arc<Webhooks>,
+    /// The erasure worker, told when a job is asked for.
+    pub erasures: Arc<Erasures>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.

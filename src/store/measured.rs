@@ -137,10 +137,6 @@ impl Store for Measured {
         .await
     }
 
-    async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64> {
-        timed("erase_messages", self.0.erase_messages(by, author, batch)).await
-    }
-
     async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
         timed(
             "erase_messages_before",
@@ -212,5 +208,9 @@ impl Store for Measured {
 
     fn webhooks(&self) -> &dyn super::WebhookStore {
         self.0.webhooks()
+    }
+
+    fn erasures(&self) -> &dyn super::ErasureStore {
+        self.0.erasures()
     }
 }

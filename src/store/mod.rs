@@ -8,6 +8,7 @@
 //! (see `sql.rs`): the log is what live streams relay and resume from.
 
 mod cluster;
+mod erasure;
 mod group_commit;
 mod measured;
 mod postgres;
@@ -16,6 +17,7 @@ mod sqlite;
 mod webhooks;
 
 pub use cluster::{Cluster, StreamClaim};
+pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 pub use measured::Measured;
 pub use postgres::{PgStore, REPLAY_QUERIES as PG_REPLAY_QUERIES};
 pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};
@@ -289,13 +291,11 @@ pub trait Store: Send + Sync + 'static {
         message: &MessageId,
     ) -> Result<Message>;
 
-    /// Makes every message `author` wrote a tombstone deleted by `by`, with
-    /// its `message_deleted` event, `batch` messages to a transaction (so
-    /// the event counter is never held for long); how many.
-    async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64>;
-
-    /// The same for every message written before `cutoff` (the message
-    /// retention), deleted by `RETENTION`.
+    /// Makes every message written before `cutoff` (the message
+    /// retention) a tombstone deleted by `RETENTION`, with its
+    /// `message_deleted` event, `batch` messages to a transaction (so the
+    /// event counter is never held for long); how many. (Erasing what one
+    /// user wrote is a job: `erasures`.)
     async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64>;
 
     /// Moves the caller's cursor forward to `seq`, clamped to the newest message.
@@ -356,6 +356,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The webhooks' part of the store.
     fn webhooks(&self) -> &dyn WebhookStore;
+
+    /// The erasure jobs' part of the store.
+    fn erasures(&self) -> &dyn ErasureStore;
 }
 
 /// Connections of a store's pool.

@@ -148,6 +148,9 @@ macro_rules! impl_store {
         lock_rows: $lock_rows:literal,
         notify: $notify:expr $(,)?
     ) => {
+        use super::erasure::{
+            ERASURE_COLUMNS, ErasureJob, ErasureRow, ErasureStep, ErasureStore, Requested,
+        };
         use super::group_commit::{Post, answer_failed_batch};
         use super::sql::{
             deleted_past_cursor, member_last_event, message_columns, purged_up_to, room_select,
@@ -480,14 +483,19 @@ macro_rules! impl_store {
 
         impl $store {
             /// Makes the messages `which` names tombstones deleted by `by`,
-            /// `batch` to a transaction; how many.
+            /// `batch` to a transaction, until a batch finds none; how many.
+            /// (The retention's sweep: whatever a race leaves, the next
+            /// sweep takes. An erasure job knows when it is done instead.)
             async fn erase(&self, by: &UserId, which: super::Erasing<'_>, batch: u32) -> Result<u64> {
                 let mut erased = 0;
                 loop {
-                    let written = erase_batch(&self.pool, by, which, batch.max(1)).await?;
+                    let mut tx = begin_write(&self.pool).await?;
+                    let written = erase_batch(&mut tx, by, which, batch.max(1)).await?;
                     if written == 0 {
+                        tx.rollback().await?;
                         return Ok(erased);
                     }
+                    tx.commit().await?;
                     self.wake.notify_one();
                     erased += written;
                 }
@@ -512,11 +520,13 @@ macro_rules! impl_store {
         }
 
         /// Makes up to `batch` of the messages `which` names tombstones, in
-        /// one transaction; how many. Their rooms are locked first, in id
-        /// order, and the messages read again under the locks (an edit or
+        /// the transaction `tx`; how many. Their rooms are locked first, in
+        /// id order, and the messages read again under the locks (an edit or
         /// deletion takes its room's lock first too): none is changed twice.
+        /// None may be found though some are left, when their rooms were
+        /// deleted between the two reads.
         async fn erase_batch(
-            pool: &sqlx::Pool<$db>,
+            tx: &mut $conn,
             by: &UserId,
             which: super::Erasing<'_>,
             batch: u32,
@@ -527,12 +537,12 @@ macro_rules! impl_store {
             );
             push_erasing(&mut next, which);
             next.push(" LIMIT ").push_bind(i64::from(batch)).push(") AS next");
-            let candidates: Vec<String> = next.build_query_scalar().fetch_all(pool).await?;
+            let candidates: Vec<String> =
+                next.build_query_scalar().fetch_all(&mut *tx).await?;
             if candidates.is_empty() {
                 return Ok(0);
             }
             let now = Timestamp::now().unix_ms();
-            let mut tx = begin_write(pool).await?;
             let mut lock = sqlx::QueryBuilder::<$db>::new("SELECT id FROM rooms WHERE id IN (");
             let mut list = lock.separated(", ");
             for room in &candidates {
@@ -554,7 +564,6 @@ macro_rules! impl_store {
             let rows: Vec<MessageRow> = select.build_query_as().fetch_all(&mut *tx).await?;
             let was: Vec<Message> = rows.into_iter().map(Message::from).collect();
             if was.is_empty() {
-                tx.rollback().await?;
                 return Ok(0);
             }
             let mut update = sqlx::QueryBuilder::<$db>::new(
@@ -582,7 +591,7 @@ macro_rules! impl_store {
                 })
                 .collect();
             for (was, erased) in was.iter().zip(&erased) {
-                rewrite_message_events(&mut tx, was, erased).await?;
+                rewrite_message_events(tx, was, erased).await?;
             }
             // The counter last, once for the batch, as a batch of posts takes it.
             let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
@@ -590,7 +599,7 @@ macro_rules! impl_store {
                 .fetch_one(&mut *tx)
                 .await?;
             let first_id = last_id - erased.len() as i64 + 1;
-            insert_message_events(&mut tx, erased.iter(), |message| EventData::MessageDeleted { message }, first_id, now)
+            insert_message_events(tx, erased.iter(), |message| EventData::MessageDeleted { message }, first_id, now)
                 .await?;
             // Per room, its newest event (rows this transaction holds).
             let mut rooms: std::collections::BTreeMap<&str, i64> = Default::default();
@@ -609,8 +618,37 @@ macro_rules! impl_store {
             if let Some(notify) = notify {
                 sqlx::query(notify).bind(last_id).execute(&mut *tx).await?;
             }
-            tx.commit().await?;
             Ok(erased.len() as u64)
+        }
+
+        /// Removes up to `batch` of `author`'s messages left in deleted
+        /// rooms (whose deletion was interrupted before it removed them),
+        /// with the events that carry them; how many. Nobody writes to a
+        /// deleted room, so no lock is needed.
+        async fn purge_from_deleted_rooms(tx: &mut $conn, author: &UserId, batch: u32) -> Result<u64> {
+            let left: Vec<String> = sqlx::query_scalar(
+                "SELECT m.id FROM messages m JOIN rooms r ON r.id = m.room_id
+                 WHERE m.author_id = $1 AND m.deleted_at IS NULL AND r.deleted_at IS NOT NULL
+                 LIMIT $2",
+            )
+            .bind(author.as_str())
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await?;
+            if left.is_empty() {
+                return Ok(0);
+            }
+            for table in ["events WHERE message_id", "messages WHERE id"] {
+                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM ");
+                delete.push(table).push(" IN (");
+                let mut list = delete.separated(", ");
+                for id in &left {
+                    list.push_bind(id.as_str());
+                }
+                delete.push(")");
+                delete.build().execute(&mut *tx).await?;
+            }
+            Ok(left.len() as u64)
         }
 
         /// Writes a batch of posts (see `group_commit`) and answers each.
@@ -1419,10 +1457,6 @@ macro_rules! impl_store {
                 Ok(deleted)
             }
 
-            async fn erase_messages(&self, by: &UserId, author: &UserId, batch: u32) -> Result<u64> {
-                self.erase(by, super::Erasing::WrittenBy(author), batch).await
-            }
-
             async fn erase_messages_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
                 let by = UserId::from_store(super::RETENTION.to_owned());
                 self.erase(&by, super::Erasing::WrittenBefore(cutoff), batch).await
@@ -1663,12 +1697,183 @@ macro_rules! impl_store {
                 self
             }
 
+            fn erasures(&self) -> &dyn super::ErasureStore {
+                self
+            }
+
             fn pool_stats(&self) -> super::PoolStats {
                 super::PoolStats {
                     open: self.pool.size(),
                     idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
                     max: self.pool.options().get_max_connections(),
                 }
+            }
+        }
+
+        /// Whether anything of `user`'s is left to erase: a message with
+        /// its body, or a record of their presence or of notices to them.
+        const ANYTHING_LEFT: &str = "SELECT EXISTS (SELECT 1 FROM messages
+                 WHERE author_id = $1 AND deleted_at IS NULL)
+             OR EXISTS (SELECT 1 FROM presence_offline WHERE user_id = $1)
+             OR EXISTS (SELECT 1 FROM unseen_notices WHERE user_id = $1)";
+
+        async fn erasure_job(conn: &mut $conn, condition: &str, key: &str) -> Result<Option<ErasureJob>> {
+            let row: Option<ErasureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ERASURE_COLUMNS} FROM erasure_jobs WHERE {condition}
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            )))
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(ErasureJob::try_from).transpose()
+        }
+
+        #[async_trait::async_trait]
+        impl ErasureStore for $store {
+            async fn request_erasure(&self, by: &UserId, user: &UserId) -> Result<Requested> {
+                let mut tx = begin_write(&self.pool).await?;
+                let running = "user_id = $1 AND state = 'running'";
+                if let Some(job) = erasure_job(&mut tx, running, user.as_str()).await? {
+                    tx.commit().await?;
+                    return Ok(Requested::Running(job));
+                }
+                let last = erasure_job(&mut tx, "user_id = $1", user.as_str()).await?;
+                let left: bool = sqlx::query_scalar(ANYTHING_LEFT)
+                    .bind(user.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let Some(done) = last.filter(|_| !left) {
+                    tx.commit().await?;
+                    return Ok(Requested::AlreadyDone(done));
+                }
+                // Two requests at once start one job: the second finds the
+                // first's (one running job per user, by a unique index).
+                sqlx::query(
+                    "INSERT INTO erasure_jobs (id, user_id, requested_by, state, created_at)
+                     VALUES ($1, $2, $3, 'running', $4)
+                     ON CONFLICT (user_id) WHERE state = 'running' DO NOTHING",
+                )
+                .bind(format!("er_{}", uuid::Uuid::now_v7().simple()))
+                .bind(user.as_str())
+                .bind(by.as_str())
+                .bind(Timestamp::now().unix_ms())
+                .execute(&mut *tx)
+                .await?;
+                let job = erasure_job(&mut tx, running, user.as_str())
+                    .await?
+                    .ok_or_else(|| Error::Internal("a new erasure job is not there".into()))?;
+                tx.commit().await?;
+                Ok(Requested::Running(job))
+            }
+
+            async fn erasure(&self, id: &str) -> Result<ErasureJob> {
+                let mut conn = self.pool.acquire().await?;
+                erasure_job(&mut conn, "id = $1", id)
+                    .await?
+                    .ok_or(Error::NotFound("erasure"))
+            }
+
+            async fn lease_erasure(&self, owner: &str, until: Timestamp) -> Result<Option<ErasureJob>> {
+                // Checked again on the row itself: of two instances taking
+                // the same job at once, one does.
+                let row: Option<ErasureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE erasure_jobs SET lease_owner = $1, lease_until = $2
+                     WHERE id = (SELECT id FROM erasure_jobs
+                         WHERE state = 'running'
+                           AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $3)
+                         ORDER BY created_at, id LIMIT 1)
+                       AND state = 'running'
+                       AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $3)
+                     RETURNING {ERASURE_COLUMNS}"
+                )))
+                .bind(owner)
+                .bind(until.unix_ms())
+                .bind(Timestamp::now().unix_ms())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(ErasureJob::try_from).transpose()
+            }
+
+            async fn erase_step(
+                &self,
+                id: &str,
+                owner: &str,
+                until: Timestamp,
+                batch: u32,
+            ) -> Result<ErasureStep> {
+                let mut tx = begin_write(&self.pool).await?;
+                // The job's row first (then rooms in id order, the counter
+                // last, as every write): a lease lost, and nothing is done.
+                let held: Option<(String, String)> = sqlx::query_as(
+                    "UPDATE erasure_jobs SET lease_until = $3
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+                     RETURNING user_id, requested_by",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(until.unix_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((user, by)) = held else {
+                    return Ok(ErasureStep::LeaseLost);
+                };
+                let (user, by) = (UserId::from_store(user), UserId::from_store(by));
+                let batch = batch.max(1);
+                let mut erased =
+                    erase_batch(&mut tx, &by, super::Erasing::WrittenBy(&user), batch).await?;
+                if erased == 0 {
+                    erased = purge_from_deleted_rooms(&mut tx, &user, batch).await?;
+                }
+                if erased > 0 {
+                    sqlx::query("UPDATE erasure_jobs SET erased = erased + $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(erased as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    self.wake.notify_one();
+                    return Ok(ErasureStep::Erased(erased));
+                }
+                let messages_left: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE author_id = $1 AND deleted_at IS NULL)",
+                )
+                .bind(user.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if messages_left {
+                    // A room was deleted between this step's reads: the next
+                    // step finds its messages there.
+                    tx.commit().await?;
+                    return Ok(ErasureStep::Erased(0));
+                }
+                for records in [
+                    "DELETE FROM presence_offline WHERE user_id = $1",
+                    "DELETE FROM unseen_notices WHERE user_id = $1",
+                ] {
+                    sqlx::query(records).bind(user.as_str()).execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "UPDATE erasure_jobs SET state = 'done', finished_at = $2,
+                         lease_owner = NULL, lease_until = NULL
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(Timestamp::now().unix_ms())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(ErasureStep::Done)
+            }
+
+            async fn release_erasures(&self, owner: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE erasure_jobs SET lease_owner = NULL, lease_until = NULL
+                     WHERE lease_owner = $1",
+                )
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
         }
     };

@@ -201,6 +201,12 @@ pub trait WebhookStore: Send + Sync {
     /// Deletes notices created before `cutoff` that every active endpoint
     /// has acknowledged; how many.
     async fn purge_notices(&self, cutoff: Timestamp) -> Result<u64>;
+
+    /// Forgets when users went offline, where it was more than `margin`
+    /// before every message the sweep has yet to look at (before now, if
+    /// it is not `sweeping`): such a time can spare nobody a notice any
+    /// more. The margin covers the instances' clocks disagreeing. How many.
+    async fn purge_offline(&self, margin: std::time::Duration, sweeping: bool) -> Result<u64>;
 }
 
 /// The notice's event type, as endpoints' lists name it (see `webhooks::endpoints`).
@@ -758,6 +764,28 @@ macro_rules! impl_webhook_store {
                          9223372036854775807)",
                 )
                 .bind(cutoff.unix_ms())
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
+            async fn purge_offline(
+                &self,
+                margin: std::time::Duration,
+                sweeping: bool,
+            ) -> crate::error::Result<u64> {
+                // The first message not swept yet is the oldest a notice may
+                // still come for (ids commit in order); with none, now.
+                Ok(sqlx::query(
+                    "DELETE FROM presence_offline WHERE offline_at < CASE WHEN $2 THEN
+                         COALESCE((SELECT e.created_at FROM events e
+                             WHERE e.id > (SELECT last_event_id FROM unseen_sweep)
+                             ORDER BY e.id LIMIT 1), $1)
+                         ELSE $1 END - $3",
+                )
+                .bind(crate::model::Timestamp::now().unix_ms())
+                .bind(sweeping)
+                .bind(i64::try_from(margin.as_millis()).unwrap_or(i64::MAX))
                 .execute(&self.pool)
                 .await?
                 .rows_affected())

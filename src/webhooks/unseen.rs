@@ -23,9 +23,13 @@ use std::time::Duration;
 
 /// Events one sweep transaction covers.
 const SWEEP_BATCH: u32 = 500;
+/// How long before the sweep's next message a user's time offline is kept
+/// (see `purge_offline`): ample for the instances' clocks to disagree.
+const OFFLINE_KEPT: Duration = Duration::from_secs(3600);
 
 /// Sweeps every quarter of the delay (1 to 15 s), for as long as the
-/// webhooks run; and deletes the notices past the event retention.
+/// webhooks run; and deletes the notices past the event retention, and the
+/// times users went offline that no notice can need any more.
 pub(super) async fn sweep_forever(shared: Arc<Shared>) {
     let every =
         (shared.options.unseen_delay / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
@@ -33,8 +37,15 @@ pub(super) async fn sweep_forever(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = sweep(&shared).await {
-            tracing::warn!(%error, "cannot sweep for unseen messages; retrying");
+        let sweeping = match sweep(&shared).await {
+            Ok(sweeping) => sweeping,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sweep for unseen messages; retrying");
+                true
+            }
+        };
+        if let Err(error) = shared.store().purge_offline(OFFLINE_KEPT, sweeping).await {
+            tracing::warn!(%error, "cannot forget old offline times; retrying");
         }
         let cutoff = Timestamp::from_unix_ms(
             Timestamp::now().unix_ms() - shared.options.notice_retention.as_millis() as i64,
@@ -45,8 +56,9 @@ pub(super) async fn sweep_forever(shared: Arc<Shared>) {
     }
 }
 
-/// Sweeps every message old enough, a batch to a transaction.
-async fn sweep(shared: &Shared) -> Result<()> {
+/// Sweeps every message old enough, a batch to a transaction; whether any
+/// endpoint asks for notices (else the sweep stands still).
+async fn sweep(shared: &Shared) -> Result<bool> {
     // Nobody asks: the sweep stands still, reading nothing. A webhook that
     // asks again moves it to the newest event (`start_unseen_sweep`), so
     // it gets no notices of the past.
@@ -57,7 +69,7 @@ async fn sweep(shared: &Shared) -> Result<()> {
         .iter()
         .any(|hook| hook.event_types.iter().any(|kind| kind == UNSEEN));
     if !wanted {
-        return Ok(());
+        return Ok(false);
     }
     loop {
         let from = shared.store().unseen_swept().await?;
@@ -73,17 +85,17 @@ async fn sweep(shared: &Shared) -> Result<()> {
             .take_while(|event| event.created_at <= cutoff)
             .collect();
         let Some(last) = due.last() else {
-            return Ok(());
+            return Ok(true);
         };
         let notices = unseen(shared, &due).await?;
         let raised = notices.len();
         if !shared.store().raise_unseen(from, last.id, &notices).await? {
             // Another instance swept these first.
-            return Ok(());
+            return Ok(true);
         }
         ::metrics::counter!(metrics::UNSEEN_RAISED).increment(raised as u64);
         if due.len() < events.len() || events.len() < SWEEP_BATCH as usize {
-            return Ok(());
+            return Ok(true);
         }
     }
 }

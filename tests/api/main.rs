@@ -12,6 +12,7 @@ mod browser;
 mod cluster_limits;
 mod cors;
 mod edits;
+mod erasure;
 mod fanout;
 mod health;
 mod hostile;

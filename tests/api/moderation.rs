@@ -2,7 +2,9 @@
 //! room with its messages and events, streamed as room changes, and erase
 //! what a user wrote, in batches; members may not.
 
-use crate::helpers::{Backend, EventStream, TestApp, admin, assert_error, on_both_stores, user};
+use crate::helpers::{
+    Backend, EventStream, TestApp, WAIT, admin, assert_error, on_both_stores, user,
+};
 use chat_server::model::Timestamp;
 use figment::providers::Serialized;
 use reqwest::StatusCode;
@@ -193,9 +195,13 @@ async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and
         "forbidden",
     );
 
-    let (status, erased) = app.delete("/api/chat/users/alice/messages", &agent).await;
-    assert_eq!(status, StatusCode::OK, "{erased}");
-    assert_eq!(erased, json!({"userId": "alice", "erased": 5}));
+    let (status, job) = app.delete("/api/chat/users/alice/messages", &agent).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["userId"], "alice");
+    assert_eq!(job["requestedBy"], "agent");
+    let job = erasure_done(&app, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["erased"], 5, "{job}");
+    assert!(job["finishedAt"].is_string(), "{job}");
     let mut streamed = Vec::new();
     while streamed.len() < 5 {
         let event = agents.expect("message_deleted").await;
@@ -226,9 +232,37 @@ async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and
     // Unread: the agent, who never read, has bob's message left.
     assert_eq!(app.unread(&agent, &first).await, 1);
     assert_eq!(app.unread(&agent, &second).await, 0);
-    // Again: nothing left to erase.
-    let (_, again) = app.delete("/api/chat/users/alice/messages", &agent).await;
-    assert_eq!(again["erased"], 0);
+    // Again: nothing left to erase, so the job that did it, done.
+    let (status, again) = app.delete("/api/chat/users/alice/messages", &agent).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, job);
+    // Following a job is for admins.
+    let path = format!("/api/chat/erasures/{}", job["id"].as_str().unwrap());
+    assert_error(
+        app.get(&path, &bob).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        app.get("/api/chat/erasures/er_none", &agent).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+/// Reads erasure job `id` until it is done (within `WAIT`); the job.
+pub async fn erasure_done(app: &TestApp, id: &str) -> serde_json::Value {
+    let path = format!("/api/chat/erasures/{id}");
+    let started = std::time::Instant::now();
+    loop {
+        let (status, job) = app.get(&path, &admin("agent")).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] == "done" {
+            return job;
+        }
+        assert!(started.elapsed() < WAIT, "the erasure is still {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_stay(

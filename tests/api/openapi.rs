@@ -37,6 +37,7 @@ async fn the_openapi_document_describes_every_route_and_its_errors(backend: Back
         ("/api/chat/events", "get"),
         ("/api/chat/presence", "get"),
         ("/api/chat/users/{user_id}/messages", "delete"),
+        ("/api/chat/erasures/{erasure_id}", "get"),
         ("/api/chat/webhooks", "get"),
         ("/api/chat/webhooks", "post"),
         ("/api/chat/webhooks/{webhook_id}", "get"),
