@@ -63,6 +63,29 @@ impl Initiator {
     }
 }
 
+/// Whether the request was sent to this machine by a loopback name: an IP
+/// literal of loopback, or `localhost`. A page can re-point a name of its
+/// own at 127.0.0.1 (DNS rebinding) and so be same-origin with a server
+/// there; its requests then carry that name in `Host`.
+pub fn addressed_to_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+    else {
+        return false;
+    };
+    // `[::1]:8080`, `[::1]`, `127.0.0.1:8080`, `localhost`.
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.to_canonical().is_loopback())
+}
+
 /// Whether `origin` (`scheme://host[:port]`) names the server reached at
 /// `host` (`host[:port]`), default ports spelled or not.
 fn same_authority(origin: &str, host: &str) -> bool {
@@ -132,6 +155,38 @@ mod tests {
             ),
             Foreign
         );
+    }
+
+    #[test]
+    fn only_loopback_names_address_a_development_server() {
+        let with_host = |host: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static(host));
+            addressed_to_loopback(&headers)
+        };
+        for ours in [
+            "127.0.0.1:8080",
+            "127.0.0.2",
+            "[::1]:8080",
+            "[::1]",
+            "localhost:8080",
+            "LOCALHOST",
+            "localhost.",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(with_host(ours), "{ours}");
+        }
+        for theirs in [
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!with_host(theirs), "{theirs}");
+        }
+        assert!(!addressed_to_loopback(&HeaderMap::new()));
     }
 
     #[test]

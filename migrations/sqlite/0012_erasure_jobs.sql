@@ -16,3 +16,6 @@ CREATE TABLE erasure_jobs (
 );
 CREATE UNIQUE INDEX erasure_jobs_running ON erasure_jobs (user_id) WHERE state = 'running';
 CREATE INDEX erasure_jobs_by_user ON erasure_jobs (user_id, created_at);
+
+-- An erasure deletes the unseen notices meant for its user.
+CREATE INDEX unseen_notices_by_user ON unseen_notices (user_id);

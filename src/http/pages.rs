@@ -5,7 +5,7 @@
 use super::{AppState, Json};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::model::{Role, UserId};
-use crate::origin::Initiator;
+use crate::origin::{self, Initiator};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -119,7 +119,8 @@ struct DevToken {
     tag = "development",
     summary = "Signs a token for any user (development only; 404 in production)",
     description = "For this server's own pages: a request from a page of any other origin \
-        (`Origin`, or `Sec-Fetch-Site: cross-site`) answers 403 `cross_site_request`.",
+        (`Origin`, or `Sec-Fetch-Site: cross-site`), or sent to a name other than a loopback \
+        one (`Host`: DNS rebinding), answers 403 `cross_site_request`.",
     request_body = DevTokenRequest,
     responses((status = 200, description = "A token valid for an hour", body = DevToken), ReadErrors, BodyErrors),
 )]
@@ -134,12 +135,16 @@ async fn dev_token(
     // For our own pages (and curl) only, not even allowed origins: any page
     // a developer visits could otherwise mint an admin token from their
     // local server, whose address every page knows.
+    // And addressed by a loopback name: a page that re-points a name of
+    // its own at 127.0.0.1 would otherwise be "same-origin" with us.
     let initiator = Initiator::of(&headers, &state.config.cors_allowed_origins);
-    if !matches!(initiator, Initiator::SameOrigin | Initiator::NoPage) {
+    if !matches!(initiator, Initiator::SameOrigin | Initiator::NoPage)
+        || !origin::addressed_to_loopback(&headers)
+    {
         return Err(Error::forbidden(
             "cross_site_request",
-            "development tokens are for this server's own pages: this request comes from \
-             another origin",
+            "development tokens are for this server's own pages, reached at a loopback \
+             address: this request comes from another origin or names another host",
         ));
     }
     let user = UserId::parse(request.sub)?;

@@ -123,7 +123,7 @@ async fn erase_messages(
     path = "/api/chat/erasures/{erasure_id}",
     tag = "rooms",
     summary = "An erasure job: its state and how many messages it erased (admins)",
-    params(("erasure_id" = String, Path, description = "The job's id, as the erasure's answer gave it")),
+    params(("erasure_id" = String, Path, description = "The job's id, as the erasure's answer gave it", pattern = r"^er_[0-9a-f]{32}$")),
     responses((status = 200, description = "The job", body = Erasure), ReadErrors),
     security(("bearer" = [])),
 )]
@@ -133,6 +133,13 @@ async fn erasure(
     Path(id): Path<String>,
 ) -> Result<Json<Erasure>> {
     admins_only(&caller)?;
+    // Only an id we could have made is looked up.
+    let ours = id.strip_prefix("er_").is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if !ours {
+        return Err(Error::NotFound("erasure"));
+    }
     let job = state.store.erasures().erasure(&id).await?;
     Ok(Json(Erasure::from(job)))
 }

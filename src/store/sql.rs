@@ -8,8 +8,9 @@
 //! The event log's ids become visible in the order they are given: taking
 //! one (`NEXT_EVENT_ID`) locks the single counter row until commit. To keep
 //! that lock short and deadlock-free it is always a transaction's last lock:
-//! a write first locks its room's row, and after the counter only inserts new
-//! rows or updates rows it already holds.
+//! a write first locks its room's row (an erasure step: its job's row, then
+//! its rooms' in id order), and after the counter only inserts new rows or
+//! updates rows it already holds.
 
 /// A room query's head: the columns of `RoomRow` for the caller bound as `$1`,
 /// followed by the given tail.
@@ -536,6 +537,11 @@ macro_rules! impl_store {
                  WHERE deleted_at IS NULL AND ",
             );
             push_erasing(&mut next, which);
+            // One user's: room by room, along their index. (The retention's
+            // take the oldest, along the index of time.)
+            if let super::Erasing::WrittenBy(_) = which {
+                next.push(" ORDER BY room_id");
+            }
             next.push(" LIMIT ").push_bind(i64::from(batch)).push(") AS next");
             let candidates: Vec<String> =
                 next.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -623,32 +629,45 @@ macro_rules! impl_store {
 
         /// Removes up to `batch` of `author`'s messages left in deleted
         /// rooms (whose deletion was interrupted before it removed them),
-        /// with the events that carry them; how many. Nobody writes to a
-        /// deleted room, so no lock is needed.
+        /// with the events that carry them; how many it removed (a
+        /// deletion finishing meanwhile may remove some first). Nobody
+        /// writes to a deleted room; a deletion's own removal may run at
+        /// once, so rows are locked as it takes them: events in id order,
+        /// the messages before the events (it takes events, then messages,
+        /// a statement each).
         async fn purge_from_deleted_rooms(tx: &mut $conn, author: &UserId, batch: u32) -> Result<u64> {
-            let left: Vec<String> = sqlx::query_scalar(
-                "SELECT m.id FROM messages m JOIN rooms r ON r.id = m.room_id
-                 WHERE m.author_id = $1 AND m.deleted_at IS NULL AND r.deleted_at IS NOT NULL
-                 LIMIT $2",
-            )
-            .bind(author.as_str())
-            .bind(i64::from(batch))
-            .fetch_all(&mut *tx)
-            .await?;
+            let mut select = sqlx::QueryBuilder::<$db>::new(
+                "SELECT m.id FROM messages m WHERE m.author_id = ",
+            );
+            select
+                .push_bind(author.as_str())
+                .push(
+                    " AND m.deleted_at IS NULL AND EXISTS (SELECT 1 FROM rooms r
+                     WHERE r.id = m.room_id AND r.deleted_at IS NOT NULL)
+                     ORDER BY m.room_id, m.seq LIMIT ",
+                )
+                .push_bind(i64::from(batch))
+                .push($lock_rows);
+            let left: Vec<String> = select.build_query_scalar().fetch_all(&mut *tx).await?;
             if left.is_empty() {
                 return Ok(0);
             }
-            for table in ["events WHERE message_id", "messages WHERE id"] {
-                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM ");
-                delete.push(table).push(" IN (");
-                let mut list = delete.separated(", ");
-                for id in &left {
-                    list.push_bind(id.as_str());
-                }
-                delete.push(")");
-                delete.build().execute(&mut *tx).await?;
+            let mut events = sqlx::QueryBuilder::<$db>::new(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE message_id IN (",
+            );
+            let mut list = events.separated(", ");
+            for id in &left {
+                list.push_bind(id.as_str());
             }
-            Ok(left.len() as u64)
+            events.push(") ORDER BY id").push($lock_rows).push(")");
+            events.build().execute(&mut *tx).await?;
+            let mut messages = sqlx::QueryBuilder::<$db>::new("DELETE FROM messages WHERE id IN (");
+            let mut list = messages.separated(", ");
+            for id in &left {
+                list.push_bind(id.as_str());
+            }
+            messages.push(")");
+            Ok(messages.build().execute(&mut *tx).await?.rows_affected())
         }
 
         /// Writes a batch of posts (see `group_commit`) and answers each.

@@ -243,11 +243,13 @@ async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and
         StatusCode::FORBIDDEN,
         "forbidden",
     );
-    assert_error(
-        app.get("/api/chat/erasures/er_none", &agent).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    for none in ["er_none", "er_%00", "er_01a2502079eb772eaa00b6d6478fd49b"] {
+        assert_error(
+            app.get(&format!("/api/chat/erasures/{none}"), &agent).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
 }
 
 /// Reads erasure job `id` until it is done (within `WAIT`); the job.

@@ -116,8 +116,16 @@ async fn no_page_of_another_origin_gets_a_development_token_or_a_cors_grant(back
     };
     let host = app.address.trim_start_matches("http://").to_owned();
     let own = app.address.clone();
-    let foreign: [&[(&str, &str)]; 5] = [
+    let rebound = "http://evil.example:8080";
+    let foreign: [&[(&str, &str)]; 6] = [
         &[("origin", evil)],
+        // DNS rebinding: evil.example re-pointed at 127.0.0.1 is
+        // same-origin with us as far as the browser knows.
+        &[
+            ("origin", rebound),
+            ("host", "evil.example:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ],
         &[("origin", evil), ("sec-fetch-site", "cross-site")],
         &[("sec-fetch-site", "cross-site")],
         &[("origin", "null")],
@@ -135,8 +143,14 @@ async fn no_page_of_another_origin_gets_a_development_token_or_a_cors_grant(back
     }
     // Our own pages (Fetch Metadata, or Origin against Host), and clients
     // that are no page at all (curl, the SDK's tests under Node).
-    let ours: [&[(&str, &str)]; 3] = [
+    let port = host.rsplit_once(':').unwrap().1.to_owned();
+    let localhost = format!("localhost:{port}");
+    let ours: [&[(&str, &str)]; 4] = [
         &[("origin", own.as_str()), ("sec-fetch-site", "same-origin")],
+        &[
+            ("host", localhost.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
         &[("origin", own.as_str()), ("host", host.as_str())],
         &[],
     ];

@@ -212,7 +212,7 @@ async fn on_postgresql_presence_agrees_across_instances_and_survives_a_killed_on
     let room = a.create_room(&alice, "across").await;
     let added = reqwest::Client::new()
         .post(a.url(&format!("/api/chat/rooms/{room}/members")))
-        .bearer_auth(&alice)
+        .bearer_auth(admin("boss"))
         .json(&json!({"userId": "bob"}))
         .send()
         .await
@@ -258,7 +258,7 @@ async fn on_postgresql_a_stopped_instances_users_go_offline_after_the_grace_unle
     for mate in ["bob", "carol"] {
         let added = reqwest::Client::new()
             .post(b.url(&format!("/api/chat/rooms/{room}/members")))
-            .bearer_auth(&alice)
+            .bearer_auth(admin("boss"))
             .json(&json!({"userId": mate}))
             .send()
             .await

@@ -11,7 +11,9 @@
 //! browser's rolling-restart test too (`browser::rolling_restart`).
 
 use super::harness::{Kind, Proxy};
-use crate::helpers::{Backend, ServerProcess, SharedDb, WAIT, admin, stream_request, user};
+use crate::helpers::{
+    Backend, HELPER_ADMIN, ServerProcess, SharedDb, WAIT, admin, claims, stream_request, user,
+};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -170,7 +172,7 @@ impl Pair {
                 server
                     .logs()
                     .iter()
-                    .any(|line| line.contains("uri=/healthz") && line.contains("response"))
+                    .any(|line| line.contains(r#"uri="/healthz""#) && line.contains("response"))
             },
         )
         .await;
@@ -785,9 +787,12 @@ async fn create_rooms(http: &reqwest::Client, pair: &Pair, writer: &str) -> Vec<
             .filter(|k| k % ROOMS == r || (k + 1) % ROOMS == r)
             .map(|k| format!("member-{k}"))
             .collect();
+        // Only admins put others into rooms: one makes the writer's.
+        let writer_id = claims(writer)["sub"].as_str().expect("a sub").to_owned();
+        let members: Vec<String> = std::iter::once(writer_id).chain(members).collect();
         let (status, room) = crate::helpers::send(
             http.post(pair.url("/api/chat/rooms"))
-                .bearer_auth(writer)
+                .bearer_auth(admin(HELPER_ADMIN))
                 .json(&json!({"name": format!("room {r}"), "memberIds": members})),
         )
         .await;
