@@ -3,7 +3,7 @@
 //! caller's read cursor.
 
 use super::{AppState, Json, Path, Query, limit, message_id, room_id};
-use crate::error::{BodyErrors, ReadErrors};
+use crate::error::{BodyErrors, ErrorBody, ReadErrors};
 use crate::error::{Error, Result};
 use crate::limits::Write;
 use crate::model::{Caller, ClientId, Message, MessageBody, ReadState};
@@ -201,7 +201,11 @@ async fn edit_message(
         ("room_id" = String, Path, description = "The room's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
         ("message_id" = String, Path, description = "The message's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
     ),
-    responses((status = 200, description = "The tombstone", body = Message), ReadErrors),
+    responses(
+        (status = 200, description = "The tombstone", body = Message),
+        (status = 409, description = "A closed room, and the caller is no admin (`room_closed`)", body = ErrorBody),
+        ReadErrors,
+    ),
     security(("bearer" = [])),
 )]
 async fn delete_message(

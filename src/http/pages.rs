@@ -132,11 +132,10 @@ async fn dev_token(
     if !state.config.dev_token_endpoint {
         return Err(Error::NotFound("route"));
     }
-    // For our own pages (and curl) only, not even allowed origins: any page
-    // a developer visits could otherwise mint an admin token from their
-    // local server, whose address every page knows.
-    // And addressed by a loopback name: a page that re-points a name of
-    // its own at 127.0.0.1 would otherwise be "same-origin" with us.
+    // For our own pages (and curl) only, not even allowed origins, and by a
+    // loopback name: any page a developer visits could otherwise mint an
+    // admin token from their local server, whose address every page knows,
+    // or re-point a name of its own at 127.0.0.1 and be "same-origin" with us.
     let initiator = Initiator::of(&headers, &state.config.cors_allowed_origins);
     if !matches!(initiator, Initiator::SameOrigin | Initiator::NoPage)
         || !origin::addressed_to_loopback(&headers)
