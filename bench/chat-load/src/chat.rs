@@ -11,8 +11,10 @@
 //! takes the whole backlog: the catch-up rate.
 
 use crate::histogram::Histogram;
+use crate::report::write_json;
 use crate::streams::{Body, Tally};
-use crate::{Common, Target, lineup, token, token_as, webhook, write_json};
+use crate::target::{Server, Target, lineup, token, token_as};
+use crate::{Common, webhook};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -131,8 +133,8 @@ pub async fn chat(
     } else {
         ("", "")
     };
-    for &ours in lineup(common) {
-        let target = if ours && webhook.is_some() {
+    for &server in lineup(common) {
+        let target = if server == Server::Ours && webhook.is_some() {
             // The receiver is on this machine, and a refused backlog is
             // tried again within a second.
             let mut common = common.clone();
@@ -142,12 +144,12 @@ pub async fn chat(
             ] {
                 common.server_env.insert(0, (name.into(), value.into()));
             }
-            Target::start(&common, ours, "25s").await?
+            Target::start(&common, server, "25s").await?
         } else {
-            Target::start(common, ours, "25s").await?
+            Target::start(common, server, "25s").await?
         };
         // `typing_posts`: (URL, token) for each typing room's notices.
-        let (widget_streams, publish_urls, global_url, typing_posts) = if ours {
+        let (widget_streams, publish_urls, global_url, typing_posts) = if server == Server::Ours {
             let ids = target
                 .create_rooms(rooms, |index| vec![format!("load-user-{index}")])
                 .await?;
@@ -189,7 +191,7 @@ pub async fn chat(
         let (widgets, panels) = (Tally::new(rooms), Tally::new(admins));
         let connect = target.connect(widget_streams, false, &widgets).await?;
         let admin_streams = (0..admins).map(|index| {
-            let token = ours.then(|| token(&format!("load-panel-{index}")));
+            let token = (server == Server::Ours).then(|| token(&format!("load-panel-{index}")));
             (global_url.clone(), token)
         });
         target.connect(admin_streams, false, &panels).await?;
@@ -200,7 +202,7 @@ pub async fn chat(
         );
 
         let receiver = match webhook {
-            Some(how) if ours => {
+            Some(how) if server == Server::Ours => {
                 let received = register_receiver(&target).await?;
                 received
                     .refusing

@@ -5,8 +5,10 @@
 //! last `ETag` it got). The hub answers the same requests with a fixed body
 //! of the size ours sent.
 
+use crate::Common;
 use crate::histogram::Histogram;
-use crate::{Common, Target, lineup, token_as, write_json};
+use crate::report::write_json;
+use crate::target::{Server, Target, lineup, token_as};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -45,9 +47,9 @@ pub async fn polling(
     let mut steps = Vec::new();
     // What ours answered one user, for the hub to send the same bytes.
     let mut listing = String::from("{}");
-    for &ours in lineup(common) {
-        let target = Target::start(common, ours, "25s").await?;
-        let url = if ours {
+    for &server in lineup(common) {
+        let target = Target::start(common, server, "25s").await?;
+        let url = if server == Server::Ours {
             seed(&target, rooms, messages, users).await?;
             format!("{}/api/chat/rooms", target.served.base)
         } else {
@@ -63,7 +65,7 @@ pub async fn polling(
         let tokens: Vec<String> = (0..users)
             .map(|user| token_as(&format!("load-user-{user}"), "user"))
             .collect();
-        if ours {
+        if server == Server::Ours {
             listing = target
                 .http
                 .get(&url)
@@ -185,7 +187,7 @@ async fn poll(
         tick.tick().await;
         let user = n % tokens.len();
         let mut request = target.http.get(url);
-        if target.ours {
+        if target.server == Server::Ours {
             request = request.bearer_auth(&tokens[user]);
         }
         let etag = etags[user]

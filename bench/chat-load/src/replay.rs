@@ -5,7 +5,9 @@
 //! returns takes the same time on 100,000 events as on 1,000,000.
 
 use crate::process::Served;
-use crate::{Common, SECRET, Store, token_as, write_json};
+use crate::report::write_json;
+use crate::target::{SECRET, token_as};
+use crate::{Common, Store};
 use futures::StreamExt;
 use serde::Serialize;
 use sqlx::Connection;
@@ -104,7 +106,7 @@ async fn one(common: &Common, events: u64, returned: u64) -> Result<ReplayResult
 async fn seed(database: &str, store: Store, events: u64, returned: u64) -> Result<(), String> {
     let step = (events / returned).max(1);
     // Now: the retention purge must not take the seeded log away.
-    let now = crate::now_micros() / 1000;
+    let now = crate::streams::now_micros() / 1000;
     let numbers = |upto: u64| {
         format!(
             "WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < {upto})"

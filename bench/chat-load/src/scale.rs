@@ -8,7 +8,7 @@
 use crate::histogram::Histogram;
 use crate::process::{Sample, Served, StoreChoice, fresh_postgres_database};
 use crate::streams::{Body, Tally, open_all};
-use crate::{SECRET, create_room, token};
+use crate::target::{SECRET, create_room, token};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::process::Stdio;

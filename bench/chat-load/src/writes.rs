@@ -4,9 +4,11 @@
 //! With `--instances N` on PostgreSQL the writers spread over N chat-server
 //! processes on the one database: the cluster's write ceiling.
 
+use crate::Common;
 use crate::histogram::Histogram;
 use crate::process::{Served, StoreChoice};
-use crate::{Common, SECRET, Target, lineup, token, write_json};
+use crate::report::write_json;
+use crate::target::{SECRET, Server, Target, lineup, token};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -39,10 +41,10 @@ pub async fn writes(
     instances: usize,
 ) -> Result<(), String> {
     let mut steps = Vec::new();
-    for &ours in lineup(common) {
-        let target = Target::start(common, ours, "25s").await?;
+    for &server in lineup(common) {
+        let target = Target::start(common, server, "25s").await?;
         let mut others = Vec::new();
-        if ours && instances > 1 {
+        if server == Server::Ours && instances > 1 {
             if !target.served.database.starts_with("postgres") {
                 return Err("--instances above 1 needs --store postgres".to_owned());
             }
@@ -56,7 +58,7 @@ pub async fn writes(
             .chain(others.iter().map(|served| served.base.as_str()))
             .collect();
         // Writer w posts to room w (mod rooms) through instance w (mod instances).
-        let room_urls: Vec<Vec<String>> = if ours {
+        let room_urls: Vec<Vec<String>> = if server == Server::Ours {
             let rooms = target.create_rooms(rooms, |_| Vec::new()).await?;
             bases
                 .iter()
@@ -103,7 +105,7 @@ pub async fn writes(
                             // From us, 201 only: a 200 would be a retry's original.
                             let stored = answer.is_ok_and(|r| {
                                 r.status() == reqwest::StatusCode::CREATED
-                                    || (!ours && r.status().is_success())
+                                    || (server == Server::Hub && r.status().is_success())
                             });
                             if stored {
                                 latency.record(sent.elapsed().as_micros() as u64);
@@ -121,7 +123,7 @@ pub async fn writes(
             let elapsed = started.elapsed().as_secs_f64();
             let cpu = (cpu_ticks() - cpu_before) as f64 * 10.0;
             let acknowledged = acknowledged.load(Ordering::Relaxed);
-            let stored = if ours {
+            let stored = if server == Server::Ours {
                 let total = target.stored_messages().await?;
                 let step = total - stored_before;
                 stored_before = total;
