@@ -299,19 +299,19 @@ async fn count_request(route: MatchedPath, request: Request<Body>, next: Next) -
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    Error::Internal("a handler panicked".to_owned()).into_response()
+    Error::internal("a handler panicked").into_response()
 }
 
 /// How long the server waits on clients.
 #[derive(Debug, Clone, Copy)]
-pub struct Patience {
+pub struct ClientTimeouts {
     /// For a request's head (line and headers).
     pub header: Duration,
     /// For a stream's client to take its next frame.
     pub stream_stall: Duration,
 }
 
-impl Patience {
+impl ClientTimeouts {
     pub fn of(config: &Config) -> Self {
         Self {
             header: config.header_timeout.0,
@@ -323,14 +323,14 @@ impl Patience {
 /// Serves HTTP/1.1 until `draining` turns true, then stops accepting
 /// connections and waits for open ones to finish (streams end themselves
 /// when draining). Unlike `axum::serve`, it cuts a client that has not sent
-/// a request's head within `patience.header` (hyper needs a timer for that):
+/// a request's head within `timeouts.header` (hyper needs a timer for that):
 /// one that trickles its headers (slowloris) holds a connection until then;
-/// and a connection whose stream has not been read for `patience.stream_stall`.
+/// and a connection whose stream has not been read for `timeouts.stream_stall`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     mut draining: watch::Receiver<bool>,
-    patience: Patience,
+    timeouts: ClientTimeouts,
 ) -> std::io::Result<()> {
     let drained = async move {
         let _ = draining.wait_for(|draining| *draining).await;
@@ -338,7 +338,7 @@ pub async fn serve(
     tokio::pin!(drained);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(patience.header);
+        .header_read_timeout(timeouts.header);
     let connections = GracefulShutdown::new();
     loop {
         let (socket, peer) = tokio::select! {
@@ -371,7 +371,7 @@ pub async fn serve(
                     tracing::debug!(%error, "connection ended with an error");
                 },
                 // Dropping the connection closes the socket.
-                () = held.stalled(patience.stream_stall) => {}
+                () = held.stalled(timeouts.stream_stall) => {}
             }
         });
     }

@@ -159,7 +159,7 @@ impl Auth {
             aud: self.audience.clone().map(Audience::One),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, secret)
-            .map_err(|e| Error::Internal(format!("could not sign a token: {e}")))
+            .map_err(|e| Error::internal_from("could not sign a token", e))
     }
 
     /// Checks a token and says who it speaks for. Every failure is a 401.

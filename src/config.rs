@@ -71,20 +71,20 @@ pub struct Config {
     pub event_window_bytes: usize,
     pub relay_poll_interval: Interval,
     pub stream_max_per_user: usize,
-    pub stream_rate_per_user: u32,
-    pub stream_burst_per_user: u32,
-    pub stream_rate_per_ip: u32,
-    pub stream_burst_per_ip: u32,
-    pub message_rate_per_user: u32,
-    pub message_burst_per_user: u32,
-    pub room_rate_per_user: u32,
-    pub room_burst_per_user: u32,
-    pub member_rate_per_user: u32,
-    pub member_burst_per_user: u32,
-    pub read_rate_per_user: u32,
-    pub read_burst_per_user: u32,
-    pub typing_rate_per_user: u32,
-    pub typing_burst_per_user: u32,
+    stream_rate_per_user: u32,
+    stream_burst_per_user: u32,
+    stream_rate_per_ip: u32,
+    stream_burst_per_ip: u32,
+    message_rate_per_user: u32,
+    message_burst_per_user: u32,
+    room_rate_per_user: u32,
+    room_burst_per_user: u32,
+    member_rate_per_user: u32,
+    member_burst_per_user: u32,
+    read_rate_per_user: u32,
+    read_burst_per_user: u32,
+    typing_rate_per_user: u32,
+    typing_burst_per_user: u32,
     /// On PostgreSQL: the per-user write budgets and stream cap are the
     /// cluster's, kept in the database, rather than each process's.
     pub cluster_limits: bool,
@@ -160,6 +160,41 @@ pub struct Config {
     /// meeting unexplained CORS refusals.
     #[serde(default, rename = "dev_cors_any_origin")]
     removed_dev_cors_any_origin: Option<bool>,
+}
+
+/// A rate limit: `per_second` on average, in bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Every rate limit, each from its pair of settings (`<what>_rate_per_user`
+/// and `<what>_burst_per_user`, or `_per_ip`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    pub stream_opens_per_user: Rate,
+    pub stream_opens_per_ip: Rate,
+    pub messages: Rate,
+    pub rooms: Rate,
+    pub members: Rate,
+    pub reads: Rate,
+    pub typing: Rate,
+}
+
+impl Rates {
+    /// Each, by the stem of its settings' names (`_ip` for the per-address one).
+    fn named(&self) -> [(&'static str, Rate); 7] {
+        [
+            ("stream", self.stream_opens_per_user),
+            ("stream_ip", self.stream_opens_per_ip),
+            ("message", self.messages),
+            ("room", self.rooms),
+            ("member", self.members),
+            ("read", self.reads),
+            ("typing", self.typing),
+        ]
+    }
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.
@@ -408,30 +443,17 @@ impl Config {
         if self.instance_heartbeat.0 < Duration::from_millis(100) {
             return invalid("instance_heartbeat must be at least 100ms".to_owned());
         }
-        let rates = [
-            self.stream_max_per_user,
-            self.stream_rate_per_user as usize,
-            self.stream_burst_per_user as usize,
-            self.stream_rate_per_ip as usize,
-            self.stream_burst_per_ip as usize,
-        ];
-        if rates.contains(&0) {
-            return invalid("stream limits and rates must be at least 1".to_owned());
+        if self.stream_max_per_user == 0 {
+            return invalid("stream_max_per_user must be at least 1".to_owned());
         }
-        let writes = [
-            self.message_rate_per_user,
-            self.message_burst_per_user,
-            self.room_rate_per_user,
-            self.room_burst_per_user,
-            self.member_rate_per_user,
-            self.member_burst_per_user,
-            self.read_rate_per_user,
-            self.read_burst_per_user,
-            self.typing_rate_per_user,
-            self.typing_burst_per_user,
-        ];
-        if writes.contains(&0) {
-            return invalid("write rates and bursts must be at least 1".to_owned());
+        for (name, rate) in self.rates().named() {
+            if rate.per_second == 0 || rate.burst == 0 {
+                return invalid(format!(
+                    "{name}_rate_per_{who} and {name}_burst_per_{who} must be at least 1",
+                    who = if name.ends_with("_ip") { "ip" } else { "user" },
+                    name = name.trim_end_matches("_ip"),
+                ));
+            }
         }
         if !(1..=1000).contains(&self.webhook_batch_events) {
             return invalid("webhook_batch_events must be 1 to 1000".to_owned());
@@ -472,6 +494,20 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The rate limits, each a pair of settings.
+    pub fn rates(&self) -> Rates {
+        let rate = |per_second, burst| Rate { per_second, burst };
+        Rates {
+            stream_opens_per_user: rate(self.stream_rate_per_user, self.stream_burst_per_user),
+            stream_opens_per_ip: rate(self.stream_rate_per_ip, self.stream_burst_per_ip),
+            messages: rate(self.message_rate_per_user, self.message_burst_per_user),
+            rooms: rate(self.room_rate_per_user, self.room_burst_per_user),
+            members: rate(self.member_rate_per_user, self.member_burst_per_user),
+            reads: rate(self.read_rate_per_user, self.read_burst_per_user),
+            typing: rate(self.typing_rate_per_user, self.typing_burst_per_user),
+        }
     }
 
     /// How long a poll of `GET /api/chat/events` may wait: `long_poll_wait`,
@@ -666,6 +702,36 @@ mod tests {
             ))
             .merge(Serialized::default("jwt_public_key_algorithm", "RS256"));
         assert!(Config::from_figment(key_only).is_ok());
+    }
+
+    #[test]
+    fn a_rate_or_a_burst_of_zero_is_refused_naming_its_pair_of_settings() {
+        for (setting, pair) in [
+            (
+                "typing_burst_per_user",
+                "typing_rate_per_user and typing_burst_per_user",
+            ),
+            (
+                "stream_rate_per_ip",
+                "stream_rate_per_ip and stream_burst_per_ip",
+            ),
+            (
+                "message_rate_per_user",
+                "message_rate_per_user and message_burst_per_user",
+            ),
+        ] {
+            let figment = Config::defaults().merge(Serialized::default(setting, 0));
+            let error = Config::from_figment(figment).unwrap_err().to_string();
+            assert!(error.contains(pair), "{setting}: {error}");
+        }
+        let rates = Config::from_figment(Config::defaults()).unwrap().rates();
+        assert_eq!(
+            rates.messages,
+            Rate {
+                per_second: 10,
+                burst: 30
+            }
+        );
     }
 
     #[test]

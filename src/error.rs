@@ -63,9 +63,14 @@ pub enum Error {
     /// 503: this process is shutting down; another instance should answer.
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// 500: a bug or an unexpected store failure. Details are logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: a bug or an unexpected store failure. What went wrong, and the
+    /// error that caused it, are logged, never sent.
+    #[error("internal error: {context}")]
+    Internal {
+        context: Cow<'static, str>,
+        #[source]
+        cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// A write that failed in a way that leaves its outcome unknown (it timed
     /// out, or the store failed around its commit): it may have taken effect.
     /// Answered as the inner error, saying so (`"outcome": "unknown"`).
@@ -102,6 +107,25 @@ impl Error {
         })
     }
 
+    /// A bug, or a failure nobody can act on but us.
+    pub fn internal(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The same, caused by `cause`, which the log shows.
+    pub fn internal_from(
+        context: impl Into<Cow<'static, str>>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: Some(std::sync::Arc::new(cause)),
+        }
+    }
+
     /// This failure of a write, which may nevertheless have taken effect.
     pub fn unsettled(self) -> Self {
         match self {
@@ -125,7 +149,7 @@ impl Error {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -151,14 +175,14 @@ impl Error {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "store_unavailable",
             Self::ShuttingDown => "shutting_down",
-            Self::Internal(_) => "internal_error",
+            Self::Internal { .. } => "internal_error",
         }
     }
 
     /// The sentence a client sees. Internal failures say nothing about internals.
     fn public_message(&self) -> String {
         match self {
-            Self::Internal(_) => "an internal error occurred".to_owned(),
+            Self::Internal { .. } => "an internal error occurred".to_owned(),
             Self::Unavailable(_) => "the store is unavailable; try again shortly".to_owned(),
             Self::Unsettled(inner) => format!(
                 "{}; the request may or may not have taken effect: a message sent again \
@@ -287,9 +311,9 @@ impl IntoResponse for Error {
                 Self::Unavailable(source) => format!("store unavailable: {source}"),
                 Self::Unsettled(inner) => match &**inner {
                     Self::Unavailable(source) => format!("store unavailable at a write: {source}"),
-                    other => other.to_string(),
+                    other => with_causes(other),
                 },
-                other => other.to_string(),
+                other => with_causes(other),
             };
             response.extensions_mut().insert(ErrorDetail(detail));
         }
@@ -315,9 +339,21 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(db) if is_busy(db.as_ref()) => {
                 Self::Unavailable(sqlx::Error::Database(db).into())
             }
-            other => Self::Internal(other.to_string()),
+            other => Self::internal_from("the store failed", other),
         }
     }
+}
+
+/// An error and every error that caused it, for the log.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// SQLite's "database is locked/busy" after the busy timeout, or PostgreSQL
@@ -327,4 +363,23 @@ fn is_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
         error.code().as_deref(),
         Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_tells_the_log_its_cause_and_the_client_nothing() {
+        let cause = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let response = Error::internal_from("a logged event is not JSON", cause).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let Some(ErrorDetail(detail)) = response.extensions().get::<ErrorDetail>() else {
+            panic!("a 500 carries its detail for the log");
+        };
+        assert!(
+            detail.starts_with("internal error: a logged event is not JSON: EOF while parsing"),
+            "{detail}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! budgets, and the stream cap, are the cluster's (`store::Cluster`), so N
 //! instances do not give a user N times each; the rest count in this process.
 
-use crate::config::Config;
+use crate::config::{Config, Rate};
 use crate::error::Error;
 use crate::metrics::{STREAM_OPENS_REFUSED, WRITES_REFUSED};
 use crate::model::{Caller, UserId};
@@ -30,11 +30,10 @@ pub struct Limits {
     cluster: Option<Arc<Cluster>>,
 }
 
-/// One kind of write's budget per user: `rate` a second, in bursts of `burst`.
+/// One kind of write's budget per user.
 struct Budget {
     local: DefaultKeyedRateLimiter<UserId>,
-    rate: u32,
-    burst: u32,
+    rate: Rate,
 }
 
 /// A kind of write, each limited on its own.
@@ -51,29 +50,23 @@ pub enum Write {
 
 impl Limits {
     pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Arc<Self> {
-        let quota = |rate: u32, burst: u32| {
-            Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        let quota = |rate: Rate| {
+            Quota::per_second(NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN))
         };
-        let budget = |rate: u32, burst: u32| Budget {
-            local: RateLimiter::keyed(quota(rate, burst)),
+        let budget = |rate: Rate| Budget {
+            local: RateLimiter::keyed(quota(rate)),
             rate,
-            burst,
         };
+        let rates = config.rates();
         let limits = Arc::new(Self {
-            per_user: RateLimiter::keyed(quota(
-                config.stream_rate_per_user,
-                config.stream_burst_per_user,
-            )),
-            per_ip: RateLimiter::keyed(quota(
-                config.stream_rate_per_ip,
-                config.stream_burst_per_ip,
-            )),
-            messages: budget(config.message_rate_per_user, config.message_burst_per_user),
-            rooms: budget(config.room_rate_per_user, config.room_burst_per_user),
-            members: budget(config.member_rate_per_user, config.member_burst_per_user),
-            reads: budget(config.read_rate_per_user, config.read_burst_per_user),
-            typing: budget(config.typing_rate_per_user, config.typing_burst_per_user),
+            per_user: RateLimiter::keyed(quota(rates.stream_opens_per_user)),
+            per_ip: RateLimiter::keyed(quota(rates.stream_opens_per_ip)),
+            messages: budget(rates.messages),
+            rooms: budget(rates.rooms),
+            members: budget(rates.members),
+            reads: budget(rates.reads),
+            typing: budget(rates.typing),
             cluster,
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
@@ -130,7 +123,9 @@ impl Limits {
         let wait = match &self.cluster {
             Some(cluster) => {
                 let bucket = format!("{kind}:{}", caller.id.as_str());
-                cluster.spend(bucket, budget.rate, budget.burst).await?
+                cluster
+                    .spend(bucket, budget.rate.per_second, budget.rate.burst)
+                    .await?
             }
             None => budget
                 .local

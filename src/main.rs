@@ -93,7 +93,7 @@ fn init_tracing(default_filter: &str, format: LogFormat) {
 async fn serve(config: Config) -> Result<(), AnyError> {
     let listen = config.listen;
     let metrics_listen = config.metrics_listen;
-    let patience = app::Patience::of(&config);
+    let timeouts = app::ClientTimeouts::of(&config);
     let deadline = config.shutdown_deadline.0;
     tracing::info!(env = ?config.env, database = %store_kind(&config.database_url), "starting");
     // Every stream is an open file: take all the kernel allows.
@@ -113,7 +113,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
             .map_err(|e| format!("could not listen on {address} for metrics: {e}"))?;
         tracing::info!(address = %metrics.local_addr()?, "serving /metrics");
         let router = app::metrics_router(state.clone());
-        tokio::spawn(app::serve(metrics, router, draining.clone(), patience));
+        tokio::spawn(app::serve(metrics, router, draining.clone(), timeouts));
     }
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -123,7 +123,7 @@ async fn serve(config: Config) -> Result<(), AnyError> {
     let hub = state.hub.clone();
     let webhooks = state.webhooks.clone();
     let erasures = state.erasures.clone();
-    let server = app::serve(listener, app::router(state), draining.clone(), patience);
+    let server = app::serve(listener, app::router(state), draining.clone(), timeouts);
     let mut signalled = draining;
     let deadline_passed = async move {
         let _ = signalled.wait_for(|draining| *draining).await;

@@ -195,7 +195,7 @@ async fn gather(feed: &mut Feed, events: &mut Vec<Arc<Event>>, limit: usize) -> 
 
 fn polled(id: i64, data: String) -> Result<PolledEvent> {
     let data = RawValue::from_string(data)
-        .map_err(|e| Error::Internal(format!("a logged event is not JSON: {e}")))?;
+        .map_err(|e| Error::internal_from("a logged event is not JSON", e))?;
     Ok(PolledEvent {
         id: id.to_string(),
         data,

@@ -112,7 +112,7 @@ async fn list_rooms(
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == opaque);
     let etag = format!("W/{opaque}");
     let etag = HeaderValue::try_from(etag)
-        .map_err(|e| Error::Internal(format!("could not build an ETag: {e}")))?;
+        .map_err(|e| Error::internal_from("could not build an ETag", e))?;
     let cache = HeaderValue::from_static("private, no-cache");
     if unchanged {
         return Ok((

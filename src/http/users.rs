@@ -109,7 +109,7 @@ async fn erase_messages(
         );
     }
     let location = HeaderValue::try_from(format!("/api/chat/erasures/{}", job.id))
-        .map_err(|e| Error::Internal(format!("could not name a job: {e}")))?;
+        .map_err(|e| Error::internal_from("could not name a job", e))?;
     Ok((
         status,
         [(header::LOCATION, location)],

@@ -166,7 +166,7 @@ fn url_rules(state: &AppState) -> UrlRules {
 }
 
 fn new_secret() -> Result<String> {
-    signing::new_secret().map_err(|e| Error::Internal(format!("no randomness for a secret: {e}")))
+    signing::new_secret().map_err(|e| Error::internal_from("no randomness for a secret", e))
 }
 
 #[utoipa::path(

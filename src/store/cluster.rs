@@ -116,7 +116,8 @@ impl Cluster {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
         let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| Error::Internal(e.to_string()))?;
+        getrandom::fill(&mut id)
+            .map_err(|e| Error::internal_from("no randomness for an instance id", e))?;
         let instance: String = id.iter().map(|byte| format!("{byte:02x}")).collect();
         let mut tasks = Vec::new();
         let spends = Batches::start(MAX_SPENDS, &mut tasks, |spend| &spend.bucket, {
@@ -204,7 +205,7 @@ impl Cluster {
         });
         claimed
             .await
-            .map_err(|e| Error::Internal(format!("a stream claim failed: {e}")))?
+            .map_err(|e| Error::internal_from("a stream claim failed", e))?
     }
 
     /// Of `users`, those who hold streams on a live instance now.
@@ -458,7 +459,7 @@ impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
             .map_err(|_| Error::ShuttingDown)?;
         answer
             .await
-            .map_err(|_| Error::Internal("a batch ended without an answer".into()))?
+            .map_err(|_| Error::internal("a batch ended without an answer"))?
     }
 }
 
@@ -474,14 +475,19 @@ fn answer<R>(replies: Vec<oneshot::Sender<Result<R>>>, answers: Result<Vec<R>>) 
         Ok(answers) => {
             let error = format!("{} requests got {} answers", replies.len(), answers.len());
             for reply in replies {
-                let _ = reply.send(Err(Error::Internal(error.clone())));
+                let _ = reply.send(Err(Error::internal(error.clone())));
             }
         }
         Err(error) => {
+            // Each request gets the batch's error: shared, as its cause.
+            let error = std::sync::Arc::new(error);
             for reply in replies {
-                let each = match &error {
+                let each = match &*error {
                     Error::Unavailable(source) => Error::Unavailable(source.clone()),
-                    other => Error::Internal(other.to_string()),
+                    _ => Error::Internal {
+                        context: "a batch of the cluster's writes failed".into(),
+                        cause: Some(error.clone()),
+                    },
                 };
                 let _ = reply.send(Err(each));
             }

@@ -35,7 +35,7 @@ impl ErasureState {
         match text {
             "running" => Ok(Self::Running),
             "done" => Ok(Self::Done),
-            other => Err(Error::Internal(format!("unknown erasure state `{other}`"))),
+            other => Err(Error::internal(format!("unknown erasure state `{other}`"))),
         }
     }
 }

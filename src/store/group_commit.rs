@@ -72,7 +72,7 @@ impl PostQueue {
             .map_err(|_| Error::ShuttingDown)?;
         answer
             .await
-            .map_err(|_| Error::Internal("a post's writer stopped without answering".into()))?
+            .map_err(|_| Error::internal("a post's writer stopped without answering"))?
     }
 }
 

@@ -22,7 +22,7 @@ async fn timed<T>(operation: &'static str, work: impl Future<Output = Result<T>>
     let result = work.await;
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(Error::Unavailable(_) | Error::Internal(_)) => "error",
+        Err(Error::Unavailable(_) | Error::Internal { .. }) => "error",
         // A refusal the caller earned: not found, forbidden, conflict.
         Err(_) => "refused",
     };

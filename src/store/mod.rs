@@ -446,10 +446,10 @@ impl RoomRow {
 
     fn into_room(self) -> Result<Room> {
         let member_ids: Vec<String> = serde_json::from_str(&self.member_ids)
-            .map_err(|e| Error::Internal(format!("room members are not a JSON list: {e}")))?;
+            .map_err(|e| Error::internal_from("room members are not a JSON list", e))?;
         let read_cursors: std::collections::BTreeMap<String, i64> =
             serde_json::from_str(&self.read_cursors)
-                .map_err(|e| Error::Internal(format!("read cursors are not a JSON object: {e}")))?;
+                .map_err(|e| Error::internal_from("read cursors are not a JSON object", e))?;
         let room_id = RoomId::from_store(self.id);
         let last_message = match (
             self.lm_id,
@@ -547,9 +547,8 @@ fn rooms_before(now: Vec<String>, changes: Vec<(String, String)>) -> Result<Vec<
     }
     let mut rooms: std::collections::HashSet<String> = now.into_iter().collect();
     for (room, data) in changes {
-        let Change { change } = serde_json::from_str(&data).map_err(|e| {
-            Error::Internal(format!("an event about a member is not a room change: {e}"))
-        })?;
+        let Change { change } = serde_json::from_str(&data)
+            .map_err(|e| Error::internal_from("an event about a member is not a room change", e))?;
         match change {
             RoomChange::MemberAdded | RoomChange::Created => rooms.remove(&room),
             RoomChange::MemberRemoved => rooms.insert(room),

@@ -389,7 +389,7 @@ macro_rules! impl_store {
             now: i64,
         ) -> Result<()> {
             let json = serde_json::to_string(data)
-                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+                .map_err(|e| Error::internal_from("could not encode an event", e))?;
             sqlx::query(INSERT_EVENT)
                 .bind(id)
                 .bind(room.as_str())
@@ -471,7 +471,7 @@ macro_rules! impl_store {
         ) -> Result<()> {
             let encode = |message: &Message| {
                 serde_json::to_string(message)
-                    .map_err(|e| Error::Internal(format!("could not encode a message: {e}")))
+                    .map_err(|e| Error::internal_from("could not encode a message", e))
             };
             sqlx::query(REWRITE_MESSAGE_EVENTS)
                 .bind(changed.id.as_str())
@@ -691,7 +691,7 @@ macro_rules! impl_store {
                                 .await
                                 .and_then(|mut outcomes| {
                                     outcomes.pop().ok_or_else(|| {
-                                        Error::Internal("a post got no outcome".into())
+                                        Error::internal("a post got no outcome")
                                     })
                                 })
                                 .and_then(|outcome| outcome);
@@ -811,7 +811,7 @@ macro_rules! impl_store {
             Ok(outcomes
                 .into_iter()
                 .map(|outcome| {
-                    outcome.unwrap_or_else(|| Err(Error::Internal("a post got no outcome".into())))
+                    outcome.unwrap_or_else(|| Err(Error::internal("a post got no outcome")))
                 })
                 .collect())
         }
@@ -967,7 +967,7 @@ macro_rules! impl_store {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Error::Internal(format!("could not encode an event: {e}")))?;
+                .map_err(|e| Error::internal_from("could not encode an event", e))?;
             sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO events (id, room_id, subject_id, created_at, data, message_id) ",
             )
@@ -1010,7 +1010,7 @@ macro_rules! impl_store {
                     .map(UserId::as_str)
                     .collect();
                 let members = serde_json::to_string(&members)
-                    .map_err(|e| Error::Internal(format!("could not encode members: {e}")))?;
+                    .map_err(|e| Error::internal_from("could not encode members", e))?;
                 let mut tx = begin_write(&self.pool).await?;
                 // The room and its members first, the event counter last, as
                 // in every write: the counter is held for the event's insert
@@ -1780,7 +1780,7 @@ macro_rules! impl_store {
                 .await?;
                 let job = erasure_job(&mut tx, running, user.as_str())
                     .await?
-                    .ok_or_else(|| Error::Internal("a new erasure job is not there".into()))?;
+                    .ok_or_else(|| Error::internal("a new erasure job is not there"))?;
                 tx.commit().await?;
                 Ok(Requested::Running(job))
             }

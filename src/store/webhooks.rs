@@ -53,7 +53,7 @@ impl WebhookState {
         match text {
             "active" => Ok(Self::Active),
             "failing" => Ok(Self::Failing),
-            other => Err(Error::Internal(format!("unknown webhook state `{other}`"))),
+            other => Err(Error::internal(format!("unknown webhook state `{other}`"))),
         }
     }
 }
@@ -239,7 +239,7 @@ impl TryFrom<WebhookRow> for Webhook {
     fn try_from(row: WebhookRow) -> Result<Self> {
         let list = |text: &str| {
             serde_json::from_str::<Vec<String>>(text)
-                .map_err(|e| Error::Internal(format!("a webhook's list is not JSON: {e}")))
+                .map_err(|e| Error::internal_from("a webhook's list is not JSON", e))
         };
         Ok(Self {
             event_types: list(&row.event_types)?,

@@ -366,9 +366,8 @@ async fn next_batch(shared: &Shared, hook: &Webhook, from: Cursors) -> crate::er
         if !wants(hook, kind, &event.room_id) {
             continue;
         }
-        let data: &RawValue = serde_json::from_str(&event.data).map_err(|e| {
-            crate::error::Error::Internal(format!("a logged event is not JSON: {e}"))
-        })?;
+        let data: &RawValue = serde_json::from_str(&event.data)
+            .map_err(|e| crate::error::Error::internal_from("a logged event is not JSON", e))?;
         let id = format!("evt_{}", event.id);
         items.push(item(
             &id,
@@ -428,7 +427,7 @@ fn item<T: Serialize + ?Sized>(
         data,
     };
     serde_json::value::to_raw_value(&item)
-        .map_err(|e| crate::error::Error::Internal(format!("a webhook event does not encode: {e}")))
+        .map_err(|e| crate::error::Error::internal_from("a webhook event does not encode", e))
 }
 
 /// POSTs `batch` until the receiver takes it, the endpoint changes, its

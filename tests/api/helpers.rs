@@ -219,12 +219,12 @@ impl TestApp {
             .expect("the server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
-        let patience = app::Patience::of(&state.config);
+        let timeouts = app::ClientTimeouts::of(&state.config);
         tokio::spawn(app::serve(
             listener,
             app::router(state.clone()),
             draining,
-            patience,
+            timeouts,
         ));
         Self {
             address,
