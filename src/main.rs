@@ -173,11 +173,7 @@ fn token(config: &Config, sub: String, role: RoleArg, ttl: Interval) -> Result<(
 
 /// Names the backend without printing credentials from the URL.
 fn store_kind(url: &str) -> &'static str {
-    if url.starts_with("postgres") {
-        "postgresql"
-    } else {
-        "sqlite"
-    }
+    store::Backend::of(url).map_or("unknown", store::Backend::name)
 }
 
 async fn shutdown_signal() {

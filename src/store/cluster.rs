@@ -5,8 +5,8 @@
 //! Presence reads the same streams (`streaming`, `departed`).
 //! SQLite serves one process, which counts in memory (`crate::limits`).
 
-use super::StoreOptions;
 use super::group_commit::write_in_batches;
+use super::{Backend, StoreOptions};
 use crate::error::{Error, Result};
 use crate::model::UserId;
 use futures::future::BoxFuture;
@@ -104,11 +104,10 @@ impl Cluster {
     /// Registers this instance on the PostgreSQL database `options` name and
     /// keeps its heartbeat; `None` for SQLite. Migrations must have run.
     pub async fn join(options: &StoreOptions, heartbeat: Duration) -> Result<Option<Arc<Self>>> {
-        let url = options.url.as_str();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !matches!(Backend::of(&options.url), Ok(Backend::Postgres)) {
             return Ok(None);
         }
-        let connect = PgConnectOptions::from_str(url)?;
+        let connect = PgConnectOptions::from_str(&options.url)?;
         // Beside the store's pool, so that a burst of limit checks never
         // waits behind the writes it guards (or the other way round).
         let pool = PgPoolOptions::new()

@@ -377,23 +377,50 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
 }
 
+/// Which database a URL names: decided here alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Self, OpenError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(OpenError::Scheme)
+        }
+    }
+
+    /// Its name, for logs (a URL may carry credentials).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+}
+
 /// Opens the store the URL names, applying pending migrations. `wake` is
 /// poked after every write commits.
 pub async fn open(
     options: &StoreOptions,
     wake: Arc<tokio::sync::Notify>,
 ) -> Result<Arc<dyn Store>, OpenError> {
-    let url = options.url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(options, wake).await?;
-        store.migrate().await?;
-        Ok(Arc::new(store))
-    } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(options, wake).await?;
-        store.migrate().await?;
-        Ok(Arc::new(store))
-    } else {
-        Err(OpenError::Scheme)
+    match Backend::of(&options.url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(options, wake).await?;
+            store.migrate().await?;
+            Ok(Arc::new(store))
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(options, wake).await?;
+            store.migrate().await?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -423,14 +450,9 @@ struct RoomRow {
     member_ids: String,
     /// A JSON object of every reader's cursor in the room, by user id.
     read_cursors: String,
-    lm_id: Option<String>,
-    lm_author_id: Option<String>,
-    lm_body: Option<String>,
-    lm_client_id: Option<String>,
-    lm_created_at: Option<i64>,
-    lm_edited_at: Option<i64>,
-    lm_deleted_at: Option<i64>,
-    lm_deleted_by: Option<String>,
+    /// Its last message.
+    #[sqlx(flatten)]
+    last_message: JoinedMessage,
     closed_at: Option<i64>,
     closed_by: Option<String>,
     /// Deleted messages past the caller's cursor: not unread any more.
@@ -450,27 +472,8 @@ impl RoomRow {
         let read_cursors: std::collections::BTreeMap<String, i64> =
             serde_json::from_str(&self.read_cursors)
                 .map_err(|e| Error::internal_from("read cursors are not a JSON object", e))?;
+        let last_message = self.last_message.into_message(&self.id);
         let room_id = RoomId::from_store(self.id);
-        let last_message = match (
-            self.lm_id,
-            self.lm_author_id,
-            self.lm_body,
-            self.lm_created_at,
-        ) {
-            (Some(id), Some(author_id), Some(body), Some(created_at)) => Some(Message {
-                id: MessageId::from_store(id),
-                room_id: room_id.clone(),
-                seq: self.last_seq,
-                author_id: UserId::from_store(author_id),
-                body,
-                client_id: self.lm_client_id,
-                created_at: Timestamp::from_unix_ms(created_at),
-                edited_at: self.lm_edited_at.map(Timestamp::from_unix_ms),
-                deleted_at: self.lm_deleted_at.map(Timestamp::from_unix_ms),
-                deleted_by: self.lm_deleted_by.map(UserId::from_store),
-            }),
-            _ => None,
-        };
         Ok(Room {
             id: room_id,
             name: self.name,
@@ -506,6 +509,40 @@ struct MessageRow {
     edited_at: Option<i64>,
     deleted_at: Option<i64>,
     deleted_by: Option<String>,
+}
+
+/// A message's columns as a `LEFT JOIN` of `messages` reads them (`msg_`
+/// before each name): all `NULL` where there is none.
+#[derive(sqlx::FromRow)]
+struct JoinedMessage {
+    msg_id: Option<String>,
+    msg_seq: Option<i64>,
+    msg_author_id: Option<String>,
+    msg_body: Option<String>,
+    msg_client_id: Option<String>,
+    msg_created_at: Option<i64>,
+    msg_edited_at: Option<i64>,
+    msg_deleted_at: Option<i64>,
+    msg_deleted_by: Option<String>,
+}
+
+impl JoinedMessage {
+    /// The message of room `room_id`, if the join found one.
+    fn into_message(self, room_id: &str) -> Option<Message> {
+        let row = MessageRow {
+            id: self.msg_id?,
+            room_id: room_id.to_owned(),
+            seq: self.msg_seq?,
+            author_id: self.msg_author_id?,
+            body: self.msg_body?,
+            client_id: self.msg_client_id,
+            created_at: self.msg_created_at?,
+            edited_at: self.msg_edited_at,
+            deleted_at: self.msg_deleted_at,
+            deleted_by: self.msg_deleted_by,
+        };
+        Some(Message::from(row))
+    }
 }
 
 impl From<MessageRow> for Message {

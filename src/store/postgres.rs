@@ -120,6 +120,8 @@ impl PgStore {
 
 /// The channel commits notify and instances listen on.
 const CHANNEL: &str = "chat_events";
+/// What a commit that logged events sends on `CHANNEL` (a test checks the name).
+const NOTIFY_EVENTS: &str = "SELECT pg_notify('chat_events', CAST($1 AS TEXT))";
 /// The channel of ephemeral signals, each with its payload.
 const SIGNALS: &str = "chat_signals";
 
@@ -151,7 +153,7 @@ super::sql::impl_store! {
     begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     // Rows locked in the order they are read.
     lock_rows: " FOR UPDATE",
-    notify: Some("SELECT pg_notify('chat_events', CAST($1 AS TEXT))"),
+    notify: Some(NOTIFY_EVENTS),
 }
 
 super::webhooks::impl_webhook_store! {
@@ -161,4 +163,12 @@ super::webhooks::impl_webhook_store! {
     greatest: "GREATEST",
     // Creations count the endpoints one at a time (an arbitrary key of ours).
     lock_webhooks: Some("SELECT pg_advisory_xact_lock(7163104836612961)"),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commits_notify_the_channel_instances_listen_on() {
+        assert!(super::NOTIFY_EVENTS.contains(&format!("pg_notify('{}',", super::CHANNEL)));
+    }
 }

@@ -24,10 +24,10 @@ macro_rules! room_select {
             " AS member_ids, ",
             $read_cursors,
             " AS read_cursors,
-                    m.id AS lm_id, m.author_id AS lm_author_id, m.body AS lm_body,
-                    m.client_id AS lm_client_id, m.created_at AS lm_created_at,
-                    m.edited_at AS lm_edited_at, m.deleted_at AS lm_deleted_at,
-                    m.deleted_by AS lm_deleted_by, ",
+                    m.id AS msg_id, m.seq AS msg_seq, m.author_id AS msg_author_id,
+                    m.body AS msg_body, m.client_id AS msg_client_id,
+                    m.created_at AS msg_created_at, m.edited_at AS msg_edited_at,
+                    m.deleted_at AS msg_deleted_at, m.deleted_by AS msg_deleted_by, ",
             deleted_past_cursor!(),
             " AS deleted_unread
              FROM rooms r
@@ -483,6 +483,14 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// Commits a write, then wakes this process's relay to read
+            /// what it logged: the end of every write.
+            async fn commit(&self, tx: sqlx::Transaction<'static, $db>) -> Result<()> {
+                tx.commit().await?;
+                self.wake.notify_one();
+                Ok(())
+            }
+
             /// Makes the messages `which` names tombstones deleted by `by`,
             /// `batch` to a transaction, until a batch finds none; how many.
             /// (The retention's sweep: whatever a race leaves, the next
@@ -496,8 +504,7 @@ macro_rules! impl_store {
                         tx.rollback().await?;
                         return Ok(erased);
                     }
-                    tx.commit().await?;
-                    self.wake.notify_one();
+                    self.commit(tx).await?;
                     erased += written;
                 }
             }
@@ -1033,8 +1040,7 @@ macro_rules! impl_store {
                 let room = visible_room(&mut tx, caller, id.as_str()).await?;
                 let event = EventData::room(&room, RoomChange::Created, None);
                 append_event(&mut tx, &id, None, &event, true, now).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(room)
             }
 
@@ -1165,8 +1171,7 @@ macro_rules! impl_store {
                 let view = visible_room(&mut tx, caller, room.as_str()).await?;
                 let event = EventData::room(&view, RoomChange::MemberAdded, Some(user));
                 append_event(&mut tx, room, Some(user), &event, true, now).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(view)
             }
 
@@ -1203,8 +1208,7 @@ macro_rules! impl_store {
                     let event = EventData::room(&view, change, None);
                     append_event(&mut tx, room, None, &event, false, now).await?;
                 }
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(view)
             }
 
@@ -1256,8 +1260,7 @@ macro_rules! impl_store {
                             .await?;
                         let event = EventData::room(&view, RoomChange::Deleted, None);
                         let id = append_event(&mut tx, room, None, &event, false, now).await?;
-                        tx.commit().await?;
-                        self.wake.notify_one();
+                        self.commit(tx).await?;
                         ((now, caller.id.clone()), id)
                     }
                 };
@@ -1342,8 +1345,7 @@ macro_rules! impl_store {
                     let event = EventData::room(&view, RoomChange::MemberRemoved, Some(user));
                     append_event(&mut tx, room, Some(user), &event, true, now).await?;
                 }
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(view)
             }
 
@@ -1434,8 +1436,7 @@ macro_rules! impl_store {
                 rewrite_message_events(&mut tx, &was, &edited).await?;
                 let event = EventData::MessageEdited { message: &edited };
                 append_event(&mut tx, room, None, &event, false, now).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(edited)
             }
 
@@ -1471,8 +1472,7 @@ macro_rules! impl_store {
                 rewrite_message_events(&mut tx, &was, &deleted).await?;
                 let event = EventData::MessageDeleted { message: &deleted };
                 append_event(&mut tx, room, None, &event, false, now).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(deleted)
             }
 
@@ -1518,8 +1518,7 @@ macro_rules! impl_store {
                     append_event(&mut tx, room, None, &event, false, now).await?;
                 }
                 let state = read_state(&mut tx, caller, room, last_seq, last_read_seq).await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                self.commit(tx).await?;
                 Ok(state)
             }
 
@@ -1849,8 +1848,7 @@ macro_rules! impl_store {
                         .bind(erased as i64)
                         .execute(&mut *tx)
                         .await?;
-                    tx.commit().await?;
-                    self.wake.notify_one();
+                    self.commit(tx).await?;
                     return Ok(ErasureStep::Erased(erased));
                 }
                 let messages_left: bool = sqlx::query_scalar(

@@ -272,47 +272,18 @@ pub(super) struct NoticeRow {
     room_id: String,
     user_id: String,
     created_at: i64,
-    message_id: Option<String>,
-    seq: Option<i64>,
-    author_id: Option<String>,
-    body: Option<String>,
-    client_id: Option<String>,
-    message_created_at: Option<i64>,
-    edited_at: Option<i64>,
-    deleted_at: Option<i64>,
-    deleted_by: Option<String>,
+    #[sqlx(flatten)]
+    message: super::JoinedMessage,
 }
 
 impl From<NoticeRow> for Notice {
     fn from(row: NoticeRow) -> Self {
-        let room_id = RoomId::from_store(row.room_id);
-        let message = match (
-            row.message_id,
-            row.seq,
-            row.author_id,
-            row.body,
-            row.message_created_at,
-        ) {
-            (Some(id), Some(seq), Some(author_id), Some(body), Some(created_at)) => Some(Message {
-                id: MessageId::from_store(id),
-                room_id: room_id.clone(),
-                seq,
-                author_id: UserId::from_store(author_id),
-                body,
-                client_id: row.client_id,
-                created_at: Timestamp::from_unix_ms(created_at),
-                edited_at: row.edited_at.map(Timestamp::from_unix_ms),
-                deleted_at: row.deleted_at.map(Timestamp::from_unix_ms),
-                deleted_by: row.deleted_by.map(UserId::from_store),
-            }),
-            _ => None,
-        };
         Self {
             id: row.id,
-            room_id,
+            message: row.message.into_message(&row.room_id),
+            room_id: RoomId::from_store(row.room_id),
             user_id: UserId::from_store(row.user_id),
             created_at: Timestamp::from_unix_ms(row.created_at),
-            message,
         }
     }
 }
@@ -360,7 +331,7 @@ macro_rules! impl_webhook_store {
             sqlx::query(
                 "UPDATE unseen_sweep SET last_event_id = (SELECT last_id FROM event_counter)
                  WHERE NOT EXISTS (SELECT 1 FROM webhooks
-                     WHERE id <> $1 AND event_types LIKE '%\"message.unseen\"%')",
+                     WHERE id <> $1 AND wants_unseen)",
             )
             .bind(id)
             .execute(&mut *conn)
@@ -400,9 +371,9 @@ macro_rules! impl_webhook_store {
                 // commit in order, so nothing below either is still to come.
                 let row: WebhookRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO webhooks (id, url, event_types, room_ids, secret, created_at,
-                         updated_at, event_cursor, notice_cursor, state)
+                         updated_at, event_cursor, notice_cursor, state, wants_unseen)
                      SELECT $1, $2, $3, $4, $5, $6, $6, (SELECT last_id FROM event_counter),
-                         (SELECT COALESCE(MAX(id), 0) FROM unseen_notices), 'active'
+                         (SELECT COALESCE(MAX(id), 0) FROM unseen_notices), 'active', $7
                      RETURNING {WEBHOOK_COLUMNS}"
                 )))
                 .bind(&new.id)
@@ -411,6 +382,7 @@ macro_rules! impl_webhook_store {
                 .bind(new.room_ids.as_deref().map(json_list))
                 .bind(&new.secret)
                 .bind(crate::model::Timestamp::now().unix_ms())
+                .bind(new.event_types.iter().any(|kind| kind == UNSEEN))
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -461,9 +433,10 @@ macro_rules! impl_webhook_store {
                          room_ids = CASE WHEN $4 THEN $5 ELSE room_ids END,
                          updated_at = $6,
                          notice_cursor = CASE
-                             WHEN $7 AND event_types NOT LIKE '%\"message.unseen\"%'
+                             WHEN $7 AND NOT wants_unseen
                              THEN (SELECT COALESCE(MAX(id), 0) FROM unseen_notices)
-                             ELSE notice_cursor END
+                             ELSE notice_cursor END,
+                         wants_unseen = COALESCE($8, wants_unseen)
                      WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
                 )))
                 .bind(id)
@@ -474,6 +447,7 @@ macro_rules! impl_webhook_store {
                 .bind(crate::model::Timestamp::now().unix_ms())
                 // Asking for notices from now on: none of the past.
                 .bind(wants_unseen)
+                .bind(change.event_types.as_ref().map(|_| wants_unseen))
                 .fetch_optional(&self.pool)
                 .await?;
                 row.ok_or(crate::error::Error::NotFound("webhook"))?
@@ -640,9 +614,11 @@ macro_rules! impl_webhook_store {
                 limit: u32,
             ) -> crate::error::Result<Vec<Notice>> {
                 let rows: Vec<NoticeRow> = sqlx::query_as(
-                    "SELECT n.id, n.room_id, n.user_id, n.created_at, m.id AS message_id, m.seq,
-                         m.author_id, m.body, m.client_id, m.created_at AS message_created_at,
-                         m.edited_at, m.deleted_at, m.deleted_by
+                    "SELECT n.id, n.room_id, n.user_id, n.created_at, m.id AS msg_id,
+                         m.seq AS msg_seq, m.author_id AS msg_author_id, m.body AS msg_body,
+                         m.client_id AS msg_client_id, m.created_at AS msg_created_at,
+                         m.edited_at AS msg_edited_at, m.deleted_at AS msg_deleted_at,
+                         m.deleted_by AS msg_deleted_by
                      FROM unseen_notices n LEFT JOIN messages m ON m.id = n.message_id
                      WHERE n.id > $1 ORDER BY n.id LIMIT $2",
                 )
@@ -760,7 +736,7 @@ macro_rules! impl_webhook_store {
                 Ok(sqlx::query(
                     "DELETE FROM unseen_notices WHERE created_at < $1
                      AND id <= COALESCE((SELECT MIN(notice_cursor) FROM webhooks
-                         WHERE state = 'active' AND event_types LIKE '%\"message.unseen\"%'),
+                         WHERE state = 'active' AND wants_unseen),
                          9223372036854775807)",
                 )
                 .bind(cutoff.unix_ms())
