@@ -12,6 +12,7 @@ mod erasure;
 mod group_commit;
 mod measured;
 mod postgres;
+mod posts;
 mod sql;
 mod sqlite;
 mod webhooks;

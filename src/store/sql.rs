@@ -160,7 +160,7 @@ macro_rules! impl_store {
         use super::{
             EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
             Posted, RoomCursor, RoomPage, RoomRow, RoomState, Store, StoredEvent, initial_members,
-            page_of, pending_activity, resend,
+            page_of, pending_activity,
         };
         use crate::error::{Error, Result};
         use crate::model::{
@@ -727,56 +727,26 @@ macro_rules! impl_store {
         ) -> Result<Vec<Result<Posted>>> {
             let now = Timestamp::now().unix_ms();
             let mut tx = begin_write(pool).await?;
-            // Per room, the last seq handed out so far.
-            let (mut last_seqs, closed) = lock_rooms(&mut tx, posts).await?;
-            let members = memberships(&mut tx, posts).await?;
-            let mut earlier = messages_by_client_id(&mut tx, posts).await?;
-            let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
-            // The new messages, in event order, with the index of their post.
-            let mut created: Vec<(usize, Message)> = Vec::new();
-            // In arrival order: each room's seqs, and so its event ids, rise
-            // with it; deadlock freedom comes from `lock_rooms`' order alone.
-            for (index, post) in posts.iter().enumerate() {
-                let (room, author) = (post.room.as_str(), post.caller.id.as_str());
-                let visible = post.caller.is_admin()
-                    || members.contains(&(room.to_owned(), author.to_owned()));
-                let exists = last_seqs.contains_key(room) || closed.contains(room);
-                if !(visible && exists) {
-                    outcomes[index] = Some(Err(Error::NotFound("room")));
-                    continue;
-                }
-                let client_id = post.message.client_id.as_ref().map(ToString::to_string);
-                if let Some(client_id) = &client_id {
-                    let key = (room.to_owned(), author.to_owned(), client_id.clone());
-                    if let Some(existing) = earlier.get(&key) {
-                        // A retry of what was sent before a close still gets its original.
-                        outcomes[index] = Some(resend(existing.clone(), &post.message));
-                        continue;
-                    }
-                }
-                let Some(seq) = last_seqs.get_mut(room) else {
-                    outcomes[index] = Some(Err(super::closed_room()));
-                    continue;
-                };
-                *seq += 1;
-                let message = Message {
-                    id: MessageId::new(),
-                    room_id: post.room.clone(),
-                    seq: *seq,
-                    author_id: post.caller.id.clone(),
-                    body: post.message.body.to_string(),
-                    client_id,
-                    created_at: Timestamp::from_unix_ms(now),
-                    edited_at: None,
-                    deleted_at: None,
-                    deleted_by: None,
-                };
-                if let Some(client_id) = &message.client_id {
-                    let key = (room.to_owned(), author.to_owned(), client_id.clone());
-                    earlier.insert(key, message.clone());
-                }
-                created.push((index, message));
-            }
+            let (open, closed) = lock_rooms(&mut tx, posts).await?;
+            let found = super::posts::Found {
+                open,
+                closed,
+                members: memberships(&mut tx, posts).await?,
+                earlier: messages_by_client_id(&mut tx, posts).await?,
+            };
+            let asked: Vec<super::posts::Asked<'_>> = posts
+                .iter()
+                .map(|post| super::posts::Asked {
+                    caller: &post.caller,
+                    room: &post.room,
+                    message: &post.message,
+                })
+                .collect();
+            // Deadlock freedom comes from `lock_rooms`' order alone.
+            let super::posts::Plan {
+                mut outcomes,
+                created,
+            } = super::posts::plan(&asked, found, now);
             if !created.is_empty() {
                 insert_messages(&mut tx, &created, now).await?;
                 let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)

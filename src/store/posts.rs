@@ -1,0 +1,285 @@
+//! How a batch of posts is planned once its rooms are locked, before
+//! anything is written: which posts get an error of their own, which are
+//! retries answered with their original, and the seq each new message
+//! takes. A pure function of what the batch read, so it is tested alone.
+
+use super::{NewMessage, Posted, closed_room, resend};
+use crate::error::{Error, Result};
+use crate::model::{Caller, Message, MessageId, RoomId, Timestamp};
+use std::collections::{HashMap, HashSet};
+
+/// One post of a batch, as its caller asked.
+pub(super) struct Asked<'a> {
+    pub caller: &'a Caller,
+    pub room: &'a RoomId,
+    pub message: &'a NewMessage,
+}
+
+/// What the batch read under its locks.
+pub(super) struct Found {
+    /// Each open room's newest seq.
+    pub open: HashMap<String, i64>,
+    /// The closed rooms (a deleted one is neither).
+    pub closed: HashSet<String>,
+    /// (room, user) for the posters who are members of their post's room.
+    pub members: HashSet<(String, String)>,
+    /// The stored messages a post's `clientId` reuses, by (room, author, clientId).
+    pub earlier: HashMap<(String, String, String), Message>,
+}
+
+/// Every post's outcome but the new messages' (theirs comes once the batch
+/// has committed), and the new messages with the index of their post.
+pub(super) struct Plan {
+    pub outcomes: Vec<Option<Result<Posted>>>,
+    pub created: Vec<(usize, Message)>,
+}
+
+/// In arrival order: each room's seqs rise with it (and so, as they are
+/// logged in this order, its event ids). A `clientId` used again, in an
+/// earlier batch or earlier in this one, is answered with its original,
+/// even once the room is closed.
+pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
+    let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
+    let mut created = Vec::new();
+    for (index, post) in posts.iter().enumerate() {
+        let (room, author) = (post.room.as_str(), post.caller.id.as_str());
+        let visible = post.caller.is_admin()
+            || found
+                .members
+                .contains(&(room.to_owned(), author.to_owned()));
+        let exists = found.open.contains_key(room) || found.closed.contains(room);
+        if !(visible && exists) {
+            outcomes[index] = Some(Err(Error::NotFound("room")));
+            continue;
+        }
+        let client_id = post.message.client_id.as_ref().map(ToString::to_string);
+        let key = client_id
+            .as_ref()
+            .map(|client_id| (room.to_owned(), author.to_owned(), client_id.clone()));
+        if let Some(existing) = key.as_ref().and_then(|key| found.earlier.get(key)) {
+            outcomes[index] = Some(resend(existing.clone(), post.message));
+            continue;
+        }
+        let Some(seq) = found.open.get_mut(room) else {
+            outcomes[index] = Some(Err(closed_room()));
+            continue;
+        };
+        *seq += 1;
+        let message = Message {
+            id: MessageId::new(),
+            room_id: post.room.clone(),
+            seq: *seq,
+            author_id: post.caller.id.clone(),
+            body: post.message.body.to_string(),
+            client_id,
+            created_at: Timestamp::from_unix_ms(now),
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        };
+        if let Some(key) = key {
+            found.earlier.insert(key, message.clone());
+        }
+        created.push((index, message));
+    }
+    Plan { outcomes, created }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClientId, MessageBody, Role, UserId};
+
+    fn caller(id: &str, role: Role) -> Caller {
+        Caller {
+            id: UserId::parse(id).unwrap(),
+            role,
+        }
+    }
+
+    fn message(body: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            body: MessageBody::parse(body.to_owned()).unwrap(),
+            client_id: client_id.map(|id| ClientId::parse(id.to_owned()).unwrap()),
+        }
+    }
+
+    fn found(open: &[(&RoomId, i64)], closed: &[&RoomId], members: &[(&RoomId, &str)]) -> Found {
+        Found {
+            open: open
+                .iter()
+                .map(|(room, seq)| (room.as_str().to_owned(), *seq))
+                .collect(),
+            closed: closed.iter().map(|room| room.as_str().to_owned()).collect(),
+            members: members
+                .iter()
+                .map(|(room, user)| (room.as_str().to_owned(), (*user).to_owned()))
+                .collect(),
+            earlier: HashMap::new(),
+        }
+    }
+
+    fn seqs(plan: &Plan) -> Vec<(usize, i64)> {
+        plan.created.iter().map(|(i, m)| (*i, m.seq)).collect()
+    }
+
+    fn code(outcome: &Option<Result<Posted>>) -> &'static str {
+        match outcome {
+            Some(Err(error)) => error.code(),
+            Some(Ok(Posted::Existing(_))) => "existing",
+            Some(Ok(Posted::Created(_))) => "created",
+            None => "to be written",
+        }
+    }
+
+    #[test]
+    fn posts_take_their_rooms_next_seqs_in_arrival_order() {
+        let (a, b) = (RoomId::new(), RoomId::new());
+        let ann = caller("ann", Role::User);
+        let (one, two, three) = (message("1", None), message("2", None), message("3", None));
+        let posts = [
+            Asked {
+                caller: &ann,
+                room: &a,
+                message: &one,
+            },
+            Asked {
+                caller: &ann,
+                room: &b,
+                message: &two,
+            },
+            Asked {
+                caller: &ann,
+                room: &a,
+                message: &three,
+            },
+        ];
+        let plan = plan(
+            &posts,
+            found(&[(&a, 7), (&b, 0)], &[], &[(&a, "ann"), (&b, "ann")]),
+            0,
+        );
+        assert_eq!(seqs(&plan), [(0, 8), (1, 1), (2, 9)]);
+        assert!(plan.outcomes.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_stranger_a_missing_room_and_a_closed_room_each_fail_alone() {
+        let (mine, closed, missing) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let (ann, eve, boss) = (
+            caller("ann", Role::User),
+            caller("eve", Role::User),
+            caller("boss", Role::Admin),
+        );
+        let hello = message("hello", None);
+        let posts = [
+            Asked {
+                caller: &eve,
+                room: &mine,
+                message: &hello,
+            },
+            Asked {
+                caller: &ann,
+                room: &missing,
+                message: &hello,
+            },
+            Asked {
+                caller: &ann,
+                room: &closed,
+                message: &hello,
+            },
+            Asked {
+                caller: &boss,
+                room: &mine,
+                message: &hello,
+            },
+            Asked {
+                caller: &ann,
+                room: &mine,
+                message: &hello,
+            },
+        ];
+        let plan = plan(
+            &posts,
+            found(
+                &[(&mine, 0)],
+                &[&closed],
+                &[(&mine, "ann"), (&closed, "ann")],
+            ),
+            0,
+        );
+        let codes: Vec<&str> = plan.outcomes.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                "room_not_found",
+                "room_not_found",
+                "room_closed",
+                "to be written",
+                "to be written"
+            ]
+        );
+        // An admin needs no membership.
+        assert_eq!(seqs(&plan), [(3, 1), (4, 2)]);
+    }
+
+    #[test]
+    fn a_client_id_used_before_or_earlier_in_the_batch_gets_its_original() {
+        let room = RoomId::new();
+        let ann = caller("ann", Role::User);
+        let (first, again) = (message("hi", Some("c-1")), message("hi", Some("c-2")));
+        let posts = [
+            Asked {
+                caller: &ann,
+                room: &room,
+                message: &first,
+            },
+            Asked {
+                caller: &ann,
+                room: &room,
+                message: &again,
+            },
+            Asked {
+                caller: &ann,
+                room: &room,
+                message: &again,
+            },
+        ];
+        let mut seen = found(&[(&room, 3)], &[], &[(&room, "ann")]);
+        let original = Message {
+            id: MessageId::new(),
+            room_id: room.clone(),
+            seq: 3,
+            author_id: ann.id.clone(),
+            body: "hi".to_owned(),
+            client_id: Some("c-1".to_owned()),
+            created_at: Timestamp::from_unix_ms(0),
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        };
+        let key = (room.as_str().to_owned(), "ann".to_owned(), "c-1".to_owned());
+        seen.earlier.insert(key, original);
+        let planned = plan(&posts, seen, 0);
+        let codes: Vec<&str> = planned.outcomes.iter().map(code).collect();
+        assert_eq!(codes, ["existing", "to be written", "existing"]);
+        assert_eq!(seqs(&planned), [(1, 4)]);
+        // A retry with another body is a conflict, not a second message.
+        let changed = message("something else", Some("c-2"));
+        let posts = [
+            Asked {
+                caller: &ann,
+                room: &room,
+                message: &again,
+            },
+            Asked {
+                caller: &ann,
+                room: &room,
+                message: &changed,
+            },
+        ];
+        let planned = plan(&posts, found(&[(&room, 0)], &[], &[(&room, "ann")]), 0);
+        let codes: Vec<&str> = planned.outcomes.iter().map(code).collect();
+        assert_eq!(codes, ["to be written", "client_id_conflict"]);
+    }
+}
