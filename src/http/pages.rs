@@ -20,9 +20,50 @@ use utoipa_axum::routes;
 const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'";
 
+/// A module of the client SDK, by its path in `web/sdk/`: (route, content
+/// type, content).
+macro_rules! sdk_module {
+    ($path:literal) => {
+        (
+            concat!("/sdk/", $path),
+            "text/javascript",
+            include_str!(concat!("../../web/sdk/", $path)),
+        )
+    };
+}
+
+/// The client SDK as its package ships it: the entry the pages import, the
+/// modules it imports in turn (one concern each, under `/sdk/src/`), and
+/// its types. A module added to `web/sdk/src/` is added here too; the pages
+/// test checks that each one is served.
+const SDK: &[(&str, &str, &str)] = &[
+    sdk_module!("chat-client.js"),
+    sdk_module!("src/api.js"),
+    sdk_module!("src/common.js"),
+    sdk_module!("src/lifecycle.js"),
+    sdk_module!("src/messages.js"),
+    sdk_module!("src/polling.js"),
+    sdk_module!("src/presence.js"),
+    sdk_module!("src/rooms.js"),
+    sdk_module!("src/sse.js"),
+    sdk_module!("src/stream.js"),
+    sdk_module!("src/tabs.js"),
+    sdk_module!("src/typing.js"),
+    sdk_module!("src/unread.js"),
+    (
+        "/sdk/chat-client.d.ts",
+        "application/typescript",
+        include_str!("../../web/sdk/types/chat-client.d.ts"),
+    ),
+];
+
 /// The pages and files are not in the OpenAPI document: they are not API.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let mut router = OpenApiRouter::new();
+    for &(path, content_type, body) in SDK {
+        router = router.route(path, get(move || asset(content_type, body)));
+    }
+    router
         .route("/admin", get(|| page(include_str!("../../web/admin.html"))))
         .route(
             "/widget",
@@ -47,24 +88,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route(
             "/assets/conversation.js",
             get(|| asset("text/javascript", include_str!("../../web/conversation.js"))),
-        )
-        .route(
-            "/sdk/chat-client.js",
-            get(|| {
-                asset(
-                    "text/javascript",
-                    include_str!("../../web/sdk/chat-client.js"),
-                )
-            }),
-        )
-        .route(
-            "/sdk/chat-client.d.ts",
-            get(|| {
-                asset(
-                    "application/typescript",
-                    include_str!("../../web/sdk/chat-client.d.ts"),
-                )
-            }),
         )
         .routes(routes!(dev_token))
 }

@@ -17,8 +17,14 @@ async fn pages_and_the_sdk_are_served_from_the_binary(backend: Backend) {
     for (path, content_type, contains) in [
         ("/admin", "text/html; charset=utf-8", "/assets/admin.js"),
         ("/widget", "text/html; charset=utf-8", "/assets/widget.js"),
+        // The entry re-exports the modules, which hold the code.
         (
             "/sdk/chat-client.js",
+            "text/javascript",
+            "export { ChatStream } from './src/stream.js';",
+        ),
+        (
+            "/sdk/src/stream.js",
             "text/javascript",
             "export class ChatStream",
         ),
@@ -39,6 +45,37 @@ async fn pages_and_the_sdk_are_served_from_the_binary(backend: Backend) {
             assert!(policy.contains("default-src 'self'") && policy.contains("script-src 'self'"));
         }
         assert!(response.text().await.unwrap().contains(contains), "{path}");
+    }
+}
+
+/// The SDK is several modules that its entry imports by relative path: the
+/// binary serves each of them at `/sdk/src/`, as they are in `web/sdk/src/`,
+/// so that a page importing `/sdk/chat-client.js` loads all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_module_of_the_sdk_is_served_as_it_is_in_the_package() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/sdk");
+    let mut modules: Vec<String> = std::fs::read_dir(sdk.join("src"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".js"))
+        .map(|name| format!("src/{name}"))
+        .collect();
+    assert!(!modules.is_empty());
+    modules.push("chat-client.js".into());
+    for module in modules {
+        let path = format!("/sdk/{module}");
+        let response = app.http.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/javascript",
+            "{path}"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-cache", "{path}");
+        let served = response.text().await.unwrap();
+        let shipped = std::fs::read_to_string(sdk.join(&module)).unwrap();
+        assert!(served == shipped, "{path} is not web/sdk/{module}");
     }
 }
 

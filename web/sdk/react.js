@@ -17,6 +17,8 @@ const connecting = () => CONNECTING;
  * `baseUrl`, `getToken` and timings. It starts over only when `baseUrl` or
  * `user` (whose token `getToken` returns) changes; `getToken` may be a new
  * function on every render.
+ * @param {import('./types/react.js').UseChatUnreadOptions} options
+ * @returns {import('./types/chat-client.js').ChatRoomsState}
  */
 export function useChatUnread({ baseUrl = '', getToken, user, ...timings }) {
   const token = useRef(getToken);

@@ -64,12 +64,15 @@ async fn serve_app() -> String {
             axum::routing::get(move || file(app.join("app.js"))),
         )
         .route(
-            "/node_modules/chat-server-client/{name}",
-            axum::routing::get(move |UrlPath(name): UrlPath<String>| {
-                // The package's own files only.
-                let safe = !name.contains('/') && !name.starts_with('.');
+            "/node_modules/chat-server-client/{*path}",
+            axum::routing::get(move |UrlPath(path): UrlPath<String>| {
+                // The package's own files (its modules under src/ too), and
+                // nothing above it or hidden.
+                let safe = path
+                    .split('/')
+                    .all(|part| !part.is_empty() && !part.starts_with('.'));
                 file(if safe {
-                    package.join(name)
+                    package.join(path)
                 } else {
                     package.join("missing")
                 })

@@ -374,9 +374,15 @@ test('the package installs from a packed tarball and an app imports it by name',
   t.after(() => rmSync(app, { recursive: true, force: true }));
   const npm = (args, cwd) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8' });
   const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', app], sdk));
+  // The entry and its modules (src/, one concern each), the types, the React hook.
   assert.deepEqual(
     packed.files.map((file) => file.path).sort(),
-    ['README.md', 'chat-client.d.ts', 'chat-client.js', 'package.json', 'react.d.ts', 'react.js'],
+    [
+      'README.md', 'chat-client.js', 'package.json', 'react.js',
+      ...['api', 'common', 'lifecycle', 'messages', 'polling', 'presence', 'rooms', 'sse', 'stream', 'tabs', 'typing', 'unread']
+        .map((module) => `src/${module}.js`),
+      'types/chat-client.d.ts', 'types/react.d.ts',
+    ],
   );
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   npm(['install', join(app, packed.filename)], app);

@@ -1,4 +1,10 @@
-// Types of chat-server-client (chat-client.js).
+// Types of chat-server-client (chat-client.js and its modules in src/),
+// written by hand and kept true by tsc: test/types.test.mjs checks the code
+// against them (`checkJs`: src/ uses them in JSDoc, and the entry's exports
+// must fit them), and checks them in a browser project (DOM) and in a
+// Node-only one (no DOM lib). So they name no DOM-only type: what the client
+// needs of a page (its document, window, locks and channel) is written out
+// below, and a browser's own objects fit it.
 
 export type Status = 'connecting' | 'live' | 'reconnecting' | 'polling' | 'paused' | 'offline';
 
@@ -155,18 +161,55 @@ export interface Timings {
   typingRenew: number;
 }
 
-/** Replacements for browser facilities, for tests. */
+/** Something with listeners for its events: a page's document or window. */
+export interface Listenable {
+  addEventListener(type: string, listener: () => void): void;
+  removeEventListener(type: string, listener: () => void): void;
+}
+
+/** What the client needs of a page's document (a DOM `Document` is one): whether it shows. */
+export interface PageDocument extends Listenable {
+  readonly visibilityState: string;
+}
+
+/** What the client needs of a page's window (a DOM `Window` is one): its address, `online` and `offline`. */
+export interface PageWindow extends Listenable {
+  readonly location?: { readonly href: string };
+}
+
+/** Web Locks, as `navigator.locks`: one tab at a time holds a name. */
+export interface Locks {
+  request(name: string, callback: (lock: unknown) => unknown): Promise<unknown>;
+}
+
+/** A BroadcastChannel (browsers'; Node's too): the tabs' messages. */
+export interface Channel {
+  postMessage(message: unknown): void;
+  onmessage: ((message: any) => unknown) | null;
+  close(): void;
+}
+
+/**
+ * Replacements for the platform's facilities, for tests. The page's are
+ * absent outside a browser: the client then neither pauses nor shares.
+ */
 export interface Environment {
   fetch: typeof fetch;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(id: unknown): void;
   now(): number;
   random(): number;
-  document: Document;
-  window: Window;
-  locks: LockManager;
-  BroadcastChannel: typeof BroadcastChannel;
+  document?: PageDocument;
+  window?: PageWindow;
+  locks?: Locks;
+  BroadcastChannel?: new (name: string) => Channel;
 }
+
+/** An event listener, as EventTarget takes one. */
+export type Listener = ((event: Event) => void) | { handleEvent(event: Event): void };
+
+/** `addEventListener`'s options (a DOM `AddEventListenerOptions` is one). */
+export type ListenerOptions = boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal };
 
 export type GetToken = (options: { forceRefresh: boolean }) => Promise<string>;
 
@@ -204,7 +247,16 @@ export declare class SseParser {
   push(text: string): void;
 }
 
+export interface ChatErrorOptions {
+  status?: number;
+  code?: string | null;
+  retryAfter?: number | null;
+  outcome?: 'unknown' | null;
+  cause?: unknown;
+}
+
 export declare class ChatError extends Error {
+  constructor(message: string, options?: ChatErrorOptions);
   /** 0 when no answer came: a network failure or a timeout. */
   readonly status: number;
   readonly code: string | null;
@@ -217,6 +269,8 @@ export declare class ChatError extends Error {
 }
 
 export declare class SendError extends ChatError {
+  /** `error`: the last try's. */
+  constructor(error: ChatError, clientId: string);
   /** Send again with this `clientId`: the message is stored once, whatever happened. */
   readonly clientId: string;
 }
@@ -283,10 +337,10 @@ export declare class ChatStream extends EventTarget {
   start(): Promise<void>;
   close(): void;
   pendingTimers(): string[];
-  addEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  removeEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+  addEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: ListenerOptions): void;
+  addEventListener(type: string, listener: Listener | null, options?: ListenerOptions): void;
+  removeEventListener<K extends keyof ChatStreamEventMap>(type: K, listener: (event: ChatStreamEventMap[K]) => void, options?: boolean | { capture?: boolean }): void;
+  removeEventListener(type: string, listener: Listener | null, options?: boolean | { capture?: boolean }): void;
 }
 
 export declare class UnreadCounter {
@@ -331,12 +385,12 @@ export declare class ChatRooms extends EventTarget {
   unread(roomId: string): number;
   room(roomId: string): Room | null;
   markRead(roomId: string): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
-  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomIds: string[] | null }>) => void, options?: boolean | AddEventListenerOptions): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomIds: string[] | null }>) => void, options?: ListenerOptions): void;
+  addEventListener(type: string, listener: Listener | null, options?: ListenerOptions): void;
 }
 
 /** Something whose events a keeper follows: a ChatStream, or ChatRooms' `stream`. */
-type SignalSource = Pick<ChatStream, 'addEventListener' | 'removeEventListener'> & { api?: ChatApi };
+export type SignalSource = Pick<ChatStream, 'addEventListener' | 'removeEventListener'> & { api?: ChatApi };
 
 /** Who is online, per user the highest version; follows a stream's signals, refetching when it goes live. */
 export declare class Presence extends EventTarget {
@@ -353,8 +407,8 @@ export declare class Presence extends EventTarget {
   /** The user ids whose state changed. */
   applySnapshot(snapshot: PresenceSnapshot): string[];
   close(): void;
-  addEventListener(type: 'change', listener: (event: CustomEvent<{ userIds: string[] }>) => void, options?: boolean | AddEventListenerOptions): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ userIds: string[] }>) => void, options?: ListenerOptions): void;
+  addEventListener(type: string, listener: Listener | null, options?: ListenerOptions): void;
 }
 
 /** Who is typing per room, expiring by itself; the caller's own signals are skipped. */
@@ -367,8 +421,8 @@ export declare class Typing extends EventTarget {
   /** Clears every timer. */
   close(): void;
   readonly pendingTimers: number;
-  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomId: string }>) => void, options?: boolean | AddEventListenerOptions): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: 'change', listener: (event: CustomEvent<{ roomId: string }>) => void, options?: ListenerOptions): void;
+  addEventListener(type: string, listener: Listener | null, options?: ListenerOptions): void;
 }
 
 /** "I am typing", throttled: `input()` on input events, `stop()` on send or blur. */

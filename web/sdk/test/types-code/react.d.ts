@@ -1,0 +1,2 @@
+// React's own types are not this package's to check: its hooks as `any`.
+declare module 'react';
