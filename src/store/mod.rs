@@ -638,6 +638,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn commits_notify_the_channel_instances_listen_on() {
+        let channel = format!("pg_notify('{}',", postgres::CHANNEL);
+        assert!(postgres::NOTIFY_EVENTS.contains(&channel));
+    }
+
+    #[test]
     fn the_rooms_before_a_users_changes_undo_them_newest_first() {
         let event = |change: &str| format!(r#"{{"type":"room","change":"{change}","room":{{}}}}"#);
         let now = vec!["a".to_owned(), "b".to_owned()];
