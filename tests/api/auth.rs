@@ -1,7 +1,7 @@
 //! Who may call: every token attack is a 401 with a Bearer challenge, and
 //! query or cookie tokens only work for reads.
 
-use crate::helpers::{
+use crate::support::{
     Backend, SECRET, TestApp, admin, assert_error, on_both_stores, send, sign, unix_now, user,
 };
 use base64::Engine;

@@ -1,7 +1,7 @@
 //! Bad input never hurts: every malformed request gets a clear JSON 4xx, never
 //! a 500, and leaves the data exactly as it was.
 
-use crate::helpers::{Backend, TestApp, assert_error, on_both_stores, send, user};
+use crate::support::{Backend, TestApp, assert_error, on_both_stores, send, user};
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! wakes. A control shows that without `cluster_limits` each instance counts
 //! alone, so the tests can fail.
 
-use crate::helpers::{
+use crate::support::{
     Backend, ServerProcess, SharedDb, TestApp, WAIT, admin, stream_request, user,
 };
 use figment::Figment;
@@ -110,7 +110,7 @@ async fn on_postgresql_a_rate_that_is_no_whole_number_of_microseconds_a_write_li
         .unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
-        crate::helpers::retry_after(&refused),
+        crate::support::retry_after(&refused),
         1,
         "a third of a second, rounded up"
     );
@@ -286,8 +286,8 @@ async fn on_postgresql_a_killed_instances_streams_stop_counting_within_three_hea
     );
     // A write budget is the cluster's too, with A gone: B still works.
     let boss = admin("boss");
-    let room = b.create_room(&boss, "after").await;
-    let (status, body) = b.post(&boss, &room, json!({"body": "alive"})).await;
+    let room = b.create_room(&boss, "after", &[]).await;
+    let (status, body) = b.post_message(&boss, &room, json!({"body": "alive"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
@@ -351,7 +351,8 @@ async fn on_postgresql_an_instance_frozen_past_its_lapse_counts_its_streams_agai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_database_gone_a_write_is_refused_before_it_begins_and_a_stream_told_to_come_back()
 {
-    let Some(mut database) = crate::throwaway_postgres::ThrowawayPostgres::start().await else {
+    let Some(mut database) = crate::support::throwaway_postgres::ThrowawayPostgres::start().await
+    else {
         return;
     };
     let server = ServerProcess::start_with_database(
@@ -361,11 +362,13 @@ async fn with_the_database_gone_a_write_is_refused_before_it_begins_and_a_stream
     )
     .await;
     let boss = admin("boss");
-    let room = server.create_room(&boss, "outage").await;
+    let room = server.create_room(&boss, "outage", &[]).await;
     database.stop();
     // The budget's check meets the outage first: nothing was written, so
     // the answer does not leave the outcome open.
-    let (status, body) = server.post(&boss, &room, json!({"body": "lost?"})).await;
+    let (status, body) = server
+        .post_message(&boss, &room, json!({"body": "lost?"}))
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
     assert!(body["error"].get("outcome").is_none(), "{body}");

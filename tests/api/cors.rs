@@ -2,7 +2,7 @@
 //! credentials; other origins get no grant; by default (outside development)
 //! no origin does. Every answer carries `nosniff`; pages also a referrer policy.
 
-use crate::helpers::{Backend, TestApp, on_both_stores, send, user};
+use crate::support::{Backend, TestApp, on_both_stores, send, user};
 use figment::providers::Serialized;
 use reqwest::{Method, StatusCode};
 

@@ -2,7 +2,7 @@
 //! (and a resumed stream replays), tombstones that keep their seq, bodies
 //! gone from the store and the log, and unread counts that stay exact.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::support::{Backend, TestApp, admin, assert_error, count_rows, on_both_stores, user};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -82,8 +82,11 @@ async fn an_edit_reaches_every_viewer_with_a_new_event_id_and_keeps_the_seq(back
     let edit = resumed.expect("message_edited").await;
     assert!(edit.id() > message.id());
     assert_eq!(
-        app.count_rows("SELECT COUNT(*) FROM events WHERE data LIKE '%helo%'")
-            .await,
+        count_rows(
+            app.database_url(),
+            "SELECT COUNT(*) FROM events WHERE data LIKE '%helo%'"
+        )
+        .await,
         0
     );
 }
@@ -206,7 +209,7 @@ async fn a_deletion_leaves_a_tombstone_at_its_seq_and_no_body_in_the_store_or_th
     for table in ["messages", "events"] {
         let column = if table == "messages" { "body" } else { "data" };
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} LIKE '%4111%'");
-        assert_eq!(app.count_rows(&sql).await, 0, "{table}");
+        assert_eq!(count_rows(app.database_url(), &sql).await, 0, "{table}");
     }
     // Nor does a replay of the whole log show it, from the window or the store.
     let (status, replay) = app.get("/api/chat/events?after=0&wait=0", &agent).await;
@@ -237,9 +240,11 @@ async fn deleting_twice_answers_the_same_tombstone_and_logs_one_event(backend: B
     let (status, second) = app.delete(&message_path(&room, &sent), &alice).await;
     assert_eq!((status, &second), (StatusCode::OK, &first));
     assert_eq!(newest_event_id(&app, &agent).await, after_first);
-    let deletions = app
-        .count_rows("SELECT COUNT(*) FROM events WHERE data LIKE '{\"type\":\"message_deleted\"%'")
-        .await;
+    let deletions = count_rows(
+        app.database_url(),
+        "SELECT COUNT(*) FROM events WHERE data LIKE '{\"type\":\"message_deleted\"%'",
+    )
+    .await;
     assert_eq!(deletions, 1);
 }
 

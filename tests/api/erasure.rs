@@ -5,7 +5,7 @@
 //! nobody else's; and the records of a user's presence go with it (and,
 //! for everyone, once no unseen notice can need them).
 
-use crate::helpers::{
+use crate::support::{
     Backend, ServerProcess, SharedDb, TestApp, WAIT, admin, count_rows, free_port, on_both_stores,
     send, user,
 };
@@ -315,14 +315,14 @@ async fn offline_times_no_notice_can_need_are_forgotten_and_an_erasure_takes_the
     let room = app.create_room(&user("passer-by-2"), "theirs", &[]).await;
     app.send(&user("passer-by-2"), &room, "hello").await;
     let who = "SELECT COUNT(*) FROM presence_offline WHERE user_id = 'passer-by-2'";
-    assert_eq!(app.count_rows(who).await, 1);
+    assert_eq!(count_rows(app.database_url(), who).await, 1);
     let (status, job) = app
         .delete("/api/chat/users/passer-by-2/messages", &admin("dpo"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     crate::moderation::erasure_done(&app, job["id"].as_str().unwrap()).await;
-    assert_eq!(app.count_rows(who).await, 0);
-    assert_eq!(app.count_rows(rows).await, 8);
+    assert_eq!(count_rows(app.database_url(), who).await, 0);
+    assert_eq!(count_rows(app.database_url(), rows).await, 8);
 }
 
 /// Writes `PER_ROOM` messages of the writer's and `OTHERS_PER_ROOM - 1` of
@@ -422,7 +422,7 @@ async fn seed(url: &str, rooms: &[String]) {
 async fn wait_for(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool) {
     let started = Instant::now();
     loop {
-        let count = app.count_rows(sql).await;
+        let count = count_rows(app.database_url(), sql).await;
         if done(count) {
             return;
         }

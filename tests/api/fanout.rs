@@ -2,7 +2,7 @@
 //! streams it concerns, and streams that resume or fall behind catch up from
 //! the shared window of recent events, not each from the store.
 
-use crate::helpers::{Backend, TestApp, admin, on_both_stores, streams_opened_freely, user};
+use crate::support::{Backend, TestApp, admin, on_both_stores, streams_opened_freely, user};
 use figment::providers::Serialized;
 use futures::future::join_all;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Liveness and readiness answer without a token.
 
-use crate::helpers::{Backend, TestApp, on_both_stores, send};
+use crate::support::{Backend, TestApp, on_both_stores, send};
 use reqwest::StatusCode;
 
 on_both_stores!(health_and_readiness_answer_200_when_the_store_is_up);

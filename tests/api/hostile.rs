@@ -4,11 +4,11 @@
 //! and PostgreSQL going away for ten seconds. The server keeps serving
 //! everyone else, loses nothing it acknowledged, and recovers by itself.
 
-use crate::helpers::{
+use crate::support::throwaway_postgres::ThrowawayPostgres;
+use crate::support::{
     Backend, EventStream, Scrape, ServerProcess, WAIT, admin, on_both_stores,
     raise_open_file_limit, send, user,
 };
-use crate::throwaway_postgres::ThrowawayPostgres;
 use futures::StreamExt;
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -133,7 +133,7 @@ async fn a_reconnect_storm_is_limited_and_leaves_other_users_and_memory_alone(ba
     // A small pool, filled before the baseline: its connections are files too.
     let server = ServerProcess::start(&backend, &[("CHAT_DATABASE_MAX_CONNECTIONS", "2")]).await;
     let boss = admin("boss");
-    let room = server.create_room(&boss, "storm").await;
+    let room = server.create_room(&boss, "storm", &[]).await;
     // A bystander, on an address of their own, streaming the room.
     let bystander = reqwest::Client::builder()
         .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
@@ -179,7 +179,7 @@ async fn a_reconnect_storm_is_limited_and_leaves_other_users_and_memory_alone(ba
                         let response = request.send().await.unwrap();
                         let status = response.status();
                         if status == StatusCode::TOO_MANY_REQUESTS {
-                            assert!(crate::helpers::retry_after(&response) >= 1);
+                            assert!(crate::support::retry_after(&response) >= 1);
                         }
                         status
                     }
@@ -216,7 +216,7 @@ async fn a_reconnect_storm_is_limited_and_leaves_other_users_and_memory_alone(ba
 
     // The bystander still opens streams and hears the room at once.
     let (status, _) = server
-        .post(&boss, &room, json!({"body": "still here"}))
+        .post_message(&boss, &room, json!({"body": "still here"}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
@@ -259,7 +259,7 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
     )
     .await;
     let boss = admin("boss");
-    let room = server.create_room(&boss, "stalled").await;
+    let room = server.create_room(&boss, "stalled", &[]).await;
     let memory_before = figure(&server, "process_resident_memory_bytes").await;
 
     // 1,000 streams whose clients send the request, then never read: small
@@ -294,7 +294,7 @@ async fn a_thousand_readers_that_never_read_cost_bounded_memory_and_slow_no_one(
     for i in 0..1_000 {
         let sent = Instant::now();
         let (status, message) = server
-            .post(&boss, &room, json!({"body": format!("{i} {body}")}))
+            .post_message(&boss, &room, json!({"body": format!("{i} {body}")}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         let event = live.expect("message").await;
@@ -319,7 +319,7 @@ async fn oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on(backend: 
     let server = ServerProcess::start(&backend, &[]).await;
     let http = reqwest::Client::new();
     let ann = user("ann");
-    let room = server.create_room(&ann, "sizes").await;
+    let room = server.create_room(&ann, "sizes", &[]).await;
     let routes = [
         ("GET", "/api/chat/rooms".to_owned()),
         ("POST", "/api/chat/rooms".to_owned()),
@@ -399,7 +399,7 @@ async fn oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on(backend: 
     let (status, _) = send(http.get(server.url("/readyz"))).await;
     assert_eq!(status, StatusCode::OK, "the server serves on");
     let (status, _) = server
-        .post(&ann, &room, json!({"body": "after all that"}))
+        .post_message(&ann, &room, json!({"body": "after all that"}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
@@ -407,7 +407,7 @@ async fn oversized_heads_and_bodies_get_a_4xx_and_the_server_serves_on(backend: 
 async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backend: Backend) {
     let server = ServerProcess::start(&backend, &[]).await;
     let ann = user("ann");
-    let room = server.create_room(&ann, "cut").await;
+    let room = server.create_room(&ann, "cut", &[]).await;
     let mut stream = server.stream(&format!("?roomId={room}"), &ann).await;
     // Each post is cut at a different point: in the head, in the body, right
     // after the body, or after the answer began.
@@ -434,7 +434,7 @@ async fn a_post_cut_off_midway_is_stored_and_streamed_whole_or_not_at_all(backen
     }
     // A last, ordinary post, sent after every cut connection was closed.
     let (status, _) = server
-        .post(
+        .post_message(
             &ann,
             &room,
             json!({"body": "the end", "clientId": "the-end"}),
@@ -503,7 +503,7 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     )
     .await;
     let boss = admin("boss");
-    let room = server.create_room(&boss, "stall").await;
+    let room = server.create_room(&boss, "stall", &[]).await;
     // One admin's stream is read; another's client stops reading after the head.
     // The reader reads all along, on a task of its own.
     let mut reader = server.stream("", &boss).await;
@@ -528,7 +528,9 @@ async fn a_stream_whose_client_stopped_reading_is_cut_and_counted(backend: Backe
     let mut posted = 0;
     while figure(&server, "chat_streams_closed_total").await == 0.0 {
         for _ in 0..20 {
-            let (status, _) = server.post(&boss, &room, json!({"body": body})).await;
+            let (status, _) = server
+                .post_message(&boss, &room, json!({"body": body}))
+                .await;
             assert_eq!(status, StatusCode::CREATED);
             posted += 1;
         }
@@ -587,12 +589,12 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     .await;
     let http = reqwest::Client::new();
     let boss = admin("boss");
-    let room = server.create_room(&boss, "outage").await;
+    let room = server.create_room(&boss, "outage", &[]).await;
     let mut stream = server.stream("", &boss).await;
     let mut acknowledged = Vec::new();
     for i in 0..3 {
         let (status, message) = server
-            .post(&boss, &room, json!({"body": format!("before {i}")}))
+            .post_message(&boss, &room, json!({"body": format!("before {i}")}))
             .await;
         assert_eq!(status, StatusCode::CREATED);
         acknowledged.push(message["id"].clone());
@@ -608,7 +610,7 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     while outage.elapsed() < Duration::from_secs(10) {
         let client_id = format!("during-{refused_writes}");
         let post = json!({"body": client_id, "clientId": client_id});
-        let (status, body) = server.post(&boss, &room, post.clone()).await;
+        let (status, body) = server.post_message(&boss, &room, post.clone()).await;
         // A write either fails with a 503 that leaves its outcome open, or
         // (never, with the database gone) succeeds and is owed to the history.
         if status == StatusCode::CREATED {
@@ -642,7 +644,9 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     // first post after the outage, and the history holds every acknowledged one.
     let recovery = Instant::now();
     let after = loop {
-        let (status, body) = server.post(&boss, &room, json!({"body": "after"})).await;
+        let (status, body) = server
+            .post_message(&boss, &room, json!({"body": "after"}))
+            .await;
         if status == StatusCode::CREATED {
             break body;
         }
@@ -656,7 +660,7 @@ async fn a_postgres_outage_keeps_streams_open_answers_503_and_recovers_losing_no
     // What the client does with an unknown outcome: send it again, same clientId.
     let (mut retried, mut stored_after_all) = (Vec::new(), Vec::new());
     for post in unsettled {
-        let (status, body) = server.post(&boss, &room, post).await;
+        let (status, body) = server.post_message(&boss, &room, post).await;
         match status {
             StatusCode::CREATED => retried.push(body["id"].clone()),
             // It had been stored after all: the original comes back.
@@ -816,7 +820,7 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
         assert_eq!(status, StatusCode::CREATED, "{room}");
         rooms.push(room["id"].as_str().unwrap().to_owned());
     }
-    let noise = server.create_room(&boss, "noise").await;
+    let noise = server.create_room(&boss, "noise", &[]).await;
 
     // Per room, its member's widgets (room streams) and global streams.
     let (blip, blips) = tokio::sync::watch::channel(0u32);
@@ -850,7 +854,9 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for room in &rooms {
-        let (status, _) = server.post(&boss, room, json!({"body": "before"})).await;
+        let (status, _) = server
+            .post_message(&boss, room, json!({"body": "before"}))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let got = |count: usize| {
@@ -869,7 +875,7 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
     // More than the window holds: every resume point is now older than it.
     for i in 0..200 {
         let (status, _) = server
-            .post(&boss, &noise, json!({"body": format!("noise {i}")}))
+            .post_message(&boss, &noise, json!({"body": format!("noise {i}")}))
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
@@ -884,7 +890,7 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
         let room = &rooms[attempt % ROOMS];
         let client_id = format!("during-{attempt}");
         let post = json!({"body": client_id, "clientId": client_id});
-        let (status, body) = server.post(&boss, room, post.clone()).await;
+        let (status, body) = server.post_message(&boss, room, post.clone()).await;
         assert_ne!(
             status,
             StatusCode::CREATED,
@@ -901,7 +907,7 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
     // one more to each room.
     for (room, post) in &unsettled {
         loop {
-            let (status, body) = server.post(&boss, room, post.clone()).await;
+            let (status, body) = server.post_message(&boss, room, post.clone()).await;
             if status == StatusCode::CREATED || status == StatusCode::OK {
                 break;
             }
@@ -913,7 +919,9 @@ async fn a_store_outage_under_a_thousand_streams_brings_no_reconnect_storm_and_l
         }
     }
     for room in &rooms {
-        let (status, _) = server.post(&boss, room, json!({"body": "after"})).await;
+        let (status, _) = server
+            .post_message(&boss, room, json!({"body": "after"}))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let mut history = Vec::new();

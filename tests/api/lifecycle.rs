@@ -2,7 +2,7 @@
 //! cleanly and finishes writes, and connecting and disconnecting leaves
 //! nothing behind.
 
-use crate::helpers::{
+use crate::support::{
     Backend, EventStream, ServerProcess, TestApp, WAIT, admin, on_both_stores,
     raise_open_file_limit,
 };
@@ -38,7 +38,7 @@ async fn sigterm_ends_a_thousand_streams_cleanly_finishes_the_write_and_exits_0(
     let mut server = ServerProcess::start(&backend, &env).await;
     let http = reqwest::Client::new();
     let boss = admin("boss");
-    let (status, room) = crate::helpers::send(
+    let (status, room) = crate::support::send(
         http.post(server.url("/api/chat/rooms"))
             .bearer_auth(&boss)
             .json(&json!({"name": "shutdown"})),

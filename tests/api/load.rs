@@ -2,7 +2,7 @@
 //! it works against the real binary and finds no loss. Speed is measured by
 //! the benchmarks (docs/benchmarks.md), never by tests.
 
-use crate::helpers::{Backend, on_both_stores, raise_open_file_limit};
+use crate::support::{Backend, on_both_stores, raise_open_file_limit};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -4,7 +4,7 @@
 //! JSON output is one object per line. Logs do not depend on the store, so
 //! these run on SQLite alone.
 
-use crate::helpers::{Backend, EventStream, ServerProcess, user};
+use crate::support::{Backend, EventStream, ServerProcess, user};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -24,14 +24,14 @@ async fn every_line_of_a_request_carries_its_id_and_tokens_are_never_logged() {
     assert_eq!(response.headers()["x-request-id"], "req-from-the-proxy-42");
     let mut stream = EventStream::new(response);
     // A failed write with the token in the header, so the request logs an error.
-    let (status, _) = crate::helpers::send(
+    let (status, _) = crate::support::send(
         http.post(server.url("/api/chat/rooms"))
             .bearer_auth(&ann)
             .json(&json!({"name": ""})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = crate::helpers::send(
+    let (status, _) = crate::support::send(
         http.get(server.url("/api/chat/rooms"))
             .header("authorization", format!("Bearer {ann}x")),
     )
@@ -122,7 +122,7 @@ async fn values_a_client_chose_are_quoted_and_forge_no_field_in_either_format() 
         assert_eq!(response.status(), StatusCode::OK);
         drop(response);
         // An error whose message repeats what was sent.
-        let (status, _) = crate::helpers::send(
+        let (status, _) = crate::support::send(
             http.post(server.url("/api/chat/rooms"))
                 .bearer_auth(&token)
                 .json(&json!({"name": "x", "memberIds": [r#"y" role="admin"#]})),

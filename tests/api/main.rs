@@ -4,7 +4,7 @@
 // A test that cannot set up its fixture should fail loudly, right there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod helpers;
+mod support;
 
 mod auth;
 mod bad_input;
@@ -28,7 +28,6 @@ mod pages;
 mod plans;
 mod polling;
 mod presence;
-mod proxy;
 mod races;
 mod real_proxies;
 mod receipts;
@@ -36,7 +35,6 @@ mod retention;
 mod rooms;
 mod settings;
 mod streams;
-mod throwaway_postgres;
 mod typing;
 mod unread;
 mod webhooks;

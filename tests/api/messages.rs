@@ -1,7 +1,7 @@
 //! Messages: pages in both directions, idempotent retries by `clientId`, and a
 //! per-room `seq` with no gaps or repeats however many write at once.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::support::{Backend, TestApp, admin, assert_error, on_both_stores, user};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

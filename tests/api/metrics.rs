@@ -2,7 +2,7 @@
 //! flow, streams resume and end; the endpoint is never public by accident.
 //! Each test runs its own server process: the metrics recorder is process-wide.
 
-use crate::helpers::{
+use crate::support::{
     Backend, EventStream, Scrape, ServerProcess, WAIT, on_both_stores, send, user,
 };
 use reqwest::StatusCode;
@@ -18,7 +18,7 @@ async fn metrics_follow_streams_events_resumes_and_requests(backend: Backend) {
     let server = ServerProcess::start(&backend, &[("CHAT_DATABASE_MAX_CONNECTIONS", "7")]).await;
     let http = reqwest::Client::new();
     let ann = user("ann");
-    let room = server.create_room(&ann, "metrics").await;
+    let room = server.create_room(&ann, "metrics", &[]).await;
     let open = |last_event_id: Option<i64>| {
         let mut request = http
             .get(server.url(&format!("/api/chat/sse?roomId={room}")))
@@ -30,7 +30,9 @@ async fn metrics_follow_streams_events_resumes_and_requests(backend: Backend) {
     };
     let mut live = EventStream::new(open(None).await.unwrap());
     for body in ["one", "two", "three"] {
-        let (status, _) = server.post(&ann, &room, json!({"body": body})).await;
+        let (status, _) = server
+            .post_message(&ann, &room, json!({"body": body}))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let first = live.expect("message").await.id();
@@ -107,7 +109,7 @@ async fn metrics_need_their_token_or_their_own_address(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     Scrape::of(&guarded, Some(token)).await;
 
-    let port = crate::helpers::free_port();
+    let port = crate::support::free_port();
     let own_address = format!("127.0.0.1:{port}");
     let apart = ServerProcess::start(&backend, &[("CHAT_METRICS_LISTEN", &own_address)]).await;
     let (status, _) = send(http.get(apart.url("/metrics"))).await;

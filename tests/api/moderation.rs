@@ -2,8 +2,8 @@
 //! room with its messages and events, streamed as room changes, and erase
 //! what a user wrote, in batches; members may not.
 
-use crate::helpers::{
-    Backend, EventStream, TestApp, WAIT, admin, assert_error, on_both_stores, user,
+use crate::support::{
+    Backend, EventStream, TestApp, WAIT, admin, assert_error, count_rows, on_both_stores, user,
 };
 use chat_server::model::Timestamp;
 use figment::providers::Serialized;
@@ -227,7 +227,7 @@ async fn erasing_a_user_makes_every_message_of_theirs_a_tombstone_in_batches_and
         "SELECT COUNT(*) FROM messages WHERE body LIKE '%secret%'",
         "SELECT COUNT(*) FROM events WHERE data LIKE '%secret%'",
     ] {
-        assert_eq!(app.count_rows(sql).await, 0, "{sql}");
+        assert_eq!(count_rows(app.database_url(), sql).await, 0, "{sql}");
     }
     // Unread: the agent, who never read, has bob's message left.
     assert_eq!(app.unread(&agent, &first).await, 1);
@@ -290,8 +290,11 @@ async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_st
     assert_eq!(erased.data["message"]["id"], old["id"]);
     assert_eq!(erased.data["message"]["deletedBy"], "chat-server:retention");
     assert_eq!(
-        app.count_rows("SELECT COUNT(*) FROM events WHERE data LIKE '%old news%'")
-            .await,
+        count_rows(
+            app.database_url(),
+            "SELECT COUNT(*) FROM events WHERE data LIKE '%old news%'"
+        )
+        .await,
         0
     );
 }
@@ -409,7 +412,7 @@ async fn deleting_a_room_ends_its_streams_drops_it_everywhere_and_leaves_only_it
             0,
         ),
     ] {
-        assert_eq!(app.count_rows(&sql).await, rows, "{sql}");
+        assert_eq!(count_rows(app.database_url(), &sql).await, rows, "{sql}");
     }
 }
 
@@ -513,12 +516,12 @@ async fn a_deleted_rooms_tombstone_goes_once_the_retention_purges_its_deletion(b
     let tombstone = format!("SELECT COUNT(*) FROM rooms WHERE id = '{room}'");
     let members = format!("SELECT COUNT(*) FROM room_members WHERE room_id = '{room}'");
     assert_eq!(
-        app.count_rows(&tombstone).await,
+        count_rows(app.database_url(), &tombstone).await,
         1,
         "kept beside its deletion"
     );
     assert_eq!(
-        app.count_rows(&members).await,
+        count_rows(app.database_url(), &members).await,
         2,
         "so members' replays find it"
     );
@@ -526,6 +529,6 @@ async fn a_deleted_rooms_tombstone_goes_once_the_retention_purges_its_deletion(b
     let later = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 1_000);
     let purged = app.state.store.purge_events(later, 100).await.unwrap();
     assert_eq!(purged, 1, "its deletion (its creation went with the room)");
-    assert_eq!(app.count_rows(&tombstone).await, 0);
-    assert_eq!(app.count_rows(&members).await, 0);
+    assert_eq!(count_rows(app.database_url(), &tombstone).await, 0);
+    assert_eq!(count_rows(app.database_url(), &members).await, 0);
 }

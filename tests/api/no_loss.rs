@@ -3,7 +3,7 @@
 //! an instance whose notification connection dies catches up; a stalled
 //! reader neither slows the others nor loses anything.
 
-use crate::helpers::{
+use crate::support::{
     Backend, EventStream, TestApp, WAIT, admin, on_both_stores, streams_opened_freely,
 };
 use figment::providers::Serialized;

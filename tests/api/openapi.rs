@@ -2,7 +2,7 @@
 //! every reference resolves. (Whether answers match it is schemathesis's
 //! job, in `.ci/run`.)
 
-use crate::helpers::{Backend, TestApp, on_both_stores};
+use crate::support::{Backend, TestApp, on_both_stores};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! The pages and the SDK are served from the binary with their types and a
 //! strict content policy; the dev token endpoint exists only in development.
 
-use crate::helpers::{Backend, TestApp, assert_error, on_both_stores, send};
+use crate::support::{Backend, TestApp, assert_error, on_both_stores, send};
 use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! index range scans, on both stores (and, on PostgreSQL, under the generic
 //! plan that prepared statements switch to as well as the custom one).
 
-use crate::helpers::{Backend, TestApp, on_both_stores};
+use crate::support::{Backend, TestApp, on_both_stores};
 use chat_server::store::{PG_REPLAY_QUERIES, ReplayQueries, SQLITE_REPLAY_QUERIES};
 use sqlx::{Connection, Row};
 

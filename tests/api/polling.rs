@@ -2,7 +2,7 @@
 //! filtering over plain HTTP; waits that end with the first event; resets;
 //! removals; and a resume point that never goes stale.
 
-use crate::helpers::{
+use crate::support::{
     Backend, Received, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, send, sign,
     unix_now, user,
 };
@@ -125,7 +125,7 @@ async fn polling_carries_the_same_events_with_the_same_ids_as_the_stream(backend
     app.send(&alice, &shared, "the end").await;
 
     // What a stream resuming from `before` now carries, for each caller.
-    let until_the_end = |mut stream: crate::helpers::EventStream| async move {
+    let until_the_end = |mut stream: crate::support::EventStream| async move {
         let mut events = Vec::new();
         loop {
             let event = stream.next().await.expect("the stream goes on");

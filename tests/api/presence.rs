@@ -4,7 +4,7 @@
 //! `GET /api/chat/presence`; on PostgreSQL the same across instances, and a
 //! stopped or killed instance's users go offline too.
 
-use crate::helpers::{
+use crate::support::{
     Backend, EventStream, Received, ServerProcess, SharedDb, TestApp, admin, on_both_stores,
     stream_request, user,
 };
@@ -209,7 +209,7 @@ async fn on_postgresql_presence_agrees_across_instances_and_survives_a_killed_on
     }
     let (_db, mut a, b) = two_instances().await;
     let (alice, bob) = (user("alice"), user("bob"));
-    let room = a.create_room(&alice, "across").await;
+    let room = a.create_room(&alice, "across", &[]).await;
     let added = reqwest::Client::new()
         .post(a.url(&format!("/api/chat/rooms/{room}/members")))
         .bearer_auth(admin("boss"))
@@ -254,7 +254,7 @@ async fn on_postgresql_a_stopped_instances_users_go_offline_after_the_grace_unle
     }
     let (_db, mut a, b) = two_instances().await;
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-    let room = b.create_room(&alice, "handover").await;
+    let room = b.create_room(&alice, "handover", &[]).await;
     for mate in ["bob", "carol"] {
         let added = reqwest::Client::new()
             .post(b.url(&format!("/api/chat/rooms/{room}/members")))

@@ -5,8 +5,8 @@
 //! nothing: its one-statement check sees every committed removal, but a
 //! notice checked just before one may reach the room just after it.)
 
-use crate::helpers::{Backend, TestApp, admin, on_both_stores, user};
 use crate::polling::poll_all;
+use crate::support::{Backend, TestApp, admin, on_both_stores, user};
 use reqwest::StatusCode;
 use serde_json::json;
 

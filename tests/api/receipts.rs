@@ -2,7 +2,7 @@
 //! events keep it current, so a client shows "seen" with no request per
 //! message; the listing's ETag changes with another reader's cursor.
 
-use crate::helpers::{Backend, TestApp, admin, on_both_stores, user};
+use crate::support::{Backend, TestApp, admin, on_both_stores, user};
 use reqwest::StatusCode;
 use serde_json::json;
 

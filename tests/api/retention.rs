@@ -3,7 +3,7 @@
 //! so the resume check's boundary stays exact (an older id gets `reset`, a
 //! kept one resumes).
 
-use crate::helpers::{Backend, ServerProcess, SharedDb, WAIT, admin, on_both_stores};
+use crate::support::{Backend, ServerProcess, SharedDb, WAIT, admin, on_both_stores};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
@@ -136,10 +136,10 @@ async fn purging_a_million_old_events_in_batches_keeps_posts_fast_and_the_resume
     // same time, so the machine's noise in that window (the tests beside
     // this one) is measured too, not only the quieter minute after it.
     let control = ServerProcess::start(&backend, &[]).await;
-    let control_room = control.create_room(&admin("writer"), "control").await;
+    let control_room = control.create_room(&admin("writer"), "control", &[]).await;
     let server = ServerProcess::start_on(&db, 0, &[]).await;
     let started = Instant::now();
-    let room = server.create_room(&admin("writer"), "busy").await;
+    let room = server.create_room(&admin("writer"), "busy", &[]).await;
     let purging = Arc::new(AtomicBool::new(false));
     let during = post_until(&server, &room, 10, &purging);
     let beside = post_until(&control, &control_room, 10, &purging);

@@ -1,7 +1,7 @@
 //! Rooms: who sees what (a room you may not see is exactly as absent as one
 //! that does not exist), membership, and listing in pages.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, send, user};
+use crate::support::{Backend, TestApp, admin, assert_error, on_both_stores, send, user};
 use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

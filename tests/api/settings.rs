@@ -2,7 +2,7 @@
 //! development conveniences anywhere but a loopback address, and production
 //! without the issuer and audience its tokens must carry.
 
-use crate::helpers::{SECRET, WAIT, serving_address};
+use crate::support::{SECRET, WAIT, serving_address};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -1,7 +1,7 @@
 //! Live streams: who hears what, heartbeats, resuming by id, resets, and the
 //! ends a stream may come to (removal, token expiry, limits).
 
-use crate::helpers::{
+use crate::support::{
     Backend, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, retry_after, send, sign,
     unix_now, user,
 };

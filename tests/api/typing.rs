@@ -2,7 +2,7 @@
 //! instance; never logged, replayed or unread; only from someone who may
 //! see the room, and rate-limited.
 
-use crate::helpers::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::support::{Backend, TestApp, admin, assert_error, on_both_stores, user};
 use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;

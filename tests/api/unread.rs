@@ -1,7 +1,7 @@
 //! Unread counts: messages above the caller's cursor that others wrote; posting
 //! moves the author's cursor; marking read only moves forward and is clamped.
 
-use crate::helpers::{Backend, TestApp, admin, on_both_stores, user};
+use crate::support::{Backend, TestApp, admin, on_both_stores, user};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};

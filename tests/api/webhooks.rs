@@ -4,7 +4,9 @@
 //! that give up and a resume that goes on; internal addresses refused; and
 //! the unseen notice, raised when it should be and only then.
 
-use crate::helpers::{Backend, TestApp, WAIT, admin, assert_error, on_both_stores, user};
+use crate::support::{
+    Backend, TestApp, WAIT, admin, assert_error, count_rows, on_both_stores, user,
+};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -495,14 +497,14 @@ async fn retention_keeps_what_an_active_webhook_has_yet_to_deliver(backend: Back
     app.execute("UPDATE events SET created_at = 0").await;
     let older = format!("SELECT COUNT(*) FROM events WHERE id <= {cursor}");
     let purge = tokio::time::timeout(2 * WAIT, async {
-        while app.count_rows(&older).await > 0 {
+        while count_rows(app.database_url(), &older).await > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
     assert!(purge.is_ok(), "the acknowledged events were never purged");
     let held = format!("SELECT COUNT(*) FROM events WHERE id > {cursor}");
-    assert_eq!(app.count_rows(&held).await, 3);
+    assert_eq!(count_rows(app.database_url(), &held).await, 3);
 
     receiver.answer(Answer::Ok);
     let events = receiver.wait_for_events(3).await;
@@ -542,7 +544,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure() {
 
 /// In a server process of its own: the metrics recorder is the process's.
 async fn metrics_count_deliveries_by_outcome_retries_and_the_lag(backend: Backend) {
-    use crate::helpers::{Scrape, ServerProcess, send};
+    use crate::support::{Scrape, ServerProcess, send};
     let env = [
         ("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true"),
         ("CHAT_WEBHOOK_RETRY_MAX_INTERVAL", "1s"),
@@ -559,9 +561,11 @@ async fn metrics_count_deliveries_by_outcome_retries_and_the_lag(backend: Backen
     assert_eq!(status, StatusCode::CREATED, "{hook}");
     let webhook = hook["id"].as_str().unwrap();
     let alice = user("alice");
-    let room = server.create_room(&alice, "room").await;
+    let room = server.create_room(&alice, "room", &[]).await;
     receiver.answer(Answer::Status(500));
-    let (status, _) = server.post(&alice, &room, json!({"body": "counted"})).await;
+    let (status, _) = server
+        .post_message(&alice, &room, json!({"body": "counted"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     receiver
         .wait_until("two failed attempts", |d| d.len() >= 2)
@@ -601,7 +605,7 @@ async fn metrics_count_deliveries_by_outcome_retries_and_the_lag(backend: Backen
 async fn a_clean_shutdown_saves_what_was_delivered_so_the_next_instance_repeats_nothing(
     backend: Backend,
 ) {
-    use crate::helpers::{ServerProcess, SharedDb, count_rows, send};
+    use crate::support::{ServerProcess, SharedDb, count_rows, send};
     use std::sync::atomic::{AtomicBool, Ordering};
     let db = SharedDb::create(&backend).await;
     let env = [("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true")];
@@ -616,7 +620,7 @@ async fn a_clean_shutdown_saves_what_was_delivered_so_the_next_instance_repeats_
     .await;
     assert_eq!(status, StatusCode::CREATED, "{hook}");
     let alice = user("alice");
-    let room = server.create_room(&alice, "room").await;
+    let room = server.create_room(&alice, "room", &[]).await;
     // Posting on while the server stops: the dispatcher is never idle, so
     // only the shutdown saves its last deliveries (it saves once a second
     // while busy).
@@ -850,7 +854,7 @@ async fn an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_onlin
         ]
     );
     assert_eq!(
-        app.count_rows("SELECT COUNT(*) FROM unseen_notices").await,
+        count_rows(app.database_url(), "SELECT COUNT(*) FROM unseen_notices").await,
         2
     );
     drop(dave);
@@ -960,7 +964,7 @@ fn delivered_messages(receiver: &Receiver) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_a_killed_dispatchers_webhooks_are_taken_over_within_the_lease_and_nothing_is_skipped()
  {
-    use crate::helpers::{ServerProcess, SharedDb, send};
+    use crate::support::{ServerProcess, SharedDb, send};
     let Some(backend) = Backend::postgres() else {
         return;
     };
@@ -986,12 +990,12 @@ async fn on_postgresql_a_killed_dispatchers_webhooks_are_taken_over_within_the_l
     first.wait_for_log(taken).await;
     let second = ServerProcess::start_on(&db, 0, &env).await;
     let alice = user("alice");
-    let room = first.create_room(&alice, "room").await;
+    let room = first.create_room(&alice, "room", &[]).await;
     let mut sent = Vec::new();
     for n in 0..60 {
         let server = if n % 2 == 0 { &first } else { &second };
         let (status, message) = server
-            .post(&alice, &room, json!({"body": format!("before {n}")}))
+            .post_message(&alice, &room, json!({"body": format!("before {n}")}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         sent.push(message["id"].as_str().unwrap().to_owned());
@@ -1002,7 +1006,7 @@ async fn on_postgresql_a_killed_dispatchers_webhooks_are_taken_over_within_the_l
     first.kill();
     for n in 0..60 {
         let (status, message) = second
-            .post(&alice, &room, json!({"body": format!("after {n}")}))
+            .post_message(&alice, &room, json!({"body": format!("after {n}")}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{message}");
         sent.push(message["id"].as_str().unwrap().to_owned());

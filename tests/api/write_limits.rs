@@ -1,7 +1,7 @@
 //! Per-user limits on writes, so one user cannot flood a room that thousands
 //! watch; and the longest a token may live.
 
-use crate::helpers::{
+use crate::support::{
     Backend, SECRET, TestApp, admin, assert_error, on_both_stores, retry_after, send, sign,
     unix_now, user,
 };

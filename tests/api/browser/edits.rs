@@ -4,8 +4,8 @@
 //! shows in the admin panel, each side sees when the other has read, and a
 //! refused edit says why.
 
-use super::{Browser, SERVER_ENV, TIMINGS, create_room_with_message, post};
-use crate::helpers::{Backend, ServerProcess, user};
+use super::{Browser, SERVER_ENV, TIMINGS, create_room_with_message, this_test};
+use crate::support::{Backend, ServerProcess, user};
 use fantoccini::Locator;
 use fantoccini::wd::WindowHandle;
 use serde_json::json;
@@ -63,15 +63,16 @@ async fn edit_to(browser: &Browser, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_deleted_in_the_admin_panel_is_a_tombstone_live_in_the_widget_and_after_a_reload()
 {
-    let test =
-        "a_message_deleted_in_the_admin_panel_is_a_tombstone_live_in_the_widget_and_after_a_reload";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
     let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
     let alice = user("alice");
     let room = create_room_with_message(&server, &alice, "Hello").await;
-    let secret = post(&server, &alice, &room, "my card is 4111 1111 1111 1111").await;
+    let secret = server
+        .send(&alice, &room, "my card is 4111 1111 1111 1111")
+        .await;
     let (admin_tab, widget_tab) = admin_and_a_tab(&browser, &server).await;
 
     switch(&browser, &widget_tab).await;
@@ -154,7 +155,7 @@ async fn a_message_deleted_in_the_admin_panel_is_a_tombstone_live_in_the_widget_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_shows_seen_once_the_agent_opens_the_room_and_the_admin_once_the_customer_sees_the_reply()
  {
-    let test = "the_widget_shows_seen_once_the_agent_opens_the_room_and_the_admin_once_the_customer_sees_the_reply";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -248,14 +249,14 @@ async fn the_widget_shows_seen_once_the_agent_opens_the_room_and_the_admin_once_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_and_a_deletion_in_the_widget_show_live_in_the_admin_panel() {
-    let test = "an_edit_and_a_deletion_in_the_widget_show_live_in_the_admin_panel";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
     let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
     let alice = user("alice");
     let room = create_room_with_message(&server, &alice, "Hello").await;
-    let typo = post(&server, &alice, &room, "I ned help").await;
+    let typo = server.send(&alice, &room, "I ned help").await;
     let (admin_tab, widget_tab) = admin_and_a_tab(&browser, &server).await;
     open_room_in_admin(
         &browser,
@@ -337,7 +338,7 @@ async fn an_edit_and_a_deletion_in_the_widget_show_live_in_the_admin_panel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_the_server_refuses_says_why_and_leaves_the_message_as_it_was() {
-    let test = "an_edit_the_server_refuses_says_why_and_leaves_the_message_as_it_was";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -349,7 +350,7 @@ async fn an_edit_the_server_refuses_says_why_and_leaves_the_message_as_it_was() 
     .await;
     let alice = user("alice");
     let room = create_room_with_message(&server, &alice, "Hello").await;
-    let message = post(&server, &alice, &room, "too late to fix").await;
+    let message = server.send(&alice, &room, "too late to fix").await;
     browser
         .goto(&server.url(&format!("/widget?user=alice&{TIMINGS}")))
         .await;

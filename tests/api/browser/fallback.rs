@@ -3,9 +3,9 @@
 //! lost after the server stored a post, a silent stream, a network that goes
 //! and comes back, and one stream shared by several tabs.
 
-use super::{BehindProxy, TIMINGS, TOTAL, badge, create_room, post, stored_times};
-use crate::helpers::{WAIT, admin, send};
-use crate::proxy::Streams;
+use super::{BehindProxy, TIMINGS, TOTAL, badge, stored_times, this_test};
+use crate::support::proxy::Streams;
+use crate::support::{WAIT, admin, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ async fn delivered(browser: &super::Browser) -> Vec<Value> {
 }
 
 /// Every event the agent may see after `after`, by the store's own log.
-async fn agents_log(server: &crate::helpers::ServerProcess, after: &str) -> Vec<Value> {
+async fn agents_log(server: &crate::support::ServerProcess, after: &str) -> Vec<Value> {
     let (status, page) = send(
         reqwest::Client::new()
             .get(server.url(&format!("/api/chat/events?after={after}&wait=0&limit=500")))
@@ -39,8 +39,7 @@ async fn agents_log(server: &crate::helpers::ServerProcess, after: &str) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_streams_again_after() {
-    let test =
-        "behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_streams_again_after";
+    let test = &this_test();
     let Some(BehindProxy {
         browser,
         server,
@@ -51,7 +50,7 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
     else {
         return;
     };
-    let other = create_room(&server, &alice, "Another order", &["bob"]).await;
+    let other = server.create_room(&alice, "Another order", &["bob"]).await;
     browser
         .click(&format!("[data-room-id='{room}'] button"))
         .await;
@@ -65,7 +64,7 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
     proxy.streams(Streams::Buffer);
     browser.status_is("polling").await;
     let quickly = Duration::from_millis(2_500);
-    post(&server, &alice, &room, "while buffered").await;
+    server.send(&alice, &room, "while buffered").await;
     let took = browser
         .wait_within(
             quickly,
@@ -74,7 +73,7 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
         )
         .await;
     eprintln!("a message reached the open conversation {took:?} after its post");
-    post(&server, &alice, &other, "in the other room").await;
+    server.send(&alice, &other, "in the other room").await;
     browser
         .wait_within(
             quickly,
@@ -121,7 +120,7 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
     // The proxy stops buffering: the stream comes back, polling stops.
     proxy.streams(Streams::Pass);
     browser.status_is("live").await;
-    post(&server, &alice, &room, "streamed again").await;
+    server.send(&alice, &room, "streamed again").await;
     browser
         .wait_for(
             "the message by stream",
@@ -152,8 +151,7 @@ async fn behind_a_buffering_proxy_the_admin_long_polls_every_event_once_and_stre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and_in_the_store() {
-    let test =
-        "a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and_in_the_store";
+    let test = &this_test();
     let Some(BehindProxy {
         browser,
         server,
@@ -223,7 +221,7 @@ async fn a_send_whose_answer_is_lost_is_retried_and_shows_once_on_both_pages_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_reconnects_a_stream_that_went_silent() {
-    let test = "the_watchdog_reconnects_a_stream_that_went_silent";
+    let test = &this_test();
     let Some(BehindProxy {
         browser,
         server,
@@ -241,7 +239,7 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
     browser.run(statuses).await;
     // A message after the stream's first bytes proves the path passes data
     // as it comes; a stream frozen before that would rightly count as held.
-    post(&server, &alice, &room, "sent while working").await;
+    server.send(&alice, &room, "sent while working").await;
     browser
         .wait_for(
             "the stream to carry a message",
@@ -252,7 +250,7 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
     // without closing: only the watchdog can tell.
     let opens = proxy.stream_opens();
     proxy.freeze_open_streams();
-    post(&server, &alice, &room, "sent while silent").await;
+    server.send(&alice, &room, "sent while silent").await;
     browser
         .wait_for(
             "the message sent during the silence, by a new stream",
@@ -272,7 +270,7 @@ async fn the_watchdog_reconnects_a_stream_that_went_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_network_comes_back_the_page_is_live_again_within_five_seconds() {
-    let test = "when_the_network_comes_back_the_page_is_live_again_within_five_seconds";
+    let test = &this_test();
     // The pages' own timings: only the server's heartbeat is short.
     let Some(BehindProxy {
         browser,
@@ -295,7 +293,7 @@ async fn when_the_network_comes_back_the_page_is_live_again_within_five_seconds(
         )
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await; // a failed poll or two
-    post(&server, &alice, &room, "sent while down").await;
+    server.send(&alice, &room, "sent while down").await;
     proxy.down(false);
     // The probe interval (5 s, jittered below), and the stream's first bytes.
     let back = browser
@@ -315,7 +313,7 @@ async fn when_the_network_comes_back_the_page_is_live_again_within_five_seconds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
-    let test = "three_admin_tabs_share_one_stream_and_hand_it_over_without_loss";
+    let test = &this_test();
     let Some(BehindProxy {
         browser,
         server,
@@ -337,7 +335,7 @@ async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
     }
     assert_eq!(proxy.open_streams(), 1, "three tabs, one stream");
 
-    post(&server, &alice, &room, "two").await;
+    server.send(&alice, &room, "two").await;
     let mut leader = None;
     for tab in &tabs {
         browser.client.switch_to_window(tab.clone()).await.unwrap();
@@ -361,8 +359,8 @@ async fn three_admin_tabs_share_one_stream_and_hand_it_over_without_loss() {
         .await
         .unwrap();
     browser.client.close_window().await.unwrap();
-    post(&server, &alice, &room, "three").await;
-    post(&server, &alice, &room, "four").await;
+    server.send(&alice, &room, "three").await;
+    server.send(&alice, &room, "four").await;
     let rest: Vec<_> = tabs.into_iter().filter(|tab| *tab != leader).collect();
     for tab in &rest {
         browser.client.switch_to_window(tab.clone()).await.unwrap();

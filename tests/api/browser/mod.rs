@@ -17,10 +17,8 @@ mod presence;
 mod rolling_restart;
 mod rooms_deleted;
 
-use crate::helpers::{
-    Backend, HELPER_ADMIN, ServerProcess, WAIT, admin, claims, free_port, send, user,
-};
-use crate::proxy::Proxy;
+use crate::support::proxy::Proxy;
+use crate::support::{Backend, ServerProcess, WAIT, free_port, send, user};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -233,56 +231,18 @@ pub fn badge(room: &str) -> String {
 /// The admin header's total.
 pub const TOTAL: &str = "document.getElementById('total').textContent";
 
-pub async fn create_room(
-    server: &ServerProcess,
-    token: &str,
-    name: &str,
-    members: &[&str],
-) -> String {
-    // Only admins put others into rooms: a user's room gets them from one.
-    let by_admin = claims(token)["role"] == "admin";
-    let named = if by_admin { members } else { &[] };
-    let (status, room) = send(
-        reqwest::Client::new()
-            .post(server.url("/api/chat/rooms"))
-            .bearer_auth(token)
-            .json(&json!({"name": name, "memberIds": named})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{room}");
-    let room = room["id"].as_str().unwrap().to_owned();
-    if !by_admin {
-        for member in members {
-            let (status, body) = send(
-                reqwest::Client::new()
-                    .post(server.url(&format!("/api/chat/rooms/{room}/members")))
-                    .bearer_auth(admin(HELPER_ADMIN))
-                    .json(&json!({"userId": member})),
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "adding {member}: {body}");
-        }
-    }
-    room
+/// The running test's name, for its artifacts: libtest names each test's
+/// thread after it (with its module path, which this leaves out).
+pub fn this_test() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("browser-test");
+    name.rsplit("::").next().unwrap_or(name).to_owned()
 }
 
 pub async fn create_room_with_message(server: &ServerProcess, token: &str, body: &str) -> String {
-    let room = create_room(server, token, "Where is my parcel?", &[]).await;
-    post(server, token, &room, body).await;
+    let room = server.create_room(token, "Where is my parcel?", &[]).await;
+    server.send(token, &room, body).await;
     room
-}
-
-/// Posts `body` to `room`; the stored message.
-pub async fn post(server: &ServerProcess, token: &str, room: &str, body: &str) -> Value {
-    let (status, message) = send(
-        reqwest::Client::new()
-            .post(server.url(&format!("/api/chat/rooms/{room}/messages")))
-            .bearer_auth(token)
-            .json(&json!({"body": body})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{message}");
-    message
 }
 
 /// A JSON GET against the server, asserting success.

@@ -3,8 +3,8 @@
 //! the package installed from a packed tarball as an app would; and an app
 //! on another origin that imports the package by name in a browser.
 
-use super::{SERVER_ENV, required, web_packages_installed};
-use crate::helpers::{Backend, ServerProcess, user};
+use super::{SERVER_ENV, required, this_test, web_packages_installed};
+use crate::support::{Backend, ServerProcess, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_package_passes_its_tests_under_node_against_a_real_server() {
@@ -86,7 +86,7 @@ async fn serve_app() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_on_another_origin_imports_the_installed_package_by_name_and_chats_live() {
-    let test = "an_app_on_another_origin_imports_the_installed_package_by_name_and_chats_live";
+    let test = &this_test();
     if !web_packages_installed(test) {
         return;
     }
@@ -105,7 +105,7 @@ async fn an_app_on_another_origin_imports_the_installed_package_by_name_and_chat
     )
     .await;
     let alice = user("alice");
-    let room = super::create_room(&server, &alice, "From an app", &["agent"]).await;
+    let room = server.create_room(&alice, "From an app", &["agent"]).await;
     browser
         .goto(&format!(
             "{app}/?server={}&token={alice}&roomId={room}",
@@ -118,7 +118,9 @@ async fn an_app_on_another_origin_imports_the_installed_package_by_name_and_chat
             "document.getElementById('status').textContent === 'live'",
         )
         .await;
-    super::post(&server, &user("agent"), &room, "hello from support").await;
+    server
+        .send(&user("agent"), &room, "hello from support")
+        .await;
     browser
         .wait_for(
             "the message and the unread count",

@@ -5,11 +5,11 @@
 //! an accessibility check.
 
 use super::{
-    BehindProxy, Browser, SERVER_ENV, TIMINGS, TOTAL, badge, create_room, create_room_with_message,
-    get, post, stored_times, web_packages_installed,
+    BehindProxy, Browser, SERVER_ENV, TIMINGS, TOTAL, badge, create_room_with_message, get,
+    stored_times, this_test, web_packages_installed,
 };
-use crate::helpers::{Backend, ServerProcess, SharedDb, admin, free_port, user};
-use crate::proxy::Proxy;
+use crate::support::proxy::Proxy;
+use crate::support::{Backend, ServerProcess, SharedDb, admin, free_port, user};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_counts_in_the_admin_badge_and_total_and_opening_the_room_reads_it() {
-    let test = "a_message_counts_in_the_admin_badge_and_total_and_opening_the_room_reads_it";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -80,7 +80,7 @@ async fn a_message_counts_in_the_admin_badge_and_total_and_opening_the_room_read
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_widget_user_and_an_admin_talk_live_and_the_widget_keeps_one_room() {
-    let test = "a_widget_user_and_an_admin_talk_live_and_the_widget_keeps_one_room";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -179,7 +179,7 @@ async fn a_widget_user_and_an_admin_talk_live_and_the_widget_keeps_one_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_arrives_while_the_conversation_loads_stays_in_it() {
-    let test = "a_message_that_arrives_while_the_conversation_loads_stays_in_it";
+    let test = &this_test();
     let Some(BehindProxy {
         browser,
         server,
@@ -196,7 +196,7 @@ async fn a_message_that_arrives_while_the_conversation_loads_stays_in_it() {
     browser
         .click(&format!("[data-room-id='{room}'] button"))
         .await;
-    post(&server, &alice, &room, "while loading").await;
+    server.send(&alice, &room, "while loading").await;
     browser
         .wait_for(
             "the live message, shown while the history loads",
@@ -217,7 +217,7 @@ async fn a_message_that_arrives_while_the_conversation_loads_stays_in_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_a_reload() {
-    let test = "after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_a_reload";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -238,7 +238,7 @@ async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_
     browser
         .click(&format!("[data-room-id='{room}'] button"))
         .await;
-    post(&server, &alice, &room, "before 2").await;
+    server.send(&alice, &room, "before 2").await;
     browser
         .wait_for(
             "two messages",
@@ -252,7 +252,7 @@ async fn after_a_sigkill_and_restart_the_admin_shows_every_message_once_without_
     server.kill();
     browser.status_is("reconnecting").await;
     for n in 1..=3 {
-        post(&during, &alice, &room, &format!("during {n}")).await;
+        during.send(&alice, &room, &format!("during {n}")).await;
     }
     let _restarted = ServerProcess::start_on(&db, port, &SERVER_ENV).await;
     browser.status_is("live").await;
@@ -313,7 +313,7 @@ async fn unread_in_store(server: &ServerProcess) -> (HashMap<String, i64>, i64) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_panel_keeps_a_thousand_rooms_their_badges_and_the_total_exact() {
-    let test = "the_admin_panel_keeps_a_thousand_rooms_their_badges_and_the_total_exact";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -324,9 +324,9 @@ async fn the_admin_panel_keeps_a_thousand_rooms_their_badges_and_the_total_exact
         .map(|n| {
             let (server, alice) = (&server, &alice);
             async move {
-                let room = create_room(server, alice, &format!("Room {n}"), &[]).await;
+                let room = server.create_room(alice, &format!("Room {n}"), &[]).await;
                 for m in 0..n % 3 {
-                    post(server, alice, &room, &format!("message {m}")).await;
+                    server.send(alice, &room, &format!("message {m}")).await;
                 }
                 room
             }
@@ -358,7 +358,7 @@ async fn the_admin_panel_keeps_a_thousand_rooms_their_badges_and_the_total_exact
 
     // A live message in the room at the very end of the list (page 2 of the listing).
     let oldest = &rooms[0];
-    post(&server, &alice, oldest, "news in the oldest room").await;
+    server.send(&alice, oldest, "news in the oldest room").await;
     browser
         .wait_for(
             "the oldest room to come first, counted",
@@ -379,7 +379,7 @@ async fn the_admin_panel_keeps_a_thousand_rooms_their_badges_and_the_total_exact
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_first_snapshot_is_retried_with_backoff_and_the_page_says_so() {
-    let test = "a_failed_first_snapshot_is_retried_with_backoff_and_the_page_says_so";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -402,7 +402,7 @@ async fn a_failed_first_snapshot_is_retried_with_backoff_and_the_page_says_so() 
             .await;
         let started = std::time::Instant::now();
         while proxy.room_polls() < refused_before + 2 {
-            assert!(started.elapsed() < crate::helpers::WAIT, "it did not retry");
+            assert!(started.elapsed() < crate::support::WAIT, "it did not retry");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         proxy.refuse_listing(false);
@@ -422,7 +422,7 @@ async fn a_failed_first_snapshot_is_retried_with_backoff_and_the_page_says_so() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsent_message_stays_in_the_box_with_a_retry_that_stores_it_once() {
-    let test = "an_unsent_message_stays_in_the_box_with_a_retry_that_stores_it_once";
+    let test = &this_test();
     let timings = format!("{TIMINGS}&sendAttempts=2");
     let Some(BehindProxy {
         browser,
@@ -489,21 +489,17 @@ async fn an_unsent_message_stays_in_the_box_with_a_retry_that_stores_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_conversation_opens_at_the_newest_loads_older_on_scroll_and_keeps_the_input_on_screen()
  {
-    let test = "a_long_conversation_opens_at_the_newest_loads_older_on_scroll_and_keeps_the_input_on_screen";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
     let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
     let alice = user("alice");
-    let room = create_room(&server, &alice, "A long one", &[]).await;
+    let room = server.create_room(&alice, "A long one", &[]).await;
     for n in 1..=120 {
-        post(
-            &server,
-            &alice,
-            &room,
-            &format!("message {n}\nwith a second line"),
-        )
-        .await;
+        server
+            .send(&alice, &room, &format!("message {n}\nwith a second line"))
+            .await;
     }
     let on_screen = r#"
         const rect = (el) => el.getBoundingClientRect();
@@ -558,7 +554,7 @@ async fn a_long_conversation_opens_at_the_newest_loads_older_on_scroll_and_keeps
                     break;
                 }
                 assert!(
-                    started.elapsed() < crate::helpers::WAIT,
+                    started.elapsed() < crate::support::WAIT,
                     "older messages did not load"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -588,7 +584,7 @@ async fn a_long_conversation_opens_at_the_newest_loads_older_on_scroll_and_keeps
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_moves_focus_to_the_message_box() {
-    let test = "signing_in_moves_focus_to_the_message_box";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };
@@ -621,7 +617,7 @@ async fn signing_in_moves_focus_to_the_message_box() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_pages_pass_an_accessibility_check_with_no_serious_violation() {
-    let test = "both_pages_pass_an_accessibility_check_with_no_serious_violation";
+    let test = &this_test();
     if !web_packages_installed(test) {
         return;
     }
@@ -635,7 +631,9 @@ async fn both_pages_pass_an_accessibility_check_with_no_serious_violation() {
     let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
     let alice = user("alice");
     let room = create_room_with_message(&server, &alice, "Hello").await;
-    post(&server, &admin("agent"), &room, "Hi, how can I help?").await;
+    server
+        .send(&admin("agent"), &room, "Hi, how can I help?")
+        .await;
     let admin_page = format!("/admin?user=agent&role=admin&{TIMINGS}");
     let widget_page = format!("/widget?user=alice&{TIMINGS}");
     for (page, url) in [

@@ -4,8 +4,10 @@
 //! instance sees the customer come online and go offline on another
 //! (PostgreSQL, which carries signals between instances).
 
-use super::{Browser, SERVER_ENV, admin_with_room_open, alices_widget, create_room_with_message};
-use crate::helpers::{Backend, ServerProcess, SharedDb, user};
+use super::{
+    Browser, SERVER_ENV, admin_with_room_open, alices_widget, create_room_with_message, this_test,
+};
+use crate::support::{Backend, ServerProcess, SharedDb, user};
 use fantoccini::Locator;
 use std::time::Duration;
 
@@ -35,7 +37,7 @@ fn open_dot(online: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_in_the_widget_shows_in_the_admin_panel_and_goes_away_by_itself() {
-    let test = "typing_in_the_widget_shows_in_the_admin_panel_and_goes_away_by_itself";
+    let test = &this_test();
     // Two browsers, so that neither page loses the focus to the other (a
     // blur would stop the typing at once, not by expiry).
     let Some(agent) = Browser::start(test).await else {

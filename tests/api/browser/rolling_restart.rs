@@ -3,16 +3,15 @@
 //! shows every acknowledged message once, in order, with exact badges,
 //! without a reload (issue 14, point 2).
 
-use super::{Browser, TIMINGS, TOTAL, badge};
-use crate::helpers::{send, user};
+use super::{Browser, TIMINGS, TOTAL, badge, this_test};
 use crate::real_proxies::rolling_restart::{Acked, Pair, Writer};
+use crate::support::{send, user};
 use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_rolling_restart_behind_nginx_the_admin_shows_every_acknowledged_message_once() {
-    let test = "browser::rolling_restart::\
-        through_a_rolling_restart_behind_nginx_the_admin_shows_every_acknowledged_message_once";
+    let test = &this_test();
     let Some(browser) = Browser::start(test).await else {
         return;
     };

@@ -7,10 +7,10 @@
 
 use super::{
     Browser, SERVER_ENV, TIMINGS, TOTAL, admin_with_room_open, alices_widget, badge,
-    create_room_with_message,
+    create_room_with_message, this_test,
 };
-use crate::helpers::{Backend, ServerProcess, admin, send, user};
-use crate::proxy::Proxy;
+use crate::support::proxy::Proxy;
+use crate::support::{Backend, ServerProcess, admin, send, user};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -51,7 +51,7 @@ async fn room_status(server: &ServerProcess, token: &str, room: &str) -> StatusC
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_another_admin_deletes_leaves_the_admin_list_live_and_its_widget_says_it_was_deleted()
  {
-    let test = "a_room_another_admin_deletes_leaves_the_admin_list_live_and_its_widget_says_it_was_deleted";
+    let test = &this_test();
     // The agent's browser and the customer's, each its own sign-in.
     let Some(agent) = Browser::start(test).await else {
         return;
@@ -174,7 +174,7 @@ async fn a_room_another_admin_deletes_leaves_the_admin_list_live_and_its_widget_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_deletes_the_open_conversation_after_a_question_in_place_and_every_admin_panel_drops_it()
  {
-    let test = "an_admin_deletes_the_open_conversation_after_a_question_in_place_and_every_admin_panel_drops_it";
+    let test = &this_test();
     let Some(deleting) = Browser::start(test).await else {
         return;
     };

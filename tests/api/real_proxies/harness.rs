@@ -1,7 +1,7 @@
 //! The real proxies as child processes: `deploy/`'s config filled in, run in
 //! the foreground on a free port, waited for, and killed by PID on drop.
 
-use crate::helpers::{WAIT, free_port};
+use crate::support::{WAIT, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 mod harness;
 pub mod rolling_restart;
 
-use crate::helpers::{Backend, EventStream, ServerProcess, WAIT, send, stream_request, user};
+use crate::support::{Backend, EventStream, ServerProcess, WAIT, send, stream_request, user};
 use futures::StreamExt;
 use harness::{Kind, Proxy};
 use reqwest::StatusCode;

@@ -11,7 +11,7 @@
 //! browser's rolling-restart test too (`browser::rolling_restart`).
 
 use super::harness::{Kind, Proxy};
-use crate::helpers::{
+use crate::support::{
     Backend, HELPER_ADMIN, ServerProcess, SharedDb, WAIT, admin, claims, stream_request, user,
 };
 use futures::StreamExt;
@@ -81,7 +81,7 @@ impl Pair {
         ];
         let mut instances = Vec::new();
         for name in ["A", "B"] {
-            let port = crate::helpers::free_port();
+            let port = crate::support::free_port();
             let server = ServerProcess::start_on(&db, port, &borrowed(&env)).await;
             instances.push(Instance { name, port, server });
         }
@@ -678,7 +678,7 @@ async fn fifty_streams_get_every_acknowledged_message_once_in_order_through_a_ro
     let writer = user("writer");
     let rooms = create_rooms(&http, &pair, &writer).await;
     let (status, snapshot) =
-        crate::helpers::send(http.get(pair.url("/api/chat/rooms")).bearer_auth(&writer)).await;
+        crate::support::send(http.get(pair.url("/api/chat/rooms")).bearer_auth(&writer)).await;
     assert_eq!(status, StatusCode::OK, "{snapshot}");
     let start = snapshot["lastEventId"].as_str().expect("an id").to_owned();
 
@@ -790,7 +790,7 @@ async fn create_rooms(http: &reqwest::Client, pair: &Pair, writer: &str) -> Vec<
         // Only admins put others into rooms: one makes the writer's.
         let writer_id = claims(writer)["sub"].as_str().expect("a sub").to_owned();
         let members: Vec<String> = std::iter::once(writer_id).chain(members).collect();
-        let (status, room) = crate::helpers::send(
+        let (status, room) = crate::support::send(
             http.post(pair.url("/api/chat/rooms"))
                 .bearer_auth(admin(HELPER_ADMIN))
                 .json(&json!({"name": format!("room {r}"), "memberIds": members})),

@@ -3,7 +3,7 @@
 //! binaries `.ci/run` installs; as root, `initdb` and `postgres` run as the
 //! `postgres` user through `setpriv`, which execs, so the child is the server.
 
-use crate::helpers::{REQUIRE_POSTGRES, WAIT, free_port};
+use crate::support::{REQUIRE_POSTGRES, WAIT, free_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
