@@ -5,7 +5,7 @@
 //!
 //! Every change also appends its event to the event log, in the same
 //! transaction, under ids that become visible in the order they are given
-//! (see `sql.rs`): the log is what live streams relay and resume from.
+//! (see `sql/mod.rs`): the log is what live streams relay and resume from.
 
 mod cluster;
 mod erasure;
@@ -20,8 +20,8 @@ mod webhooks;
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 pub use measured::Measured;
-pub use postgres::{PgStore, REPLAY_QUERIES as PG_REPLAY_QUERIES};
-pub use sqlite::{REPLAY_QUERIES as SQLITE_REPLAY_QUERIES, SqliteStore};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 pub use webhooks::{
     Cursors, Failure, LoggedEvent, NewNotice, NewWebhook, Notice, Reader, UNSEEN, Webhook,
     WebhookChange, WebhookState, WebhookStore,
@@ -178,6 +178,21 @@ pub struct ReplayQueries {
     pub all: &'static str,
     pub room: &'static str,
     pub member: &'static str,
+}
+
+impl ReplayQueries {
+    pub fn of(backend: Backend) -> Self {
+        use sql::Dialect;
+        let member = match backend {
+            Backend::Sqlite => sqlx::Sqlite::queries(),
+            Backend::Postgres => sqlx::Postgres::queries(),
+        };
+        Self {
+            all: sql::queries::EVENTS_ALL,
+            room: sql::queries::EVENTS_OF_ROOM,
+            member: member.events_of_member.as_str(),
+        }
+    }
 }
 
 /// Which ids the log can still replay.
@@ -636,12 +651,6 @@ fn initial_members<'a>(creator: &'a UserId, others: &'a [UserId]) -> Vec<&'a Use
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commits_notify_the_channel_instances_listen_on() {
-        let channel = format!("pg_notify('{}',", postgres::CHANNEL);
-        assert!(postgres::NOTIFY_EVENTS.contains(&channel));
-    }
 
     #[test]
     fn the_rooms_before_a_users_changes_undo_them_newest_first() {

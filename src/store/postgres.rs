@@ -4,29 +4,71 @@
 //! events notifies `chat_events` (the id only: payloads stay in the log), and
 //! every instance listens, so all of them relay every event.
 
-use super::group_commit::PostQueue;
+use super::sql::queries::Queries;
+use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
 use super::{OpenError, StoreOptions};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use crate::error::Result;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult};
+use sqlx::{Pool, Postgres};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
-pub struct PgStore {
-    /// Poked after every write commits, to wake this process's relay.
-    wake: Arc<Notify>,
-    pool: PgPool,
-    /// The relay's own connection (see `Store::relay_events_after`).
-    relay_pool: PgPool,
-    posts: PostQueue,
+pub type PgStore = SqlStore<Postgres>;
+
+/// The channel commits notify and instances listen on.
+const CHANNEL: &str = "chat_events";
+/// The channel of ephemeral signals, each with its payload.
+const SIGNALS: &str = "chat_signals";
+
+impl RowsAffected for PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        PgQueryResult::rows_affected(self)
+    }
 }
 
-/// Batch writers of posts. Several, so one batch is written while another commits.
-const POST_WRITERS: usize = 2;
+impl Dialect for Postgres {
+    /// Several, so one batch is written while another commits.
+    const POST_WRITERS: usize = 2;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// One snapshot for every statement of a listing, like SQLite's.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    /// Rows locked in the order they are read.
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    /// Creations count the endpoints one at a time (an arbitrary key of ours).
+    const LOCK_WEBHOOKS: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7163104836612961)");
+    const GREATEST: &'static str = "GREATEST";
+    const MEMBER_IDS: &'static str =
+        "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
+        FROM room_members WHERE room_id = r.id)";
+    const READ_CURSORS: &'static str =
+        "(SELECT COALESCE(json_object_agg(user_id, last_read_seq), '{}'::json)::text
+        FROM read_cursors WHERE room_id = r.id)";
+    /// Each room's scan stops at the limit (a lateral join).
+    const EVENTS_OF_ROOMS: &'static str =
+        "CROSS JOIN LATERAL (SELECT id, room_id, subject_id, data FROM events
+              WHERE room_id = mine.room_id AND id > $1 ORDER BY id LIMIT $3) AS e
+         ORDER BY e.id LIMIT $3";
 
-impl PgStore {
-    pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
+    fn json_values(parameter: u8) -> String {
+        format!("json_array_elements_text(${parameter}::json)")
+    }
+
+    /// The event's id only: payloads stay in the log.
+    fn notify_events() -> Option<&'static str> {
+        static NOTIFY_EVENTS: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT pg_notify('{CHANNEL}', CAST($1 AS TEXT))"));
+        Some(&NOTIFY_EVENTS)
+    }
+
+    fn queries() -> &'static Queries {
+        static QUERIES: LazyLock<Queries> = LazyLock::new(Queries::of::<Postgres>);
+        &QUERIES
+    }
+
+    async fn connect(options: &StoreOptions) -> Result<Pools<Self>, OpenError> {
         // Every query here is an index lookup whose best plan does not depend
         // on its parameters, and planning the listing's (JSON aggregates,
         // four joins) costs ~2.5 ms: left to choose, PostgreSQL kept planning
@@ -43,22 +85,11 @@ impl PgStore {
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
-        let posts = PostQueue::start(POST_WRITERS, {
-            let (pool, wake) = (pool.clone(), wake.clone());
-            move |batch| write_posts(pool.clone(), wake.clone(), batch)
-        });
-        Ok(Self {
-            wake,
-            pool,
-            relay_pool,
-            posts,
-        })
+        Ok(Pools { pool, relay_pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await
+    async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations/postgres").run(pool).await
     }
 
     /// Listens on `chat_events` for ever, waking `wake` on every notification.
@@ -68,12 +99,12 @@ impl PgStore {
     /// (`chat_signals`) carry their payload and are not in the log: one
     /// sent while the connection is down is gone, as ephemeral news may be.
     async fn watch_notifications(
-        &self,
+        pool: &Pool<Self>,
         wake: Arc<Notify>,
-        signals: tokio::sync::mpsc::Sender<String>,
+        signals: mpsc::Sender<String>,
     ) {
         loop {
-            match self.listen().await {
+            match listen(pool).await {
                 Ok(mut listener) => {
                     wake.notify_one();
                     // `Ok(None)` is a lost connection: reconnect ourselves, so
@@ -99,70 +130,21 @@ impl PgStore {
         }
     }
 
-    async fn listen(&self) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([CHANNEL, SIGNALS]).await?;
-        Ok(listener)
-    }
-
-    async fn notify_signals(&self, signals: &[String]) -> crate::error::Result<()> {
+    async fn notify_signals(pool: &Pool<Self>, signals: &[String]) -> Result<()> {
         if signals.is_empty() {
             return Ok(());
         }
         sqlx::query("SELECT pg_notify($1, signal) FROM unnest($2::text[]) AS signal")
             .bind(SIGNALS)
             .bind(signals)
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
         Ok(())
     }
 }
 
-/// The channel commits notify and instances listen on.
-pub(super) const CHANNEL: &str = "chat_events";
-/// What a commit that logged events sends on `CHANNEL` (a test in
-/// `store::tests` checks the name: `.ci/run` counts tests named
-/// `::postgres::` as the PostgreSQL run's).
-pub(super) const NOTIFY_EVENTS: &str = "SELECT pg_notify('chat_events', CAST($1 AS TEXT))";
-/// The channel of ephemeral signals, each with its payload.
-const SIGNALS: &str = "chat_signals";
-
-/// Begins a transaction that writes.
-async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin().await
-}
-
-super::sql::impl_store! {
-    store: PgStore,
-    database: Postgres,
-    connection: PgConnection,
-    member_ids: "(SELECT COALESCE(json_agg(user_id ORDER BY joined_at, user_id), '[]'::json)::text
-        FROM room_members WHERE room_id = r.id)",
-    read_cursors: "(SELECT COALESCE(json_object_agg(user_id, last_read_seq), '{}'::json)::text
-        FROM read_cursors WHERE room_id = r.id)",
-    greatest: "GREATEST",
-    insert_members: "INSERT INTO room_members (room_id, user_id, joined_at)
-        SELECT $1, m, $3 FROM json_array_elements_text($2::json) AS m",
-    // Each room's scan stops at the limit (a lateral join).
-    events_of_member: concat!(
-        "SELECT e.id, e.room_id, e.subject_id, e.data FROM ",
-        super::sql::member_replay_rooms!(),
-        " CROSS JOIN LATERAL (SELECT id, room_id, subject_id, data FROM events
-              WHERE room_id = mine.room_id AND id > $1 ORDER BY id LIMIT $3) AS e
-         ORDER BY e.id LIMIT $3"
-    ),
-    // One snapshot for every statement of a listing, like SQLite's.
-    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    // Rows locked in the order they are read.
-    lock_rows: " FOR UPDATE",
-    notify: Some(NOTIFY_EVENTS),
-}
-
-super::webhooks::impl_webhook_store! {
-    store: PgStore,
-    database: Postgres,
-    json_values: "json_array_elements_text($1::json)",
-    greatest: "GREATEST",
-    // Creations count the endpoints one at a time (an arbitrary key of ours).
-    lock_webhooks: Some("SELECT pg_advisory_xact_lock(7163104836612961)"),
+async fn listen(pool: &Pool<Postgres>) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, SIGNALS]).await?;
+    Ok(listener)
 }

@@ -4,7 +4,7 @@
 //! plan that prepared statements switch to as well as the custom one).
 
 use crate::support::{Backend, TestApp, on_both_stores};
-use chat_server::store::{PG_REPLAY_QUERIES, ReplayQueries, SQLITE_REPLAY_QUERIES};
+use chat_server::store::{self, ReplayQueries};
 use sqlx::{Connection, Row};
 
 on_both_stores!(every_stream_kinds_resume_is_planned_on_indexes_over_a_big_log);
@@ -94,7 +94,7 @@ async fn sqlite_plans(url: &str) -> Vec<Plan> {
     for statement in SEED.into_iter().chain(["ANALYZE"]) {
         sqlx::query(statement).execute(&mut db).await.unwrap();
     }
-    let ReplayQueries { all, room, member } = SQLITE_REPLAY_QUERIES;
+    let ReplayQueries { all, room, member } = ReplayQueries::of(store::Backend::Sqlite);
     let mut plans = Vec::new();
     for (kind, sql, scope) in [
         ("all", all, None),
@@ -126,7 +126,7 @@ async fn postgres_plans(url: &str) -> Vec<Plan> {
     for statement in SEED.into_iter().chain(["ANALYZE"]) {
         sqlx::query(statement).execute(&mut db).await.unwrap();
     }
-    let ReplayQueries { all, room, member } = PG_REPLAY_QUERIES;
+    let ReplayQueries { all, room, member } = ReplayQueries::of(store::Backend::Postgres);
     // Prepared, as the store's are; explained under either plan.
     let kinds = [
         ("all", all, "0, 64"),

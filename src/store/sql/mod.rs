@@ -1,0 +1,113 @@
+//! The store's queries and transactions, written once for both databases:
+//! `SqlStore<D>` over sqlx's `Sqlite` or `Postgres`, each a `Dialect` that
+//! supplies what differs.
+//!
+//! The event log's ids become visible in the order they are given: taking
+//! one (`NEXT_EVENT_ID`) locks the single counter row until commit. To keep
+//! that lock short and deadlock-free it is always a transaction's last lock:
+//! a write first locks its room's row (an erasure step: its job's row, then
+//! its rooms' in id order), and after the counter only inserts new rows or
+//! updates rows it already holds.
+//!
+//! Every generic block repeats one `where` clause: what sqlx must know of a
+//! database to run these queries (its executor, and how it binds and reads
+//! the types used here). Rust does not carry such bounds over from a trait
+//! (rust-lang/rust#20671), so they cannot live on `Dialect` alone.
+
+mod dialect;
+mod erasure;
+mod posts;
+pub mod queries;
+mod rooms;
+mod store;
+mod webhooks;
+
+pub use dialect::{Dialect, Pools, RowsAffected};
+
+use super::group_commit::PostQueue;
+use super::{Erasing, OpenError, StoreOptions};
+use crate::error::Result;
+use crate::model::UserId;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub struct SqlStore<D: Dialect> {
+    /// Poked after every write commits, to wake this process's relay.
+    wake: Arc<Notify>,
+    pool: Pool<D>,
+    /// The relay's own connection (see `Store::relay_events_after`).
+    relay_pool: Pool<D>,
+    posts: PostQueue,
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    usize: ColumnIndex<D::Row>,
+    for<'n> &'n str: ColumnIndex<D::Row>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D>,
+    for<'r> String: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<String>: Encode<'r, D>,
+    for<'r> i64: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<i64>: Encode<'r, D>,
+    for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<bool>: Encode<'r, D>,
+{
+    /// Opens the database the options name; `wake` is poked after every
+    /// write commits.
+    pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
+        let Pools { pool, relay_pool } = D::connect(options).await?;
+        let posts = PostQueue::start(D::POST_WRITERS, {
+            let (pool, wake) = (pool.clone(), wake.clone());
+            move |batch| Self::write_posts(pool.clone(), wake.clone(), batch)
+        });
+        Ok(Self {
+            wake,
+            pool,
+            relay_pool,
+            posts,
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        D::migrate(&self.pool).await
+    }
+
+    /// Begins a transaction that writes.
+    async fn begin_write(&self) -> Result<Transaction<'static, D>> {
+        Ok(self.pool.begin_with(D::BEGIN_WRITE).await?)
+    }
+
+    /// Begins a read-only transaction whose statements share one snapshot.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, D>> {
+        Ok(self.pool.begin_with(D::BEGIN_SNAPSHOT).await?)
+    }
+
+    /// Commits a write, then wakes this process's relay to read what it
+    /// logged: the end of every write.
+    async fn commit(&self, tx: Transaction<'static, D>) -> Result<()> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Makes the messages `which` names tombstones deleted by `by`, `batch`
+    /// to a transaction, until a batch finds none; how many. (The
+    /// retention's sweep: whatever a race leaves, the next sweep takes. An
+    /// erasure job knows when it is done instead.)
+    async fn erase(&self, by: &UserId, which: Erasing<'_>, batch: u32) -> Result<u64> {
+        let mut erased = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let written = Self::erase_batch(&mut tx, by, which, batch.max(1)).await?;
+            if written == 0 {
+                tx.rollback().await?;
+                return Ok(erased);
+            }
+            self.commit(tx).await?;
+            erased += written;
+        }
+    }
+}
