@@ -5,7 +5,7 @@
 //! Presence reads the same streams (`streaming`, `departed`).
 //! SQLite serves one process, which counts in memory (`crate::limits`).
 
-use super::group_commit::write_in_batches;
+use super::group_commit::{BatchQueue, Queued, Reply};
 use super::{Backend, StoreOptions};
 use crate::error::{Error, Result};
 use crate::model::UserId;
@@ -17,7 +17,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{Notify, RwLock, mpsc, oneshot};
+use tokio::sync::{Notify, RwLock};
+use tokio::task::JoinHandle;
 
 /// An instance that has not beaten for this many heartbeats is gone: its
 /// streams stop counting, and the next heartbeat of another deletes it.
@@ -69,8 +70,8 @@ pub struct Cluster {
     own_rows: RwLock<()>,
     /// Where concurrent writes queue their spends, and opens their claims,
     /// to share a statement.
-    spends: Batches<Spend, Option<Duration>>,
-    claims: Batches<Claim, bool>,
+    spends: BatchQueue<Spend, Option<Duration>>,
+    claims: BatchQueue<Claim, bool>,
     /// Users whose streams were on an instance that lapsed (and that this
     /// one deleted), or that this one wrote again after its own lapse: their
     /// presence is news, for `take_departed` and `take_rejoined`.
@@ -119,12 +120,12 @@ impl Cluster {
             .map_err(|e| Error::internal_from("no randomness for an instance id", e))?;
         let instance: String = id.iter().map(|byte| format!("{byte:02x}")).collect();
         let mut tasks = Vec::new();
-        let spends = Batches::start(MAX_SPENDS, &mut tasks, |spend| &spend.bucket, {
+        let spends = batches(MAX_SPENDS, &mut tasks, |spend| &spend.bucket, {
             let pool = pool.clone();
             move |batch| Box::pin(spend_all(pool.clone(), batch))
         });
         let beat_now = Arc::new(Notify::new());
-        let claims = Batches::start(MAX_CLAIMS, &mut tasks, |claim| &claim.user, {
+        let claims = batches(MAX_CLAIMS, &mut tasks, |claim| &claim.user, {
             let (pool, instance, beat_now) = (pool.clone(), instance.clone(), beat_now.clone());
             move |batch| {
                 let claimed = claim_all(pool.clone(), instance.clone(), batch);
@@ -415,66 +416,46 @@ impl Cluster {
     }
 }
 
-/// Requests that queue to share one statement: each batch (up to its
-/// most) is sorted by key, so that concurrent batches, of this instance or
+/// Starts a queue of requests that share one statement: each batch (up to
+/// `most`) is sorted by key, so that concurrent batches, of this instance or
 /// another, lock rows in one order (one key's requests keep their order: the
 /// sort is stable), and answered in that order.
-struct Batches<T, R> {
-    sender: mpsc::Sender<(T, oneshot::Sender<Result<R>>)>,
+fn batches<T: Send + 'static, R: Send + 'static>(
+    most: usize,
+    tasks: &mut Vec<JoinHandle<()>>,
+    key: fn(&T) -> &String,
+    write: impl Fn(Vec<T>) -> Answers<R> + Send + Sync + 'static,
+) -> BatchQueue<T, R> {
+    let (queue, writers) = BatchQueue::start(
+        most,
+        STATEMENTS_IN_FLIGHT,
+        move |mut batch: Vec<Queued<T, R>>| {
+            batch.sort_by(|a, b| key(a).cmp(key(b)));
+            let (requests, replies): (Vec<T>, Vec<Reply<R>>) =
+                batch.into_iter().map(Queued::into_parts).unzip();
+            let answers = write(requests);
+            async move { answer(replies, answers.await) }
+        },
+    );
+    tasks.extend(writers);
+    queue
 }
 
 type Answers<R> = BoxFuture<'static, Result<Vec<R>>>;
 
-impl<T: Send + 'static, R: Send + 'static> Batches<T, R> {
-    fn start<W>(
-        most: usize,
-        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-        key: fn(&T) -> &String,
-        write: W,
-    ) -> Self
-    where
-        W: Fn(Vec<T>) -> Answers<R> + Send + Sync + 'static,
-    {
-        let (sender, queued) = mpsc::channel(4 * most);
-        tasks.extend(write_in_batches(
-            queued,
-            most,
-            STATEMENTS_IN_FLIGHT,
-            move |mut batch: Vec<(T, oneshot::Sender<Result<R>>)>| {
-                batch.sort_by(|(a, _), (b, _)| key(a).cmp(key(b)));
-                let (requests, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
-                let answers = write(requests);
-                async move { answer(replies, answers.await) }
-            },
-        ));
-        Self { sender }
-    }
-
-    async fn ask(&self, request: T) -> Result<R> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send((request, reply))
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        answer
-            .await
-            .map_err(|_| Error::internal("a batch ended without an answer"))?
-    }
-}
-
 /// Answers each request of a batch, in order: its own answer, or the
 /// batch's failure.
-fn answer<R>(replies: Vec<oneshot::Sender<Result<R>>>, answers: Result<Vec<R>>) {
+fn answer<R>(replies: Vec<Reply<R>>, answers: Result<Vec<R>>) {
     match answers {
         Ok(answers) if answers.len() == replies.len() => {
             for (reply, answer) in replies.into_iter().zip(answers) {
-                let _ = reply.send(Ok(answer));
+                reply.send(Ok(answer));
             }
         }
         Ok(answers) => {
             let error = format!("{} requests got {} answers", replies.len(), answers.len());
             for reply in replies {
-                let _ = reply.send(Err(Error::internal(error.clone())));
+                reply.send(Err(Error::internal(error.clone())));
             }
         }
         Err(error) => {
@@ -488,7 +469,7 @@ fn answer<R>(replies: Vec<oneshot::Sender<Result<R>>>, answers: Result<Vec<R>>) 
                         cause: Some(error.clone()),
                     },
                 };
-                let _ = reply.send(Err(each));
+                reply.send(Err(each));
             }
         }
     }

@@ -1,7 +1,8 @@
-//! Group commit for posts. Concurrent `post_message` calls wait in one queue;
-//! a few writer tasks each take everything queued (up to `MAX_BATCH` posts)
-//! and write it in one transaction with one notification. Each post is
-//! answered only after its batch has committed.
+//! Group commit: concurrent requests wait in one queue (`BatchQueue`); a few
+//! writer tasks each take everything queued and write it at once. Posts go
+//! this way (up to `MAX_BATCH` in one transaction with one notification, each
+//! answered only after its batch has committed), and so do the cluster's
+//! limit checks (`cluster`: one statement a batch).
 //!
 //! Why: the event log's counter row stays locked from a write's first event
 //! id to its commit, flush to disk included, so one transaction per message
@@ -12,32 +13,112 @@ use super::{NewMessage, Posted};
 use crate::error::{Error, Result};
 use crate::model::{Caller, RoomId};
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// The most posts one transaction writes.
 pub const MAX_BATCH: usize = 256;
-/// Posts that may wait for a writer; further callers wait to enqueue.
-const QUEUE: usize = 4 * MAX_BATCH;
 
-/// One post waiting for its batch.
-pub struct Post {
-    pub caller: Caller,
-    pub room: RoomId,
-    pub message: NewMessage,
-    reply: oneshot::Sender<Result<Posted>>,
+/// A request waiting in a `BatchQueue`; it reads as the request itself.
+pub struct Queued<T, R> {
+    request: T,
+    reply: Reply<R>,
 }
 
-impl Post {
-    /// Answers the caller (who may have gone: a disconnect does not undo a post).
-    pub fn answer(self, outcome: Result<Posted>) {
-        let _ = self.reply.send(outcome);
+/// How a request's caller gets its answer.
+pub struct Reply<R>(oneshot::Sender<Result<R>>);
+
+impl<R> Reply<R> {
+    /// Answers the caller (who may have gone: a disconnect does not undo a write).
+    pub fn send(self, outcome: Result<R>) {
+        let _ = self.0.send(outcome);
     }
 }
 
-pub struct PostQueue {
-    sender: mpsc::Sender<Post>,
+impl<T, R> Queued<T, R> {
+    pub fn answer(self, outcome: Result<R>) {
+        self.reply.send(outcome);
+    }
+
+    /// The request, and the answer to give apart from it.
+    pub fn into_parts(self) -> (T, Reply<R>) {
+        (self.request, self.reply)
+    }
 }
+
+impl<T, R> Deref for Queued<T, R> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.request
+    }
+}
+
+/// Requests that writer tasks take in batches: each task takes everything
+/// queued (up to a batch's most) and writes it at once, one task gathering
+/// while the others write; each caller waits for its own answer.
+pub struct BatchQueue<T, R> {
+    sender: mpsc::Sender<Queued<T, R>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> BatchQueue<T, R> {
+    /// Starts `writers` tasks that hand batches of up to `most` requests to
+    /// `write`, which must answer every one; they end when the queue is
+    /// dropped. Four batches may wait; further callers wait to enqueue.
+    pub fn start<W, F>(most: usize, writers: usize, write: W) -> (Self, Vec<JoinHandle<()>>)
+    where
+        W: Fn(Vec<Queued<T, R>>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        let (sender, receiver) = mpsc::channel(4 * most);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let write = Arc::new(write);
+        let writers = (0..writers.max(1))
+            .map(|_| {
+                let (receiver, write) = (receiver.clone(), write.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut batch = Vec::with_capacity(most);
+                        if receiver.lock().await.recv_many(&mut batch, most).await == 0 {
+                            return;
+                        }
+                        write(batch).await;
+                    }
+                })
+            })
+            .collect();
+        (Self { sender }, writers)
+    }
+
+    /// Queues a request and waits for its batch's answer to it.
+    pub async fn ask(&self, request: T) -> Result<R> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Queued {
+                request,
+                reply: Reply(reply),
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer
+            .await
+            .map_err(|_| Error::internal("a batch's writer stopped without answering"))?
+    }
+}
+
+/// One post, as it waits for its batch.
+pub struct NewPost {
+    pub caller: Caller,
+    pub room: RoomId,
+    pub message: NewMessage,
+}
+
+pub type Post = Queued<NewPost, Posted>;
+
+/// Where concurrent `post_message` calls wait for a writer.
+pub struct PostQueue(BatchQueue<NewPost, Posted>);
 
 impl PostQueue {
     /// Starts `writers` tasks that each write batches with `write`, which
@@ -47,9 +128,8 @@ impl PostQueue {
         W: Fn(Vec<Post>) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send,
     {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        write_in_batches(receiver, MAX_BATCH, writers, write);
-        Self { sender }
+        // The writers end with the queue.
+        Self(BatchQueue::start(MAX_BATCH, writers, write).0)
     }
 
     /// Queues a post and waits until its batch has committed (or failed).
@@ -59,53 +139,14 @@ impl PostQueue {
         room: &RoomId,
         message: &NewMessage,
     ) -> Result<Posted> {
-        let (reply, answer) = oneshot::channel();
-        let post = Post {
-            caller: caller.clone(),
-            room: room.clone(),
-            message: message.clone(),
-            reply,
-        };
-        self.sender
-            .send(post)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        answer
-            .await
-            .map_err(|_| Error::internal("a post's writer stopped without answering"))?
-    }
-}
-
-/// Starts `writers` tasks that each take everything queued on `receiver`
-/// (up to `most`) and hand it to `write`, a batch at a time: one task
-/// gathers while the others write. They end when every sender is gone.
-pub fn write_in_batches<T, W, F>(
-    receiver: mpsc::Receiver<T>,
-    most: usize,
-    writers: usize,
-    write: W,
-) -> Vec<tokio::task::JoinHandle<()>>
-where
-    T: Send + 'static,
-    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
-    F: Future<Output = ()> + Send,
-{
-    let receiver = Arc::new(Mutex::new(receiver));
-    let write = Arc::new(write);
-    (0..writers.max(1))
-        .map(|_| {
-            let (receiver, write) = (receiver.clone(), write.clone());
-            tokio::spawn(async move {
-                loop {
-                    let mut batch = Vec::with_capacity(most);
-                    if receiver.lock().await.recv_many(&mut batch, most).await == 0 {
-                        return;
-                    }
-                    write(batch).await;
-                }
+        self.0
+            .ask(NewPost {
+                caller: caller.clone(),
+                room: room.clone(),
+                message: message.clone(),
             })
-        })
-        .collect()
+            .await
+    }
 }
 
 /// Answers every post of a failed batch. A store that cannot be reached fails
