@@ -117,6 +117,18 @@ struct Typed {
     first_failure: Option<String>,
 }
 
+/// What W3 runs: the rooms, the panels, the messages' rate and for how long,
+/// and what it adds (typing, a webhook).
+#[derive(Clone, Copy)]
+struct Load {
+    rooms: usize,
+    admins: usize,
+    rate: u32,
+    seconds: u64,
+    typing: Typing,
+    webhook: Option<Webhook>,
+}
+
 pub async fn chat(
     common: &Common,
     rooms: usize,
@@ -126,276 +138,337 @@ pub async fn chat(
     typing: Typing,
     webhook: Option<Webhook>,
 ) -> Result<(), String> {
+    let load = Load {
+        rooms,
+        admins,
+        rate,
+        seconds,
+        typing,
+        webhook,
+    };
     let mut results = Vec::new();
+    for &server in lineup(common) {
+        let (result, typed) = run(common, server, load).await?;
+        print(&result, &typed);
+        results.push(result);
+    }
+    write_json("w3", common, &results)
+}
+
+/// The addresses one server is loaded through, each stream's with its token.
+struct Urls {
+    widget_streams: Vec<(String, Option<String>)>,
+    /// Where each room's messages are posted.
+    publish: Vec<String>,
+    global: String,
+    /// Where each typing room's notices are posted.
+    typing_posts: Vec<(String, Option<String>)>,
+}
+
+/// Starts the server; ours, with a webhook, as its receiver here needs.
+async fn start(common: &Common, server: Server, load: Load) -> Result<Target, String> {
+    if server == Server::Ours && load.webhook.is_some() {
+        // The receiver is on this machine, and a refused backlog is
+        // tried again within a second.
+        let mut common = common.clone();
+        for (name, value) in [
+            ("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true"),
+            ("CHAT_WEBHOOK_RETRY_MAX_INTERVAL", "1s"),
+        ] {
+            common.server_env.insert(0, (name.into(), value.into()));
+        }
+        Target::start(&common, server, "25s").await
+    } else {
+        Target::start(common, server, "25s").await
+    }
+}
+
+/// Creates the rooms (ours) and says where everything goes.
+async fn urls(target: &Target, server: Server, load: Load) -> Result<Urls, String> {
+    let base = &target.served.base;
     // With typing on, every stream takes signals, as the pages' do.
-    let (and_signals, with_signals) = if typing.rooms > 0 {
+    let (and_signals, with_signals) = if load.typing.rooms > 0 {
         ("&signals=true", "?signals=true")
     } else {
         ("", "")
     };
-    for &server in lineup(common) {
-        let target = if server == Server::Ours && webhook.is_some() {
-            // The receiver is on this machine, and a refused backlog is
-            // tried again within a second.
-            let mut common = common.clone();
-            for (name, value) in [
-                ("CHAT_WEBHOOK_ALLOW_INTERNAL_ADDRESSES", "true"),
-                ("CHAT_WEBHOOK_RETRY_MAX_INTERVAL", "1s"),
-            ] {
-                common.server_env.insert(0, (name.into(), value.into()));
-            }
-            Target::start(&common, server, "25s").await?
-        } else {
-            Target::start(common, server, "25s").await?
-        };
-        // `typing_posts`: (URL, token) for each typing room's notices.
-        let (widget_streams, publish_urls, global_url, typing_posts) = if server == Server::Ours {
-            let ids = target
-                .create_rooms(rooms, |index| vec![format!("load-user-{index}")])
-                .await?;
-            let base = &target.served.base;
-            let streams: Vec<_> = ids
-                .iter()
-                .enumerate()
-                .map(|(index, room)| {
-                    let token = token_as(&format!("load-user-{index}"), "user");
-                    let url = format!("{base}/api/chat/sse?roomId={room}{and_signals}");
-                    (url, Some(token))
-                })
-                .collect();
-            let typing_posts = ids
-                .iter()
-                .take(typing.rooms)
-                .enumerate()
-                .map(|(index, room)| {
-                    let token = token_as(&format!("load-user-{index}"), "user");
-                    (format!("{base}/api/chat/rooms/{room}/typing"), Some(token))
-                })
-                .collect();
-            let publish: Vec<String> = ids.iter().map(|room| target.messages_url(room)).collect();
-            let global = format!("{base}/api/chat/sse{with_signals}");
-            (streams, publish, global, typing_posts)
-        } else {
-            let base = &target.served.base;
-            let streams = (0..rooms)
+    if server == Server::Hub {
+        let rooms = load.rooms;
+        return Ok(Urls {
+            widget_streams: (0..rooms)
                 .map(|room| (format!("{base}/sse?room={room}"), None))
-                .collect();
-            let typing_posts = (0..typing.rooms.min(rooms))
-                .map(|room| (format!("{base}/typing?room={room}"), None))
-                .collect();
-            let publish: Vec<String> = (0..rooms)
+                .collect(),
+            publish: (0..rooms)
                 .map(|room| format!("{base}/publish?room={room}"))
-                .collect();
-            (streams, publish, format!("{base}/sse"), typing_posts)
-        };
-        let (widgets, panels) = (Tally::new(rooms), Tally::new(admins));
-        let connect = target.connect(widget_streams, false, &widgets).await?;
-        let admin_streams = (0..admins).map(|index| {
-            let token = (server == Server::Ours).then(|| token(&format!("load-panel-{index}")));
-            (global_url.clone(), token)
+                .collect(),
+            global: format!("{base}/sse"),
+            typing_posts: (0..load.typing.rooms.min(rooms))
+                .map(|room| (format!("{base}/typing?room={room}"), None))
+                .collect(),
         });
-        target.connect(admin_streams, false, &panels).await?;
-        println!(
-            "{}: {rooms} widget streams connected in {:.1} s, and {admins} admin panels",
-            target.served.name,
-            connect.as_secs_f64()
-        );
-
-        let receiver = match webhook {
-            Some(how) if server == Server::Ours => {
-                let received = register_receiver(&target).await?;
-                received
-                    .refusing
-                    .store(how == Webhook::Backlog, Ordering::Relaxed);
-                Some(received)
-            }
-            _ => None,
-        };
-        let cpu_before = target.served.sample().cpu_ticks;
-        let started = Instant::now();
-        let started_micros = crate::streams::now_micros();
-        let target = Arc::new(target);
-        let publish_urls = Arc::new(publish_urls);
-        let posts = Arc::new(Histogram::new());
-        let per_publisher = f64::from(rate) / PUBLISHERS as f64;
-        let messages = u64::from(rate) * seconds / PUBLISHERS as u64;
-        let publishers = PUBLISHERS.min(rooms);
-        let tasks: Vec<_> = (0..publishers)
-            .map(|publisher| {
-                let (target, urls, posts) = (target.clone(), publish_urls.clone(), posts.clone());
-                tokio::spawn(async move {
-                    let own: Vec<usize> = (publisher..urls.len()).step_by(PUBLISHERS).collect();
-                    let mut sent = vec![0u64; own.len()];
-                    // Each publisher's ticks are offset by its share of the period:
-                    // started in step, the 64 of them post in bursts of 64, which
-                    // the server takes as one batch and the rest wait behind.
-                    let period = Duration::from_secs_f64(1.0 / per_publisher);
-                    let phase = period.mul_f64(publisher as f64 / publishers as f64);
-                    let mut tick = tokio::time::interval_at(
-                        tokio::time::Instant::from_std(started) + phase,
-                        period,
-                    );
-                    for message in 0..messages as usize {
-                        // Latency counts from when the post was due, not from
-                        // when it went: a publisher that falls behind (missed
-                        // ticks fire at once) shows its queueing instead of
-                        // hiding it.
-                        let due = tick.tick().await;
-                        let due_micros = started_micros
-                            + due
-                                .into_std()
-                                .saturating_duration_since(started)
-                                .as_micros() as u64;
-                        let slot = message % own.len();
-                        sent[slot] += 1;
-                        let room = own[slot];
-                        let body = Body::sent_at(due_micros, sent[slot], Some(room as u64));
-                        target.publish_to(&urls[room], &body, sent[slot]).await?;
-                        posts.record(due.elapsed().as_micros() as u64);
-                    }
-                    Ok::<_, String>(own.into_iter().zip(sent).collect::<Vec<_>>())
-                })
-            })
-            .collect();
-        let typists = typists(&target, typing_posts, typing.rate, started, seconds);
-        let mut published = vec![0u64; rooms];
-        for task in tasks {
-            for (room, count) in task.await.map_err(|e| e.to_string())?? {
-                published[room] = count;
-            }
-        }
-        let publishing = started.elapsed().as_secs_f64();
-        let published_micros = crate::streams::now_micros();
-        if let Some(received) = &receiver {
-            received.refusing.store(false, Ordering::Relaxed);
-        }
-        let mut typed = Typed::default();
-        for typist in typists {
-            let done = typist.await.map_err(|e| e.to_string())?;
-            typed.sent += done.sent;
-            typed.failed += done.failed;
-            typed.first_failure = typed.first_failure.or(done.first_failure);
-        }
-        let total: u64 = published.iter().sum();
-        let lost = |widgets: &Tally, panels: &Tally| {
-            let widget_tails: u64 = published
-                .iter()
-                .zip(&widgets.received)
-                .map(|(&sent, got)| sent.saturating_sub(got.load(Ordering::Relaxed)))
-                .sum();
-            let panel_distinct = panels.deliveries.load(Ordering::Relaxed)
-                - panels.duplicates.load(Ordering::Relaxed);
-            widget_tails + (total * admins as u64).saturating_sub(panel_distinct)
-        };
-        // Each typing notice answered goes to its room's widget and every panel.
-        let typing_due = (typed.sent - typed.failed) * (1 + admins as u64);
-        let typing_got =
-            || widgets.typing.load(Ordering::Relaxed) + panels.typing.load(Ordering::Relaxed);
-        let drain = Instant::now();
-        while (lost(&widgets, &panels) > 0 || typing_got() < typing_due)
-            && drain.elapsed() < Duration::from_secs(10)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let sample = target.served.sample();
-        let delivered =
-            widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
-        let typing_delivered = typing_got();
-        let webhook = match &receiver {
-            Some(received) => Some(drain_webhook(received, total, published_micros).await),
-            None => None,
-        };
-        let result = ChatResult {
-            target: target.served.name,
-            rooms,
-            admins,
-            rate,
-            achieved_rate: total as f64 / publishing,
-            connect_s: connect.as_secs_f64(),
-            deliveries_per_s: delivered as f64 / publishing,
-            widget_p50_ms: widgets.latency.percentile_ms(0.50),
-            widget_p99_ms: widgets.latency.percentile_ms(0.99),
-            widget_max_ms: widgets.latency.max_ms(),
-            admin_p50_ms: panels.latency.percentile_ms(0.50),
-            admin_p99_ms: panels.latency.percentile_ms(0.99),
-            admin_max_ms: panels.latency.max_ms(),
-            post_p50_ms: posts.percentile_ms(0.50),
-            post_p99_ms: posts.percentile_ms(0.99),
-            lost: lost(&widgets, &panels),
-            duplicates: widgets.duplicates.load(Ordering::Relaxed)
-                + panels.duplicates.load(Ordering::Relaxed),
-            server_cpu_percent: (sample.cpu_ticks - cpu_before) as f64 * 10.0
-                / (publishing * 1000.0)
-                * 100.0,
-            server_rss_kib: sample.rss_kib,
-            typing_rooms: typing.rooms.min(rooms),
-            typing_rate: typing.rate,
-            typing_sent: typed.sent,
-            typing_failed: typed.failed,
-            typing_deliveries: typing_delivered,
-            typing_missed: typing_due.saturating_sub(typing_delivered),
-            typing_missed_by_panels: ((typed.sent - typed.failed) * admins as u64)
-                .saturating_sub(panels.typing.load(Ordering::Relaxed)),
-            typing_deliveries_per_s: typing_delivered as f64 / publishing,
-            presence_deliveries: widgets.presence.load(Ordering::Relaxed)
-                + panels.presence.load(Ordering::Relaxed),
-            webhook,
-        };
-        println!(
-            "{:>12}: {:.0} msg/s over {rooms} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; posts p50 {:.1} ms p99 {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
-            result.target,
-            result.achieved_rate,
-            result.deliveries_per_s,
-            result.widget_p50_ms,
-            result.widget_p99_ms,
-            result.widget_max_ms,
-            result.admin_p50_ms,
-            result.admin_p99_ms,
-            result.admin_max_ms,
-            result.post_p50_ms,
-            result.post_p99_ms,
-            result.lost,
-            result.duplicates,
-            result.server_cpu_percent,
-            result.server_rss_kib
-        );
-        if result.typing_rooms > 0 {
-            println!(
-                "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s), {} missed ({} by the panels); {} presence signals delivered",
-                result.target,
-                result.typing_rooms,
-                result.typing_rate,
-                result.typing_sent,
-                result.typing_failed,
-                result.typing_deliveries,
-                result.typing_deliveries_per_s,
-                result.typing_missed,
-                result.typing_missed_by_panels,
-                result.presence_deliveries
-            );
-            if let Some(failure) = &typed.first_failure {
-                println!("{:>12}: first typing failure: {failure}", result.target);
-            }
-        }
-        if let Some(hook) = &result.webhook {
-            println!(
-                "{:>12}: webhook: {} messages ({:.0}/s) in {} deliveries, p50 {:.1} ms p99 {:.1} ms max {:.1} ms, drained {:.2} s after the last post; lost {} dup {} out of order {}",
-                result.target,
-                hook.events,
-                hook.events_per_s,
-                hook.deliveries,
-                hook.p50_ms,
-                hook.p99_ms,
-                hook.max_ms,
-                hook.drain_s,
-                hook.lost,
-                hook.duplicates,
-                hook.out_of_order
-            );
-        }
-        results.push(result);
     }
-    write_json("w3", common, &results)
+    let ids = target
+        .create_rooms(load.rooms, |index| vec![format!("load-user-{index}")])
+        .await?;
+    let user = |index: usize| Some(token_as(&format!("load-user-{index}"), "user"));
+    Ok(Urls {
+        widget_streams: ids
+            .iter()
+            .enumerate()
+            .map(|(index, room)| {
+                let url = format!("{base}/api/chat/sse?roomId={room}{and_signals}");
+                (url, user(index))
+            })
+            .collect(),
+        publish: ids.iter().map(|room| target.messages_url(room)).collect(),
+        global: format!("{base}/api/chat/sse{with_signals}"),
+        typing_posts: ids
+            .iter()
+            .take(load.typing.rooms)
+            .enumerate()
+            .map(|(index, room)| (format!("{base}/api/chat/rooms/{room}/typing"), user(index)))
+            .collect(),
+    })
+}
+
+/// Measures one server: connects the streams, posts and types for the
+/// load's time, waits for what is due, and tallies.
+async fn run(common: &Common, server: Server, load: Load) -> Result<(ChatResult, Typed), String> {
+    let Load { rooms, admins, .. } = load;
+    let target = start(common, server, load).await?;
+    let urls = urls(&target, server, load).await?;
+    let (widgets, panels) = (Tally::new(rooms), Tally::new(admins));
+    let connect = target.connect(urls.widget_streams, false, &widgets).await?;
+    let admin_streams = (0..admins).map(|index| {
+        let token = (server == Server::Ours).then(|| token(&format!("load-panel-{index}")));
+        (urls.global.clone(), token)
+    });
+    target.connect(admin_streams, false, &panels).await?;
+    println!(
+        "{}: {rooms} widget streams connected in {:.1} s, and {admins} admin panels",
+        target.served.name,
+        connect.as_secs_f64()
+    );
+
+    let receiver = match load.webhook {
+        Some(how) if server == Server::Ours => {
+            let received = register_receiver(&target).await?;
+            received
+                .refusing
+                .store(how == Webhook::Backlog, Ordering::Relaxed);
+            Some(received)
+        }
+        _ => None,
+    };
+    let cpu_before = target.served.sample().cpu_ticks;
+    let started = (Instant::now(), crate::streams::now_micros());
+    let target = Arc::new(target);
+    let posts = Arc::new(Histogram::new());
+    let publishers = publish(&target, urls.publish, load, started, &posts);
+    let started = started.0;
+    let typists = typists(
+        &target,
+        urls.typing_posts,
+        load.typing.rate,
+        started,
+        load.seconds,
+    );
+    let mut published = vec![0u64; rooms];
+    for publisher in publishers {
+        for (room, count) in publisher.await.map_err(|e| e.to_string())?? {
+            published[room] = count;
+        }
+    }
+    let publishing = started.elapsed().as_secs_f64();
+    let published_micros = crate::streams::now_micros();
+    if let Some(received) = &receiver {
+        received.refusing.store(false, Ordering::Relaxed);
+    }
+    let mut typed = Typed::default();
+    for typist in typists {
+        let done = typist.await.map_err(|e| e.to_string())?;
+        typed.sent += done.sent;
+        typed.failed += done.failed;
+        typed.first_failure = typed.first_failure.or(done.first_failure);
+    }
+    let total: u64 = published.iter().sum();
+    let lost = |widgets: &Tally, panels: &Tally| {
+        let widget_tails: u64 = published
+            .iter()
+            .zip(&widgets.received)
+            .map(|(&sent, got)| sent.saturating_sub(got.load(Ordering::Relaxed)))
+            .sum();
+        let panel_distinct =
+            panels.deliveries.load(Ordering::Relaxed) - panels.duplicates.load(Ordering::Relaxed);
+        widget_tails + (total * admins as u64).saturating_sub(panel_distinct)
+    };
+    // Each typing notice answered goes to its room's widget and every panel.
+    let typing_due = (typed.sent - typed.failed) * (1 + admins as u64);
+    let typing_got =
+        || widgets.typing.load(Ordering::Relaxed) + panels.typing.load(Ordering::Relaxed);
+    let drain = Instant::now();
+    while (lost(&widgets, &panels) > 0 || typing_got() < typing_due)
+        && drain.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sample = target.served.sample();
+    let delivered =
+        widgets.deliveries.load(Ordering::Relaxed) + panels.deliveries.load(Ordering::Relaxed);
+    let typing_delivered = typing_got();
+    let webhook = match &receiver {
+        Some(received) => Some(drain_webhook(received, total, published_micros).await),
+        None => None,
+    };
+    let result = ChatResult {
+        target: target.served.name,
+        rooms,
+        admins,
+        rate: load.rate,
+        achieved_rate: total as f64 / publishing,
+        connect_s: connect.as_secs_f64(),
+        deliveries_per_s: delivered as f64 / publishing,
+        widget_p50_ms: widgets.latency.percentile_ms(0.50),
+        widget_p99_ms: widgets.latency.percentile_ms(0.99),
+        widget_max_ms: widgets.latency.max_ms(),
+        admin_p50_ms: panels.latency.percentile_ms(0.50),
+        admin_p99_ms: panels.latency.percentile_ms(0.99),
+        admin_max_ms: panels.latency.max_ms(),
+        post_p50_ms: posts.percentile_ms(0.50),
+        post_p99_ms: posts.percentile_ms(0.99),
+        lost: lost(&widgets, &panels),
+        duplicates: widgets.duplicates.load(Ordering::Relaxed)
+            + panels.duplicates.load(Ordering::Relaxed),
+        server_cpu_percent: (sample.cpu_ticks - cpu_before) as f64 * 10.0 / (publishing * 1000.0)
+            * 100.0,
+        server_rss_kib: sample.rss_kib,
+        typing_rooms: load.typing.rooms.min(rooms),
+        typing_rate: load.typing.rate,
+        typing_sent: typed.sent,
+        typing_failed: typed.failed,
+        typing_deliveries: typing_delivered,
+        typing_missed: typing_due.saturating_sub(typing_delivered),
+        typing_missed_by_panels: ((typed.sent - typed.failed) * admins as u64)
+            .saturating_sub(panels.typing.load(Ordering::Relaxed)),
+        typing_deliveries_per_s: typing_delivered as f64 / publishing,
+        presence_deliveries: widgets.presence.load(Ordering::Relaxed)
+            + panels.presence.load(Ordering::Relaxed),
+        webhook,
+    };
+    Ok((result, typed))
+}
+
+/// A publisher task: how many it posted to each of its rooms.
+type Publisher = tokio::task::JoinHandle<Result<Vec<(usize, u64)>, String>>;
+
+/// The publisher tasks, posting at the load's rate from `started` (an
+/// instant, and the same in microseconds of the clock the bodies carry);
+/// each says how many it posted to each of its rooms.
+fn publish(
+    target: &Arc<Target>,
+    urls: Vec<String>,
+    load: Load,
+    (started, started_micros): (Instant, u64),
+    posts: &Arc<Histogram>,
+) -> Vec<Publisher> {
+    let urls = Arc::new(urls);
+    let per_publisher = f64::from(load.rate) / PUBLISHERS as f64;
+    let messages = u64::from(load.rate) * load.seconds / PUBLISHERS as u64;
+    let publishers = PUBLISHERS.min(load.rooms);
+    (0..publishers)
+        .map(|publisher| {
+            let (target, urls, posts) = (target.clone(), urls.clone(), posts.clone());
+            tokio::spawn(async move {
+                let own: Vec<usize> = (publisher..urls.len()).step_by(PUBLISHERS).collect();
+                let mut sent = vec![0u64; own.len()];
+                // Each publisher's ticks are offset by its share of the period:
+                // started in step, the 64 of them post in bursts of 64, which
+                // the server takes as one batch and the rest wait behind.
+                let period = Duration::from_secs_f64(1.0 / per_publisher);
+                let phase = period.mul_f64(publisher as f64 / publishers as f64);
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::from_std(started) + phase,
+                    period,
+                );
+                for message in 0..messages as usize {
+                    // Latency counts from when the post was due, not from
+                    // when it went: a publisher that falls behind (missed
+                    // ticks fire at once) shows its queueing instead of
+                    // hiding it.
+                    let due = tick.tick().await;
+                    let due_micros = started_micros
+                        + due
+                            .into_std()
+                            .saturating_duration_since(started)
+                            .as_micros() as u64;
+                    let slot = message % own.len();
+                    sent[slot] += 1;
+                    let room = own[slot];
+                    let body = Body::sent_at(due_micros, sent[slot], Some(room as u64));
+                    target.publish_to(&urls[room], &body, sent[slot]).await?;
+                    posts.record(due.elapsed().as_micros() as u64);
+                }
+                Ok::<_, String>(own.into_iter().zip(sent).collect::<Vec<_>>())
+            })
+        })
+        .collect()
+}
+
+/// Prints one server's line (and its typing's, and its webhook's).
+fn print(result: &ChatResult, typed: &Typed) {
+    println!(
+        "{:>12}: {:.0} msg/s over {} rooms, {:.0} deliveries/s; widgets p50 {:.1} ms p99 {:.1} ms max {:.1} ms; admins p50 {:.1} ms p99 {:.1} ms max {:.1} ms; posts p50 {:.1} ms p99 {:.1} ms; lost {} dup {}; server CPU {:.0} %, RSS {} KiB",
+        result.target,
+        result.achieved_rate,
+        result.rooms,
+        result.deliveries_per_s,
+        result.widget_p50_ms,
+        result.widget_p99_ms,
+        result.widget_max_ms,
+        result.admin_p50_ms,
+        result.admin_p99_ms,
+        result.admin_max_ms,
+        result.post_p50_ms,
+        result.post_p99_ms,
+        result.lost,
+        result.duplicates,
+        result.server_cpu_percent,
+        result.server_rss_kib
+    );
+    if result.typing_rooms > 0 {
+        println!(
+            "{:>12}: typing in {} rooms at {}/s: {} sent, {} failed, {} delivered ({:.0}/s), {} missed ({} by the panels); {} presence signals delivered",
+            result.target,
+            result.typing_rooms,
+            result.typing_rate,
+            result.typing_sent,
+            result.typing_failed,
+            result.typing_deliveries,
+            result.typing_deliveries_per_s,
+            result.typing_missed,
+            result.typing_missed_by_panels,
+            result.presence_deliveries
+        );
+        if let Some(failure) = &typed.first_failure {
+            println!("{:>12}: first typing failure: {failure}", result.target);
+        }
+    }
+    if let Some(hook) = &result.webhook {
+        println!(
+            "{:>12}: webhook: {} messages ({:.0}/s) in {} deliveries, p50 {:.1} ms p99 {:.1} ms max {:.1} ms, drained {:.2} s after the last post; lost {} dup {} out of order {}",
+            result.target,
+            hook.events,
+            hook.events_per_s,
+            hook.deliveries,
+            hook.p50_ms,
+            hook.p99_ms,
+            hook.max_ms,
+            hook.drain_s,
+            hook.lost,
+            hook.duplicates,
+            hook.out_of_order
+        );
+    }
 }
 
 /// Starts a receiver and registers it with chat-server for every message.
