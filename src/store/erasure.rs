@@ -1,6 +1,6 @@
 //! What erasure jobs keep in the store: one row per request to erase what a
 //! user wrote, with its state, its count and its lease. The queries are in
-//! `sql.rs` (an erasure step is a write like any other: rooms locked in id
+//! `sql/erasure.rs` (an erasure step is a write like any other: rooms locked in id
 //! order, the event counter last).
 
 use crate::error::{Error, Result};

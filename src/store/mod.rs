@@ -1,6 +1,7 @@
-//! Storage behind one narrow trait, with one implementation per database:
-//! SQLite (the embedded default) and PostgreSQL (production). The backend is
-//! picked once, from the URL scheme. Visibility rules live here, inside each
+//! Storage behind one narrow trait, implemented once (`sql/`) for two
+//! databases, each a dialect: SQLite (the embedded default, `sqlite.rs`) and
+//! PostgreSQL (production, `postgres.rs`). The backend is picked once, from
+//! the URL scheme (`Backend`). Visibility rules live here, inside each
 //! query and transaction, so no check can race a membership change.
 //!
 //! Every change also appends its event to the event log, in the same

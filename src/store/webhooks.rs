@@ -1,8 +1,7 @@
 //! What webhooks keep in the store: the endpoints (each with its cursors
 //! into the event log and the unseen notices, its retry state and its
 //! lease), the unseen notices, and when each user last went offline.
-//! `impl_webhook_store!` writes the queries once for both databases, as
-//! `sql.rs` does for the rest.
+//! The queries, for both databases, are in `sql/webhooks.rs`.
 
 use crate::error::{Error, Result};
 use crate::model::{Message, MessageId, RoomId, Timestamp, UserId};
