@@ -5,7 +5,7 @@
 //! Presence reads the same streams (`streaming`, `departed`).
 //! SQLite serves one process, which counts in memory (`crate::limits`).
 
-use super::group_commit::{BatchQueue, Queued, Reply};
+use super::group_commit::{BatchQueue, Pending, Reply};
 use super::{Backend, StoreOptions};
 use crate::error::{Error, Result};
 use crate::model::UserId;
@@ -429,12 +429,12 @@ fn batches<T: Send + 'static, R: Send + 'static>(
     let (queue, writers) = BatchQueue::start(
         most,
         STATEMENTS_IN_FLIGHT,
-        move |mut batch: Vec<Queued<T, R>>| {
+        move |mut batch: Vec<Pending<T, R>>| {
             batch.sort_by(|a, b| key(a).cmp(key(b)));
             let (requests, replies): (Vec<T>, Vec<Reply<R>>) =
-                batch.into_iter().map(Queued::into_parts).unzip();
+                batch.into_iter().map(Pending::into_parts).unzip();
             let answers = write(requests);
-            async move { answer(replies, answers.await) }
+            async move { answer_in_order(replies, answers.await) }
         },
     );
     tasks.extend(writers);
@@ -445,17 +445,17 @@ type Answers<R> = BoxFuture<'static, Result<Vec<R>>>;
 
 /// Answers each request of a batch, in order: its own answer, or the
 /// batch's failure.
-fn answer<R>(replies: Vec<Reply<R>>, answers: Result<Vec<R>>) {
+fn answer_in_order<R>(replies: Vec<Reply<R>>, answers: Result<Vec<R>>) {
     match answers {
         Ok(answers) if answers.len() == replies.len() => {
             for (reply, answer) in replies.into_iter().zip(answers) {
-                reply.send(Ok(answer));
+                reply.answer(Ok(answer));
             }
         }
         Ok(answers) => {
             let error = format!("{} requests got {} answers", replies.len(), answers.len());
             for reply in replies {
-                reply.send(Err(Error::internal(error.clone())));
+                reply.answer(Err(Error::internal(error.clone())));
             }
         }
         Err(error) => {
@@ -469,7 +469,7 @@ fn answer<R>(replies: Vec<Reply<R>>, answers: Result<Vec<R>>) {
                         cause: Some(error.clone()),
                     },
                 };
-                reply.send(Err(each));
+                reply.answer(Err(each));
             }
         }
     }

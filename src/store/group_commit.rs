@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 pub const MAX_BATCH: usize = 256;
 
 /// A request waiting in a `BatchQueue`; it reads as the request itself.
-pub struct Queued<T, R> {
+pub struct Pending<T, R> {
     request: T,
     reply: Reply<R>,
 }
@@ -32,14 +32,15 @@ pub struct Reply<R>(oneshot::Sender<Result<R>>);
 
 impl<R> Reply<R> {
     /// Answers the caller (who may have gone: a disconnect does not undo a write).
-    pub fn send(self, outcome: Result<R>) {
+    pub fn answer(self, outcome: Result<R>) {
         let _ = self.0.send(outcome);
     }
 }
 
-impl<T, R> Queued<T, R> {
+impl<T, R> Pending<T, R> {
+    /// Answers the caller (see `Reply::answer`).
     pub fn answer(self, outcome: Result<R>) {
-        self.reply.send(outcome);
+        self.reply.answer(outcome);
     }
 
     /// The request, and the answer to give apart from it.
@@ -48,7 +49,7 @@ impl<T, R> Queued<T, R> {
     }
 }
 
-impl<T, R> Deref for Queued<T, R> {
+impl<T, R> Deref for Pending<T, R> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -60,16 +61,17 @@ impl<T, R> Deref for Queued<T, R> {
 /// queued (up to a batch's most) and writes it at once, one task gathering
 /// while the others write; each caller waits for its own answer.
 pub struct BatchQueue<T, R> {
-    sender: mpsc::Sender<Queued<T, R>>,
+    sender: mpsc::Sender<Pending<T, R>>,
 }
 
 impl<T: Send + 'static, R: Send + 'static> BatchQueue<T, R> {
     /// Starts `writers` tasks that hand batches of up to `most` requests to
-    /// `write`, which must answer every one; they end when the queue is
-    /// dropped. Four batches may wait; further callers wait to enqueue.
+    /// `write`, which must answer every one; once the queue is dropped they
+    /// write what is queued, then end. Four batches may wait; further
+    /// callers wait to enqueue.
     pub fn start<W, F>(most: usize, writers: usize, write: W) -> (Self, Vec<JoinHandle<()>>)
     where
-        W: Fn(Vec<Queued<T, R>>) -> F + Send + Sync + 'static,
+        W: Fn(Vec<Pending<T, R>>) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send,
     {
         let (sender, receiver) = mpsc::channel(4 * most);
@@ -96,7 +98,7 @@ impl<T: Send + 'static, R: Send + 'static> BatchQueue<T, R> {
     pub async fn ask(&self, request: T) -> Result<R> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Queued {
+            .send(Pending {
                 request,
                 reply: Reply(reply),
             })
@@ -115,7 +117,7 @@ pub struct NewPost {
     pub message: NewMessage,
 }
 
-pub type Post = Queued<NewPost, Posted>;
+pub type Post = Pending<NewPost, Posted>;
 
 /// Where concurrent `post_message` calls wait for a writer.
 pub struct PostQueue(BatchQueue<NewPost, Posted>);

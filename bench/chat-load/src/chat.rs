@@ -261,11 +261,16 @@ async fn run(common: &Common, server: Server, load: Load) -> Result<(ChatResult,
         _ => None,
     };
     let cpu_before = target.served.sample().cpu_ticks;
-    let started = (Instant::now(), crate::streams::now_micros());
+    let (started, started_micros) = (Instant::now(), crate::streams::now_micros());
     let target = Arc::new(target);
     let posts = Arc::new(Histogram::new());
-    let publishers = publish(&target, urls.publish, load, started, &posts);
-    let started = started.0;
+    let publishers = publish(
+        &target,
+        urls.publish,
+        load,
+        (started, started_micros),
+        &posts,
+    );
     let typists = typists(
         &target,
         urls.typing_posts,

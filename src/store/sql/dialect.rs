@@ -25,7 +25,8 @@ pub trait RowsAffected {
 }
 
 pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAffected> {
-    /// Batches of posts written at once (see `group_commit`).
+    /// Tasks that write batches of posts, one batch each at a time (see
+    /// `group_commit`).
     const POST_WRITERS: usize;
     /// Begins a transaction that writes.
     const BEGIN_WRITE: &'static str;
@@ -42,8 +43,8 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAff
     const MEMBER_IDS: &'static str;
     /// Every reader's cursor in room `r` as a JSON object text, by user id.
     const READ_CURSORS: &'static str;
-    /// How a member's replay reads each of its rooms `mine` (see
-    /// `Queries::events_of_member`): after `FROM mine`, to the end.
+    /// How a member's replay reads each of its rooms (see
+    /// `Queries::events_of_member`): what follows `FROM (…) AS mine`.
     const EVENTS_OF_ROOMS: &'static str;
 
     /// The values of the JSON array bound as `$parameter`, as a table of

@@ -27,7 +27,7 @@ const PURGED_UP_TO: &str =
 /// The rooms whose events a member's replay reads: the rooms of user `$2`
 /// now (a deleted room's members stay, so the replay finds its deletion),
 /// and those they joined or left after event `$1`.
-pub const MEMBER_REPLAY_ROOMS: &str = "(SELECT room_id FROM room_members WHERE user_id = $2
+const MEMBER_REPLAY_ROOMS: &str = "(SELECT room_id FROM room_members WHERE user_id = $2
       UNION
       SELECT room_id FROM events WHERE subject_id = $2 AND id > $1) AS mine";
 
@@ -108,8 +108,10 @@ pub struct Queries {
     /// rooms or about the caller (a room they left).
     pub version_all: String,
     pub version_member: String,
-    // Messages pages: `$1` room, `$2` seq, `$3` rows to fetch.
+    /// A page of messages before seq `$2` of room `$1`, newest first (`$3`
+    /// rows at most).
     pub messages_before: String,
+    /// The same after seq `$2`, oldest first.
     pub messages_after: String,
     /// Message `$2` of room `$1`.
     pub message: String,

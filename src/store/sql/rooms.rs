@@ -38,8 +38,9 @@ where
         row.ok_or(Error::NotFound("room"))?.into_room()
     }
 
-    /// The room's state, or `NotFound` if the caller may not see it.
-    /// Writers `lock` the room row with it (see the module doc).
+    /// The room's state (`Store::room_state` on a connection or a
+    /// transaction), or `NotFound` if the caller may not see it. Writers
+    /// `lock` the room row with it (see the module doc).
     ///
     /// A member's membership is read again under the lock, in a
     /// statement of its own: under PostgreSQL's READ COMMITTED, the
