@@ -275,6 +275,19 @@ impl Serialize for Timestamp {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    /// From RFC 3339, as written; to the millisecond.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let time = OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
+            serde::de::Error::custom("a time must be RFC 3339, as 2026-11-27T12:00:00Z")
+        })?;
+        i64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom("that time is out of range"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -329,6 +342,50 @@ pub struct Room {
     /// the `read` events keeping it current.
     #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     pub read_cursors: std::collections::BTreeMap<UserId, i64>,
+    /// The room as a support conversation: for agents (admins) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+}
+
+/// Where a support conversation stands, as agents set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Open,
+    /// Waiting on the customer.
+    Pending,
+    Resolved,
+    /// Out of the way until `snoozedUntil`.
+    Snoozed,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Pending => "pending",
+            Self::Resolved => "resolved",
+            Self::Snoozed => "snoozed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Open, Self::Pending, Self::Resolved, Self::Snoozed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// A room as a support conversation: what agents (admins) see of it, and
+/// customers never do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub status: ConversationStatus,
+    /// Set while `snoozed`.
+    pub snoozed_until: Option<Timestamp>,
+    /// Set while `resolved`: since when.
+    pub resolved_at: Option<Timestamp>,
 }
 
 /// A caller's read cursor in a room, after it moved.
@@ -395,7 +452,19 @@ pub enum EventData<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         user_id: Option<&'a UserId>,
     },
+    /// A conversation's new state, and the agent who changed it: for
+    /// agents' streams only (see `CONVERSATION_UPDATED`).
+    #[serde(rename_all = "camelCase")]
+    ConversationUpdated {
+        room_id: &'a RoomId,
+        conversation: &'a Conversation,
+        changed_by: &'a UserId,
+    },
 }
+
+/// How a `conversation_updated` event's JSON starts (the tag is written
+/// first): the relay tells agents-only events by it.
+pub const CONVERSATION_UPDATED: &str = r#"{"type":"conversation_updated""#;
 
 impl<'a> EventData<'a> {
     /// The message an event carries, if it carries one (a `room` event, its
@@ -407,7 +476,7 @@ impl<'a> EventData<'a> {
             | Self::MessageEdited { message }
             | Self::MessageDeleted { message } => Some(&message.id),
             Self::Room { room, .. } => room.last_message.map(|message| &message.id),
-            Self::Read { .. } => None,
+            Self::Read { .. } | Self::ConversationUpdated { .. } => None,
         }
     }
 

@@ -60,6 +60,8 @@ impl Filter {
         let lost = about_me.is_some() || change == Some(RoomChange::Deleted);
         match &self.scope {
             EventScope::All => Admit::Send,
+            // Agents read conversations' state on their global streams.
+            _ if event.agents_only => Admit::Skip,
             EventScope::Room(room) if event.room_id != *room => Admit::Skip,
             EventScope::Room(_) if change == Some(RoomChange::Deleted) => Admit::SendAndEnd,
             EventScope::Room(_) if about_me.is_some() && !self.caller.is_admin() => {

@@ -22,7 +22,7 @@ pub use signals::Signal;
 use window::Window;
 
 use crate::metrics;
-use crate::model::{MessageId, RoomChange, RoomId, Timestamp, UserId};
+use crate::model::{CONVERSATION_UPDATED, MessageId, RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
 use crate::store::{Store, StoredEvent, StreamClaim};
 use bytes::Bytes;
@@ -55,6 +55,9 @@ pub struct Event {
     pub rewrote: Option<MessageId>,
     /// A signal (see `signals`): not in the log, its `id` is 0.
     pub ephemeral: bool,
+    /// For agents' (admins') global streams only: a conversation's state,
+    /// which no customer may learn.
+    pub agents_only: bool,
     /// The whole SSE frame, shared by every stream that sends it.
     pub frame: Bytes,
     /// Where the frame's JSON data begins.
@@ -98,6 +101,7 @@ impl Event {
             membership,
             rewrote,
             ephemeral: false,
+            agents_only: stored.data.starts_with(CONVERSATION_UPDATED),
         }
     }
 
@@ -110,6 +114,7 @@ impl Event {
             membership: None,
             rewrote: None,
             ephemeral: true,
+            agents_only: false,
             data_at: 0,
             frame,
         }

@@ -430,6 +430,10 @@ impl Routes {
         }
         // No receiver is fine: nobody is listening.
         let mut delivered = self.everything.send(event.clone()).unwrap_or(0);
+        if event.agents_only {
+            // Only admins' global streams take it (their filter's rule).
+            return delivered;
+        }
         if let Some(channel) = self.rooms.get(room) {
             delivered += channel.send(event.clone()).unwrap_or(0);
         }

@@ -4,6 +4,7 @@
 mod events;
 mod extract;
 mod health;
+mod inbox;
 mod messages;
 mod metrics;
 mod openapi;
@@ -61,6 +62,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
             || (config.env == Environment::Development && config.listens_on_loopback()));
     let api = OpenApiRouter::new()
         .merge(rooms::router())
+        .merge(inbox::router())
         .merge(messages::router())
         .merge(typing::router())
         .merge(presence::router())

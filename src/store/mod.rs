@@ -30,8 +30,8 @@ pub use webhooks::{
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room, RoomChange,
-    RoomId, RoomName, Timestamp, UserId,
+    Caller, ClientId, Conversation, ConversationStatus, DeletedRoom, Message, MessageBody,
+    MessageId, ReadState, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -89,6 +89,7 @@ pub struct RoomPage {
 impl RoomPage {
     /// Builds a page from the `limit + 1` rows a page query fetched.
     fn from_rows(
+        caller: &Caller,
         rows: Vec<RoomRow>,
         limit: u32,
         total_unread: i64,
@@ -102,7 +103,7 @@ impl RoomPage {
         };
         let rooms = rows
             .into_iter()
-            .map(RoomRow::into_room)
+            .map(|row| row.into_room(caller))
             .collect::<Result<_>>()?;
         Ok(Self {
             rooms,
@@ -259,6 +260,17 @@ pub trait Store: Send + Sync + 'static {
     /// Admins close a room to new messages (`closed`), or reopen it; the
     /// state it is already in changes nothing.
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room>;
+
+    /// Agents (admins) set a conversation's status, with `snoozed_until`
+    /// for `snoozed` (checked by the caller: in the future, and only
+    /// then); one `conversation_updated` event, unless nothing changed.
+    async fn set_conversation_status(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        status: ConversationStatus,
+        snoozed_until: Option<Timestamp>,
+    ) -> Result<Room>;
 
     /// Admins delete a room: it is gone from every listing and route at
     /// once, with one `deleted` event; then its messages and earlier events
@@ -474,6 +486,9 @@ struct RoomRow {
     closed_by: Option<String>,
     /// Deleted messages past the caller's cursor: not unread any more.
     deleted_unread: i64,
+    status: String,
+    snoozed_until: Option<i64>,
+    resolved_at: Option<i64>,
 }
 
 impl RoomRow {
@@ -483,7 +498,18 @@ impl RoomRow {
         }
     }
 
-    fn into_room(self) -> Result<Room> {
+    /// The room as `caller` sees it: its conversation, to agents only.
+    fn into_room(self, caller: &Caller) -> Result<Room> {
+        let conversation = match caller.is_admin() {
+            true => Some(Conversation {
+                status: ConversationStatus::parse(&self.status).ok_or_else(|| {
+                    Error::internal(format!("unknown conversation status `{}`", self.status))
+                })?,
+                snoozed_until: self.snoozed_until.map(Timestamp::from_unix_ms),
+                resolved_at: self.resolved_at.map(Timestamp::from_unix_ms),
+            }),
+            false => None,
+        };
         let member_ids: Vec<String> = serde_json::from_str(&self.member_ids)
             .map_err(|e| Error::internal_from("room members are not a JSON list", e))?;
         let read_cursors: std::collections::BTreeMap<String, i64> =
@@ -510,6 +536,7 @@ impl RoomRow {
                 .into_iter()
                 .map(|(user, seq)| (UserId::from_store(user), seq))
                 .collect(),
+            conversation,
         })
     }
 }

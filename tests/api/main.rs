@@ -16,6 +16,7 @@ mod erasure;
 mod fanout;
 mod health;
 mod hostile;
+mod inbox;
 mod lifecycle;
 mod load;
 mod logs;

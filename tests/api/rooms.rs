@@ -53,7 +53,14 @@ async fn a_new_room_has_its_creator_as_a_member(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(fetched, room);
+    // Bob sees what the agent saw, but for the conversation: agents' only.
+    assert_eq!(room["conversation"]["status"], "open");
+    let mut without_conversation = room.clone();
+    without_conversation
+        .as_object_mut()
+        .unwrap()
+        .remove("conversation");
+    assert_eq!(fetched, without_conversation);
 }
 
 async fn a_user_cannot_read_post_to_mark_add_to_or_learn_of_another_users_room(backend: Backend) {

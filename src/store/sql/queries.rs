@@ -20,6 +20,14 @@ const DELETED_PAST_CURSOR: &str = "(SELECT COUNT(*) FROM messages d
      WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
        AND d.seq > COALESCE(c.last_read_seq, 0))";
 
+/// Sets room `$1`'s conversation status `$2` (snoozed until `$3`) at `$4`,
+/// unless it stands so already; `resolved_at` keeps the first resolution.
+pub const SET_CONVERSATION_STATUS: &str = "UPDATE rooms SET status = $2, snoozed_until = $3,
+         resolved_at = CASE WHEN $2 <> 'resolved' THEN NULL
+             WHEN status = 'resolved' THEN resolved_at ELSE $4 END,
+         updated_at = $4
+     WHERE id = $1 AND (status <> $2 OR snoozed_until IS DISTINCT FROM $3)";
+
 /// The first id the log no longer holds, minus one: no snapshot may claim less.
 const PURGED_UP_TO: &str =
     "SELECT COALESCE(MIN(id), (SELECT last_id + 1 FROM event_counter)) - 1 FROM events";
@@ -145,7 +153,7 @@ impl Queries {
         let room_select = |tail: &str| {
             format!(
                 "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
-                        r.closed_at, r.closed_by,
+                        r.closed_at, r.closed_by, r.status, r.snoozed_until, r.resolved_at,
                         COALESCE(c.last_read_seq, 0) AS last_read_seq,
                         {member_ids} AS member_ids, {read_cursors} AS read_cursors,
                         m.id AS msg_id, m.seq AS msg_seq, m.author_id AS msg_author_id,

@@ -35,7 +35,7 @@ where
             .bind(caller.is_admin())
             .fetch_optional(&mut *conn)
             .await?;
-        row.ok_or(Error::NotFound("room"))?.into_room()
+        row.ok_or(Error::NotFound("room"))?.into_room(caller)
     }
 
     /// The room's state (`Store::room_state` on a connection or a

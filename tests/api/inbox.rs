@@ -1,0 +1,178 @@
+//! The support inbox: agents (admins) set a conversation's status; every
+//! change is one `conversation_updated` event that agents' global streams
+//! carry, live and on resume, and no customer's stream ever does.
+
+use crate::support::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use chat_server::model::Timestamp;
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_stores!(
+    an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_customer,
+    only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future,
+    a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_stream_skips_them,
+);
+
+fn rfc3339(ms_from_now: i64) -> String {
+    Timestamp::from_unix_ms(Timestamp::now().unix_ms() + ms_from_now).to_rfc3339()
+}
+
+async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_customer(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent, other_agent) = (user("alice"), admin("agent"), admin("agent-2"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    let (_, fresh) = app.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+    assert_eq!(fresh["conversation"]["status"], "open", "{fresh}");
+    assert!(fresh["conversation"]["resolvedAt"].is_null());
+    let mut panel = app.stream("", &other_agent).await;
+    let mut widget = app.stream(&format!("?roomId={room}"), &alice).await;
+    let mut customer = app.stream("", &alice).await;
+
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let (status, resolved) = app
+        .patch(&path, &agent, json!({"status": "resolved"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["conversation"]["status"], "resolved");
+    let resolved_at = resolved["conversation"]["resolvedAt"].clone();
+    assert!(resolved_at.is_string(), "{resolved}");
+    let told = panel.expect("conversation_updated").await;
+    assert_eq!(told.data["roomId"], room.as_str());
+    assert_eq!(told.data["changedBy"], "agent");
+    assert_eq!(told.data["conversation"], resolved["conversation"]);
+
+    // The same status again changes nothing, and tells no one.
+    let (status, again) = app
+        .patch(&path, &agent, json!({"status": "resolved"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["conversation"]["resolvedAt"], resolved_at);
+    let (status, pending) = app.patch(&path, &agent, json!({"status": "pending"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pending["conversation"]["resolvedAt"].is_null(), "{pending}");
+    let told = panel.expect("conversation_updated").await;
+    assert_eq!(told.data["conversation"]["status"], "pending");
+
+    // The customer's streams go straight from before to her next message.
+    app.send(&alice, &room, "still there?").await;
+    for stream in [&mut widget, &mut customer] {
+        let next = stream.expect("message").await;
+        assert_eq!(next.data["message"]["body"], "still there?");
+    }
+    assert_eq!(
+        panel.expect("message").await.data["message"]["body"],
+        "still there?"
+    );
+    // Nor does anything she reads say it.
+    let (_, seen) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
+    assert!(seen.get("conversation").is_none(), "{seen}");
+    let (_, listing) = app.get("/api/chat/rooms", &alice).await;
+    assert!(
+        listing["rooms"][0].get("conversation").is_none(),
+        "{listing}"
+    );
+    let (_, listing) = app.get("/api/chat/rooms", &agent).await;
+    assert_eq!(listing["rooms"][0]["conversation"]["status"], "pending");
+}
+
+async fn only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    assert_error(
+        app.patch(&path, &alice, json!({"status": "resolved"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    for (body, code) in [
+        (json!({"status": "snoozed"}), "snooze_needs_a_time"),
+        (
+            json!({"status": "snoozed", "snoozedUntil": rfc3339(-1_000)}),
+            "snooze_in_the_past",
+        ),
+        (
+            json!({"status": "open", "snoozedUntil": rfc3339(60_000)}),
+            "snooze_only_when_snoozed",
+        ),
+    ] {
+        assert_error(
+            app.patch(&path, &agent, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+        );
+    }
+    for body in [
+        json!({"status": "closed"}),
+        json!({"status": "snoozed", "snoozedUntil": "tomorrow"}),
+        json!({"status": "open", "assigneeId": "agent"}),
+    ] {
+        let (status, answer) = app.patch(&path, &agent, body).await;
+        assert!(status.is_client_error(), "{status} {answer}");
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    let missing = "/api/chat/rooms/00000000-0000-4000-8000-000000000000/conversation";
+    assert_error(
+        app.patch(missing, &agent, json!({"status": "pending"}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "room_not_found",
+    );
+    // Nothing of the refused changes was kept.
+    let (_, room_now) = app.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+    assert_eq!(room_now["conversation"]["status"], "open", "{room_now}");
+    assert!(room_now["conversation"]["snoozedUntil"].is_null());
+
+    let until = rfc3339(3_600_000);
+    let (status, snoozed) = app
+        .patch(
+            &path,
+            &agent,
+            json!({"status": "snoozed", "snoozedUntil": until}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{snoozed}");
+    assert_eq!(snoozed["conversation"]["status"], "snoozed");
+    assert_eq!(snoozed["conversation"]["snoozedUntil"], until.as_str());
+}
+
+async fn a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_stream_skips_them(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    let (_, listing) = app.get("/api/chat/rooms", &agent).await;
+    let before = listing["lastEventId"].as_str().unwrap().to_owned();
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let (status, _) = app.patch(&path, &agent, json!({"status": "pending"})).await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&alice, &room, "after the change").await;
+
+    let mut panel = app.stream_from("", &agent, Some(&before)).await;
+    let change = panel.expect("conversation_updated").await;
+    assert_eq!(change.data["conversation"]["status"], "pending");
+    panel.expect("message").await;
+    for query in [String::new(), format!("?roomId={room}")] {
+        let mut customer = app.stream_from(&query, &alice, Some(&before)).await;
+        let next = customer.expect("message").await;
+        assert_eq!(next.data["message"]["body"], "after the change", "{query}");
+    }
+    // The long-poll reads the same feed.
+    let (status, polled) = app
+        .get(&format!("/api/chat/events?after={before}&wait=0"), &alice)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{polled}");
+    let kinds: Vec<&str> = polled["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["data"]["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["message"], "{polled}");
+}
