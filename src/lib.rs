@@ -13,6 +13,7 @@
 //! - [`connection`]: a client connection, and cutting one whose stream is not read.
 //! - [`limits`]: rate limits on opening streams and on writes.
 //! - [`erasure`]: erasing what a user wrote, as a durable background job.
+//! - [`inbox`]: the snooze schedule, which opens snoozed conversations.
 //! - [`metrics`]: what is counted, for `/metrics`.
 //! - [`http`]: the JSON API and the streams, one module per resource.
 //! - [`error`]: the one error type and its HTTP mapping.
@@ -26,6 +27,7 @@ pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod inbox;
 pub mod limits;
 pub mod metrics;
 pub mod model;

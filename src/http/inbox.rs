@@ -73,6 +73,7 @@ async fn change_conversation(
     Ok(Json(
         state
             .store
+            .inbox()
             .set_conversation_status(&caller, &room, changes.status, changes.snoozed_until)
             .await?,
     ))

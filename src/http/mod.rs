@@ -23,6 +23,7 @@ use crate::config::{Config, Environment};
 use crate::erasure::Erasures;
 use crate::error::{Error, Result};
 use crate::events::Hub;
+use crate::inbox::SnoozeSchedule;
 use crate::limits::Limits;
 use crate::model::{MessageId, RoomId, UserId};
 use crate::store::Store;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// The erasure worker, told when a job is asked for.
     pub erasures: Arc<Erasures>,
+    /// Opens snoozed conversations when their time comes; held to run.
+    pub snoozes: Arc<SnoozeSchedule>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.

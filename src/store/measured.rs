@@ -8,8 +8,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::metrics::STORE_DURATION;
 use crate::model::{
-    Caller, ConversationStatus, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room,
-    RoomId, RoomName, Timestamp, UserId,
+    Caller, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room, RoomId, RoomName,
+    Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -79,21 +79,6 @@ impl Store for Measured {
 
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room> {
         timed("set_closed", self.0.set_closed(caller, room, closed)).await
-    }
-
-    async fn set_conversation_status(
-        &self,
-        caller: &Caller,
-        room: &RoomId,
-        status: ConversationStatus,
-        snoozed_until: Option<Timestamp>,
-    ) -> Result<Room> {
-        timed(
-            "set_conversation_status",
-            self.0
-                .set_conversation_status(caller, room, status, snoozed_until),
-        )
-        .await
     }
 
     async fn delete_room(&self, caller: &Caller, room: &RoomId, batch: u32) -> Result<DeletedRoom> {
@@ -227,5 +212,9 @@ impl Store for Measured {
 
     fn erasures(&self) -> &dyn super::ErasureStore {
         self.0.erasures()
+    }
+
+    fn inbox(&self) -> &dyn super::InboxStore {
+        self.0.inbox()
     }
 }

@@ -11,6 +11,7 @@
 mod cluster;
 mod erasure;
 mod group_commit;
+mod inbox;
 mod measured;
 mod postgres;
 mod posts;
@@ -20,6 +21,7 @@ mod webhooks;
 
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
+pub use inbox::{InboxStore, SNOOZE};
 pub use measured::Measured;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -261,17 +263,6 @@ pub trait Store: Send + Sync + 'static {
     /// state it is already in changes nothing.
     async fn set_closed(&self, caller: &Caller, room: &RoomId, closed: bool) -> Result<Room>;
 
-    /// Agents (admins) set a conversation's status, with `snoozed_until`
-    /// for `snoozed` (checked by the caller: in the future, and only
-    /// then); one `conversation_updated` event, unless nothing changed.
-    async fn set_conversation_status(
-        &self,
-        caller: &Caller,
-        room: &RoomId,
-        status: ConversationStatus,
-        snoozed_until: Option<Timestamp>,
-    ) -> Result<Room>;
-
     /// Admins delete a room: it is gone from every listing and route at
     /// once, with one `deleted` event; then its messages and earlier events
     /// go, `batch` rows to a statement. Deleting it again answers the same
@@ -388,6 +379,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The erasure jobs' part of the store.
     fn erasures(&self) -> &dyn ErasureStore;
+
+    /// The support inbox's part of the store.
+    fn inbox(&self) -> &dyn InboxStore;
 }
 
 /// Connections of a store's pool.

@@ -2,16 +2,26 @@
 //! change is one `conversation_updated` event that agents' global streams
 //! carry, live and on resume, and no customer's stream ever does.
 
-use crate::support::{Backend, TestApp, admin, assert_error, on_both_stores, user};
+use crate::support::{
+    Backend, ServerProcess, SharedDb, TestApp, admin, assert_error, count_rows, free_port,
+    on_both_stores, user,
+};
 use chat_server::model::Timestamp;
 use reqwest::StatusCode;
 use serde_json::json;
+use std::collections::HashSet;
 
 on_both_stores!(
     an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_customer,
     only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future,
     a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_stream_skips_them,
+    a_snoozed_conversation_opens_within_two_seconds_of_its_time_and_agents_are_told,
 );
+
+/// The log's events that opened a snoozed conversation.
+const WAKE_UPS: &str = "SELECT COUNT(*) FROM events
+     WHERE data LIKE '{\"type\":\"conversation_updated\"%'
+       AND data LIKE '%\"changedBy\":\"chat-server:snooze\"%'";
 
 fn rfc3339(ms_from_now: i64) -> String {
     Timestamp::from_unix_ms(Timestamp::now().unix_ms() + ms_from_now).to_rfc3339()
@@ -175,4 +185,110 @@ async fn a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_st
         .map(|event| event["data"]["type"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(kinds, ["message"], "{polled}");
+}
+
+async fn a_snoozed_conversation_opens_within_two_seconds_of_its_time_and_agents_are_told(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let agent = admin("agent");
+    let room = app.create_room(&agent, "later", &["alice"]).await;
+    let mut panel = app.stream("", &agent).await;
+    let due = Timestamp::now().unix_ms() + 1_500;
+    let until = Timestamp::from_unix_ms(due).to_rfc3339();
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let (status, _) = app
+        .patch(
+            &path,
+            &agent,
+            json!({"status": "snoozed", "snoozedUntil": until}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    panel.expect("conversation_updated").await;
+
+    let woke = panel.expect("conversation_updated").await;
+    let late = Timestamp::now().unix_ms() - due;
+    assert!(
+        (0..2_000).contains(&late),
+        "opened {late} ms after its time"
+    );
+    assert_eq!(woke.data["changedBy"], "chat-server:snooze");
+    assert_eq!(woke.data["conversation"]["status"], "open");
+    assert!(woke.data["conversation"]["snoozedUntil"].is_null());
+    let (_, now) = app.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+    assert_eq!(now["conversation"]["status"], "open", "{now}");
+    assert_eq!(count_rows(app.database_url(), WAKE_UPS).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_two_instances_open_each_snoozed_conversation_once() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let a = TestApp::spawn(backend).await;
+    let b = a.sibling_with(|figment| figment).await;
+    let agent = admin("agent");
+    let until = rfc3339(2_000);
+    let mut rooms = HashSet::new();
+    for index in 0..40 {
+        let room = a.create_room(&agent, &format!("later {index}"), &[]).await;
+        let path = format!("/api/chat/rooms/{room}/conversation");
+        let (status, _) = a
+            .patch(
+                &path,
+                &agent,
+                json!({"status": "snoozed", "snoozedUntil": until}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        rooms.insert(room);
+    }
+    let mut panel = b.stream("", &agent).await;
+    let mut opened = HashSet::new();
+    while opened.len() < rooms.len() {
+        let event = panel.expect("conversation_updated").await;
+        if event.data["conversation"]["status"] == "open" {
+            let room = event.data["roomId"].as_str().unwrap().to_owned();
+            assert!(rooms.contains(&room), "{room}");
+            assert!(opened.insert(room), "opened twice: {:?}", event.data);
+        }
+    }
+    assert_eq!(count_rows(a.database_url(), WAKE_UPS).await, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_snooze_set_before_a_sigkill_opens_after_the_restart() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let db = SharedDb::create(&backend).await;
+    let port = free_port();
+    let mut server = ServerProcess::start_on(&db, port, &[]).await;
+    let agent = admin("agent");
+    let room = server.create_room(&agent, "later", &[]).await;
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let (status, _) = server
+        .patch(
+            &path,
+            &agent,
+            json!({"status": "snoozed", "snoozedUntil": rfc3339(1_000)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.kill();
+    assert_eq!(count_rows(&db.url, WAKE_UPS).await, 0);
+
+    let server = ServerProcess::start_on(&db, port, &[]).await;
+    let mut panel = server.stream("", &agent).await;
+    let room_now = loop {
+        let (_, room_now) = server.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+        if room_now["conversation"]["status"] == "open" {
+            break room_now;
+        }
+        let event = panel.expect("conversation_updated").await;
+        assert_eq!(event.data["conversation"]["status"], "open");
+    };
+    assert!(room_now["conversation"]["snoozedUntil"].is_null());
+    assert_eq!(count_rows(&db.url, WAKE_UPS).await, 1);
 }

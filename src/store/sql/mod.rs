@@ -16,6 +16,7 @@
 
 mod dialect;
 mod erasure;
+mod inbox;
 mod posts;
 pub mod queries;
 mod rooms;

@@ -28,6 +28,10 @@ pub const SET_CONVERSATION_STATUS: &str = "UPDATE rooms SET status = $2, snoozed
          updated_at = $4
      WHERE id = $1 AND (status <> $2 OR snoozed_until IS DISTINCT FROM $3)";
 
+/// Whether a snoozed conversation is due by `$1`.
+pub const ANY_SNOOZE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM rooms
+     WHERE status = 'snoozed' AND snoozed_until <= $1 AND deleted_at IS NULL)";
+
 /// The first id the log no longer holds, minus one: no snapshot may claim less.
 const PURGED_UP_TO: &str =
     "SELECT COALESCE(MIN(id), (SELECT last_id + 1 FROM event_counter)) - 1 FROM events";
@@ -143,6 +147,8 @@ pub struct Queries {
     pub offline_at: String,
     /// Notes the users in the JSON array `$1` offline at `$2`, unless later.
     pub note_offline: String,
+    /// The snoozed conversations due by `$1`, `$2` at most, locked.
+    pub snoozed_due: String,
     /// Moves webhook `$1`'s cursors forward to `$3` and `$4`, if `$2` holds
     /// its lease; `$5` whether it delivered something, at `$6`.
     pub advance_webhook: String,
@@ -259,6 +265,12 @@ impl Queries {
                  ON CONFLICT (user_id) DO UPDATE
                  SET offline_at = {greatest}(presence_offline.offline_at, excluded.offline_at)",
                 D::json_values(1)
+            ),
+            snoozed_due: format!(
+                "SELECT id FROM rooms
+                 WHERE status = 'snoozed' AND snoozed_until <= $1 AND deleted_at IS NULL
+                 ORDER BY id LIMIT $2{}",
+                D::LOCK_ROWS
             ),
             advance_webhook: format!(
                 "UPDATE webhooks SET event_cursor = {greatest}(event_cursor, $3),

@@ -5,12 +5,12 @@ use super::dialect::{Dialect, RowsAffected};
 use super::queries::*;
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ConversationStatus, DeletedRoom, EventData, Message, MessageBody, MessageId, ReadState,
-    Role, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
+    Caller, DeletedRoom, EventData, Message, MessageBody, MessageId, ReadState, Role, Room,
+    RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use crate::store::{
-    Erasing, ErasureStore, PoolStats, RETENTION, WebhookStore, cannot_add_others, closed_room,
-    rooms_before,
+    Erasing, ErasureStore, InboxStore, PoolStats, RETENTION, WebhookStore, cannot_add_others,
+    closed_room, rooms_before,
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
@@ -258,49 +258,6 @@ where
             let event = EventData::room(&view, change, None);
             Self::append_event(&mut tx, room, None, &event, false, now).await?;
         }
-        self.commit(tx).await?;
-        Ok(view)
-    }
-
-    async fn set_conversation_status(
-        &self,
-        caller: &Caller,
-        room: &RoomId,
-        status: ConversationStatus,
-        snoozed_until: Option<Timestamp>,
-    ) -> Result<Room> {
-        let now = Timestamp::now().unix_ms();
-        let mut tx = self.begin_write().await?;
-        Self::state_of_room(&mut tx, caller, room.as_str(), true).await?;
-        if !caller.is_admin() {
-            return Err(Error::forbidden(
-                "forbidden",
-                "only agents (admins) may change a conversation's status",
-            ));
-        }
-        let changed = sqlx::query(SET_CONVERSATION_STATUS)
-            .bind(room.as_str())
-            .bind(status.as_str())
-            .bind(snoozed_until.map(Timestamp::unix_ms))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let view = Self::visible_room(&mut tx, caller, room.as_str()).await?;
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(view);
-        }
-        let conversation = view
-            .conversation
-            .as_ref()
-            .ok_or_else(|| Error::internal("an agent's view of a room has no conversation"))?;
-        let event = EventData::ConversationUpdated {
-            room_id: room,
-            conversation,
-            changed_by: &caller.id,
-        };
-        Self::append_event(&mut tx, room, None, &event, false, now).await?;
         self.commit(tx).await?;
         Ok(view)
     }
@@ -793,6 +750,10 @@ where
     }
 
     fn erasures(&self) -> &dyn ErasureStore {
+        self
+    }
+
+    fn inbox(&self) -> &dyn InboxStore {
         self
     }
 
