@@ -1,12 +1,13 @@
 //! How a batch of posts is planned once its rooms are locked, before
 //! anything is written: which posts get an error of their own, which are
-//! retries answered with their original, and the seq each new message
-//! takes. A pure function of what the batch read, so it is tested alone.
+//! retries answered with their original, the seq each new message takes,
+//! and which conversations a customer's message opens again. A pure
+//! function of what the batch read, so it is tested alone.
 
 use super::{NewMessage, Posted, closed_room, resend};
 use crate::error::{Error, Result};
-use crate::model::{Caller, Message, MessageId, RoomId, Timestamp};
-use std::collections::{HashMap, HashSet};
+use crate::model::{Caller, Message, MessageId, RoomId, Timestamp, UserId};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One post of a batch, as its caller asked.
 pub(super) struct Asked<'a> {
@@ -25,6 +26,8 @@ pub(super) struct Found {
     pub members: HashSet<(String, String)>,
     /// The stored messages a post's `clientId` reuses, by (room, author, clientId).
     pub earlier: HashMap<(String, String, String), Message>,
+    /// The rooms whose conversation is not open (pending, resolved or snoozed).
+    pub not_open: HashSet<String>,
 }
 
 /// Every post's outcome but the new messages' (theirs comes once the batch
@@ -32,6 +35,9 @@ pub(super) struct Found {
 pub(super) struct Plan {
     pub outcomes: Vec<Option<Result<Posted>>>,
     pub created: Vec<(usize, Message)>,
+    /// The conversations a customer's new message opens again, in room id
+    /// order, each with the customer whose message was the first.
+    pub reopened: BTreeMap<RoomId, UserId>,
 }
 
 /// In arrival order: each room's seqs rise with it (and so, as they are
@@ -41,6 +47,7 @@ pub(super) struct Plan {
 pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
     let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
     let mut created = Vec::new();
+    let mut reopened = BTreeMap::new();
     for (index, post) in posts.iter().enumerate() {
         let (room, author) = (post.room.as_str(), post.caller.id.as_str());
         let visible = post.caller.is_admin()
@@ -80,9 +87,17 @@ pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
         if let Some(key) = key {
             found.earlier.insert(key, message.clone());
         }
+        // A customer who writes is waiting for an agent again.
+        if !post.caller.is_admin() && found.not_open.remove(room) {
+            reopened.insert(post.room.clone(), post.caller.id.clone());
+        }
         created.push((index, message));
     }
-    Plan { outcomes, created }
+    Plan {
+        outcomes,
+        created,
+        reopened,
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +131,7 @@ mod tests {
                 .map(|(room, user)| (room.as_str().to_owned(), (*user).to_owned()))
                 .collect(),
             earlier: HashMap::new(),
+            not_open: HashSet::new(),
         }
     }
 
@@ -281,5 +297,53 @@ mod tests {
         let planned = plan(&posts, found(&[(&room, 0)], &[], &[(&room, "ann")]), 0);
         let codes: Vec<&str> = planned.outcomes.iter().map(code).collect();
         assert_eq!(codes, ["to be written", "client_id_conflict"]);
+    }
+
+    #[test]
+    fn a_customers_message_opens_a_conversation_again_and_an_agents_does_not() {
+        let (resolved, snoozed, open) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let (alice, bob, agent) = (
+            caller("alice", Role::User),
+            caller("bob", Role::User),
+            caller("agent", Role::Admin),
+        );
+        let mut found = found(
+            &[(&resolved, 0), (&snoozed, 0), (&open, 0)],
+            &[],
+            &[(&resolved, "alice"), (&resolved, "bob"), (&open, "alice")],
+        );
+        found.not_open = [&resolved, &snoozed]
+            .iter()
+            .map(|room| room.as_str().to_owned())
+            .collect();
+        let (hi, answer) = (message("hi", None), message("on it", None));
+        let posts = [
+            Asked {
+                caller: &agent,
+                room: &snoozed,
+                message: &answer,
+            },
+            Asked {
+                caller: &alice,
+                room: &resolved,
+                message: &hi,
+            },
+            Asked {
+                caller: &bob,
+                room: &resolved,
+                message: &hi,
+            },
+            Asked {
+                caller: &alice,
+                room: &open,
+                message: &hi,
+            },
+        ];
+        let plan = plan(&posts, found, 0);
+        assert_eq!(plan.created.len(), 4);
+        // Once, by the first customer; the agent's message opens nothing,
+        // nor does a message in an open conversation.
+        let reopened: Vec<_> = plan.reopened.iter().collect();
+        assert_eq!(reopened, [(&resolved, &alice.id)]);
     }
 }

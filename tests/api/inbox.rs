@@ -16,6 +16,7 @@ on_both_stores!(
     only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future,
     a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_stream_skips_them,
     a_snoozed_conversation_opens_within_two_seconds_of_its_time_and_agents_are_told,
+    a_customers_message_opens_a_waiting_conversation_again_and_an_agents_does_not,
 );
 
 /// The log's events that opened a snoozed conversation.
@@ -65,7 +66,8 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
     let told = panel.expect("conversation_updated").await;
     assert_eq!(told.data["conversation"]["status"], "pending");
 
-    // The customer's streams go straight from before to her next message.
+    // The customer's streams go straight from before to her next message,
+    // which opens the conversation again (for agents only, too).
     app.send(&alice, &room, "still there?").await;
     for stream in [&mut widget, &mut customer] {
         let next = stream.expect("message").await;
@@ -75,6 +77,8 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
         panel.expect("message").await.data["message"]["body"],
         "still there?"
     );
+    let reopened = panel.expect("conversation_updated").await;
+    assert_eq!(reopened.data["conversation"]["status"], "open");
     // Nor does anything she reads say it.
     let (_, seen) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
     assert!(seen.get("conversation").is_none(), "{seen}");
@@ -84,7 +88,7 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
         "{listing}"
     );
     let (_, listing) = app.get("/api/chat/rooms", &agent).await;
-    assert_eq!(listing["rooms"][0]["conversation"]["status"], "pending");
+    assert_eq!(listing["rooms"][0]["conversation"]["status"], "open");
 }
 
 async fn only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future(
@@ -229,20 +233,17 @@ async fn on_postgresql_two_instances_open_each_snoozed_conversation_once() {
     let a = TestApp::spawn(backend).await;
     let b = a.sibling_with(|figment| figment).await;
     let agent = admin("agent");
-    let until = rfc3339(2_000);
     let mut rooms = HashSet::new();
     for index in 0..40 {
-        let room = a.create_room(&agent, &format!("later {index}"), &[]).await;
+        rooms.insert(a.create_room(&agent, &format!("later {index}"), &[]).await);
+    }
+    // All due at once, a little after the last is snoozed.
+    let until = rfc3339(3_000);
+    for room in &rooms {
         let path = format!("/api/chat/rooms/{room}/conversation");
-        let (status, _) = a
-            .patch(
-                &path,
-                &agent,
-                json!({"status": "snoozed", "snoozedUntil": until}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        rooms.insert(room);
+        let body = json!({"status": "snoozed", "snoozedUntil": until});
+        let (status, answer) = a.patch(&path, &agent, body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
     }
     let mut panel = b.stream("", &agent).await;
     let mut opened = HashSet::new();
@@ -291,4 +292,62 @@ async fn on_postgresql_a_snooze_set_before_a_sigkill_opens_after_the_restart() {
     };
     assert!(room_now["conversation"]["snoozedUntil"].is_null());
     assert_eq!(count_rows(&db.url, WAKE_UPS).await, 1);
+}
+
+async fn a_customers_message_opens_a_waiting_conversation_again_and_an_agents_does_not(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let mut panel = app.stream("", &agent).await;
+    let mut widget = app.stream(&format!("?roomId={room}"), &alice).await;
+    for (status, extra) in [
+        ("resolved", json!({})),
+        ("pending", json!({})),
+        ("snoozed", json!({"snoozedUntil": rfc3339(3_600_000)})),
+    ] {
+        let mut body = json!({"status": status});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (code, _) = app.patch(&path, &agent, body).await;
+        assert_eq!(code, StatusCode::OK);
+        panel.expect("conversation_updated").await;
+        // An agent's own message leaves it as it is.
+        app.send(&agent, &room, "an agent's note").await;
+        panel.expect("message").await;
+        widget.expect("message").await;
+
+        app.send(&alice, &room, &format!("back, from {status}"))
+            .await;
+        assert_eq!(
+            panel.expect("message").await.data["message"]["authorId"],
+            "alice"
+        );
+        let reopened = panel.expect("conversation_updated").await;
+        assert_eq!(reopened.data["changedBy"], "alice");
+        assert_eq!(reopened.data["conversation"]["status"], "open");
+        assert!(reopened.data["conversation"]["resolvedAt"].is_null());
+        assert!(reopened.data["conversation"]["snoozedUntil"].is_null());
+        // The widget sees her message and nothing of the conversation.
+        assert_eq!(
+            widget.expect("message").await.data["message"]["authorId"],
+            "alice"
+        );
+        let (_, now) = app.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+        assert_eq!(
+            now["conversation"]["status"], "open",
+            "after {status}: {now}"
+        );
+    }
+    // In an open conversation, a message is only a message.
+    app.send(&alice, &room, "and one more").await;
+    panel.expect("message").await;
+    app.send(&agent, &room, "done").await;
+    assert_eq!(
+        panel.expect("message").await.data["message"]["body"],
+        "done"
+    );
 }

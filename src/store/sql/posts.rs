@@ -6,7 +6,7 @@ use super::SqlStore;
 use super::dialect::Dialect;
 use super::queries::*;
 use crate::error::{Error, Result};
-use crate::model::{EventData, Message, Timestamp};
+use crate::model::{Conversation, ConversationStatus, EventData, Message, Timestamp};
 use crate::store::group_commit::{Post, answer_failed_batch};
 use crate::store::posts::{Asked, Found, Plan, plan};
 use crate::store::{MessageRow, Posted};
@@ -73,12 +73,13 @@ where
     pub(super) async fn post_batch(pool: &Pool<D>, posts: &[Post]) -> Result<Vec<Result<Posted>>> {
         let now = Timestamp::now().unix_ms();
         let mut tx = pool.begin_with(D::BEGIN_WRITE).await?;
-        let (open, closed) = Self::lock_rooms(&mut tx, posts).await?;
+        let locked = Self::lock_rooms(&mut tx, posts).await?;
         let found = Found {
-            open,
-            closed,
+            open: locked.open,
+            closed: locked.closed,
             members: Self::memberships(&mut tx, posts).await?,
             earlier: Self::messages_by_client_id(&mut tx, posts).await?,
+            not_open: locked.not_open,
         };
         let asked: Vec<Asked<'_>> = posts
             .iter()
@@ -92,14 +93,25 @@ where
         let Plan {
             mut outcomes,
             created,
+            reopened,
         } = plan(&asked, found, now);
         if !created.is_empty() {
             Self::insert_messages(&mut tx, &created, now).await?;
+            if !reopened.is_empty() {
+                let mut reopen = sqlx::QueryBuilder::<D>::new(REOPEN_CONVERSATIONS);
+                let mut list = reopen.separated(", ");
+                for room in reopened.keys() {
+                    list.push_bind(room.as_str());
+                }
+                reopen.push(")").build().execute(&mut *tx).await?;
+            }
+            // The messages' events, then the conversations they opened.
+            let events = created.len() + reopened.len();
             let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
-                .bind(created.len() as i64)
+                .bind(events as i64)
                 .fetch_one(&mut *tx)
                 .await?;
-            let first_id = last_id - created.len() as i64 + 1;
+            let first_id = last_id - events as i64 + 1;
             let messages = created.iter().map(|(_, message)| message);
             Self::insert_message_events(
                 &mut tx,
@@ -113,6 +125,23 @@ where
             let mut rooms: BTreeMap<&str, (i64, i64)> = Default::default();
             for (id, (_, message)) in (first_id..).zip(&created) {
                 rooms.insert(message.room_id.as_str(), (message.seq, id));
+            }
+            let open = Conversation {
+                status: ConversationStatus::Open,
+                snoozed_until: None,
+                resolved_at: None,
+            };
+            let reopen_ids = first_id + created.len() as i64..;
+            for (id, (room, customer)) in reopen_ids.zip(&reopened) {
+                let event = EventData::ConversationUpdated {
+                    room_id: room,
+                    conversation: &open,
+                    changed_by: customer,
+                };
+                Self::insert_logged(&mut tx, id, room, None, &event, now).await?;
+                if let Some((_, newest)) = rooms.get_mut(room.as_str()) {
+                    *newest = id;
+                }
             }
             sqlx::QueryBuilder::<D>::new(
                 "UPDATE rooms SET last_seq = v.column2, updated_at = v.column3,
@@ -142,34 +171,36 @@ where
             .collect())
     }
 
-    /// Locks the rooms `posts` go to, in id order; returns each existing
-    /// open one's newest seq, and the closed ones (a deleted room is not
+    /// Locks the rooms `posts` go to, in id order (a deleted room is not
     /// one that exists).
     pub(super) async fn lock_rooms(
         conn: &mut D::Connection,
         posts: &[Post],
-    ) -> Result<(HashMap<String, i64>, HashSet<String>)> {
+    ) -> Result<LockedRooms> {
         let rooms: BTreeSet<&str> = posts.iter().map(|post| post.room.as_str()).collect();
         let mut query = sqlx::QueryBuilder::<D>::new(
-            "SELECT id, last_seq, closed_at IS NOT NULL FROM rooms WHERE deleted_at IS NULL AND id IN (",
+            "SELECT id, last_seq, closed_at IS NOT NULL, status FROM rooms
+             WHERE deleted_at IS NULL AND id IN (",
         );
         let mut list = query.separated(", ");
         for room in rooms {
             list.push_bind(room);
         }
         query.push(") ORDER BY id").push(D::LOCK_ROWS);
-        let rows: Vec<(String, i64, bool)> = query.build_query_as().fetch_all(&mut *conn).await?;
-        let closed = rows
-            .iter()
-            .filter(|(_, _, closed)| *closed)
-            .map(|(room, _, _)| room.clone())
-            .collect();
-        let open = rows
-            .into_iter()
-            .filter(|(_, _, closed)| !*closed)
-            .map(|(room, seq, _)| (room, seq))
-            .collect();
-        Ok((open, closed))
+        let rows: Vec<(String, i64, bool, String)> =
+            query.build_query_as().fetch_all(&mut *conn).await?;
+        let mut locked = LockedRooms::default();
+        for (room, seq, closed, status) in rows {
+            if status != ConversationStatus::Open.as_str() {
+                locked.not_open.insert(room.clone());
+            }
+            if closed {
+                locked.closed.insert(room);
+            } else {
+                locked.open.insert(room, seq);
+            }
+        }
+        Ok(locked)
     }
 
     /// Which of the posters who are not admins are members of their post's room.
@@ -313,4 +344,14 @@ where
         .await?;
         Ok(())
     }
+}
+
+/// The rooms a batch locked, as it found them.
+#[derive(Default)]
+pub(super) struct LockedRooms {
+    /// Each open room's newest seq.
+    open: HashMap<String, i64>,
+    closed: HashSet<String>,
+    /// Those whose conversation is not open.
+    not_open: HashSet<String>,
 }

@@ -28,6 +28,12 @@ pub const SET_CONVERSATION_STATUS: &str = "UPDATE rooms SET status = $2, snoozed
          updated_at = $4
      WHERE id = $1 AND (status <> $2 OR snoozed_until IS DISTINCT FROM $3)";
 
+/// Opens the conversations of the rooms listed after it (a customer wrote),
+/// then `)`.
+pub const REOPEN_CONVERSATIONS: &str = "UPDATE rooms SET status = 'open', snoozed_until = NULL,
+         resolved_at = NULL
+     WHERE id IN (";
+
 /// Whether a snoozed conversation is due by `$1`.
 pub const ANY_SNOOZE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM rooms
      WHERE status = 'snoozed' AND snoozed_until <= $1 AND deleted_at IS NULL)";

@@ -127,7 +127,24 @@ where
             .await?)
     }
 
+    /// Logs event `id`, and tells other processes of it.
     pub(super) async fn insert_event(
+        conn: &mut D::Connection,
+        id: i64,
+        room: &RoomId,
+        subject: Option<&UserId>,
+        data: &EventData<'_>,
+        now: i64,
+    ) -> Result<()> {
+        Self::insert_logged(conn, id, room, subject, data, now).await?;
+        if let Some(notify) = D::notify_events() {
+            sqlx::query(notify).bind(id).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Logs event `id` (of a batch, which tells other processes once).
+    pub(super) async fn insert_logged(
         conn: &mut D::Connection,
         id: i64,
         room: &RoomId,
@@ -146,9 +163,6 @@ where
             .bind(data.message_id().map(MessageId::as_str))
             .execute(&mut *conn)
             .await?;
-        if let Some(notify) = D::notify_events() {
-            sqlx::query(notify).bind(id).execute(&mut *conn).await?;
-        }
         Ok(())
     }
 
