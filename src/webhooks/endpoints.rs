@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub use crate::store::UNSEEN;
 
 /// Every event type an endpoint may ask for.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "message.created",
     "message.edited",
     "message.deleted",
@@ -23,6 +23,7 @@ pub const EVENT_TYPES: [&str; 11] = [
     "room.reopened",
     "room.deleted",
     "room.read",
+    "conversation.status_changed",
     UNSEEN,
 ];
 
@@ -141,6 +142,7 @@ pub fn event_type(data: &str) -> Option<&'static str> {
         ("room", Some("closed")) => "room.closed",
         ("room", Some("reopened")) => "room.reopened",
         ("room", Some("deleted")) => "room.deleted",
+        ("conversation_updated", _) => "conversation.status_changed",
         _ => return None,
     })
 }
@@ -204,6 +206,10 @@ mod tests {
         assert_eq!(
             event_type(r#"{"type":"read","roomId":"r"}"#),
             Some("room.read")
+        );
+        assert_eq!(
+            event_type(r#"{"type":"conversation_updated","roomId":"r"}"#),
+            Some("conversation.status_changed")
         );
         assert_eq!(event_type(r#"{"type":"presence"}"#), None);
         assert!(check_event_types(&["message.created".into(), "nope".into()]).is_err());

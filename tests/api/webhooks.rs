@@ -25,6 +25,7 @@ on_both_stores!(
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
     two_hundred_creations_at_once_never_pass_the_cap,
+    a_webhook_asking_for_status_changes_gets_each_with_who_made_it,
 );
 
 /// How the receiver answers.
@@ -1053,4 +1054,40 @@ async fn two_hundred_creations_at_once_never_pass_the_cap(backend: Backend) {
     );
     let (_, listed) = app.get("/api/chat/webhooks", &ops).await;
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 100);
+}
+
+async fn a_webhook_asking_for_status_changes_gets_each_with_who_made_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, quick).await;
+    let receiver = Receiver::start().await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    register(&app, &receiver.url, &["conversation.status_changed"], None).await;
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let (status, _) = app.patch(&path, &agent, json!({"status": "pending"})).await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&alice, &room, "back").await;
+
+    let events = receiver.wait_for_events(2).await;
+    let told: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap(),
+                event["data"]["conversation"]["status"].as_str().unwrap(),
+                event["data"]["changedBy"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("conversation.status_changed", "pending", "agent"),
+            ("conversation.status_changed", "open", "alice"),
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event["data"]["roomId"] == room.as_str())
+    );
 }
