@@ -89,6 +89,12 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
     );
     let (_, listing) = app.get("/api/chat/rooms", &agent).await;
     assert_eq!(listing["rooms"][0]["conversation"]["status"], "open");
+    // Nor what she is answered as she leaves.
+    let (status, left) = app
+        .delete(&format!("/api/chat/rooms/{room}/members/alice"), &alice)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert!(left.get("conversation").is_none(), "{left}");
 }
 
 async fn only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_future(

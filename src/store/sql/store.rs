@@ -382,7 +382,11 @@ where
             id: caller.id.clone(),
             role: Role::Admin,
         };
-        let view = Self::visible_room(&mut tx, &as_admin, room.as_str()).await?;
+        let mut view = Self::visible_room(&mut tx, &as_admin, room.as_str()).await?;
+        if !caller.is_admin() {
+            // What only agents see stays theirs.
+            view.conversation = None;
+        }
         if removed > 0 {
             let event = EventData::room(&view, RoomChange::MemberRemoved, Some(user));
             Self::append_event(&mut tx, room, Some(user), &event, true, now).await?;
