@@ -432,6 +432,7 @@ impl Routes {
         let mut delivered = self.everything.send(event.clone()).unwrap_or(0);
         if event.agents_only {
             // Only admins' global streams take it (their filter's rule).
+            self.deliveries += delivered as u64;
             return delivered;
         }
         if let Some(channel) = self.rooms.get(room) {

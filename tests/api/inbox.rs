@@ -40,6 +40,15 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
     let mut panel = app.stream("", &other_agent).await;
     let mut widget = app.stream(&format!("?roomId={room}"), &alice).await;
     let mut customer = app.stream("", &alice).await;
+    let before = app
+        .http
+        .get(app.url("/api/chat/rooms"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let etag = before.headers()["etag"].to_str().unwrap().to_owned();
+    let before: serde_json::Value = before.json().await.unwrap();
 
     let path = format!("/api/chat/rooms/{room}/conversation");
     let (status, resolved) = app
@@ -65,6 +74,19 @@ async fn an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_
     assert!(pending["conversation"]["resolvedAt"].is_null(), "{pending}");
     let told = panel.expect("conversation_updated").await;
     assert_eq!(told.data["conversation"]["status"], "pending");
+    // Nothing she could read moved: not her listing's version, nor the
+    // room's `updatedAt`.
+    let again = app
+        .http
+        .get(app.url("/api/chat/rooms"))
+        .bearer_auth(&alice)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let (_, seen) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
+    assert_eq!(seen["updatedAt"], before["rooms"][0]["updatedAt"], "{seen}");
 
     // The customer's streams go straight from before to her next message,
     // which opens the conversation again (for agents only, too).

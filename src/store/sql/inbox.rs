@@ -62,7 +62,7 @@ where
             conversation,
             changed_by: &caller.id,
         };
-        Self::append_event(&mut tx, room, None, &event, false, now).await?;
+        Self::log_for_agents(&mut tx, room, &event, now).await?;
         self.commit(tx).await?;
         Ok(view)
     }
@@ -119,7 +119,7 @@ where
                 conversation,
                 changed_by: &schedule.id,
             };
-            Self::append_event(&mut tx, &room, None, &event, false, now.unix_ms()).await?;
+            Self::log_for_agents(&mut tx, &room, &event, now.unix_ms()).await?;
         }
         self.commit(tx).await?;
         Ok(opened)

@@ -138,10 +138,9 @@ where
                     conversation: &open,
                     changed_by: customer,
                 };
+                // Each room's `last_event_id` and `activity` stay its
+                // message's: customers' listings are made of them.
                 Self::insert_logged(&mut tx, id, room, None, &event, now).await?;
-                if let Some((_, newest)) = rooms.get_mut(room.as_str()) {
-                    *newest = id;
-                }
             }
             sqlx::QueryBuilder::<D>::new(
                 "UPDATE rooms SET last_seq = v.column2, updated_at = v.column3,

@@ -22,10 +22,10 @@ const DELETED_PAST_CURSOR: &str = "(SELECT COUNT(*) FROM messages d
 
 /// Sets room `$1`'s conversation status `$2` (snoozed until `$3`) at `$4`,
 /// unless it stands so already; `resolved_at` keeps the first resolution.
+/// Nothing customers see moves (`updated_at`, `last_event_id`, `activity`).
 pub const SET_CONVERSATION_STATUS: &str = "UPDATE rooms SET status = $2, snoozed_until = $3,
          resolved_at = CASE WHEN $2 <> 'resolved' THEN NULL
-             WHEN status = 'resolved' THEN resolved_at ELSE $4 END,
-         updated_at = $4
+             WHEN status = 'resolved' THEN resolved_at ELSE $4 END
      WHERE id = $1 AND (status <> $2 OR snoozed_until IS DISTINCT FROM $3)";
 
 /// Opens the conversations of the rooms listed after it (a customer wrote),

@@ -166,6 +166,20 @@ where
         Ok(())
     }
 
+    /// Appends an event only agents see (`conversation_updated`): unlike
+    /// `append_event` it leaves the room's row as it is, whose
+    /// `last_event_id` customers' listing versions are made of.
+    pub(super) async fn log_for_agents(
+        conn: &mut D::Connection,
+        room: &RoomId,
+        data: &EventData<'_>,
+        now: i64,
+    ) -> Result<i64> {
+        let id = Self::next_event_id(conn).await?;
+        Self::insert_event(conn, id, room, None, data, now).await?;
+        Ok(id)
+    }
+
     /// Appends an event about a room whose row this transaction holds; an
     /// `activity` event also moves the room to the top of listings.
     pub(super) async fn append_event(
