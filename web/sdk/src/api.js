@@ -297,6 +297,22 @@ export class ChatApi {
   }
 
   /**
+   * Sets a conversation's status (agents only): `snoozedUntil` goes with
+   * `snoozed` alone, and must be in the future. Resolves with the room,
+   * its `conversation` new; every agent's global stream hears a
+   * `conversation_updated`. Rejects with a ChatError: 403 `forbidden` for
+   * a member, 422 `snooze_needs_a_time` or `snooze_in_the_past`.
+   * @param {string} roomId
+   * @param {import('../types/chat-client.js').ConversationStatus} status
+   * @param {Date | string} [snoozedUntil]
+   */
+  setConversationStatus(roomId, status, snoozedUntil) {
+    const until = snoozedUntil instanceof Date ? snoozedUntil.toISOString() : snoozedUntil;
+    const body = until === undefined ? { status } : { status, snoozedUntil: until };
+    return this.request('PATCH', `/api/chat/rooms/${encodeURIComponent(roomId)}/conversation`, body);
+  }
+
+  /**
    * Tells the room's viewers the caller types (`true`, holds for the
    * server's `expiresInMs`: renew it) or stopped (`false`). Rejects with a
    * ChatError 429 beyond the server's rate (2/s, bursts of 10).

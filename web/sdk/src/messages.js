@@ -54,6 +54,6 @@ export const isDeletion = (data) => data?.type === 'room' && data.change === 'de
  */
 export function eventRoomId(data) {
   if (data.type === 'room') return data.room.id;
-  if (data.type === 'read') return data.roomId;
+  if (data.type === 'read' || data.type === 'conversation_updated') return data.roomId;
   return data.message?.roomId;
 }

@@ -2,7 +2,7 @@
 // test` starts one in development mode, heartbeat 200 ms, and sets it):
 // stream → long-polling → stream without losing or repeating an event,
 // exact unread counts across devices, edits and deletions, a room's
-// deletion, typing and
+// deletion, a conversation's status, typing and
 // presence signals, a send whose answer is lost stored once, and the package as an app installs it, from a
 // packed tarball.
 import { test } from 'node:test';
@@ -287,6 +287,43 @@ test('a deleted room leaves every view of it, ends the widget\'s, and answers 40
     assert.equal((await attempt().catch((error) => error)).status, 404);
   }
   assert.equal((await agent.deleteRoom('00000000-0000-7000-8000-000000000000').catch((error) => error)).status, 404);
+});
+
+test('an agent sets a conversation\'s status, only agents\' streams hear of it, and the customer\'s message opens it again', { skip }, async (t) => {
+  const [agentToken, memberToken] = [await token('agent-9', 'admin'), await token('member-9')];
+  const agent = new ChatApi({ baseUrl: SERVER, getToken: async () => agentToken });
+  const member = new ChatApi({ baseUrl: SERVER, getToken: async () => memberToken });
+  const room = await agent.createRoom('statuses', ['member-9']);
+  assert.equal(room.conversation.status, 'open');
+  const panel = new ChatStream({ baseUrl: SERVER, getToken: async () => agentToken, ...FAST });
+  const widget = new ChatStream({ baseUrl: SERVER, getToken: async () => memberToken, roomId: room.id, ...FAST });
+  t.after(() => [panel, widget].forEach((view) => view.close()));
+  const [heard, seen] = [[], []];
+  panel.addEventListener('event', ({ detail: { data } }) => heard.push(data));
+  widget.addEventListener('event', ({ detail: { data } }) => seen.push(data));
+  await Promise.all([panel.start(), widget.start()]);
+  await eventually(() => panel.status === 'live' && widget.status === 'live', 'live');
+  const changes = () => heard.filter((data) => data.type === 'conversation_updated');
+
+  const snoozed = await agent.setConversationStatus(room.id, 'snoozed', new Date(Date.now() + 3_600_000));
+  assert.equal(snoozed.conversation.status, 'snoozed');
+  await eventually(() => changes().length === 1, 'the agent hears of it');
+  assert.equal(changes()[0].roomId, room.id);
+  assert.equal(changes()[0].changedBy, 'agent-9');
+  assert.deepEqual(changes()[0].conversation, snoozed.conversation);
+  const refused = await member.setConversationStatus(room.id, 'resolved').catch((error) => error);
+  assert.equal(refused.status, 403);
+  const past = await agent.setConversationStatus(room.id, 'snoozed', new Date(Date.now() - 1_000)).catch((error) => error);
+  assert.equal(past.code, 'snooze_in_the_past');
+
+  await member.send(room.id, 'hello?');
+  await eventually(() => changes().length === 2, 'her message opens it');
+  assert.equal(changes()[1].conversation.status, 'open');
+  assert.equal(changes()[1].changedBy, 'member-9');
+  await eventually(() => seen.some((data) => data.type === 'message'), 'the widget has her message');
+  assert.ok(!seen.some((data) => data.type === 'conversation_updated'), 'the customer hears nothing of it');
+  assert.equal((await member.room(room.id)).conversation, undefined);
+  assert.equal((await agent.room(room.id)).conversation.status, 'open');
 });
 
 test('typing and presence signals reach the agent without moving its resume point', { skip }, async (t) => {

@@ -36,6 +36,20 @@ export interface Room {
   lastReadSeq?: number;
   /** Every reader's cursor, by user id: for seen receipts (see `seenBy`); `read` events keep it current. Absent in stream events. */
   readCursors?: Record<string, number>;
+  /** The room as a support conversation: for agents (admins) only, never in stream events. */
+  conversation?: Conversation;
+}
+
+/** Where a support conversation stands: `pending` waits on the customer. */
+export type ConversationStatus = 'open' | 'pending' | 'resolved' | 'snoozed';
+
+/** A room as a support conversation, as agents see it. */
+export interface Conversation {
+  status: ConversationStatus;
+  /** While `snoozed`: when it opens again by itself. */
+  snoozedUntil: string | null;
+  /** While `resolved`: since when. */
+  resolvedAt: string | null;
 }
 
 /**
@@ -51,6 +65,12 @@ export type StreamData =
   /** The message as a tombstone. */
   | { type: 'message_deleted'; message: Message }
   | { type: 'read'; roomId: string; userId: string; lastReadSeq: number }
+  /**
+   * A conversation's new state (agents' global streams only): set by an
+   * agent, opened again by the customer's message, or by its snooze
+   * running out (`changedBy: 'chat-server:snooze'`).
+   */
+  | { type: 'conversation_updated'; roomId: string; conversation: Conversation; changedBy: string }
   | { type: 'room'; room: Room; change: 'created' }
   /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
   | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string }
@@ -305,6 +325,13 @@ export declare class ChatApi {
   /** Admins only: the room, its messages and events; the same answer again for a room deleted already. Rejects with a ChatError: 403 `forbidden`, 404 `room_not_found`. */
   deleteRoom(roomId: string): Promise<DeletedRoom>;
   markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
+  /**
+   * Sets a conversation's status (agents only): `snoozedUntil` with
+   * `snoozed` alone, in the future. Resolves with the room, its
+   * `conversation` new; 403 for a member, 422 for a snooze without a time
+   * or in the past.
+   */
+  setConversationStatus(roomId: string, status: ConversationStatus, snoozedUntil?: Date | string): Promise<Room>;
   /** Tells the room's viewers the caller types (renew it every few seconds) or stopped. 429 beyond the rate. */
   typing(roomId: string, typing?: boolean): Promise<null>;
   /** Who of `userIds` (at most 100) is online; users the caller may not see are left out. */
