@@ -388,6 +388,18 @@ pub struct Conversation {
     pub resolved_at: Option<Timestamp>,
 }
 
+impl Conversation {
+    /// An open conversation, as a customer's message or a snooze running
+    /// out leaves it.
+    pub fn open() -> Self {
+        Self {
+            status: ConversationStatus::Open,
+            snoozed_until: None,
+            resolved_at: None,
+        }
+    }
+}
+
 /// A caller's read cursor in a room, after it moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,9 @@ use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use super::queries::{ANY_SNOOZE_DUE, SET_CONVERSATION_STATUS};
 use crate::error::{Error, Result};
-use crate::model::{Caller, ConversationStatus, EventData, Role, Room, RoomId, Timestamp, UserId};
+use crate::model::{
+    Caller, Conversation, ConversationStatus, EventData, Room, RoomId, Timestamp, UserId,
+};
 use crate::store::{InboxStore, SNOOZE};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 
@@ -90,10 +92,7 @@ where
             tx.rollback().await?;
             return Ok(0);
         }
-        let schedule = Caller {
-            id: UserId::from_store(SNOOZE.to_owned()),
-            role: Role::Admin,
-        };
+        let (open, schedule) = (Conversation::open(), UserId::from_store(SNOOZE.to_owned()));
         let mut opened = 0;
         for room in &due {
             let room = RoomId::from_store(room.clone());
@@ -109,15 +108,10 @@ where
                 continue;
             }
             opened += 1;
-            let view = Self::visible_room(&mut tx, &schedule, room.as_str()).await?;
-            let conversation = view
-                .conversation
-                .as_ref()
-                .ok_or_else(|| Error::internal("an agent's view of a room has no conversation"))?;
             let event = EventData::ConversationUpdated {
                 room_id: &room,
-                conversation,
-                changed_by: &schedule.id,
+                conversation: &open,
+                changed_by: &schedule,
             };
             Self::log_for_agents(&mut tx, &room, &event, now.unix_ms()).await?;
         }

@@ -126,11 +126,7 @@ where
             for (id, (_, message)) in (first_id..).zip(&created) {
                 rooms.insert(message.room_id.as_str(), (message.seq, id));
             }
-            let open = Conversation {
-                status: ConversationStatus::Open,
-                snoozed_until: None,
-                resolved_at: None,
-            };
+            let open = Conversation::open();
             let reopen_ids = first_id + created.len() as i64..;
             for (id, (room, customer)) in reopen_ids.zip(&reopened) {
                 let event = EventData::ConversationUpdated {
