@@ -9,7 +9,7 @@ use crate::erasure::{ErasureOptions, Erasures};
 use crate::error::{Error, ErrorDetail};
 use crate::events::{Hub, HubOptions};
 use crate::http::{self, AppState, api_router};
-use crate::inbox::SnoozeSchedule;
+use crate::inbox::Inbox;
 use crate::limits::Limits;
 use crate::metrics;
 use crate::store::{self, Cluster, Measured, Store, StoreOptions};
@@ -132,7 +132,7 @@ pub async fn build_state(
         },
         draining.clone(),
     );
-    let snoozes = Arc::new(SnoozeSchedule::start(store.clone()));
+    let inbox = Arc::new(Inbox::start(store.clone()));
     Ok(AppState {
         store,
         auth: Arc::new(auth),
@@ -142,7 +142,7 @@ pub async fn build_state(
         hub,
         webhooks: Arc::new(webhooks),
         erasures: Arc::new(erasures),
-        snoozes,
+        inbox,
         draining,
     })
 }

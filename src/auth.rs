@@ -5,6 +5,7 @@
 
 use crate::config::{Config, Secret};
 use crate::error::Error;
+use crate::inbox::Inbox;
 use crate::model::{Caller, Role, UserId};
 use crate::origin::Initiator;
 use axum::extract::{FromRef, FromRequestParts};
@@ -36,6 +37,9 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// The person's display name (OpenID Connect's `name`), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<serde_json::Value>,
 }
 
 /// A token's `aud`: one audience, or several (RFC 7519 allows both, and
@@ -53,6 +57,28 @@ pub enum Audience {
 pub struct Session {
     pub caller: Caller,
     pub expires_at: u64,
+    /// The token's `name` claim, if it is a usable one (see `display_name`).
+    pub name: Option<String>,
+}
+
+/// Names longer than this are cut: a display name, not a document.
+const MAX_NAME_CHARS: usize = 100;
+
+/// A `name` claim as we show it: a string, without control characters,
+/// trimmed and cut to `MAX_NAME_CHARS`; anything else is no name (a token
+/// is not refused for it).
+fn display_name(claim: Option<&serde_json::Value>) -> Option<String> {
+    let name: String = claim?
+        .as_str()?
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let name = name.trim_end().to_owned();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The keys and rules tokens are checked against.
@@ -157,6 +183,7 @@ impl Auth {
             nbf: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(Audience::One),
+            name: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, secret)
             .map_err(|e| Error::internal_from("could not sign a token", e))
@@ -242,6 +269,7 @@ impl Auth {
         Ok(Session {
             caller: Caller { id, role },
             expires_at: data.claims.exp,
+            name: display_name(data.claims.name.as_ref()),
         })
     }
 
@@ -349,9 +377,12 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+/// A request's verified token; an admin's notes them as an agent of the
+/// inbox (see `inbox::AgentRoster`).
 impl<S> FromRequestParts<S> for Session
 where
     Arc<Auth>: FromRef<S>,
+    Arc<Inbox>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = Error;
@@ -371,7 +402,14 @@ where
                      origin in cors_allowed_origins",
                 ))
             }
-            Some((token, _)) => auth.verify(&token),
+            Some((token, _)) => {
+                let session = auth.verify(&token)?;
+                Arc::<Inbox>::from_ref(state)
+                    .agents
+                    .saw(&session.caller, session.name.as_deref())
+                    .await;
+                Ok(session)
+            }
             None => Err(Error::Unauthorized {
                 token_given: false,
                 message: "a bearer token is required".into(),
@@ -383,6 +421,7 @@ where
 impl<S> FromRequestParts<S> for Caller
 where
     Arc<Auth>: FromRef<S>,
+    Arc<Inbox>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = Error;

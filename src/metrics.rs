@@ -4,7 +4,7 @@
 //! `docs/operations.md` explains each metric and the alerts to set on them.
 
 use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub const WEBHOOK_RETRIES: &str = "chat_webhook_retries_total";
 pub const WEBHOOK_LAG: &str = "chat_webhook_lag_events";
 pub const WEBHOOKS_FAILING: &str = "chat_webhooks_failing";
 pub const UNSEEN_RAISED: &str = "chat_unseen_notices_raised_total";
+// The support inbox.
+pub const FIRST_RESPONSE: &str = "chat_conversation_first_response_seconds";
+pub const RESOLUTION: &str = "chat_conversation_resolution_seconds";
+pub const CONVERSATIONS: &str = "chat_conversations";
 // Erasure jobs.
 pub const ERASED_MESSAGES: &str = "chat_erased_messages_total";
 // HTTP.
@@ -54,6 +58,12 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets for how long people wait, in seconds: a minute to a week.
+const WAIT_BUCKETS: [f64; 13] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0,
+    604800.0,
+];
+
 /// How often histograms are compacted when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -68,6 +78,13 @@ pub fn recorder() -> PrometheusHandle {
             // Only fails for an empty list.
             let builder = builder
                 .set_buckets(&BUCKETS)
+                .and_then(|builder| {
+                    builder
+                        .set_buckets_for_metric(Matcher::Full(FIRST_RESPONSE.into()), &WAIT_BUCKETS)
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(Matcher::Full(RESOLUTION.into()), &WAIT_BUCKETS)
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -170,6 +187,22 @@ fn describe() {
         ERASED_MESSAGES,
         "Messages erasure jobs made tombstones (or removed from deleted rooms) on this instance"
     );
+    describe_histogram!(
+        FIRST_RESPONSE,
+        Unit::Seconds,
+        "How long customers waited for a conversation's first agent reply (observed by the \
+         instance that wrote the reply)"
+    );
+    describe_histogram!(
+        RESOLUTION,
+        Unit::Seconds,
+        "How long conversations took from their start to being resolved"
+    );
+    describe_gauge!(
+        CONVERSATIONS,
+        "Conversations by status: open, pending, snoozed (read from the store at scrape; \
+         the same on every instance)"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status");
     describe_histogram!(
         HTTP_DURATION,
@@ -193,6 +226,16 @@ fn describe() {
     );
     describe_gauge!(OPEN_FDS, "Open file descriptors (every stream holds one)");
     describe_gauge!(MAX_FDS, "The process's open file descriptor limit");
+}
+
+/// A conversation got its first agent reply after the customer waited `ms`.
+pub fn first_response(ms: i64) {
+    ::metrics::histogram!(FIRST_RESPONSE).record(ms.max(0) as f64 / 1000.0);
+}
+
+/// A conversation was resolved `ms` after it began.
+pub fn conversation_resolved(ms: i64) {
+    ::metrics::histogram!(RESOLUTION).record(ms.max(0) as f64 / 1000.0);
 }
 
 /// Sets the figures of the process itself, read from `/proc` when scraped.

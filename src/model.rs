@@ -377,7 +377,8 @@ impl ConversationStatus {
 }
 
 /// A room as a support conversation: what agents (admins) see of it, and
-/// customers never do.
+/// customers never do. Its rules (what a message, a status or the clock
+/// changes) are the methods below, so both stores follow the same ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
@@ -386,18 +387,115 @@ pub struct Conversation {
     pub snoozed_until: Option<Timestamp>,
     /// Set while `resolved`: since when.
     pub resolved_at: Option<Timestamp>,
+    /// The agent working on it, if any.
+    #[schema(value_type = Option<String>)]
+    pub assignee_id: Option<UserId>,
+    /// When this conversation began: its room's creation, or the moment
+    /// it left `resolved` (a customer wrote again, or an agent reopened it).
+    pub started_at: Timestamp,
+    /// The first agent message after a customer's, in this conversation.
+    pub first_response_at: Option<Timestamp>,
+    pub last_customer_message_at: Option<Timestamp>,
+    /// The oldest customer message no agent has answered yet: how long the
+    /// customer has waited. `null` once an agent has replied.
+    pub waiting_since: Option<Timestamp>,
+}
+
+/// A status set that changed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChanged {
+    /// If the conversation was resolved now: how long it took, in ms.
+    pub resolved_after_ms: Option<i64>,
+}
+
+/// What one `conversation_updated` event changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationChange {
+    /// Its status (or snooze time).
+    Status,
+    /// Its assignee: another agent, or none.
+    Assignee,
 }
 
 impl Conversation {
-    /// An open conversation, as a customer's message or a snooze running
-    /// out leaves it.
-    pub fn open() -> Self {
-        Self {
-            status: ConversationStatus::Open,
-            snoozed_until: None,
-            resolved_at: None,
+    /// Sets the status (and the snooze time that goes with it) at `now`;
+    /// `None` if it stood so already. Leaving `resolved` begins a new
+    /// conversation.
+    pub fn set_status(
+        &mut self,
+        status: ConversationStatus,
+        snoozed_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<StatusChanged> {
+        if self.status == status && self.snoozed_until == snoozed_until {
+            return None;
         }
+        let was = self.status;
+        self.status = status;
+        self.snoozed_until = snoozed_until;
+        if was == ConversationStatus::Resolved && status != ConversationStatus::Resolved {
+            self.started_at = now;
+            self.first_response_at = None;
+        }
+        if status == ConversationStatus::Resolved {
+            if was != ConversationStatus::Resolved {
+                self.resolved_at = Some(now);
+                return Some(StatusChanged {
+                    resolved_after_ms: Some(now.unix_ms() - self.started_at.unix_ms()),
+                });
+            }
+        } else {
+            self.resolved_at = None;
+        }
+        Some(StatusChanged {
+            resolved_after_ms: None,
+        })
     }
+
+    /// A customer wrote at `now`: they wait for an agent, and a
+    /// conversation that was not open is again. Whether it was reopened.
+    pub fn customer_wrote(&mut self, now: Timestamp) -> bool {
+        let reopened = self.status != ConversationStatus::Open;
+        if reopened {
+            self.set_status(ConversationStatus::Open, None, now);
+        }
+        self.last_customer_message_at = Some(now);
+        self.waiting_since.get_or_insert(now);
+        reopened
+    }
+
+    /// An agent wrote at `now`: the customer waits no longer. If it is the
+    /// conversation's first response, how long the customer waited (ms).
+    pub fn agent_wrote(&mut self, now: Timestamp) -> Option<i64> {
+        let since = self.waiting_since.take()?;
+        if self.first_response_at.is_some() {
+            return None;
+        }
+        self.first_response_at = Some(now);
+        Some(now.unix_ms() - since.unix_ms())
+    }
+}
+
+/// The counts an agent's inbox tabs show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxSummary {
+    /// Open conversations assigned to the caller.
+    pub mine: InboxTab,
+    /// Open conversations assigned to nobody.
+    pub unassigned: InboxTab,
+    /// Every open conversation.
+    pub all: InboxTab,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxTab {
+    /// Open conversations.
+    pub open: i64,
+    /// The messages in them the caller has not read.
+    pub unread: i64,
 }
 
 /// A caller's read cursor in a room, after it moved.
@@ -470,6 +568,7 @@ pub enum EventData<'a> {
     ConversationUpdated {
         room_id: &'a RoomId,
         conversation: &'a Conversation,
+        change: ConversationChange,
         changed_by: &'a UserId,
     },
 }
@@ -555,6 +654,48 @@ pub struct RoomInEvent<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolving_measures_the_conversation_and_leaving_resolved_begins_a_new_one() {
+        let at = Timestamp::from_unix_ms;
+        let mut conversation = Conversation {
+            status: ConversationStatus::Open,
+            snoozed_until: None,
+            resolved_at: None,
+            assignee_id: None,
+            started_at: at(1_000),
+            first_response_at: Some(at(2_000)),
+            last_customer_message_at: Some(at(1_500)),
+            waiting_since: None,
+        };
+        let resolved = conversation.set_status(ConversationStatus::Resolved, None, at(61_000));
+        assert_eq!(resolved.and_then(|set| set.resolved_after_ms), Some(60_000));
+        assert_eq!(conversation.resolved_at, Some(at(61_000)));
+        // Resolved again: nothing changes, nothing is measured twice.
+        assert_eq!(
+            conversation.set_status(ConversationStatus::Resolved, None, at(70_000)),
+            None
+        );
+        let pending = conversation.set_status(ConversationStatus::Pending, None, at(80_000));
+        assert_eq!(pending.and_then(|set| set.resolved_after_ms), None);
+        assert_eq!(conversation.started_at, at(80_000));
+        assert_eq!(conversation.first_response_at, None);
+        assert_eq!(conversation.resolved_at, None);
+        // A snooze's time is a change of its own; pending to snoozed keeps
+        // the conversation.
+        let until = Some(at(99_000));
+        assert!(
+            conversation
+                .set_status(ConversationStatus::Snoozed, until, at(81_000))
+                .is_some()
+        );
+        assert!(
+            conversation
+                .set_status(ConversationStatus::Snoozed, Some(at(98_000)), at(82_000))
+                .is_some()
+        );
+        assert_eq!(conversation.started_at, at(80_000));
+    }
 
     #[test]
     fn room_names_are_one_to_a_hundred_characters() {

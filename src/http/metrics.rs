@@ -5,7 +5,8 @@
 use super::AppState;
 use crate::error::ReadErrors;
 use crate::error::{Error, Result};
-use crate::metrics::{self, DB_CONNECTIONS, DB_CONNECTIONS_MAX, RELAY_LAG};
+use crate::metrics::{self, CONVERSATIONS, DB_CONNECTIONS, DB_CONNECTIONS_MAX, RELAY_LAG};
+use crate::model::ConversationStatus;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -61,6 +62,19 @@ async fn record_scrape_time_figures(state: &AppState) {
     if let Ok(bounds) = state.store.event_bounds().await {
         let relayed = state.hub.stats().relayed_event_id;
         ::metrics::gauge!(RELAY_LAG).set((bounds.newest - relayed).max(0) as f64);
+    }
+    if let Ok(counts) = state.store.inbox().unresolved_counts().await {
+        for status in [
+            ConversationStatus::Open,
+            ConversationStatus::Pending,
+            ConversationStatus::Snoozed,
+        ] {
+            let count = counts
+                .iter()
+                .find_map(|(counted, count)| (*counted == status).then_some(*count))
+                .unwrap_or(0);
+            ::metrics::gauge!(CONVERSATIONS, "status" => status.as_str()).set(count as f64);
+        }
     }
     metrics::record_process();
 }

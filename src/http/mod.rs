@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its own `router()`, merged
 //! here with the fallbacks that keep even unknown routes answering in JSON.
 
+mod etag;
 mod events;
 mod extract;
 mod health;
@@ -23,7 +24,7 @@ use crate::config::{Config, Environment};
 use crate::erasure::Erasures;
 use crate::error::{Error, Result};
 use crate::events::Hub;
-use crate::inbox::SnoozeSchedule;
+use crate::inbox::Inbox;
 use crate::limits::Limits;
 use crate::model::{MessageId, RoomId, UserId};
 use crate::store::Store;
@@ -47,8 +48,8 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// The erasure worker, told when a job is asked for.
     pub erasures: Arc<Erasures>,
-    /// Opens snoozed conversations when their time comes; held to run.
-    pub snoozes: Arc<SnoozeSchedule>,
+    /// Learns agents; opens snoozed conversations when their time comes.
+    pub inbox: Arc<Inbox>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.

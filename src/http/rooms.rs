@@ -1,19 +1,18 @@
 //! `/api/chat/rooms`: listing with unread counts (what fallback polling reads),
 //! creating rooms, closing, reopening and deleting them, and their membership.
 
+use super::etag::Tagged;
 use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::limits::Write;
-use crate::model::{Caller, DeletedRoom, Room, RoomName, UserId};
-use crate::store::{MemberRules, RoomCursor, cannot_add_others};
+use crate::model::{Caller, ConversationStatus, DeletedRoom, Room, RoomName, UserId};
+use crate::store::{Assignee, MemberRules, RoomCursor, RoomFilter, cannot_add_others};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,13 +39,46 @@ struct ListParams {
     limit: Option<i64>,
     /// The `nextPageToken` of the page before.
     page_token: Option<String>,
+    /// Agents (admins) only: conversations of this status.
+    status: Option<ConversationStatus>,
+    /// Agents (admins) only: conversations assigned to `me` (the caller),
+    /// to `none`, or to the agent with this id.
+    #[param(min_length = 1, max_length = 128)]
+    assignee: Option<String>,
+}
+
+impl ListParams {
+    /// The inbox filter asked for: agents' alone.
+    fn filter(&self, caller: &Caller) -> Result<RoomFilter> {
+        let assignee = match self.assignee.as_deref() {
+            None => None,
+            Some("me") => Some(Assignee::Agent(caller.id.clone())),
+            Some("none") => Some(Assignee::Nobody),
+            Some(agent) => Some(Assignee::Agent(user_id(agent.to_owned())?)),
+        };
+        let filter = RoomFilter {
+            status: self.status,
+            assignee,
+        };
+        if !filter.is_empty() && !caller.is_admin() {
+            return Err(Error::forbidden(
+                "forbidden",
+                "only agents (admins) filter rooms by conversation",
+            ));
+        }
+        Ok(filter)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoomList {
     rooms: Vec<Room>,
-    total_unread: i64,
+    /// Unread messages in every room the caller can see. Not in an inbox
+    /// view (filtered by status or assignee): `/api/chat/inbox` has its
+    /// tabs' counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_unread: Option<i64>,
     next_page_token: Option<String>,
     /// Resume a stream from here to miss nothing after this answer.
     last_event_id: String,
@@ -64,7 +96,7 @@ struct RoomList {
     path = "/api/chat/rooms",
     tag = "rooms",
     summary = "The caller's rooms, newest activity first, with unread counts",
-    description = "What fallback polling reads: send the last `ETag` as `If-None-Match` and an unchanged listing is a `304`.",
+    description = "What fallback polling reads: send the last `ETag` as `If-None-Match` and an unchanged listing is a `304`. Agents (admins) may filter it into an inbox view by `status` and `assignee`; a filter from anyone else is a 403.",
     params(
         ListParams,
         ("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer"),
@@ -84,55 +116,29 @@ async fn list_rooms(
     Query(params): Query<ListParams>,
 ) -> Result<Response> {
     let limit = limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let filter = params.filter(&caller)?;
     let after = params
         .page_token
         .as_deref()
         .map(decode_page_token)
         .transpose()?;
     let version = state.store.rooms_version(&caller).await?;
-    let tag = Sha256::new()
-        .chain_update(caller.id.as_str())
-        .chain_update([0, u8::from(caller.is_admin())])
-        .chain_update(format!("{limit}:{:?}:{version}", params.page_token));
-    let opaque = tag
-        .finalize()
-        .iter()
-        .fold(String::from("\""), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-        + "\"";
-    // The weak comparison of RFC 9110 § 13.1.2: `W/` aside, the same tag.
-    let unchanged = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|tag| tag.trim())
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == opaque);
-    let etag = format!("W/{opaque}");
-    let etag = HeaderValue::try_from(etag)
-        .map_err(|e| Error::internal_from("could not build an ETag", e))?;
-    let cache = HeaderValue::from_static("private, no-cache");
-    if unchanged {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
-        )
-            .into_response());
+    let asked = format!("{limit}:{:?}:{filter:?}", params.page_token);
+    let tagged = Tagged::new(&headers, &caller, &asked, &version)?;
+    if tagged.unchanged {
+        return Ok(tagged.not_modified());
     }
-    let page = state.store.rooms(&caller, limit, after.as_ref()).await?;
+    let page = state
+        .store
+        .rooms(&caller, &filter, limit, after.as_ref())
+        .await?;
     let list = RoomList {
         rooms: page.rooms,
         total_unread: page.total_unread,
         next_page_token: page.next.as_ref().map(encode_page_token),
         last_event_id: page.last_event_id.to_string(),
     };
-    Ok((
-        [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
-        Json(list),
-    )
-        .into_response())
+    Ok(tagged.answer(Json(list)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -3,7 +3,7 @@
 
 use super::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, NewMessage, PoolStats, Posted,
-    RoomCursor, RoomPage, RoomState, Store, StoredEvent,
+    RoomCursor, RoomFilter, RoomPage, RoomState, Store, StoredEvent,
 };
 use crate::error::{Error, Result};
 use crate::metrics::STORE_DURATION;
@@ -57,10 +57,11 @@ impl Store for Measured {
     async fn rooms(
         &self,
         caller: &Caller,
+        filter: &RoomFilter,
         limit: u32,
         after: Option<&RoomCursor>,
     ) -> Result<RoomPage> {
-        timed("rooms", self.0.rooms(caller, limit, after)).await
+        timed("rooms", self.0.rooms(caller, filter, limit, after)).await
     }
 
     async fn rooms_version(&self, caller: &Caller) -> Result<String> {

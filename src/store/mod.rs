@@ -21,7 +21,8 @@ mod webhooks;
 
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
-pub use inbox::{InboxStore, SNOOZE};
+use inbox::ConversationRow;
+pub use inbox::{Agent, Assignee, ConversationChanges, InboxStore, RoomFilter, SNOOZE};
 pub use measured::Measured;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -32,8 +33,8 @@ pub use webhooks::{
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, Conversation, ConversationStatus, DeletedRoom, Message, MessageBody,
-    MessageId, ReadState, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
+    Caller, ClientId, Conversation, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room,
+    RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -80,8 +81,9 @@ pub struct RoomCursor {
 #[derive(Debug)]
 pub struct RoomPage {
     pub rooms: Vec<Room>,
-    /// Over every room the caller can see, not only this page.
-    pub total_unread: i64,
+    /// Over every room the caller can see, not only this page; none for
+    /// an inbox view (`InboxStore::inbox_summary` counts its tabs).
+    pub total_unread: Option<i64>,
     pub next: Option<RoomCursor>,
     /// The newest event of the answer's snapshot: a stream resumed from it
     /// misses nothing.
@@ -94,7 +96,7 @@ impl RoomPage {
         caller: &Caller,
         rows: Vec<RoomRow>,
         limit: u32,
-        total_unread: i64,
+        total_unread: Option<i64>,
         last_event_id: i64,
     ) -> Result<Self> {
         let (rows, has_more) = page_of(rows, limit);
@@ -199,6 +201,33 @@ impl ReplayQueries {
     }
 }
 
+/// The inbox's reads as each database runs them, for the plan test.
+pub struct InboxQueries {
+    /// Filtered listings: `[by status][by assignee: none, nobody, an agent]`.
+    pub rooms: [[&'static str; 3]; 2],
+    pub summary: &'static str,
+    pub agents: &'static str,
+}
+
+impl InboxQueries {
+    pub fn of(backend: Backend) -> Self {
+        use sql::Dialect;
+        let queries = match backend {
+            Backend::Sqlite => sqlx::Sqlite::queries(),
+            Backend::Postgres => sqlx::Postgres::queries(),
+        };
+        let rooms = [false, true].map(|by_status| {
+            [None, Some(false), Some(true)]
+                .map(|by_assignee| queries.inbox_rooms(by_status, by_assignee))
+        });
+        Self {
+            rooms,
+            summary: queries.inbox_summary.as_str(),
+            agents: sql::queries::AGENTS,
+        }
+    }
+}
+
 /// Which ids the log can still replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventBounds {
@@ -235,10 +264,12 @@ pub trait Store: Send + Sync + 'static {
     /// index probe, for what needs no more than the answer (a typing notice).
     async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState>;
 
-    /// The caller's rooms, newest activity first.
+    /// The caller's rooms, newest activity first; an agent's, filtered
+    /// (a filter for anyone else is the caller's to refuse).
     async fn rooms(
         &self,
         caller: &Caller,
+        filter: &RoomFilter,
         limit: u32,
         after: Option<&RoomCursor>,
     ) -> Result<RoomPage>;
@@ -480,9 +511,8 @@ struct RoomRow {
     closed_by: Option<String>,
     /// Deleted messages past the caller's cursor: not unread any more.
     deleted_unread: i64,
-    status: String,
-    snoozed_until: Option<i64>,
-    resolved_at: Option<i64>,
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
 }
 
 impl RoomRow {
@@ -495,13 +525,7 @@ impl RoomRow {
     /// The room as `caller` sees it: its conversation, to agents only.
     fn into_room(self, caller: &Caller) -> Result<Room> {
         let conversation = match caller.is_admin() {
-            true => Some(Conversation {
-                status: ConversationStatus::parse(&self.status).ok_or_else(|| {
-                    Error::internal(format!("unknown conversation status `{}`", self.status))
-                })?,
-                snoozed_until: self.snoozed_until.map(Timestamp::from_unix_ms),
-                resolved_at: self.resolved_at.map(Timestamp::from_unix_ms),
-            }),
+            true => Some(Conversation::try_from(self.conversation)?),
             false => None,
         };
         let member_ids: Vec<String> = serde_json::from_str(&self.member_ids)

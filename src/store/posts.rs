@@ -1,12 +1,13 @@
 //! How a batch of posts is planned once its rooms are locked, before
 //! anything is written: which posts get an error of their own, which are
 //! retries answered with their original, the seq each new message takes,
-//! and which conversations a customer's message opens again. A pure
+//! and what the messages do to their rooms' conversations (a customer's
+//! opens one again and starts a wait, an agent's ends it). A pure
 //! function of what the batch read, so it is tested alone.
 
 use super::{NewMessage, Posted, closed_room, resend};
 use crate::error::{Error, Result};
-use crate::model::{Caller, Message, MessageId, RoomId, Timestamp, UserId};
+use crate::model::{Caller, Conversation, Message, MessageId, RoomId, Timestamp, UserId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One post of a batch, as its caller asked.
@@ -26,8 +27,8 @@ pub(super) struct Found {
     pub members: HashSet<(String, String)>,
     /// The stored messages a post's `clientId` reuses, by (room, author, clientId).
     pub earlier: HashMap<(String, String, String), Message>,
-    /// The rooms whose conversation is not open (pending, resolved or snoozed).
-    pub not_open: HashSet<String>,
+    /// Each room's conversation, by room id.
+    pub conversations: HashMap<String, Conversation>,
 }
 
 /// Every post's outcome but the new messages' (theirs comes once the batch
@@ -35,9 +36,14 @@ pub(super) struct Found {
 pub(super) struct Plan {
     pub outcomes: Vec<Option<Result<Posted>>>,
     pub created: Vec<(usize, Message)>,
+    /// The conversations of the rooms that got messages, as they leave.
+    pub conversations: BTreeMap<RoomId, Conversation>,
     /// The conversations a customer's new message opens again, in room id
     /// order, each with the customer whose message was the first.
     pub reopened: BTreeMap<RoomId, UserId>,
+    /// How long customers waited for their conversations' first
+    /// responses, which this batch's agent messages are (ms).
+    pub first_responses: Vec<i64>,
 }
 
 /// In arrival order: each room's seqs rise with it (and so, as they are
@@ -47,7 +53,9 @@ pub(super) struct Plan {
 pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
     let mut outcomes: Vec<Option<Result<Posted>>> = posts.iter().map(|_| None).collect();
     let mut created = Vec::new();
+    let mut conversations = BTreeMap::new();
     let mut reopened = BTreeMap::new();
+    let mut first_responses = Vec::new();
     for (index, post) in posts.iter().enumerate() {
         let (room, author) = (post.room.as_str(), post.caller.id.as_str());
         let visible = post.caller.is_admin()
@@ -87,23 +95,34 @@ pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
         if let Some(key) = key {
             found.earlier.insert(key, message.clone());
         }
-        // A customer who writes is waiting for an agent again.
-        if !post.caller.is_admin() && found.not_open.remove(room) {
-            reopened.insert(post.room.clone(), post.caller.id.clone());
+        if let Some(conversation) = found.conversations.get_mut(room) {
+            let at = Timestamp::from_unix_ms(now);
+            if !post.caller.is_admin() {
+                if conversation.customer_wrote(at) {
+                    reopened
+                        .entry(post.room.clone())
+                        .or_insert_with(|| post.caller.id.clone());
+                }
+            } else if let Some(waited) = conversation.agent_wrote(at) {
+                first_responses.push(waited);
+            }
+            conversations.insert(post.room.clone(), conversation.clone());
         }
         created.push((index, message));
     }
     Plan {
         outcomes,
         created,
+        conversations,
         reopened,
+        first_responses,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClientId, MessageBody, Role, UserId};
+    use crate::model::{ClientId, ConversationStatus, MessageBody, Role, UserId};
 
     fn caller(id: &str, role: Role) -> Caller {
         Caller {
@@ -131,7 +150,24 @@ mod tests {
                 .map(|(room, user)| (room.as_str().to_owned(), (*user).to_owned()))
                 .collect(),
             earlier: HashMap::new(),
-            not_open: HashSet::new(),
+            conversations: open
+                .iter()
+                .map(|(room, _)| (room.as_str().to_owned(), started(0)))
+                .collect(),
+        }
+    }
+
+    /// An open conversation begun at `at` (ms), unassigned.
+    fn started(at: i64) -> Conversation {
+        Conversation {
+            status: ConversationStatus::Open,
+            snoozed_until: None,
+            resolved_at: None,
+            assignee_id: None,
+            started_at: Timestamp::from_unix_ms(at),
+            first_response_at: None,
+            last_customer_message_at: None,
+            waiting_since: None,
         }
     }
 
@@ -301,26 +337,28 @@ mod tests {
 
     #[test]
     fn a_customers_message_opens_a_conversation_again_and_an_agents_does_not() {
-        let (resolved, snoozed, open) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let (resolved, pending, open) = (RoomId::new(), RoomId::new(), RoomId::new());
         let (alice, bob, agent) = (
             caller("alice", Role::User),
             caller("bob", Role::User),
             caller("agent", Role::Admin),
         );
         let mut found = found(
-            &[(&resolved, 0), (&snoozed, 0), (&open, 0)],
+            &[(&resolved, 0), (&pending, 0), (&open, 0)],
             &[],
             &[(&resolved, "alice"), (&resolved, "bob"), (&open, "alice")],
         );
-        found.not_open = [&resolved, &snoozed]
-            .iter()
-            .map(|room| room.as_str().to_owned())
-            .collect();
+        let mut set = |room: &RoomId, status| {
+            let conversation = found.conversations.get_mut(room.as_str()).unwrap();
+            conversation.set_status(status, None, Timestamp::from_unix_ms(1));
+        };
+        set(&resolved, ConversationStatus::Resolved);
+        set(&pending, ConversationStatus::Pending);
         let (hi, answer) = (message("hi", None), message("on it", None));
         let posts = [
             Asked {
                 caller: &agent,
-                room: &snoozed,
+                room: &pending,
                 message: &answer,
             },
             Asked {
@@ -339,11 +377,67 @@ mod tests {
                 message: &hi,
             },
         ];
-        let plan = plan(&posts, found, 0);
+        let plan = plan(&posts, found, 5);
         assert_eq!(plan.created.len(), 4);
         // Once, by the first customer; the agent's message opens nothing,
         // nor does a message in an open conversation.
         let reopened: Vec<_> = plan.reopened.iter().collect();
         assert_eq!(reopened, [(&resolved, &alice.id)]);
+        let status = |room: &RoomId| plan.conversations[room].status;
+        assert_eq!(status(&resolved), ConversationStatus::Open);
+        assert_eq!(status(&pending), ConversationStatus::Pending);
+        // Reopened from `resolved`: a new conversation, begun now, whose
+        // customer waits since their message.
+        let reopened = &plan.conversations[&resolved];
+        assert_eq!(reopened.started_at, Timestamp::from_unix_ms(5));
+        assert_eq!(reopened.waiting_since, Some(Timestamp::from_unix_ms(5)));
+        assert_eq!(reopened.last_customer_message_at, reopened.waiting_since);
+    }
+
+    #[test]
+    fn an_agents_first_reply_ends_the_wait_and_is_measured_once() {
+        let room = RoomId::new();
+        let (alice, agent) = (caller("alice", Role::User), caller("agent", Role::Admin));
+        let (question, answer) = (message("?", None), message("!", None));
+        let asked = |caller| Asked {
+            caller,
+            room: &room,
+            message: &question,
+        };
+        let answered = |caller| Asked {
+            caller,
+            room: &room,
+            message: &answer,
+        };
+        // The agent greets first: no customer waits, nothing is measured.
+        let mut found = found(&[(&room, 0)], &[], &[(&room, "alice")]);
+        let greeting = plan(&[answered(&agent)], found, 10);
+        assert!(greeting.first_responses.is_empty());
+        found = self::found(&[(&room, 1)], &[], &[(&room, "alice")]);
+        found.conversations.insert(
+            room.as_str().to_owned(),
+            greeting.conversations[&room].clone(),
+        );
+        // The customer asks twice and waits since the first; the reply ends the wait.
+        let asked_twice = plan(&[asked(&alice), asked(&alice)], found, 100);
+        let waiting = &asked_twice.conversations[&room];
+        assert_eq!(waiting.waiting_since, Some(Timestamp::from_unix_ms(100)));
+        let mut found = self::found(&[(&room, 3)], &[], &[(&room, "alice")]);
+        found
+            .conversations
+            .insert(room.as_str().to_owned(), waiting.clone());
+        let replied = plan(
+            &[answered(&agent), asked(&alice), answered(&agent)],
+            found,
+            160,
+        );
+        assert_eq!(replied.first_responses, [60]);
+        let after = &replied.conversations[&room];
+        assert_eq!(after.first_response_at, Some(Timestamp::from_unix_ms(160)));
+        assert_eq!(after.waiting_since, None);
+        assert_eq!(
+            after.last_customer_message_at,
+            Some(Timestamp::from_unix_ms(160))
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub use crate::store::UNSEEN;
 
 /// Every event type an endpoint may ask for.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 13] = [
     "message.created",
     "message.edited",
     "message.deleted",
@@ -24,6 +24,7 @@ pub const EVENT_TYPES: [&str; 12] = [
     "room.deleted",
     "room.read",
     "conversation.status_changed",
+    "conversation.assigned",
     UNSEEN,
 ];
 
@@ -142,6 +143,7 @@ pub fn event_type(data: &str) -> Option<&'static str> {
         ("room", Some("closed")) => "room.closed",
         ("room", Some("reopened")) => "room.reopened",
         ("room", Some("deleted")) => "room.deleted",
+        ("conversation_updated", Some("assignee")) => "conversation.assigned",
         ("conversation_updated", _) => "conversation.status_changed",
         _ => return None,
     })
@@ -208,8 +210,12 @@ mod tests {
             Some("room.read")
         );
         assert_eq!(
-            event_type(r#"{"type":"conversation_updated","roomId":"r"}"#),
+            event_type(r#"{"type":"conversation_updated","roomId":"r","change":"status"}"#),
             Some("conversation.status_changed")
+        );
+        assert_eq!(
+            event_type(r#"{"type":"conversation_updated","roomId":"r","change":"assignee"}"#),
+            Some("conversation.assigned")
         );
         assert_eq!(event_type(r#"{"type":"presence"}"#), None);
         assert!(check_event_types(&["message.created".into(), "nope".into()]).is_err());

@@ -3,8 +3,8 @@
 //! carry, live and on resume, and no customer's stream ever does.
 
 use crate::support::{
-    Backend, ServerProcess, SharedDb, TestApp, admin, assert_error, count_rows, free_port,
-    on_both_stores, user,
+    Backend, Client, Scrape, ServerProcess, SharedDb, TestApp, admin, assert_error, count_rows,
+    free_port, named_admin, on_both_stores, user,
 };
 use chat_server::model::Timestamp;
 use reqwest::StatusCode;
@@ -17,12 +17,23 @@ on_both_stores!(
     a_resumed_agent_stream_replays_status_changes_and_a_resumed_customer_stream_skips_them,
     a_snoozed_conversation_opens_within_two_seconds_of_its_time_and_agents_are_told,
     a_customers_message_opens_a_waiting_conversation_again_and_an_agents_does_not,
+    an_agent_assigns_a_conversation_to_an_agent_and_only_agents_are_told,
+    agents_are_learned_as_they_sign_in_and_listed_with_presence_and_open_conversations,
+    the_inbox_lists_conversations_by_status_and_assignee_and_counts_its_tabs,
+    response_times_follow_the_customers_and_the_agents_messages,
 );
 
 /// The log's events that opened a snoozed conversation.
 const WAKE_UPS: &str = "SELECT COUNT(*) FROM events
      WHERE data LIKE '{\"type\":\"conversation_updated\"%'
        AND data LIKE '%\"changedBy\":\"chat-server:snooze\"%'";
+
+/// A room's conversation, as `agent` reads it.
+async fn conversation_of(client: &Client, room: &str, agent: &str) -> serde_json::Value {
+    let (status, room) = client.get(&format!("/api/chat/rooms/{room}"), agent).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    room["conversation"].clone()
+}
 
 fn rfc3339(ms_from_now: i64) -> String {
     Timestamp::from_unix_ms(Timestamp::now().unix_ms() + ms_from_now).to_rfc3339()
@@ -152,7 +163,9 @@ async fn only_agents_change_a_conversation_and_a_snooze_needs_a_time_in_the_futu
     for body in [
         json!({"status": "closed"}),
         json!({"status": "snoozed", "snoozedUntil": "tomorrow"}),
-        json!({"status": "open", "assigneeId": "agent"}),
+        json!({}),
+        json!({"assigneeId": 5}),
+        json!({"assigneeId": ""}),
     ] {
         let (status, answer) = app.patch(&path, &agent, body).await;
         assert!(status.is_client_error(), "{status} {answer}");
@@ -377,5 +390,318 @@ async fn a_customers_message_opens_a_waiting_conversation_again_and_an_agents_do
     assert_eq!(
         panel.expect("message").await.data["message"]["body"],
         "done"
+    );
+}
+
+async fn an_agent_assigns_a_conversation_to_an_agent_and_only_agents_are_told(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (alice, agent, colleague) = (user("alice"), admin("agent"), admin("colleague"));
+    let room = app.create_room(&agent, "help", &["alice"]).await;
+    let path = format!("/api/chat/rooms/{room}/conversation");
+    let mut widget = app.stream(&format!("?roomId={room}"), &alice).await;
+    // The colleague signs in (their stream): from now on an agent.
+    let mut panel = app.stream("", &colleague).await;
+
+    for (who, code) in [
+        ("alice", "not_an_agent"),
+        ("never-signed-in", "not_an_agent"),
+    ] {
+        assert_error(
+            app.patch(&path, &agent, json!({"assigneeId": who})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+        );
+    }
+    assert_error(
+        app.patch(&path, &alice, json!({"assigneeId": "agent"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (_, unchanged) = app.get(&format!("/api/chat/rooms/{room}"), &agent).await;
+    assert!(
+        unchanged["conversation"]["assigneeId"].is_null(),
+        "{unchanged}"
+    );
+
+    let (status, assigned) = app
+        .patch(&path, &agent, json!({"assigneeId": "colleague"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{assigned}");
+    assert_eq!(assigned["conversation"]["assigneeId"], "colleague");
+    let told = panel.expect("conversation_updated").await;
+    assert_eq!(told.data["change"], "assignee");
+    assert_eq!(told.data["changedBy"], "agent");
+    assert_eq!(told.data["conversation"]["assigneeId"], "colleague");
+
+    // Both at once: one event for each, in the order status, assignee.
+    let (status, both) = app
+        .patch(
+            &path,
+            &colleague,
+            json!({"status": "pending", "assigneeId": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{both}");
+    assert!(both["conversation"]["assigneeId"].is_null(), "{both}");
+    let first = panel.expect("conversation_updated").await;
+    let second = panel.expect("conversation_updated").await;
+    assert_eq!(
+        (
+            first.data["change"].as_str(),
+            second.data["change"].as_str()
+        ),
+        (Some("status"), Some("assignee"))
+    );
+    assert_eq!(second.data["conversation"], both["conversation"]);
+    // The same again changes nothing and tells no one: the next event
+    // the panel gets is the message after it.
+    let (status, _) = app
+        .patch(
+            &path,
+            &agent,
+            json!({"assigneeId": null, "status": "pending"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&agent, &room, "still here").await;
+    panel.expect("message").await;
+    // The customer saw the message, and nothing of who works on her case.
+    let seen = widget.expect("message").await;
+    assert_eq!(seen.data["message"]["body"], "still here");
+    let (_, hers) = app.get(&format!("/api/chat/rooms/{room}"), &alice).await;
+    assert!(hers.get("conversation").is_none(), "{hers}");
+}
+
+async fn agents_are_learned_as_they_sign_in_and_listed_with_presence_and_open_conversations(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (ada, bo) = (named_admin("ada", "Ada Lovelace"), admin("bo"));
+    let customer = user("carol");
+    // A customer is never an agent, however often she signs in.
+    app.get("/api/chat/rooms", &customer).await;
+    assert_error(
+        app.get("/api/chat/agents", &customer).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let rooms = [
+        app.create_room(&ada, "one", &["carol"]).await,
+        app.create_room(&ada, "two", &["carol"]).await,
+    ];
+    app.get("/api/chat/rooms", &bo).await;
+    for room in &rooms {
+        let path = format!("/api/chat/rooms/{room}/conversation");
+        let (status, _) = app.patch(&path, &bo, json!({"assigneeId": "ada"})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // A resolved conversation is not an open one.
+    let path = format!("/api/chat/rooms/{}/conversation", rooms[1]);
+    app.patch(&path, &bo, json!({"status": "resolved"})).await;
+    let _stream = app.stream("", &ada).await;
+
+    let (status, listed) = app.get("/api/chat/agents", &bo).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let agents = listed["agents"].as_array().unwrap();
+    let ids: Vec<&str> = agents.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ada", "bo"], "{listed}");
+    assert_eq!(agents[0]["name"], "Ada Lovelace");
+    assert_eq!(agents[0]["online"], true);
+    assert_eq!(agents[0]["openConversations"], 1);
+    assert!(agents[1]["name"].is_null());
+    assert_eq!(agents[1]["online"], false);
+    assert_eq!(agents[1]["openConversations"], 0);
+    // A later token without the claim keeps the name; one with another renames.
+    app.get("/api/chat/rooms", &admin("ada")).await;
+    app.get("/api/chat/rooms", &named_admin("bo", "Bo")).await;
+    let (_, listed) = app.get("/api/chat/agents", &bo).await;
+    assert_eq!(listed["agents"][0]["name"], "Ada Lovelace", "{listed}");
+    assert_eq!(listed["agents"][1]["name"], "Bo", "{listed}");
+}
+
+async fn the_inbox_lists_conversations_by_status_and_assignee_and_counts_its_tabs(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (me, other, alice) = (admin("me"), admin("other"), user("alice"));
+    app.get("/api/chat/rooms", &other).await;
+    // Made in this order, so newest activity first is the reverse.
+    let mut rooms = Vec::new();
+    for name in ["mine", "nobody's", "other's", "resolved"] {
+        rooms.push(app.create_room(&me, name, &["alice"]).await);
+    }
+    let (mine, nobodys, others, resolved) = (&rooms[0], &rooms[1], &rooms[2], &rooms[3]);
+    let change = |room: &str, body| {
+        let path = format!("/api/chat/rooms/{room}/conversation");
+        let app = &app;
+        let me = &me;
+        async move {
+            let (status, answer) = app.patch(&path, me, body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
+    change(mine, json!({"assigneeId": "me"})).await;
+    change(others, json!({"assigneeId": "other", "status": "pending"})).await;
+    change(resolved, json!({"status": "resolved"})).await;
+    // Unread for `me`: two from alice in mine, one in nobody's.
+    for room in [mine, mine, nobodys] {
+        app.send(&alice, room, "hello?").await;
+    }
+    let names = |listing: &serde_json::Value| -> Vec<String> {
+        listing["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|room| room["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("", vec!["nobody's", "mine", "resolved", "other's"]),
+        ("?assignee=me", vec!["mine"]),
+        ("?assignee=none", vec!["nobody's", "resolved"]),
+        ("?assignee=other", vec!["other's"]),
+        ("?status=open", vec!["nobody's", "mine"]),
+        ("?status=open&assignee=none", vec!["nobody's"]),
+        ("?status=pending&assignee=other", vec!["other's"]),
+        ("?status=snoozed", vec![]),
+    ] {
+        let (status, listing) = app.get(&format!("/api/chat/rooms{query}"), &me).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {listing}");
+        assert_eq!(names(&listing), expected, "{query}");
+    }
+    // Pages of a filtered view follow one another.
+    let (_, first) = app.get("/api/chat/rooms?assignee=none&limit=1", &me).await;
+    assert_eq!(names(&first), ["nobody's"]);
+    let token = first["nextPageToken"].as_str().unwrap();
+    let (_, second) = app
+        .get(
+            &format!("/api/chat/rooms?assignee=none&limit=1&pageToken={token}"),
+            &me,
+        )
+        .await;
+    assert_eq!(names(&second), ["resolved"]);
+    assert!(second["nextPageToken"].is_null(), "{second}");
+    // Customers have no inbox; a status we do not know is malformed.
+    assert_error(
+        app.get("/api/chat/rooms?status=open", &alice).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (status, _) = app.get("/api/chat/rooms?status=closed", &me).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let summary = || {
+        app.http
+            .get(app.url("/api/chat/inbox"))
+            .bearer_auth(&me)
+            .send()
+    };
+    let answer = summary().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+    let counts: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(
+        counts,
+        json!({
+            "mine": {"open": 1, "unread": 2},
+            "unassigned": {"open": 1, "unread": 1},
+            "all": {"open": 2, "unread": 3},
+        })
+    );
+    let again = app
+        .http
+        .get(app.url("/api/chat/inbox"))
+        .bearer_auth(&me)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // Reading her messages moves the counts, and the tag with them.
+    let (status, _) = app
+        .post(
+            &format!("/api/chat/rooms/{mine}/read"),
+            &me,
+            json!({"seq": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let moved = app
+        .http
+        .get(app.url("/api/chat/inbox"))
+        .bearer_auth(&me)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::OK);
+    let counts: serde_json::Value = moved.json().await.unwrap();
+    assert_eq!(counts["mine"], json!({"open": 1, "unread": 0}), "{counts}");
+    assert_error(
+        app.get("/api/chat/inbox", &alice).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+}
+
+async fn response_times_follow_the_customers_and_the_agents_messages(backend: Backend) {
+    // Its own process: the metrics recorder is process-wide.
+    let server = ServerProcess::start(&backend, &[]).await;
+    let (alice, agent) = (user("alice"), admin("agent"));
+    let room = server.create_room(&agent, "help", &["alice"]).await;
+    let fresh = conversation_of(&server, &room, &agent).await;
+    assert!(fresh["startedAt"].is_string(), "{fresh}");
+    assert!(fresh["waitingSince"].is_null());
+
+    let asked = server.send(&alice, &room, "is anyone there?").await;
+    server.send(&alice, &room, "hello?").await;
+    let waiting = conversation_of(&server, &room, &agent).await;
+    assert_eq!(waiting["waitingSince"], asked["createdAt"], "{waiting}");
+    assert!(waiting["lastCustomerMessageAt"].is_string());
+    assert!(waiting["firstResponseAt"].is_null());
+
+    let reply = server.send(&agent, &room, "here!").await;
+    server.send(&agent, &room, "how can I help?").await;
+    let answered = conversation_of(&server, &room, &agent).await;
+    assert_eq!(
+        answered["firstResponseAt"], reply["createdAt"],
+        "{answered}"
+    );
+    assert!(answered["waitingSince"].is_null());
+
+    let (status, _) = server
+        .patch(
+            &format!("/api/chat/rooms/{room}/conversation"),
+            &agent,
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let scrape = Scrape::of(&server, None).await;
+    assert_eq!(
+        scrape.value("chat_conversation_first_response_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(
+        scrape.value("chat_conversation_resolution_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(
+        scrape.value("chat_conversations", &[("status", "open")]),
+        0.0
+    );
+
+    // She writes again: a new conversation, open, waiting, its first
+    // response still to come.
+    server.send(&alice, &room, "one more thing").await;
+    let again = conversation_of(&server, &room, &agent).await;
+    assert_eq!(again["status"], "open");
+    assert!(again["firstResponseAt"].is_null(), "{again}");
+    assert!(again["startedAt"].as_str() > answered["startedAt"].as_str());
+    let scrape = Scrape::of(&server, None).await;
+    assert_eq!(
+        scrape.value("chat_conversations", &[("status", "open")]),
+        1.0
     );
 }

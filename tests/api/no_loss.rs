@@ -1,5 +1,6 @@
 //! Nothing is lost: readers cut off at random moments and resuming by id get
-//! every acknowledged message exactly once, in order, from either instance;
+//! every acknowledged message (and conversation change) exactly once, in
+//! order, from either instance;
 //! an instance whose notification connection dies catches up; a stalled
 //! reader neither slows the others nor loses anything.
 
@@ -23,6 +24,8 @@ on_both_stores!(
 const ROOMS: usize = 5;
 const WRITERS: usize = 20;
 const MESSAGES_PER_WRITER: usize = 12;
+/// Conversation changes among the writes, each two events (status, assignee).
+const CONVERSATION_CHANGES: usize = 20;
 
 /// The classic trap: ids taken in one order but committed in another, so a
 /// reader sees id 11 before id 10 commits and a resume from 11 loses 10. Here
@@ -117,11 +120,14 @@ async fn writers_and_readers(backend: Backend) -> (TestApp, Option<TestApp>) {
     (first, second)
 }
 
-/// What a reader saw: per room, the seqs in arrival order; and every message id.
+/// What a reader saw: per room, the seqs in arrival order; every message
+/// id; every event id; and how many conversation changes.
 #[derive(Default, Debug)]
 struct Seen {
     seqs: HashMap<String, Vec<i64>>,
     ids: Vec<String>,
+    event_ids: Vec<i64>,
+    conversation_changes: usize,
 }
 
 async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_in_order(
@@ -158,12 +164,27 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
             acked
         }
     }));
+    // An agent works the conversations meanwhile, on either instance: each
+    // change sets a status and an assignee, so it is two events.
+    let changer = async {
+        for change in 0..CONVERSATION_CHANGES {
+            let app = instances[change % instances.len()];
+            let room = &rooms[change % ROOMS];
+            let body = match (change / ROOMS) % 2 {
+                0 => json!({"status": "pending", "assigneeId": "boss"}),
+                _ => json!({"status": "open", "assigneeId": null}),
+            };
+            let path = format!("/api/chat/rooms/{room}/conversation");
+            let (status, answer) = app.patch(&path, &boss, body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
     let global_reader = read_with_cuts(
         &instances,
         "",
         &boss,
         &start,
-        WRITERS * MESSAGES_PER_WRITER,
+        (WRITERS * MESSAGES_PER_WRITER, CONVERSATION_CHANGES * 2),
         1,
     );
     let room_messages = (0..WRITERS)
@@ -171,8 +192,16 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
         .filter(|room| *room == 0)
         .count();
     let room_query = format!("?roomId={}", rooms[0]);
-    let room_reader = read_with_cuts(&instances, &room_query, &boss, &start, room_messages, 2);
-    let (acked, global, widget) = tokio::join!(writers, global_reader, room_reader);
+    // A room's stream carries no conversation change (agents' global ones do).
+    let room_reader = read_with_cuts(
+        &instances,
+        &room_query,
+        &boss,
+        &start,
+        (room_messages, 0),
+        2,
+    );
+    let (acked, (), global, widget) = tokio::join!(writers, changer, global_reader, room_reader);
     let acked: Vec<serde_json::Value> = acked.into_iter().flatten().collect();
 
     let expected: BTreeSet<String> = acked
@@ -202,11 +231,18 @@ async fn readers_cut_off_at_random_get_every_acknowledged_message_exactly_once_i
         widget.ids.iter().cloned().collect::<BTreeSet<_>>(),
         expected_in_room
     );
+    assert_eq!(global.conversation_changes, CONVERSATION_CHANGES * 2);
+    assert_eq!(widget.conversation_changes, 0);
     for seen in [&global, &widget] {
         for (room, seqs) in &seen.seqs {
             let ascending: Vec<i64> = (1..=seqs.len() as i64).collect();
             assert_eq!(seqs, &ascending, "room {room}: every seq once, in order");
         }
+        assert!(
+            seen.event_ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "every event once, in order: {:?}",
+            seen.event_ids
+        );
     }
 }
 
@@ -354,15 +390,16 @@ async fn view_with_cuts(
     view
 }
 
-/// Reads a stream until `expected` messages arrived, cutting the connection
-/// after a random number of events and resuming with the last id, by header
-/// or by query parameter, on alternating instances.
+/// Reads a stream until `expected` messages and conversation changes
+/// arrived, cutting the connection after a random number of events and
+/// resuming with the last id, by header or by query parameter, on
+/// alternating instances.
 async fn read_with_cuts(
     instances: &[&TestApp],
     query: &str,
     token: &str,
     start: &str,
-    expected: usize,
+    (expected, expected_changes): (usize, usize),
     seed: u64,
 ) -> Seen {
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ seed);
@@ -370,11 +407,14 @@ async fn read_with_cuts(
     let mut last_id = start.to_owned();
     let deadline = Instant::now() + WAIT * 4;
     let mut connection = 0;
-    while seen.ids.len() < expected {
+    let done =
+        |seen: &Seen| seen.ids.len() >= expected && seen.conversation_changes >= expected_changes;
+    while !done(&seen) {
         assert!(
             Instant::now() < deadline,
-            "got {} of {expected}",
-            seen.ids.len()
+            "got {} of {expected} messages, {} of {expected_changes} changes",
+            seen.ids.len(),
+            seen.conversation_changes
         );
         let app = instances[connection % instances.len()];
         let mut stream = if connection % 2 == 0 {
@@ -387,11 +427,15 @@ async fn read_with_cuts(
         connection += 1;
         let cut_after = 1 + dice.roll(25);
         let mut read = 0;
-        while read < cut_after && seen.ids.len() < expected {
+        while read < cut_after && !done(&seen) {
             let Some(event) = stream.next().await else {
                 break;
             };
             last_id = event.id.clone();
+            seen.event_ids.push(event.id());
+            if event.kind() == "conversation_updated" {
+                seen.conversation_changes += 1;
+            }
             if event.kind() == "message" {
                 let message = &event.data["message"];
                 let room = message["roomId"].as_str().unwrap().to_owned();

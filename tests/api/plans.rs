@@ -1,13 +1,17 @@
 //! The replay queries read what they return, not the log: on a log of
 //! 200,000 events, each stream kind's resume from the oldest id is planned as
 //! index range scans, on both stores (and, on PostgreSQL, under the generic
-//! plan that prepared statements switch to as well as the custom one).
+//! plan that prepared statements switch to as well as the custom one). The
+//! inbox's views and counts, over 100,000 rooms, read their own index.
 
 use crate::support::{Backend, TestApp, on_both_stores};
-use chat_server::store::{self, ReplayQueries};
+use chat_server::store::{self, InboxQueries, ReplayQueries};
 use sqlx::{Connection, Row};
 
-on_both_stores!(every_stream_kinds_resume_is_planned_on_indexes_over_a_big_log);
+on_both_stores!(
+    every_stream_kinds_resume_is_planned_on_indexes_over_a_big_log,
+    the_inbox_views_and_counts_are_planned_on_their_indexes_over_100000_rooms,
+);
 
 const EVENTS: i64 = 200_000;
 /// The member is in 10 rooms and was the subject of every 1,000th event.
@@ -81,83 +85,274 @@ async fn every_stream_kinds_resume_is_planned_on_indexes_over_a_big_log(backend:
     }
 }
 
+/// A query's argument, bound (SQLite) or written out (PostgreSQL's EXECUTE).
+#[derive(Clone, Copy)]
+enum Argument {
+    Number(i64),
+    Text(&'static str),
+}
+
+/// One read to explain: what it is, its SQL, its arguments.
+struct Read {
+    kind: String,
+    sql: String,
+    arguments: Vec<Argument>,
+}
+
+impl Read {
+    fn new(kind: &str, sql: &str, arguments: &[Argument]) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            sql: sql.to_owned(),
+            arguments: arguments.to_vec(),
+        }
+    }
+}
+
+fn replay_reads(backend: store::Backend) -> Vec<Read> {
+    use Argument::{Number, Text};
+    let ReplayQueries { all, room, member } = ReplayQueries::of(backend);
+    vec![
+        Read::new("all", all, &[Number(0), Number(64)]),
+        Read::new("room", room, &[Number(0), Text("r7"), Number(64)]),
+        Read::new("member", member, &[Number(0), Text("member"), Number(64)]),
+    ]
+}
+
 async fn sqlite_plans(url: &str) -> Vec<Plan> {
+    let mut db = sqlite_seeded(url, EVENTS, &SEED).await;
+    sqlite_explained(&mut db, replay_reads(store::Backend::Sqlite)).await
+}
+
+async fn postgres_plans(url: &str) -> Vec<Plan> {
+    let mut db = postgres_seeded(url, EVENTS, &SEED).await;
+    postgres_explained(&mut db, replay_reads(store::Backend::Postgres)).await
+}
+
+/// A connection to the test's database, with a `numbers` table of 1 to
+/// `count` and `seed` run, then `ANALYZE`d.
+async fn sqlite_seeded(url: &str, count: i64, seed: &[&str]) -> sqlx::SqliteConnection {
     let mut db = sqlx::SqliteConnection::connect(url).await.unwrap();
     let numbers = format!(
         "CREATE TEMP TABLE numbers AS WITH RECURSIVE g(n) AS
-         (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {EVENTS}) SELECT n FROM g"
+         (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {count}) SELECT n FROM g"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(numbers))
         .execute(&mut db)
         .await
         .unwrap();
-    for statement in SEED.into_iter().chain(["ANALYZE"]) {
-        sqlx::query(statement).execute(&mut db).await.unwrap();
+    for statement in seed.iter().chain(&["ANALYZE"]) {
+        sqlx::query(sqlx::AssertSqlSafe(*statement))
+            .execute(&mut db)
+            .await
+            .unwrap();
     }
-    let ReplayQueries { all, room, member } = ReplayQueries::of(store::Backend::Sqlite);
+    db
+}
+
+async fn postgres_seeded(url: &str, count: i64, seed: &[&str]) -> sqlx::PgConnection {
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("CREATE TEMP TABLE numbers AS SELECT n FROM generate_series(1, $1::bigint) AS n")
+        .bind(count)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for statement in seed.iter().chain(&["ANALYZE"]) {
+        sqlx::query(sqlx::AssertSqlSafe(*statement))
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    db
+}
+
+async fn sqlite_explained(db: &mut sqlx::SqliteConnection, reads: Vec<Read>) -> Vec<Plan> {
     let mut plans = Vec::new();
-    for (kind, sql, scope) in [
-        ("all", all, None),
-        ("room", room, Some("r7")),
-        ("member", member, Some("member")),
-    ] {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let query = sqlx::query(sqlx::AssertSqlSafe(explain)).bind(0_i64);
-        let query = match scope {
-            Some(scope) => query.bind(scope).bind(64_i64),
-            None => query.bind(64_i64),
-        };
-        let rows = query.fetch_all(&mut db).await.unwrap();
+    for read in reads {
+        let explain = format!("EXPLAIN QUERY PLAN {}", read.sql);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+        for argument in read.arguments {
+            query = match argument {
+                Argument::Number(number) => query.bind(number),
+                Argument::Text(text) => query.bind(text),
+            };
+        }
+        let rows = query.fetch_all(&mut *db).await.unwrap();
         plans.push(Plan {
-            kind: kind.to_owned(),
+            kind: read.kind,
             lines: rows.iter().map(|row| row.get::<String, _>(3)).collect(),
         });
     }
     plans
 }
 
-async fn postgres_plans(url: &str) -> Vec<Plan> {
-    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query("CREATE TEMP TABLE numbers AS SELECT n FROM generate_series(1, $1::bigint) AS n")
-        .bind(EVENTS)
-        .execute(&mut db)
-        .await
-        .unwrap();
-    for statement in SEED.into_iter().chain(["ANALYZE"]) {
-        sqlx::query(statement).execute(&mut db).await.unwrap();
-    }
-    let ReplayQueries { all, room, member } = ReplayQueries::of(store::Backend::Postgres);
-    // Prepared, as the store's are; explained under either plan.
-    let kinds = [
-        ("all", all, "0, 64"),
-        ("room", room, "0, 'r7', 64"),
-        ("member", member, "0, 'member', 64"),
-    ];
-    for (kind, sql, _) in kinds {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "PREPARE replay_{kind} AS {sql}"
-        )))
-        .execute(&mut db)
-        .await
-        .unwrap();
+/// Each read prepared, as the store's are, and explained under either plan.
+async fn postgres_explained(db: &mut sqlx::PgConnection, reads: Vec<Read>) -> Vec<Plan> {
+    for (index, read) in reads.iter().enumerate() {
+        let prepare = format!("PREPARE read_{index} AS {}", read.sql);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
+            .execute(&mut *db)
+            .await
+            .unwrap();
     }
     let mut plans = Vec::new();
     for (mode, label) in [
         ("force_custom_plan", ""),
         ("force_generic_plan", " (generic plan)"),
     ] {
-        for (kind, _, arguments) in kinds {
-            let explain =
-                format!("SET plan_cache_mode = {mode}; EXPLAIN EXECUTE replay_{kind}({arguments})");
+        for (index, read) in reads.iter().enumerate() {
+            let arguments: Vec<String> = read
+                .arguments
+                .iter()
+                .map(|argument| match argument {
+                    Argument::Number(number) => number.to_string(),
+                    Argument::Text(text) => format!("'{text}'"),
+                })
+                .collect();
+            let execute = match arguments.is_empty() {
+                true => format!("read_{index}"),
+                false => format!("read_{index}({})", arguments.join(", ")),
+            };
+            let explain = format!("SET plan_cache_mode = {mode}; EXPLAIN EXECUTE {execute}");
             let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
-                .fetch_all(&mut db)
+                .fetch_all(&mut *db)
                 .await
                 .unwrap();
             plans.push(Plan {
-                kind: format!("{kind}{label}"),
+                kind: format!("{}{label}", read.kind),
                 lines: rows.iter().map(|row| row.get::<String, _>(0)).collect(),
             });
         }
     }
     plans
+}
+
+const ROOMS: i64 = 100_000;
+/// A support team's rooms: 1 in 20 open, 1 in 50 pending, 1 in 100
+/// snoozed, the rest resolved; a third unassigned, the others shared by
+/// 20 agents; each has its customer, who read it all; `agent-1` has read
+/// a few. Their activity order is not the table's (a permutation): in use,
+/// every message moves a room's row.
+const INBOX_SEED: [&str; 5] = [
+    "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity, last_seq,
+         status, snoozed_until, assignee_id, started_at)
+     SELECT 'r' || n, 'r', 'x', 0, 0, n * 7919 % 100003, 3,
+         CASE WHEN n % 20 = 0 THEN 'open' WHEN n % 50 = 1 THEN 'pending'
+              WHEN n % 100 = 3 THEN 'snoozed' ELSE 'resolved' END,
+         CASE WHEN n % 100 = 3 THEN 9999999999999 END,
+         CASE WHEN n % 3 = 0 THEN NULL ELSE 'agent-' || (n % 20) END, 0
+     FROM numbers",
+    "INSERT INTO room_members (room_id, user_id, joined_at)
+     SELECT 'r' || n, 'customer-' || n, 0 FROM numbers",
+    "INSERT INTO read_cursors (room_id, user_id, last_read_seq)
+     SELECT 'r' || n, 'customer-' || n, 3 FROM numbers",
+    "INSERT INTO read_cursors (room_id, user_id, last_read_seq)
+     SELECT 'r' || n, 'agent-1', 2 FROM numbers WHERE n % 7 = 0",
+    "INSERT INTO agents (user_id, name, first_seen_at)
+     SELECT 'agent-' || n, NULL, 0 FROM numbers WHERE n < 20",
+];
+
+/// The inbox's reads as `agent-1` makes them: each view's first page of
+/// 100 (`$1` caller, `$2` page size + 1, `$3` activity bound, then the
+/// filter), the tabs' counts and the agents' list.
+fn inbox_reads(backend: store::Backend) -> Vec<Read> {
+    use Argument::{Number, Text};
+    let queries = InboxQueries::of(backend);
+    let [[_, nobody, agent], [by_status, status_nobody, status_agent]] = queries.rooms;
+    let page = |filter: &[Argument]| {
+        let mut arguments = vec![Text("agent-1"), Number(101), Number(i64::MAX)];
+        arguments.extend_from_slice(filter);
+        arguments
+    };
+    vec![
+        Read::new("status=open", by_status, &page(&[Text("open")])),
+        Read::new("assignee=none", nobody, &page(&[])),
+        Read::new("assignee=agent-1", agent, &page(&[Text("agent-1")])),
+        Read::new(
+            "status=open&assignee=none",
+            status_nobody,
+            &page(&[Text("open")]),
+        ),
+        Read::new(
+            "status=open&assignee=agent-1",
+            status_agent,
+            &page(&[Text("open"), Text("agent-1")]),
+        ),
+        Read::new("summary", queries.summary, &[Text("agent-1")]),
+        Read::new("agents", queries.agents, &[]),
+    ]
+}
+
+async fn the_inbox_views_and_counts_are_planned_on_their_indexes_over_100000_rooms(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend.clone()).await;
+    let plans = match &backend {
+        Backend::Sqlite => sqlite_inbox_plans(app.database_url()).await,
+        Backend::Postgres(_) => postgres_inbox_plans(app.database_url()).await,
+    };
+    let cost = |plan: &Plan| -> f64 {
+        let first = plan.lines.first().map(String::as_str).unwrap_or_default();
+        let total = first.split("..").nth(1).unwrap_or_default();
+        total
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0.0)
+    };
+    for plan in &plans {
+        let text = plan.text();
+        eprintln!("{text}");
+        // PostgreSQL runs a prepared statement's generic plan only when it
+        // costs no more than its custom plans do (plancache.c,
+        // `choose_custom_plan`): one that costs more is never run.
+        if let Some(kind) = plan.kind.strip_suffix(" (generic plan)") {
+            let custom = plans.iter().find(|custom| custom.kind == kind).unwrap();
+            if cost(plan) > cost(custom) * 1.5 {
+                continue;
+            }
+        }
+        let uses = |index: &str| {
+            plan.lines
+                .iter()
+                .any(|line| line.contains(&format!("{index} ")) || line.ends_with(index))
+        };
+        // Never every room, nor every cursor: not a scan of a table, nor
+        // of the activity order filtered row by row. (SQLite's `SCAN r` is
+        // of the page when `r` is a subquery's co-routine.)
+        let page_is_r = plan
+            .lines
+            .iter()
+            .any(|line| line.ends_with("CO-ROUTINE r") || line.ends_with("MATERIALIZE r"));
+        for line in &plan.lines {
+            let step = line.trim_start_matches(|c: char| !c.is_alphabetic());
+            assert!(
+                !line.contains("Seq Scan on rooms")
+                    && !line.contains("Seq Scan on read_cursors")
+                    && (step != "SCAN r" || page_is_r)
+                    && step != "SCAN c"
+                    && !line.contains("rooms_by_activity"),
+                "{text}"
+            );
+        }
+        let wanted = match plan.kind.split(' ').next().unwrap_or_default() {
+            "status=open" | "summary" => "rooms_by_status",
+            "assignee=none" => "rooms_unassigned",
+            "assignee=agent-1" => "rooms_by_assignee",
+            "status=open&assignee=none" => "rooms_unassigned_by_status",
+            _ => "rooms_by_assignee_status",
+        };
+        assert!(uses(wanted), "{wanted} in {text}");
+    }
+}
+
+async fn sqlite_inbox_plans(url: &str) -> Vec<Plan> {
+    let mut db = sqlite_seeded(url, ROOMS, &INBOX_SEED).await;
+    sqlite_explained(&mut db, inbox_reads(store::Backend::Sqlite)).await
+}
+
+async fn postgres_inbox_plans(url: &str) -> Vec<Plan> {
+    let mut db = postgres_seeded(url, ROOMS, &INBOX_SEED).await;
+    postgres_explained(&mut db, inbox_reads(store::Backend::Postgres)).await
 }

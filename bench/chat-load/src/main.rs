@@ -9,6 +9,7 @@ mod fanout;
 mod histogram;
 mod hub;
 mod idle;
+mod inbox;
 mod plot;
 mod polling;
 mod process;
@@ -125,6 +126,16 @@ enum Workload {
         /// takes the backlog.
         #[arg(long, requires = "webhook")]
         webhook_backlog: bool,
+    },
+    /// W9: a support inbox's views and counts over many seeded rooms.
+    Inbox {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100_000)]
+        rooms: u64,
+        /// Requests per view, one after another.
+        #[arg(long, default_value_t = 500)]
+        requests: u64,
     },
     /// W4: fallback polling of `GET /api/chat/rooms`, without and with
     /// `If-None-Match`, over rooms seeded with messages.
@@ -258,6 +269,11 @@ async fn main() -> ExitCode {
             };
             chat::chat(&common, rooms, admins, rate, seconds, typing, webhook).await
         }
+        Workload::Inbox {
+            common,
+            rooms,
+            requests,
+        } => inbox::inbox(&common, rooms, requests).await,
         Workload::Polling {
             common,
             rooms,

@@ -145,7 +145,7 @@ async fn seed(database: &str, store: Store, events: u64, returned: u64) -> Resul
 }
 
 /// Runs `statements` in order on a connection to `database`, then `ANALYZE`.
-async fn run<C>(database: &str, statements: &[String]) -> Result<(), String>
+pub async fn run<C>(database: &str, statements: &[String]) -> Result<(), String>
 where
     C: Connection,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,

@@ -1,15 +1,73 @@
-//! `InboxStore` on either database: conversations' status, set by agents
-//! and by the snooze schedule.
+//! `InboxStore` on either database: conversations, changed by agents and
+//! by the snooze schedule; the agents learned; the inbox's counts.
 
 use super::SqlStore;
-use super::dialect::{Dialect, RowsAffected};
-use super::queries::{ANY_SNOOZE_DUE, SET_CONVERSATION_STATUS};
-use crate::error::{Error, Result};
-use crate::model::{
-    Caller, Conversation, ConversationStatus, EventData, Room, RoomId, Timestamp, UserId,
+use super::dialect::Dialect;
+use super::queries::{
+    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, UNRESOLVED_COUNTS, WRITE_CONVERSATION,
 };
-use crate::store::{InboxStore, SNOOZE};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model::{
+    Caller, Conversation, ConversationChange, ConversationStatus, EventData, InboxSummary,
+    InboxTab, Room, RoomId, Timestamp, UserId,
+};
+use crate::store::inbox::ConversationRow;
+use crate::store::{Agent, ConversationChanges, InboxStore, SNOOZE};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
+
+/// A snoozed conversation that is due, as `snoozed_due` reads it.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: String,
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    usize: ColumnIndex<D::Row>,
+    for<'n> &'n str: ColumnIndex<D::Row>,
+    for<'q> &'q str: Encode<'q, D> + Type<D>,
+    for<'q> Option<&'q str>: Encode<'q, D>,
+    for<'r> String: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<String>: Encode<'r, D>,
+    for<'r> i64: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<i64>: Encode<'r, D>,
+    for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
+    for<'r> Option<bool>: Encode<'r, D>,
+{
+    /// Room `room`'s conversation; the caller holds its row.
+    async fn conversation_of(conn: &mut D::Connection, room: &RoomId) -> Result<Conversation> {
+        let row: Option<ConversationRow> = sqlx::query_as(D::queries().conversation.as_str())
+            .bind(room.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.ok_or(Error::NotFound("room"))?.try_into()
+    }
+
+    async fn write_conversation(
+        conn: &mut D::Connection,
+        room: &RoomId,
+        conversation: &Conversation,
+    ) -> Result<()> {
+        let time = |at: Option<Timestamp>| at.map(Timestamp::unix_ms);
+        sqlx::query(WRITE_CONVERSATION)
+            .bind(room.as_str())
+            .bind(conversation.status.as_str())
+            .bind(time(conversation.snoozed_until))
+            .bind(time(conversation.resolved_at))
+            .bind(conversation.assignee_id.as_ref().map(UserId::as_str))
+            .bind(conversation.started_at.unix_ms())
+            .bind(time(conversation.first_response_at))
+            .bind(time(conversation.last_customer_message_at))
+            .bind(time(conversation.waiting_since))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl<D: Dialect> InboxStore for SqlStore<D>
@@ -26,46 +84,69 @@ where
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> Option<bool>: Encode<'r, D>,
 {
-    async fn set_conversation_status(
+    async fn change_conversation(
         &self,
         caller: &Caller,
         room: &RoomId,
-        status: ConversationStatus,
-        snoozed_until: Option<Timestamp>,
+        changes: &ConversationChanges,
     ) -> Result<Room> {
-        let now = Timestamp::now().unix_ms();
+        let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
         Self::state_of_room(&mut tx, caller, room.as_str(), true).await?;
         if !caller.is_admin() {
             return Err(Error::forbidden(
                 "forbidden",
-                "only agents (admins) may change a conversation's status",
+                "only agents (admins) may change a conversation",
             ));
         }
-        let changed = sqlx::query(SET_CONVERSATION_STATUS)
-            .bind(room.as_str())
-            .bind(status.as_str())
-            .bind(snoozed_until.map(Timestamp::unix_ms))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let view = Self::visible_room(&mut tx, caller, room.as_str()).await?;
-        if changed == 0 {
+        let mut conversation = Self::conversation_of(&mut tx, room).await?;
+        let mut changed = Vec::new();
+        let mut resolved_after_ms = None;
+        if let Some((status, snoozed_until)) = changes.status
+            && let Some(set) = conversation.set_status(status, snoozed_until, now)
+        {
+            changed.push(ConversationChange::Status);
+            resolved_after_ms = set.resolved_after_ms;
+        }
+        if let Some(assignee) = &changes.assignee
+            && conversation.assignee_id != *assignee
+        {
+            if let Some(agent) = assignee {
+                let known: bool = sqlx::query_scalar(IS_AGENT)
+                    .bind(agent.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !known {
+                    return Err(Error::unprocessable(
+                        "not_an_agent",
+                        "a conversation is assigned to an agent: a user who has signed in \
+                         with the admin role",
+                    ));
+                }
+            }
+            conversation.assignee_id = assignee.clone();
+            changed.push(ConversationChange::Assignee);
+        }
+        if changed.is_empty() {
+            let view = Self::visible_room(&mut tx, caller, room.as_str()).await?;
             tx.rollback().await?;
             return Ok(view);
         }
-        let conversation = view
-            .conversation
-            .as_ref()
-            .ok_or_else(|| Error::internal("an agent's view of a room has no conversation"))?;
-        let event = EventData::ConversationUpdated {
-            room_id: room,
-            conversation,
-            changed_by: &caller.id,
-        };
-        Self::log_for_agents(&mut tx, room, &event, now).await?;
+        Self::write_conversation(&mut tx, room, &conversation).await?;
+        for change in changed {
+            let event = EventData::ConversationUpdated {
+                room_id: room,
+                conversation: &conversation,
+                change,
+                changed_by: &caller.id,
+            };
+            Self::log_for_agents(&mut tx, room, &event, now.unix_ms()).await?;
+        }
+        let view = Self::visible_room(&mut tx, caller, room.as_str()).await?;
         self.commit(tx).await?;
+        if let Some(ms) = resolved_after_ms {
+            metrics::conversation_resolved(ms);
+        }
         Ok(view)
     }
 
@@ -83,7 +164,7 @@ where
         // Locked in id order, as every write locks rooms. Of two instances
         // at once, the second waits for the first's rows, then finds them
         // no longer due (PostgreSQL reads a row it waited for again).
-        let due: Vec<String> = sqlx::query_scalar(D::queries().snoozed_due.as_str())
+        let due: Vec<DueRow> = sqlx::query_as(D::queries().snoozed_due.as_str())
             .bind(now.unix_ms())
             .bind(i64::from(batch.max(1)))
             .fetch_all(&mut *tx)
@@ -92,30 +173,77 @@ where
             tx.rollback().await?;
             return Ok(0);
         }
-        let (open, schedule) = (Conversation::open(), UserId::from_store(SNOOZE.to_owned()));
-        let mut opened = 0;
-        for room in &due {
-            let room = RoomId::from_store(room.clone());
-            let changed = sqlx::query(SET_CONVERSATION_STATUS)
-                .bind(room.as_str())
-                .bind(ConversationStatus::Open.as_str())
-                .bind(None::<i64>)
-                .bind(now.unix_ms())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if changed == 0 {
-                continue;
-            }
-            opened += 1;
+        let schedule = UserId::from_store(SNOOZE.to_owned());
+        let opened = due.len() as u64;
+        for row in due {
+            let room = RoomId::from_store(row.id);
+            let mut conversation = Conversation::try_from(row.conversation)?;
+            conversation.set_status(ConversationStatus::Open, None, now);
+            Self::write_conversation(&mut tx, &room, &conversation).await?;
             let event = EventData::ConversationUpdated {
                 room_id: &room,
-                conversation: &open,
+                conversation: &conversation,
+                change: ConversationChange::Status,
                 changed_by: &schedule,
             };
             Self::log_for_agents(&mut tx, &room, &event, now.unix_ms()).await?;
         }
         self.commit(tx).await?;
         Ok(opened)
+    }
+
+    async fn learn_agent(&self, agent: &UserId, name: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(LEARN_AGENT)
+            .bind(agent.as_str())
+            .bind(name)
+            .bind(Timestamp::now().unix_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<Agent>> {
+        let rows: Vec<(String, Option<String>, i64)> =
+            sqlx::query_as(AGENTS).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, open_conversations)| Agent {
+                id: UserId::from_store(id),
+                name,
+                open_conversations,
+            })
+            .collect())
+    }
+
+    async fn inbox_summary(&self, agent: &Caller) -> Result<InboxSummary> {
+        let (all, all_unread, mine, mine_unread, nobody, nobody_unread): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(D::queries().inbox_summary.as_str())
+            .bind(agent.id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        let tab = |open, unread| InboxTab { open, unread };
+        Ok(InboxSummary {
+            mine: tab(mine, mine_unread),
+            unassigned: tab(nobody, nobody_unread),
+            all: tab(all, all_unread),
+        })
+    }
+
+    async fn unresolved_counts(&self) -> Result<Vec<(ConversationStatus, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(UNRESOLVED_COUNTS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(status, count)| Some((ConversationStatus::parse(&status)?, count)))
+            .collect())
     }
 }

@@ -6,8 +6,10 @@ use super::SqlStore;
 use super::dialect::Dialect;
 use super::queries::*;
 use crate::error::{Error, Result};
-use crate::model::{Conversation, ConversationStatus, EventData, Message, Timestamp};
+use crate::metrics;
+use crate::model::{Conversation, ConversationChange, EventData, Message, RoomId, Timestamp};
 use crate::store::group_commit::{Post, answer_failed_batch};
+use crate::store::inbox::ConversationRow;
 use crate::store::posts::{Asked, Found, Plan, plan};
 use crate::store::{MessageRow, Posted};
 use sqlx::Pool;
@@ -79,7 +81,7 @@ where
             closed: locked.closed,
             members: Self::memberships(&mut tx, posts).await?,
             earlier: Self::messages_by_client_id(&mut tx, posts).await?,
-            not_open: locked.not_open,
+            conversations: locked.conversations,
         };
         let asked: Vec<Asked<'_>> = posts
             .iter()
@@ -93,18 +95,12 @@ where
         let Plan {
             mut outcomes,
             created,
+            conversations,
             reopened,
+            first_responses,
         } = plan(&asked, found, now);
         if !created.is_empty() {
             Self::insert_messages(&mut tx, &created, now).await?;
-            if !reopened.is_empty() {
-                let mut reopen = sqlx::QueryBuilder::<D>::new(REOPEN_CONVERSATIONS);
-                let mut list = reopen.separated(", ");
-                for room in reopened.keys() {
-                    list.push_bind(room.as_str());
-                }
-                reopen.push(")").build().execute(&mut *tx).await?;
-            }
             // The messages' events, then the conversations they opened.
             let events = created.len() + reopened.len();
             let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
@@ -122,32 +118,60 @@ where
             )
             .await?;
             // Per room, its newest seq and event (rows this transaction holds).
-            let mut rooms: BTreeMap<&str, (i64, i64)> = Default::default();
+            let mut rooms: BTreeMap<&RoomId, (i64, i64)> = Default::default();
             for (id, (_, message)) in (first_id..).zip(&created) {
-                rooms.insert(message.room_id.as_str(), (message.seq, id));
+                rooms.insert(&message.room_id, (message.seq, id));
             }
-            let open = Conversation::open();
             let reopen_ids = first_id + created.len() as i64..;
             for (id, (room, customer)) in reopen_ids.zip(&reopened) {
+                let conversation = conversations
+                    .get(room)
+                    .ok_or_else(|| Error::internal("a reopened room has no conversation"))?;
                 let event = EventData::ConversationUpdated {
                     room_id: room,
-                    conversation: &open,
+                    conversation,
+                    change: ConversationChange::Status,
                     changed_by: customer,
                 };
                 // Each room's `last_event_id` and `activity` stay its
                 // message's: customers' listings are made of them.
                 Self::insert_logged(&mut tx, id, room, None, &event, now).await?;
             }
+            // And their conversations, which the messages moved on.
+            let rooms = rooms
+                .into_iter()
+                .map(|(room, (last_seq, event_id))| {
+                    let conversation = conversations.get(room).ok_or_else(|| {
+                        Error::internal("a room with a message has no conversation")
+                    })?;
+                    Ok((room, last_seq, event_id, conversation))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let time = |at: Option<Timestamp>| at.map(Timestamp::unix_ms);
             sqlx::QueryBuilder::<D>::new(
                 "UPDATE rooms SET last_seq = v.column2, updated_at = v.column3,
-                     last_event_id = v.column4, activity = v.column4 FROM (",
+                     last_event_id = v.column4, activity = v.column4,
+                     status = v.column5, snoozed_until = v.column6, resolved_at = v.column7,
+                     started_at = v.column8, first_response_at = v.column9,
+                     last_customer_message_at = v.column10, waiting_since = v.column11
+                 FROM (",
             )
-            .push_values(rooms, |mut row, (room, (last_seq, event_id))| {
-                row.push_bind(room)
-                    .push_bind(last_seq)
-                    .push_bind(now)
-                    .push_bind(event_id);
-            })
+            .push_values(
+                rooms,
+                |mut row, (room, last_seq, event_id, conversation)| {
+                    row.push_bind(room.as_str())
+                        .push_bind(last_seq)
+                        .push_bind(now)
+                        .push_bind(event_id)
+                        .push_bind(conversation.status.as_str())
+                        .push_bind(time(conversation.snoozed_until))
+                        .push_bind(time(conversation.resolved_at))
+                        .push_bind(conversation.started_at.unix_ms())
+                        .push_bind(time(conversation.first_response_at))
+                        .push_bind(time(conversation.last_customer_message_at))
+                        .push_bind(time(conversation.waiting_since));
+                },
+            )
             .push(") AS v WHERE rooms.id = v.column1")
             .build()
             .execute(&mut *tx)
@@ -157,6 +181,9 @@ where
             }
         }
         tx.commit().await?;
+        for waited in first_responses {
+            metrics::first_response(waited);
+        }
         for (index, message) in created {
             outcomes[index] = Some(Ok(Posted::Created(message)));
         }
@@ -173,26 +200,25 @@ where
         posts: &[Post],
     ) -> Result<LockedRooms> {
         let rooms: BTreeSet<&str> = posts.iter().map(|post| post.room.as_str()).collect();
-        let mut query = sqlx::QueryBuilder::<D>::new(
-            "SELECT id, last_seq, closed_at IS NOT NULL, status FROM rooms
-             WHERE deleted_at IS NULL AND id IN (",
-        );
+        let mut query = sqlx::QueryBuilder::<D>::new(format!(
+            "SELECT r.id, r.last_seq, r.closed_at IS NOT NULL AS closed, {CONVERSATION_COLUMNS}
+             FROM rooms r WHERE r.deleted_at IS NULL AND r.id IN ("
+        ));
         let mut list = query.separated(", ");
         for room in rooms {
             list.push_bind(room);
         }
         query.push(") ORDER BY id").push(D::LOCK_ROWS);
-        let rows: Vec<(String, i64, bool, String)> =
-            query.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<LockedRow> = query.build_query_as().fetch_all(&mut *conn).await?;
         let mut locked = LockedRooms::default();
-        for (room, seq, closed, status) in rows {
-            if status != ConversationStatus::Open.as_str() {
-                locked.not_open.insert(room.clone());
-            }
-            if closed {
-                locked.closed.insert(room);
+        for row in rows {
+            locked
+                .conversations
+                .insert(row.id.clone(), row.conversation.try_into()?);
+            if row.closed {
+                locked.closed.insert(row.id);
             } else {
-                locked.open.insert(room, seq);
+                locked.open.insert(row.id, row.last_seq);
             }
         }
         Ok(locked)
@@ -347,6 +373,15 @@ pub(super) struct LockedRooms {
     /// Each open room's newest seq.
     open: HashMap<String, i64>,
     closed: HashSet<String>,
-    /// Those whose conversation is not open.
-    not_open: HashSet<String>,
+    conversations: HashMap<String, Conversation>,
+}
+
+/// A room `lock_rooms` read.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    id: String,
+    last_seq: i64,
+    closed: bool,
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
 }

@@ -20,19 +20,37 @@ const DELETED_PAST_CURSOR: &str = "(SELECT COUNT(*) FROM messages d
      WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
        AND d.seq > COALESCE(c.last_read_seq, 0))";
 
-/// Sets room `$1`'s conversation status `$2` (snoozed until `$3`) at `$4`,
-/// unless it stands so already; `resolved_at` keeps the first resolution.
-/// Nothing customers see moves (`updated_at`, `last_event_id`, `activity`).
-pub const SET_CONVERSATION_STATUS: &str = "UPDATE rooms SET status = $2, snoozed_until = $3,
-         resolved_at = CASE WHEN $2 <> 'resolved' THEN NULL
-             WHEN status = 'resolved' THEN resolved_at ELSE $4 END
-     WHERE id = $1 AND (status <> $2 OR snoozed_until IS DISTINCT FROM $3)";
+/// A room's conversation, as `ConversationRow` reads it from `rooms r`.
+pub const CONVERSATION_COLUMNS: &str = "r.status, r.snoozed_until, r.resolved_at, r.assignee_id,
+     r.started_at, r.first_response_at, r.last_customer_message_at, r.waiting_since";
 
-/// Opens the conversations of the rooms listed after it (a customer wrote),
-/// then `)`.
-pub const REOPEN_CONVERSATIONS: &str = "UPDATE rooms SET status = 'open', snoozed_until = NULL,
-         resolved_at = NULL
-     WHERE id IN (";
+/// Writes room `$1`'s conversation. Nothing customers see moves
+/// (`updated_at`, `last_event_id`, `activity`).
+pub const WRITE_CONVERSATION: &str = "UPDATE rooms SET status = $2, snoozed_until = $3,
+         resolved_at = $4, assignee_id = $5, started_at = $6, first_response_at = $7,
+         last_customer_message_at = $8, waiting_since = $9
+     WHERE id = $1";
+
+/// Whether `$1` is an agent the server has learned.
+pub const IS_AGENT: &str = "SELECT EXISTS (SELECT 1 FROM agents WHERE user_id = $1)";
+
+/// Notes agent `$1`, named `$2` (a name once known stays until another
+/// is given), first seen at `$3`.
+pub const LEARN_AGENT: &str =
+    "INSERT INTO agents (user_id, name, first_seen_at) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id) DO UPDATE SET name = COALESCE(excluded.name, agents.name)
+     WHERE excluded.name IS NOT NULL AND excluded.name IS DISTINCT FROM agents.name";
+
+/// Every agent, with their open conversations (a probe of
+/// `rooms_by_assignee_status` each).
+pub const AGENTS: &str = "SELECT a.user_id, a.name,
+         (SELECT COUNT(*) FROM rooms r WHERE r.assignee_id = a.user_id
+             AND r.status = 'open' AND r.deleted_at IS NULL) AS open_conversations
+     FROM agents a ORDER BY a.user_id";
+
+/// Conversations open, pending and snoozed (`rooms_by_status`).
+pub const UNRESOLVED_COUNTS: &str = "SELECT status, COUNT(*) FROM rooms
+     WHERE status IN ('open', 'pending', 'snoozed') AND deleted_at IS NULL GROUP BY status";
 
 /// Whether a snoozed conversation is due by `$1`.
 pub const ANY_SNOOZE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM rooms
@@ -79,8 +97,8 @@ pub const TOUCH_ROOM: &str = "UPDATE rooms SET updated_at = $2 WHERE id = $1";
 /// `$5` holds the room's place in the activity order until its first
 /// event's id takes it (see `create_room`).
 pub const INSERT_ROOM: &str =
-    "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity)
-     VALUES ($1, $2, $3, $4, $4, $5)";
+    "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity, started_at)
+     VALUES ($1, $2, $3, $4, $4, $5, $4)";
 /// Members of room `$1` now.
 pub const MEMBER_COUNT: &str = "SELECT COUNT(*) FROM room_members WHERE room_id = $1";
 pub const NEXT_EVENT_ID: &str = "UPDATE event_counter SET last_id = last_id + 1 RETURNING last_id";
@@ -121,6 +139,8 @@ pub struct Queries {
     /// serves it.
     pub listing_marks_all: String,
     pub listing_marks_member: String,
+    /// An inbox view's: no unread total (`/api/chat/inbox` counts its tabs).
+    pub listing_marks_inbox: String,
     /// What a listing's version is made of, in one statement (one snapshot):
     /// every change to a listing writes an event, in one of the caller's
     /// rooms or about the caller (a room they left).
@@ -155,27 +175,58 @@ pub struct Queries {
     pub note_offline: String,
     /// The snoozed conversations due by `$1`, `$2` at most, locked.
     pub snoozed_due: String,
+    /// Room `$1`'s conversation (its row locked by the transaction already).
+    pub conversation: String,
+    /// An agent's listing filtered (see `inbox_rooms`).
+    inbox_rooms: [[String; 3]; 2],
+    /// The inbox's tabs for agent `$1`: one pass over the open
+    /// conversations (`rooms_by_status`), each with a probe of `$1`'s
+    /// cursor and of its deleted messages past it.
+    pub inbox_summary: String,
     /// Moves webhook `$1`'s cursors forward to `$3` and `$4`, if `$2` holds
     /// its lease; `$5` whether it delivered something, at `$6`.
     pub advance_webhook: String,
 }
 
+/// `SUM(value)` over the rows where `condition` holds, as a BIGINT (0 for none).
+fn sum_where(condition: &str, value: &str) -> String {
+    format!("CAST(COALESCE(SUM(CASE WHEN {condition} THEN {value} ELSE 0 END), 0) AS BIGINT)")
+}
+
 impl Queries {
+    /// The agent listing for a filter by status (bound as `$4`) and by
+    /// assignee: nobody, or one (bound after the status).
+    pub fn inbox_rooms(&self, by_status: bool, by_assignee: Option<bool>) -> &str {
+        let assignee = match by_assignee {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        &self.inbox_rooms[usize::from(by_status)][assignee]
+    }
+
     pub fn of<D: Dialect>() -> Self {
+        // The rooms `tail` picks, each with the caller's cursor (`$1`) read
+        // by a probe of its row, never a join: a join may be planned as a
+        // pass over every reader's cursors. Then each room's members,
+        // readers, last message and deleted messages past the cursor.
         let room_select = |tail: &str| {
             format!(
                 "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
-                        r.closed_at, r.closed_by, r.status, r.snoozed_until, r.resolved_at,
-                        COALESCE(c.last_read_seq, 0) AS last_read_seq,
+                        r.closed_at, r.closed_by, {CONVERSATION_COLUMNS}, r.last_read_seq,
                         {member_ids} AS member_ids, {read_cursors} AS read_cursors,
                         m.id AS msg_id, m.seq AS msg_seq, m.author_id AS msg_author_id,
                         m.body AS msg_body, m.client_id AS msg_client_id,
                         m.created_at AS msg_created_at, m.edited_at AS msg_edited_at,
                         m.deleted_at AS msg_deleted_at, m.deleted_by AS msg_deleted_by,
-                        {DELETED_PAST_CURSOR} AS deleted_unread
-                 FROM rooms r
-                 LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
-                 LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq {tail}",
+                        (SELECT COUNT(*) FROM messages d
+                         WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
+                           AND d.seq > r.last_read_seq) AS deleted_unread
+                 FROM (SELECT r.*, COALESCE((SELECT c.last_read_seq FROM read_cursors c
+                               WHERE c.room_id = r.id AND c.user_id = $1), 0) AS last_read_seq
+                       FROM rooms r {tail}) AS r
+                 LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+                 ORDER BY r.activity DESC",
                 member_ids = D::MEMBER_IDS,
                 read_cursors = D::READ_CURSORS,
             )
@@ -221,6 +272,8 @@ impl Queries {
             listing_marks_member: format!(
                 "SELECT ({unread_member}), (SELECT last_id FROM event_counter)"
             ),
+            listing_marks_inbox: "SELECT CAST(NULL AS BIGINT), last_id FROM event_counter"
+                .to_owned(),
             version_all: format!("SELECT (SELECT last_id FROM event_counter), ({PURGED_UP_TO})"),
             version_member: format!(
                 "SELECT ({MEMBER_LAST_EVENT}), ({SUBJECT_LAST_EVENT}), ({PURGED_UP_TO})"
@@ -273,10 +326,50 @@ impl Queries {
                 D::json_values(1)
             ),
             snoozed_due: format!(
-                "SELECT id FROM rooms
-                 WHERE status = 'snoozed' AND snoozed_until <= $1 AND deleted_at IS NULL
-                 ORDER BY id LIMIT $2{}",
+                "SELECT r.id, {CONVERSATION_COLUMNS} FROM rooms r
+                 WHERE r.status = 'snoozed' AND r.snoozed_until <= $1 AND r.deleted_at IS NULL
+                 ORDER BY r.id LIMIT $2{}",
                 D::LOCK_ROWS
+            ),
+            conversation: format!("SELECT {CONVERSATION_COLUMNS} FROM rooms r WHERE r.id = $1"),
+            inbox_rooms: [false, true].map(|by_status| {
+                [None, Some(false), Some(true)].map(|by_agent| {
+                    let mut filter = String::new();
+                    let mut next = 4;
+                    if by_status {
+                        filter.push_str(&format!(" AND r.status = ${next}"));
+                        next += 1;
+                    }
+                    match by_agent {
+                        None => {}
+                        Some(false) => filter.push_str(" AND r.assignee_id IS NULL"),
+                        Some(true) => filter.push_str(&format!(" AND r.assignee_id = ${next}")),
+                    }
+                    room_select(&format!(
+                        "WHERE r.activity < $3 AND r.deleted_at IS NULL{filter}
+                         ORDER BY r.activity DESC LIMIT $2"
+                    ))
+                })
+            }),
+            // The cursor is a probe per open room, never a join: a hash
+            // join would read every reader's cursors.
+            inbox_summary: format!(
+                "SELECT COUNT(*), {sum_all},
+                     {count_mine}, {sum_mine}, {count_nobody}, {sum_nobody}
+                 FROM (SELECT o.assignee_id,
+                           o.last_seq - o.read_seq - (SELECT COUNT(*) FROM messages d
+                               WHERE d.room_id = o.id AND d.deleted_at IS NOT NULL
+                                 AND d.seq > o.read_seq) AS unread
+                       FROM (SELECT r.id, r.assignee_id, r.last_seq,
+                                 COALESCE((SELECT c.last_read_seq FROM read_cursors c
+                                     WHERE c.room_id = r.id AND c.user_id = $1), 0) AS read_seq
+                             FROM rooms r
+                             WHERE r.status = 'open' AND r.deleted_at IS NULL) AS o) AS u",
+                sum_all = "CAST(COALESCE(SUM(unread), 0) AS BIGINT)",
+                count_mine = sum_where("assignee_id = $1", "1"),
+                sum_mine = sum_where("assignee_id = $1", "unread"),
+                count_nobody = sum_where("assignee_id IS NULL", "1"),
+                sum_nobody = sum_where("assignee_id IS NULL", "unread"),
             ),
             advance_webhook: format!(
                 "UPDATE webhooks SET event_cursor = {greatest}(event_cursor, $3),

@@ -9,8 +9,8 @@ use crate::model::{
     RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use crate::store::{
-    Erasing, ErasureStore, InboxStore, PoolStats, RETENTION, WebhookStore, cannot_add_others,
-    closed_room, rooms_before,
+    Assignee, Erasing, ErasureStore, InboxStore, PoolStats, RETENTION, RoomFilter, WebhookStore,
+    cannot_add_others, closed_room, rooms_before,
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
@@ -98,29 +98,41 @@ where
     async fn rooms(
         &self,
         caller: &Caller,
+        filter: &RoomFilter,
         limit: u32,
         after: Option<&RoomCursor>,
     ) -> Result<RoomPage> {
-        let (query, marks) = if caller.is_admin() {
-            (
-                D::queries().all_rooms.as_str(),
-                D::queries().listing_marks_all.as_str(),
-            )
-        } else {
-            (
-                D::queries().member_rooms.as_str(),
-                D::queries().listing_marks_member.as_str(),
-            )
+        let queries = D::queries();
+        let (query, marks) = match (caller.is_admin(), filter.is_empty()) {
+            (true, true) => (queries.all_rooms.as_str(), &queries.listing_marks_all),
+            (true, false) => (
+                queries.inbox_rooms(
+                    filter.status.is_some(),
+                    filter
+                        .assignee
+                        .as_ref()
+                        .map(|assignee| matches!(assignee, Assignee::Agent(_))),
+                ),
+                &queries.listing_marks_inbox,
+            ),
+            (false, _) => (queries.member_rooms.as_str(), &queries.listing_marks_member),
         };
         // One snapshot, so the page, the total and the event id agree.
         let mut tx = self.begin_snapshot().await?;
-        let rows: Vec<RoomRow> = sqlx::query_as(query)
+        let mut rows = sqlx::query_as(query)
             .bind(caller.id.as_str())
             .bind(i64::from(limit) + 1)
-            .bind(after.map_or(i64::MAX, |cursor| cursor.activity))
-            .fetch_all(&mut *tx)
-            .await?;
-        let (total_unread, last_event_id): (i64, i64) = sqlx::query_as(marks)
+            .bind(after.map_or(i64::MAX, |cursor| cursor.activity));
+        if caller.is_admin() {
+            if let Some(status) = filter.status {
+                rows = rows.bind(status.as_str());
+            }
+            if let Some(Assignee::Agent(agent)) = &filter.assignee {
+                rows = rows.bind(agent.as_str());
+            }
+        }
+        let rows: Vec<RoomRow> = rows.fetch_all(&mut *tx).await?;
+        let (total_unread, last_event_id): (Option<i64>, i64) = sqlx::query_as(marks.as_str())
             .bind(caller.id.as_str())
             .fetch_one(&mut *tx)
             .await?;

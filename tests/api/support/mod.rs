@@ -20,7 +20,7 @@ pub(crate) use db::on_both_stores;
 pub use db::{Backend, SharedDb, count_rows};
 pub use process::{Scrape, ServerProcess, serving_address};
 pub use stream::{EventStream, Received, stream_request};
-pub use tokens::{HELPER_ADMIN, SECRET, admin, claims, sign, unix_now, user};
+pub use tokens::{HELPER_ADMIN, SECRET, admin, claims, named_admin, sign, unix_now, user};
 
 use figment::providers::Serialized;
 use std::time::Duration;

@@ -154,13 +154,17 @@ export class ChatApi {
   }
 
   /**
-   * One page of the caller's rooms, newest activity first.
-   * @param {{ limit?: number, pageToken?: string }} [options]
+   * One page of the caller's rooms, newest activity first; for agents, an
+   * inbox view with `status` and `assignee` (`me`, `none` or an agent's id).
+   * @param {{ limit?: number, pageToken?: string } & import('../types/chat-client.js').InboxFilter} [options]
    */
-  rooms({ limit, pageToken } = {}) {
+  rooms({ limit, pageToken, status, assignee } = {}) {
     const query = new URLSearchParams();
     if (limit) query.set('limit', String(limit));
     if (pageToken) query.set('pageToken', pageToken);
+    // An inbox view (agents only): by status, by assignee (`me`, `none`, an id).
+    if (status) query.set('status', status);
+    if (assignee) query.set('assignee', assignee);
     const text = query.toString();
     return this.request('GET', `/api/chat/rooms${text ? `?${text}` : ''}`);
   }
@@ -297,19 +301,55 @@ export class ChatApi {
   }
 
   /**
-   * Sets a conversation's status (agents only): `snoozedUntil` goes with
-   * `snoozed` alone, and must be in the future. Resolves with the room,
-   * its `conversation` new; every agent's global stream hears a
-   * `conversation_updated`. Rejects with a ChatError: 403 `forbidden` for
-   * a member, 422 `snooze_needs_a_time` or `snooze_in_the_past`.
+   * Changes a conversation (agents only): any of `status`, `snoozedUntil`
+   * (with `snoozed` alone, in the future) and `assigneeId` (an agent, or
+   * `null` to unassign). Resolves with the room, its `conversation` new;
+   * every agent's global stream hears a `conversation_updated` for each
+   * part that changed. Rejects with a ChatError: 403 `forbidden` for a
+   * member; 422 `snooze_needs_a_time`, `snooze_in_the_past`,
+   * `snooze_only_when_snoozed`, `not_an_agent` or `nothing_to_change`.
+   * @param {string} roomId
+   * @param {import('../types/chat-client.js').ConversationChanges} changes
+   */
+  changeConversation(roomId, { status, snoozedUntil, assigneeId } = {}) {
+    /** @type {Record<string, unknown>} */
+    const body = {};
+    if (status !== undefined) body.status = status;
+    if (snoozedUntil !== undefined) {
+      body.snoozedUntil = snoozedUntil instanceof Date ? snoozedUntil.toISOString() : snoozedUntil;
+    }
+    if (assigneeId !== undefined) body.assigneeId = assigneeId;
+    return this.request('PATCH', `/api/chat/rooms/${encodeURIComponent(roomId)}/conversation`, body);
+  }
+
+  /**
+   * Sets a conversation's status (agents only); see `changeConversation`.
    * @param {string} roomId
    * @param {import('../types/chat-client.js').ConversationStatus} status
    * @param {Date | string} [snoozedUntil]
    */
   setConversationStatus(roomId, status, snoozedUntil) {
-    const until = snoozedUntil instanceof Date ? snoozedUntil.toISOString() : snoozedUntil;
-    const body = until === undefined ? { status } : { status, snoozedUntil: until };
-    return this.request('PATCH', `/api/chat/rooms/${encodeURIComponent(roomId)}/conversation`, body);
+    return this.changeConversation(roomId, { status, snoozedUntil });
+  }
+
+  /**
+   * Assigns a conversation to an agent, or to nobody with `null` (agents
+   * only); see `changeConversation`.
+   * @param {string} roomId
+   * @param {string | null} agentId
+   */
+  assign(roomId, agentId) {
+    return this.changeConversation(roomId, { assigneeId: agentId });
+  }
+
+  /** The agents, with presence and their open conversations (agents only). */
+  agents() {
+    return this.request('GET', '/api/chat/agents');
+  }
+
+  /** The inbox tabs' counts: open conversations mine, unassigned, all (agents only). */
+  inbox() {
+    return this.request('GET', '/api/chat/inbox');
   }
 
   /**

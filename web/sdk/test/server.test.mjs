@@ -326,6 +326,50 @@ test('an agent sets a conversation\'s status, only agents\' streams hear of it, 
   assert.equal((await agent.room(room.id)).conversation.status, 'open');
 });
 
+test('an agent assigns a conversation to a colleague, who finds it in their inbox view, its counts and the agents\' list', { skip }, async (t) => {
+  const [leadToken, colleagueToken] = [await token('lead-1', 'admin'), await token('agent-11', 'admin')];
+  const lead = new ChatApi({ baseUrl: SERVER, getToken: async () => leadToken });
+  const colleague = new ChatApi({ baseUrl: SERVER, getToken: async () => colleagueToken });
+  const member = await apiFor('member-11');
+  const room = await lead.createRoom('assigned', ['member-11']);
+  await member.send(room.id, 'my invoice is wrong');
+  const panel = new ChatStream({ baseUrl: SERVER, getToken: async () => colleagueToken, ...FAST });
+  t.after(() => panel.close());
+  const heard = [];
+  panel.addEventListener('event', ({ detail: { data } }) => heard.push(data));
+  await panel.start(); // the colleague signs in: an agent from now on
+  await eventually(() => panel.status === 'live', 'live');
+
+  const refused = await lead.assign(room.id, 'member-11').catch((error) => error);
+  assert.equal(refused.code, 'not_an_agent');
+  const assigned = await lead.assign(room.id, 'agent-11');
+  assert.equal(assigned.conversation.assigneeId, 'agent-11');
+  assert.ok(assigned.conversation.waitingSince, 'the customer waits');
+  await eventually(() => heard.some((data) => data.type === 'conversation_updated'), 'the colleague hears of it');
+  const told = heard.find((data) => data.type === 'conversation_updated');
+  assert.equal(told.change, 'assignee');
+  assert.equal(told.changedBy, 'lead-1');
+
+  const mine = await colleague.rooms({ assignee: 'me', status: 'open' });
+  assert.deepEqual(mine.rooms.map((entry) => entry.id), [room.id]);
+  assert.equal(mine.totalUnread, undefined, 'an inbox view has no unread total');
+  const counts = await colleague.inbox();
+  assert.equal(counts.mine.open, 1);
+  assert.equal(counts.mine.unread, 1);
+  const { agents } = await lead.agents();
+  const listed = agents.find((agent) => agent.id === 'agent-11');
+  assert.equal(listed.online, true);
+  assert.equal(listed.openConversations, 1);
+
+  await colleague.send(room.id, 'fixed it');
+  const resolved = await colleague.changeConversation(room.id, { status: 'resolved', assigneeId: null });
+  assert.equal(resolved.conversation.status, 'resolved');
+  assert.equal(resolved.conversation.assigneeId, null);
+  assert.ok(resolved.conversation.firstResponseAt, 'her first answer is recorded');
+  assert.equal(resolved.conversation.waitingSince, null);
+  assert.equal((await colleague.rooms({ assignee: 'me' })).rooms.length, 0);
+});
+
 test('typing and presence signals reach the agent without moving its resume point', { skip }, async (t) => {
   const agentToken = await token('agent-4', 'admin');
   const customerToken = await token('ida');

@@ -50,6 +50,53 @@ export interface Conversation {
   snoozedUntil: string | null;
   /** While `resolved`: since when. */
   resolvedAt: string | null;
+  /** The agent working on it. */
+  assigneeId: string | null;
+  /** When this conversation began: the room's creation, or when it last left `resolved`. */
+  startedAt: string;
+  /** The first agent message after a customer's, in this conversation. */
+  firstResponseAt: string | null;
+  lastCustomerMessageAt: string | null;
+  /** The oldest customer message no agent has answered yet. */
+  waitingSince: string | null;
+}
+
+/** What `changeConversation` changes; what is left out stays. */
+export interface ConversationChanges {
+  status?: ConversationStatus;
+  /** With `snoozed` only, in the future. */
+  snoozedUntil?: Date | string;
+  /** An agent's id, or `null` to unassign. */
+  assigneeId?: string | null;
+}
+
+/** An inbox view of the rooms listing (agents only). */
+export interface InboxFilter {
+  status?: ConversationStatus;
+  /** `me`, `none`, or an agent's id. */
+  assignee?: string;
+}
+
+export interface Agent {
+  id: string;
+  /** Their token's `name` claim. */
+  name: string | null;
+  online: boolean;
+  /** Open conversations assigned to them. */
+  openConversations: number;
+}
+
+export interface InboxTab {
+  /** Open conversations. */
+  open: number;
+  /** Messages in them the caller has not read. */
+  unread: number;
+}
+
+export interface InboxSummary {
+  mine: InboxTab;
+  unassigned: InboxTab;
+  all: InboxTab;
 }
 
 /**
@@ -70,7 +117,14 @@ export type StreamData =
    * agent, opened again by the customer's message, or by its snooze
    * running out (`changedBy: 'chat-server:snooze'`).
    */
-  | { type: 'conversation_updated'; roomId: string; conversation: Conversation; changedBy: string }
+  | {
+      type: 'conversation_updated';
+      roomId: string;
+      conversation: Conversation;
+      /** What this event changed. */
+      change: 'status' | 'assignee';
+      changedBy: string;
+    }
   | { type: 'room'; room: Room; change: 'created' }
   /** A membership change names the member; the room comes without `memberIds` (see `roomAfter`). */
   | { type: 'room'; room: Omit<Room, 'memberIds'>; change: 'member_added' | 'member_removed'; userId: string }
@@ -126,7 +180,8 @@ export interface ResetData {
 
 export interface RoomsSnapshot {
   rooms: Room[];
-  totalUnread: number;
+  /** Absent from an inbox view (filtered by status or assignee). */
+  totalUnread?: number;
   nextPageToken: string | null;
   lastEventId: string;
 }
@@ -309,7 +364,7 @@ export declare class ChatApi {
   fetch(path: string, init?: RequestInit & { timeout?: number }): Promise<Response>;
   request<T = unknown>(method: string, path: string, body?: unknown, options?: { timeout?: number; signal?: AbortSignal }): Promise<T>;
   refreshToken(): void;
-  rooms(options?: { limit?: number; pageToken?: string }): Promise<RoomsSnapshot>;
+  rooms(options?: { limit?: number; pageToken?: string } & InboxFilter): Promise<RoomsSnapshot>;
   /** Every page of the listing as one, with the first page's `lastEventId`. */
   allRooms(): Promise<RoomsSnapshot>;
   room(roomId: string): Promise<Room>;
@@ -331,7 +386,11 @@ export declare class ChatApi {
    * `conversation` new; 403 for a member, 422 for a snooze without a time
    * or in the past.
    */
+  changeConversation(roomId: string, changes: ConversationChanges): Promise<Room>;
   setConversationStatus(roomId: string, status: ConversationStatus, snoozedUntil?: Date | string): Promise<Room>;
+  assign(roomId: string, agentId: string | null): Promise<Room>;
+  agents(): Promise<{ agents: Agent[] }>;
+  inbox(): Promise<InboxSummary>;
   /** Tells the room's viewers the caller types (renew it every few seconds) or stopped. 429 beyond the rate. */
   typing(roomId: string, typing?: boolean): Promise<null>;
   /** Who of `userIds` (at most 100) is online; users the caller may not see are left out. */

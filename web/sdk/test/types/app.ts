@@ -1,8 +1,8 @@
 // An app as the README writes it, checked by tsc (see types.test.mjs).
 import {
   ChatApi, ChatError, ChatRooms, ChatStream, Presence, SendError, Typing, TypingSender, UnreadCounter, newClientId,
-  newerVersion, roomAfter, seenBy, type DeletedRoom, type Message, type SignalData, type Room, type RoomChange, type Status,
-  type StreamData,
+  newerVersion, roomAfter, seenBy, type Agent, type DeletedRoom, type InboxSummary, type Message, type SignalData,
+  type Room, type RoomChange, type Status, type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -62,6 +62,21 @@ async function deleteRoom(roomId: string): Promise<string> {
   return `${deleted.roomId} deleted by ${deleted.deletedBy} at ${deleted.deletedAt}`;
 }
 void deleteRoom;
+
+// The support inbox, as an agent's page uses it.
+async function takeNextUnassigned(me: string): Promise<string | null> {
+  const { rooms: waiting } = await api.rooms({ status: 'open', assignee: 'none', limit: 1 });
+  const next = waiting[0];
+  if (!next) return null;
+  const taken: Room = await api.assign(next.id, me);
+  const counts: InboxSummary = await api.inbox();
+  const { agents }: { agents: Agent[] } = await api.agents();
+  const online = agents.filter((agent) => agent.online).map((agent) => agent.name ?? agent.id);
+  console.log(counts.mine.open, counts.unassigned.unread, online, taken.conversation?.waitingSince);
+  await api.changeConversation(next.id, { status: 'snoozed', snoozedUntil: new Date(Date.now() + 3_600_000) });
+  return taken.conversation?.assigneeId ?? null;
+}
+void takeNextUnassigned;
 
 const rooms = new ChatRooms({ getToken });
 const unsubscribe = rooms.subscribe(() => {

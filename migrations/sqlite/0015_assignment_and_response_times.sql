@@ -1,0 +1,31 @@
+-- Who works on each conversation, and the times response metrics are made
+-- of. Existing rooms start unassigned, their conversation begun when the
+-- room was created.
+ALTER TABLE rooms ADD COLUMN assignee_id TEXT;
+-- When this conversation began: the room's creation, or the message that
+-- opened it again after it was resolved.
+ALTER TABLE rooms ADD COLUMN started_at INTEGER;
+UPDATE rooms SET started_at = created_at;
+-- The first agent message after a customer's, in this conversation.
+ALTER TABLE rooms ADD COLUMN first_response_at INTEGER;
+ALTER TABLE rooms ADD COLUMN last_customer_message_at INTEGER;
+-- The oldest customer message no agent has answered yet; NULL once one has.
+ALTER TABLE rooms ADD COLUMN waiting_since INTEGER;
+-- The inbox's views, newest activity first as the listing pages: by
+-- status, by assignee, and by both. Nobody's rooms have their own (a NULL
+-- is no equality to order by): each room is in three of these five.
+CREATE INDEX rooms_by_status ON rooms (status, activity);
+CREATE INDEX rooms_by_assignee ON rooms (assignee_id, activity)
+    WHERE assignee_id IS NOT NULL;
+CREATE INDEX rooms_by_assignee_status ON rooms (assignee_id, status, activity)
+    WHERE assignee_id IS NOT NULL;
+CREATE INDEX rooms_unassigned ON rooms (activity) WHERE assignee_id IS NULL;
+CREATE INDEX rooms_unassigned_by_status ON rooms (status, activity) WHERE assignee_id IS NULL;
+
+-- Agents as the server learns them: each user who authenticated with the
+-- admin role, with the name their token gave.
+CREATE TABLE agents (
+    user_id     TEXT    PRIMARY KEY NOT NULL,
+    name        TEXT,
+    first_seen_at INTEGER NOT NULL
+);
