@@ -64,14 +64,22 @@ pub struct Session {
 /// Names longer than this are cut: a display name, not a document.
 const MAX_NAME_CHARS: usize = 100;
 
-/// A `name` claim as we show it: a string, without control characters,
+/// A `name` claim as we show it: a string, without control characters
+/// nor the invisible ones that reorder or hide text (bidirectional
+/// overrides, zero-width characters, line and paragraph separators),
 /// trimmed and cut to `MAX_NAME_CHARS`; anything else is no name (a token
 /// is not refused for it).
 fn display_name(claim: Option<&serde_json::Value>) -> Option<String> {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}')
+    };
     let name: String = claim?
         .as_str()?
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !invisible(*c))
         .collect::<String>()
         .trim()
         .chars()
@@ -430,5 +438,29 @@ where
         Session::from_request_parts(parts, state)
             .await
             .map(|session| session.caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+    use serde_json::json;
+
+    #[test]
+    fn a_name_claim_is_shown_without_what_hides_or_reorders_text_and_is_cut_short() {
+        let name = |value| display_name(Some(&value));
+        assert_eq!(name(json!("  Ada Lovelace ")), Some("Ada Lovelace".into()));
+        assert_eq!(
+            name(json!("Ada\u{202E}ecalevol\u{200B}\n")),
+            Some("Adaecalevol".into())
+        );
+        assert_eq!(
+            name(json!("é".repeat(300))).map(|n| n.chars().count()),
+            Some(100)
+        );
+        for nothing in [json!(""), json!(" \u{200B} "), json!(42), json!(["Ada"])] {
+            assert_eq!(name(nothing), None);
+        }
+        assert_eq!(display_name(None), None);
     }
 }

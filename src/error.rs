@@ -166,6 +166,7 @@ impl Error {
             Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound(what) => match *what {
                 "room" => "room_not_found",
+                "agent" => "agent_not_found",
                 _ => "not_found",
             },
             Self::MethodNotAllowed => "method_not_allowed",

@@ -58,7 +58,7 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Buckets for how long people wait, in seconds: a minute to a week.
+/// Buckets for how long people wait, in seconds: 30 s to a week.
 const WAIT_BUCKETS: [f64; 13] = [
     30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0,
     604800.0,

@@ -440,6 +440,9 @@ impl Conversation {
         }
         if status == ConversationStatus::Resolved {
             if was != ConversationStatus::Resolved {
+                // A resolution ends the customer's wait, answered or not:
+                // the next conversation's is its own.
+                self.waiting_since = None;
                 self.resolved_at = Some(now);
                 return Some(StatusChanged {
                     resolved_after_ms: Some(now.unix_ms() - self.started_at.unix_ms()),
@@ -668,9 +671,12 @@ mod tests {
             last_customer_message_at: Some(at(1_500)),
             waiting_since: None,
         };
+        // The customer thanks, the agent resolves without a reply.
+        assert!(!conversation.customer_wrote(at(50_000)));
         let resolved = conversation.set_status(ConversationStatus::Resolved, None, at(61_000));
         assert_eq!(resolved.and_then(|set| set.resolved_after_ms), Some(60_000));
         assert_eq!(conversation.resolved_at, Some(at(61_000)));
+        assert_eq!(conversation.waiting_since, None);
         // Resolved again: nothing changes, nothing is measured twice.
         assert_eq!(
             conversation.set_status(ConversationStatus::Resolved, None, at(70_000)),
@@ -681,6 +687,9 @@ mod tests {
         assert_eq!(conversation.started_at, at(80_000));
         assert_eq!(conversation.first_response_at, None);
         assert_eq!(conversation.resolved_at, None);
+        // Her next message's wait is measured from it, not from her thanks.
+        conversation.customer_wrote(at(90_000));
+        assert_eq!(conversation.agent_wrote(at(90_500)), Some(500));
         // A snooze's time is a change of its own; pending to snoozed keeps
         // the conversation.
         let until = Some(at(99_000));

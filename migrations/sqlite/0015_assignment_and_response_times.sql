@@ -1,11 +1,12 @@
 -- Who works on each conversation, and the times response metrics are made
--- of. Existing rooms start unassigned, their conversation begun when the
--- room was created.
+-- of. Existing rooms start unassigned, their conversation begun now (their
+-- past is not the inbox's to measure).
 ALTER TABLE rooms ADD COLUMN assignee_id TEXT;
--- When this conversation began: the room's creation, or the message that
--- opened it again after it was resolved.
+-- When this conversation began: the room's creation, or the moment it
+-- left `resolved`. NULL (a room an instance older than this migration
+-- created) reads as the room's creation.
 ALTER TABLE rooms ADD COLUMN started_at INTEGER;
-UPDATE rooms SET started_at = created_at;
+UPDATE rooms SET started_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
 -- The first agent message after a customer's, in this conversation.
 ALTER TABLE rooms ADD COLUMN first_response_at INTEGER;
 ALTER TABLE rooms ADD COLUMN last_customer_message_at INTEGER;
@@ -21,6 +22,9 @@ CREATE INDEX rooms_by_assignee_status ON rooms (assignee_id, status, activity)
     WHERE assignee_id IS NOT NULL;
 CREATE INDEX rooms_unassigned ON rooms (activity) WHERE assignee_id IS NULL;
 CREATE INDEX rooms_unassigned_by_status ON rooms (status, activity) WHERE assignee_id IS NULL;
+-- The inbox's counts read an agent's cursors at once (its cursor moves
+-- touch no indexed column: they stay in-place updates).
+CREATE INDEX read_cursors_by_user ON read_cursors (user_id);
 
 -- Agents as the server learns them: each user who authenticated with the
 -- admin role, with the name their token gave.

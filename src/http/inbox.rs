@@ -10,7 +10,7 @@ use crate::limits::Write;
 use crate::model::{Caller, ConversationStatus, InboxSummary, Room, Timestamp, UserId};
 use crate::store::ConversationChanges;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(change_conversation))
         .routes(routes!(agents))
+        .routes(routes!(forget_agent))
         .routes(routes!(summary))
 }
 
@@ -42,8 +43,8 @@ struct ConversationPatch {
     /// For `snoozed` (and only then): when it opens again, in the future.
     #[schema(value_type = Option<String>, format = DateTime)]
     snoozed_until: Option<Timestamp>,
-    /// The agent to assign it to, or `null` to unassign. An agent is a user
-    /// who has signed in with the admin role.
+    /// The agent to assign it to (`me`: the caller), or `null` to unassign.
+    /// An agent is a user who has signed in with the admin role.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 128)]
     assignee_id: Option<Option<String>>,
@@ -58,7 +59,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 impl ConversationPatch {
-    fn changes(self) -> Result<ConversationChanges> {
+    fn changes(self, caller: &Caller) -> Result<ConversationChanges> {
         let status = match (self.status, self.snoozed_until) {
             (None, None) => None,
             (Some(ConversationStatus::Snoozed), None) => {
@@ -83,10 +84,17 @@ impl ConversationPatch {
                 ));
             }
         };
-        let assignee = self
-            .assignee_id
-            .map(|agent| agent.map(user_id).transpose())
-            .transpose()?;
+        // `me`, as in the listing's filter, is the caller.
+        let assignee = match self.assignee_id {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(agent)) if agent == "me" => Some(Some(caller.id.clone())),
+            Some(Some(agent)) => {
+                Some(Some(UserId::parse(agent).map_err(|invalid| {
+                    Error::unprocessable(invalid.code, invalid.message)
+                })?))
+            }
+        };
         if status.is_none() && assignee.is_none() {
             return Err(Error::unprocessable(
                 "nothing_to_change",
@@ -117,7 +125,7 @@ async fn change_conversation(
     state.limits.check_write(&caller, Write::Room).await?;
     let room = room_id(&room)?;
     agents_only(&caller, "change a conversation")?;
-    let changes = patch.changes()?;
+    let changes = patch.changes(&caller)?;
     Ok(Json(
         state
             .store
@@ -170,6 +178,30 @@ async fn agents(State(state): State<AppState>, caller: Caller) -> Result<Json<Ag
         })
         .collect();
     Ok(Json(AgentList { agents }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/chat/agents/{user_id}",
+    tag = "inbox",
+    summary = "Forgets an agent (one no longer on the team); conversations assigned to them stay so until changed",
+    description = "An agent is noted again when they sign in with the admin role, within ten minutes on each instance: revoke their admin tokens first.",
+    params(("user_id" = String, Path, description = "The agent's user id")),
+    responses((status = 204, description = "Forgotten"), ReadErrors),
+    security(("bearer" = [])),
+)]
+async fn forget_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> Result<StatusCode> {
+    state.limits.check_write(&caller, Write::Room).await?;
+    agents_only(&caller, "forget an agent")?;
+    let agent = user_id(agent)?;
+    match state.store.inbox().forget_agent(&agent).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(Error::NotFound("agent")),
+    }
 }
 
 #[utoipa::path(

@@ -35,6 +35,11 @@ pub trait InboxStore: Send + Sync {
     /// token gave, if it gave one.
     async fn learn_agent(&self, agent: &UserId, name: Option<&str>) -> Result<()>;
 
+    /// Forgets agent `agent` (no longer one; an admin who signs in again is
+    /// noted again); whether they were one. Their conversations stay
+    /// assigned to them until an agent changes it.
+    async fn forget_agent(&self, agent: &UserId) -> Result<bool>;
+
     /// Every agent learned, by id, with their open conversations.
     async fn agents(&self) -> Result<Vec<Agent>>;
 

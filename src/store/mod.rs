@@ -33,8 +33,8 @@ pub use webhooks::{
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, Conversation, DeletedRoom, Message, MessageBody, MessageId, ReadState, Room,
-    RoomChange, RoomId, RoomName, Timestamp, UserId,
+    Caller, ClientId, Conversation, ConversationStatus, DeletedRoom, Message, MessageBody,
+    MessageId, ReadState, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -216,9 +216,10 @@ impl InboxQueries {
             Backend::Sqlite => sqlx::Sqlite::queries(),
             Backend::Postgres => sqlx::Postgres::queries(),
         };
-        let rooms = [false, true].map(|by_status| {
-            [None, Some(false), Some(true)]
-                .map(|by_assignee| queries.inbox_rooms(by_status, by_assignee))
+        let rooms = [None, Some(ConversationStatus::Open)].map(|status| {
+            let agent = Assignee::Agent(UserId::from_store(String::new()));
+            [None, Some(Assignee::Nobody), Some(agent)]
+                .map(|assignee| queries.inbox_rooms(&RoomFilter { status, assignee }))
         });
         Self {
             rooms,

@@ -424,6 +424,17 @@ async fn an_agent_assigns_a_conversation_to_an_agent_and_only_agents_are_told(ba
         "{unchanged}"
     );
 
+    assert_error(
+        app.patch(&path, &agent, json!({"assigneeId": "bad\nid"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_user_id",
+    );
+    // `me` is the caller.
+    let (status, mine) = app.patch(&path, &agent, json!({"assigneeId": "me"})).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["conversation"]["assigneeId"], "agent");
+    panel.expect("conversation_updated").await;
     let (status, assigned) = app
         .patch(&path, &agent, json!({"assigneeId": "colleague"}))
         .await;
@@ -512,7 +523,30 @@ async fn agents_are_learned_as_they_sign_in_and_listed_with_presence_and_open_co
     assert!(agents[1]["name"].is_null());
     assert_eq!(agents[1]["online"], false);
     assert_eq!(agents[1]["openConversations"], 0);
-    // A later token without the claim keeps the name; one with another renames.
+    // An agent who left the team is forgotten; only agents forget them.
+    assert_error(
+        app.delete("/api/chat/agents/bo", &customer).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (status, _) = app.delete("/api/chat/agents/bo", &admin("ada")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        app.delete("/api/chat/agents/bo", &admin("ada")).await,
+        StatusCode::NOT_FOUND,
+        "agent_not_found",
+    );
+    let (_, listed) = app.get("/api/chat/agents", &admin("ada")).await;
+    assert_eq!(listed["agents"].as_array().unwrap().len(), 1, "{listed}");
+    let path = format!("/api/chat/rooms/{}/conversation", rooms[0]);
+    assert_error(
+        app.patch(&path, &admin("ada"), json!({"assigneeId": "bo"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_an_agent",
+    );
+    // A later token without the claim keeps the name; one with another
+    // renames (and notes bo again, as a new instance would).
     app.get("/api/chat/rooms", &admin("ada")).await;
     app.get("/api/chat/rooms", &named_admin("bo", "Bo")).await;
     let (_, listed) = app.get("/api/chat/agents", &bo).await;
@@ -670,7 +704,9 @@ async fn response_times_follow_the_customers_and_the_agents_messages(backend: Ba
     );
     assert!(answered["waitingSince"].is_null());
 
-    let (status, _) = server
+    // She thanks; the agent resolves without a reply: her wait ends with it.
+    server.send(&alice, &room, "thanks!").await;
+    let (status, resolved) = server
         .patch(
             &format!("/api/chat/rooms/{room}/conversation"),
             &agent,
@@ -678,6 +714,10 @@ async fn response_times_follow_the_customers_and_the_agents_messages(backend: Ba
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert!(
+        resolved["conversation"]["waitingSince"].is_null(),
+        "{resolved}"
+    );
     let scrape = Scrape::of(&server, None).await;
     assert_eq!(
         scrape.value("chat_conversation_first_response_seconds_count", &[]),
@@ -694,10 +734,11 @@ async fn response_times_follow_the_customers_and_the_agents_messages(backend: Ba
 
     // She writes again: a new conversation, open, waiting, its first
     // response still to come.
-    server.send(&alice, &room, "one more thing").await;
+    let more = server.send(&alice, &room, "one more thing").await;
     let again = conversation_of(&server, &room, &agent).await;
     assert_eq!(again["status"], "open");
     assert!(again["firstResponseAt"].is_null(), "{again}");
+    assert_eq!(again["waitingSince"], more["createdAt"], "{again}");
     assert!(again["startedAt"].as_str() > answered["startedAt"].as_str());
     let scrape = Scrape::of(&server, None).await;
     assert_eq!(

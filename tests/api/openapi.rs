@@ -29,6 +29,7 @@ async fn the_openapi_document_describes_every_route_and_its_errors(backend: Back
         ("/api/chat/rooms/{room_id}/conversation", "patch"),
         ("/api/chat/inbox", "get"),
         ("/api/chat/agents", "get"),
+        ("/api/chat/agents/{user_id}", "delete"),
         ("/api/chat/rooms/{room_id}/members", "post"),
         ("/api/chat/rooms/{room_id}/members/{user_id}", "delete"),
         ("/api/chat/rooms/{room_id}/messages", "get"),

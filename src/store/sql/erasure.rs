@@ -385,6 +385,7 @@ where
         for records in [
             "DELETE FROM presence_offline WHERE user_id = $1",
             "DELETE FROM unseen_notices WHERE user_id = $1",
+            "DELETE FROM agents WHERE user_id = $1",
         ] {
             sqlx::query(records)
                 .bind(user.as_str())

@@ -2,7 +2,7 @@
 //! by the snooze schedule; the agents learned; the inbox's counts.
 
 use super::SqlStore;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, RowsAffected};
 use super::queries::{
     AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, UNRESOLVED_COUNTS, WRITE_CONVERSATION,
 };
@@ -202,6 +202,17 @@ where
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn forget_agent(&self, agent: &UserId) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let forgotten = sqlx::query("DELETE FROM agents WHERE user_id = $1")
+            .bind(agent.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(forgotten > 0)
     }
 
     async fn agents(&self) -> Result<Vec<Agent>> {

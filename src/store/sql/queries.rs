@@ -4,6 +4,7 @@
 //! dialect, in `Queries`.
 
 use super::dialect::Dialect;
+use crate::store::{Assignee, RoomFilter};
 
 /// A message row's columns, as `MessageRow` reads them.
 pub const MESSAGE_COLUMNS: &str =
@@ -14,15 +15,20 @@ pub const MESSAGE_COLUMNS: &str =
 const VISIBLE_TO_CALLER: &str = "r.deleted_at IS NULL
      AND ($3 OR EXISTS (SELECT 1 FROM room_members v WHERE v.room_id = r.id AND v.user_id = $1))";
 
-/// The deleted messages of room `r` past cursor `c`, which unread counts
-/// leave out: a probe of the small index of deleted messages.
-const DELETED_PAST_CURSOR: &str = "(SELECT COUNT(*) FROM messages d
-     WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
-       AND d.seq > COALESCE(c.last_read_seq, 0))";
+/// The deleted messages of room `room` (its id) past the seq `read`,
+/// which unread counts leave out: a probe of the small index of deleted
+/// messages.
+fn deleted_past(room: &str, read: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM messages d
+          WHERE d.room_id = {room} AND d.deleted_at IS NOT NULL AND d.seq > {read})"
+    )
+}
 
 /// A room's conversation, as `ConversationRow` reads it from `rooms r`.
 pub const CONVERSATION_COLUMNS: &str = "r.status, r.snoozed_until, r.resolved_at, r.assignee_id,
-     r.started_at, r.first_response_at, r.last_customer_message_at, r.waiting_since";
+     COALESCE(r.started_at, r.created_at) AS started_at, r.first_response_at,
+     r.last_customer_message_at, r.waiting_since";
 
 /// Writes room `$1`'s conversation. Nothing customers see moves
 /// (`updated_at`, `last_event_id`, `activity`).
@@ -180,8 +186,8 @@ pub struct Queries {
     /// An agent's listing filtered (see `inbox_rooms`).
     inbox_rooms: [[String; 3]; 2],
     /// The inbox's tabs for agent `$1`: one pass over the open
-    /// conversations (`rooms_by_status`), each with a probe of `$1`'s
-    /// cursor and of its deleted messages past it.
+    /// conversations (`rooms_by_status`), with `$1`'s cursors and the
+    /// deleted messages past them.
     pub inbox_summary: String,
     /// Moves webhook `$1`'s cursors forward to `$3` and `$4`, if `$2` holds
     /// its lease; `$5` whether it delivered something, at `$6`.
@@ -194,15 +200,15 @@ fn sum_where(condition: &str, value: &str) -> String {
 }
 
 impl Queries {
-    /// The agent listing for a filter by status (bound as `$4`) and by
-    /// assignee: nobody, or one (bound after the status).
-    pub fn inbox_rooms(&self, by_status: bool, by_assignee: Option<bool>) -> &str {
-        let assignee = match by_assignee {
+    /// An agent's listing filtered by `filter`: its status is bound as
+    /// `$4`, then the agent it is assigned to, if one.
+    pub fn inbox_rooms(&self, filter: &RoomFilter) -> &str {
+        let assignee = match filter.assignee {
             None => 0,
-            Some(false) => 1,
-            Some(true) => 2,
+            Some(Assignee::Nobody) => 1,
+            Some(Assignee::Agent(_)) => 2,
         };
-        &self.inbox_rooms[usize::from(by_status)][assignee]
+        &self.inbox_rooms[usize::from(filter.status.is_some())][assignee]
     }
 
     pub fn of<D: Dialect>() -> Self {
@@ -219,9 +225,7 @@ impl Queries {
                         m.body AS msg_body, m.client_id AS msg_client_id,
                         m.created_at AS msg_created_at, m.edited_at AS msg_edited_at,
                         m.deleted_at AS msg_deleted_at, m.deleted_by AS msg_deleted_by,
-                        (SELECT COUNT(*) FROM messages d
-                         WHERE d.room_id = r.id AND d.deleted_at IS NOT NULL
-                           AND d.seq > r.last_read_seq) AS deleted_unread
+                        {deleted} AS deleted_unread
                  FROM (SELECT r.*, COALESCE((SELECT c.last_read_seq FROM read_cursors c
                                WHERE c.room_id = r.id AND c.user_id = $1), 0) AS last_read_seq
                        FROM rooms r {tail}) AS r
@@ -229,16 +233,18 @@ impl Queries {
                  ORDER BY r.activity DESC",
                 member_ids = D::MEMBER_IDS,
                 read_cursors = D::READ_CURSORS,
+                deleted = deleted_past("r.id", "r.last_read_seq"),
             )
         };
         // Unread totals: O(rooms visible), never a scan of messages. `$1` caller.
         let unread_total = |rooms: &str, condition: &str| {
             format!(
                 "SELECT CAST(COALESCE(SUM(r.last_seq - COALESCE(c.last_read_seq, 0)
-                     - {DELETED_PAST_CURSOR}), 0) AS BIGINT)
+                     - {deleted}), 0) AS BIGINT)
                  FROM {rooms}
                  LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
-                 WHERE {condition}r.deleted_at IS NULL"
+                 WHERE {condition}r.deleted_at IS NULL",
+                deleted = deleted_past("r.id", "COALESCE(c.last_read_seq, 0)"),
             )
         };
         let unread_all = unread_total("rooms r", "");
@@ -351,20 +357,20 @@ impl Queries {
                     ))
                 })
             }),
-            // The cursor is a probe per open room, never a join: a hash
-            // join would read every reader's cursors.
+            // Joins, not a probe per room: the open rooms, the caller's
+            // cursors (`read_cursors_by_user`) and the deleted messages are
+            // each read once and hashed together.
             inbox_summary: format!(
                 "SELECT COUNT(*), {sum_all},
                      {count_mine}, {sum_mine}, {count_nobody}, {sum_nobody}
-                 FROM (SELECT o.assignee_id,
-                           o.last_seq - o.read_seq - (SELECT COUNT(*) FROM messages d
-                               WHERE d.room_id = o.id AND d.deleted_at IS NOT NULL
-                                 AND d.seq > o.read_seq) AS unread
-                       FROM (SELECT r.id, r.assignee_id, r.last_seq,
-                                 COALESCE((SELECT c.last_read_seq FROM read_cursors c
-                                     WHERE c.room_id = r.id AND c.user_id = $1), 0) AS read_seq
-                             FROM rooms r
-                             WHERE r.status = 'open' AND r.deleted_at IS NULL) AS o) AS u",
+                 FROM (SELECT r.assignee_id,
+                           r.last_seq - COALESCE(c.last_read_seq, 0) - COUNT(d.seq) AS unread
+                       FROM rooms r
+                       LEFT JOIN read_cursors c ON c.room_id = r.id AND c.user_id = $1
+                       LEFT JOIN messages d ON d.room_id = r.id AND d.deleted_at IS NOT NULL
+                           AND d.seq > COALESCE(c.last_read_seq, 0)
+                       WHERE r.status = 'open' AND r.deleted_at IS NULL
+                       GROUP BY r.id, r.assignee_id, r.last_seq, c.last_read_seq) AS o",
                 sum_all = "CAST(COALESCE(SUM(unread), 0) AS BIGINT)",
                 count_mine = sum_where("assignee_id = $1", "1"),
                 sum_mine = sum_where("assignee_id = $1", "unread"),

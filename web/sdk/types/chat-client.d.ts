@@ -66,7 +66,7 @@ export interface ConversationChanges {
   status?: ConversationStatus;
   /** With `snoozed` only, in the future. */
   snoozedUntil?: Date | string;
-  /** An agent's id, or `null` to unassign. */
+  /** `'me'`, an agent's id, or `null` to unassign. */
   assigneeId?: string | null;
 }
 
@@ -381,13 +381,17 @@ export declare class ChatApi {
   deleteRoom(roomId: string): Promise<DeletedRoom>;
   markRead(roomId: string, seq: number): Promise<{ roomId: string; userId: string; lastReadSeq: number; unreadCount: number }>;
   /**
-   * Sets a conversation's status (agents only): `snoozedUntil` with
-   * `snoozed` alone, in the future. Resolves with the room, its
-   * `conversation` new; 403 for a member, 422 for a snooze without a time
-   * or in the past.
+   * Changes a conversation (agents only): its status (`snoozedUntil` with
+   * `snoozed` alone, in the future) and its assignee (`'me'`, an agent, or
+   * `null`). Resolves with the room, its `conversation` new. Rejects with a
+   * ChatError: 403 for a member; 422 `snooze_needs_a_time`,
+   * `snooze_in_the_past`, `snooze_only_when_snoozed`, `not_an_agent`,
+   * `nothing_to_change`.
    */
   changeConversation(roomId: string, changes: ConversationChanges): Promise<Room>;
+  /** `changeConversation` with a status alone. */
   setConversationStatus(roomId: string, status: ConversationStatus, snoozedUntil?: Date | string): Promise<Room>;
+  /** `changeConversation` with an assignee alone: `'me'`, an agent's id, or `null`. */
   assign(roomId: string, agentId: string | null): Promise<Room>;
   agents(): Promise<{ agents: Agent[] }>;
   inbox(): Promise<InboxSummary>;
