@@ -132,7 +132,7 @@ pub async fn build_state(
         },
         draining.clone(),
     );
-    let inbox = Arc::new(Inbox::start(store.clone()));
+    let inbox = Arc::new(Inbox::start(hub.clone(), &config));
     Ok(AppState {
         store,
         auth: Arc::new(auth),

@@ -36,6 +36,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the support inbox assigns conversations by itself, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoAssign {
+    Off,
+    /// To the online agent with the fewest open conversations (below
+    /// `auto_assign_cap`); of those, the one who got one longest ago.
+    RoundRobin,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub env: Environment,
@@ -114,6 +124,16 @@ pub struct Config {
     /// How long an instance's hold on an erasure job lasts unless renewed
     /// (a killed instance's job is taken over after it).
     pub erasure_lease: Interval,
+    /// Whether conversations whose customer waits are assigned by
+    /// themselves (see `inbox::AutoAssigner`).
+    pub auto_assign: AutoAssign,
+    /// The open conversations auto-assignment gives one agent at most.
+    pub auto_assign_cap: u32,
+    /// If set, an assigned open conversation whose customer has waited this
+    /// long (and longer than its assignee has had it) goes to another agent,
+    /// or back to the queue.
+    #[serde(default)]
+    pub auto_assign_reassign_after: Option<Interval>,
     /// If set, messages older than this become tombstones (in batches of
     /// `erase_batch`), as an erasure makes them.
     #[serde(default)]
@@ -423,6 +443,15 @@ impl Config {
         }
         if self.erasure_lease.0 < Duration::from_millis(300) {
             return invalid("erasure_lease must be at least 300ms".to_owned());
+        }
+        if self.auto_assign_cap == 0 {
+            return invalid("auto_assign_cap must be at least 1".to_owned());
+        }
+        if self
+            .auto_assign_reassign_after
+            .is_some_and(|after| after.0 < Duration::from_secs(1))
+        {
+            return invalid("auto_assign_reassign_after must be at least 1s".to_owned());
         }
         if self.event_purge_batch == 0 {
             return invalid("event_purge_batch must be at least 1".to_owned());

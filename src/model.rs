@@ -390,6 +390,8 @@ pub struct Conversation {
     /// The agent working on it, if any.
     #[schema(value_type = Option<String>)]
     pub assignee_id: Option<UserId>,
+    /// When they got it.
+    pub assigned_at: Option<Timestamp>,
     /// When this conversation began: its room's creation, or the moment
     /// it left `resolved` (a customer wrote again, or an agent reopened it).
     pub started_at: Timestamp,
@@ -454,6 +456,17 @@ impl Conversation {
         Some(StatusChanged {
             resolved_after_ms: None,
         })
+    }
+
+    /// Gives it to `agent` (or to nobody) at `now`; whether that changed
+    /// anything.
+    pub fn assign(&mut self, agent: Option<UserId>, now: Timestamp) -> bool {
+        if self.assignee_id == agent {
+            return false;
+        }
+        self.assigned_at = agent.as_ref().map(|_| now);
+        self.assignee_id = agent;
+        true
     }
 
     /// A customer wrote at `now`: they wait for an agent, and a
@@ -666,6 +679,7 @@ mod tests {
             snoozed_until: None,
             resolved_at: None,
             assignee_id: None,
+            assigned_at: None,
             started_at: at(1_000),
             first_response_at: Some(at(2_000)),
             last_customer_message_at: Some(at(1_500)),

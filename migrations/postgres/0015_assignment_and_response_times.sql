@@ -2,6 +2,8 @@
 -- of. Existing rooms start unassigned, their conversation begun now (their
 -- past is not the inbox's to measure).
 ALTER TABLE rooms ADD COLUMN assignee_id TEXT;
+-- When the assignee got it (auto-assignment's reassign_after counts from it).
+ALTER TABLE rooms ADD COLUMN assigned_at BIGINT;
 -- When this conversation began: the room's creation, or the moment it
 -- left `resolved`. NULL (a room an instance older than this migration
 -- created) reads as the room's creation.
@@ -25,11 +27,18 @@ CREATE INDEX rooms_unassigned_by_status ON rooms (status, activity) WHERE assign
 -- The inbox's counts read an agent's cursors at once (its cursor moves
 -- touch no indexed column: they stay in-place updates).
 CREATE INDEX read_cursors_by_user ON read_cursors (user_id);
+-- Auto-assignment's queue: the open conversations whose customer waits,
+-- the longest waiting first.
+CREATE INDEX rooms_waiting ON rooms (waiting_since)
+    WHERE status = 'open' AND waiting_since IS NOT NULL;
 
 -- Agents as the server learns them: each user who authenticated with the
 -- admin role, with the name their token gave.
 CREATE TABLE agents (
     user_id     TEXT    PRIMARY KEY NOT NULL,
     name        TEXT,
-    first_seen_at BIGINT NOT NULL
+    first_seen_at BIGINT NOT NULL,
+    -- When auto-assignment last gave them a conversation: of agents with
+    -- as few open, the one waiting longest is next.
+    last_assigned_at BIGINT
 );

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 
 /// Who the log says woke a snoozed conversation: no user, the schedule.
 pub const SNOOZE: &str = "chat-server:snooze";
+/// Who the log says assigned a conversation by itself.
+pub const AUTO_ASSIGN: &str = "chat-server:auto-assign";
 
 #[async_trait]
 pub trait InboxStore: Send + Sync {
@@ -30,6 +32,26 @@ pub trait InboxStore: Send + Sync {
     /// by `SNOOZE`; how many. Rows are locked as they are read, so of
     /// instances waking at once each conversation is opened by one.
     async fn wake_snoozed(&self, now: Timestamp, batch: u32) -> Result<u64>;
+
+    /// Whether auto-assignment has work: an open conversation whose
+    /// customer waits and that no agent has, or (with `reassign_before`)
+    /// has had since before it while the customer waited since before it.
+    /// A read of `rooms_waiting`, made before any lock.
+    async fn assignments_due(&self, reassign_before: Option<Timestamp>) -> Result<bool>;
+
+    /// Auto-assignment's pass: locks the `online` agents' rows, then up to
+    /// `batch` of the conversations `assignments_due` looks for, and gives
+    /// them out by `store::assign`'s rules, none past `cap` open ones per
+    /// agent; one `conversation_updated` (`change: assignee`, by
+    /// `AUTO_ASSIGN`) for each given or taken back. How many. Of instances
+    /// at it at once, the agents' locks make one wait for the other.
+    async fn auto_assign(
+        &self,
+        online: &[UserId],
+        cap: u32,
+        reassign_before: Option<Timestamp>,
+        batch: u32,
+    ) -> Result<u64>;
 
     /// Notes `agent` (a caller with the admin role) and the name their
     /// token gave, if it gave one.
@@ -95,6 +117,7 @@ pub(super) struct ConversationRow {
     snoozed_until: Option<i64>,
     resolved_at: Option<i64>,
     assignee_id: Option<String>,
+    assigned_at: Option<i64>,
     started_at: i64,
     first_response_at: Option<i64>,
     last_customer_message_at: Option<i64>,
@@ -113,6 +136,7 @@ impl TryFrom<ConversationRow> for Conversation {
             snoozed_until: time(row.snoozed_until),
             resolved_at: time(row.resolved_at),
             assignee_id: row.assignee_id.map(UserId::from_store),
+            assigned_at: time(row.assigned_at),
             started_at: Timestamp::from_unix_ms(row.started_at),
             first_response_at: time(row.first_response_at),
             last_customer_message_at: time(row.last_customer_message_at),

@@ -8,6 +8,7 @@
 //! transaction, under ids that become visible in the order they are given
 //! (see `sql/mod.rs`): the log is what live streams relay and resume from.
 
+mod assign;
 mod cluster;
 mod erasure;
 mod group_commit;
@@ -22,7 +23,9 @@ mod webhooks;
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 use inbox::ConversationRow;
-pub use inbox::{Agent, Assignee, ConversationChanges, InboxStore, RoomFilter, SNOOZE};
+pub use inbox::{
+    AUTO_ASSIGN, Agent, Assignee, ConversationChanges, InboxStore, RoomFilter, SNOOZE,
+};
 pub use measured::Measured;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -164,6 +164,7 @@ mod tests {
             snoozed_until: None,
             resolved_at: None,
             assignee_id: None,
+            assigned_at: None,
             started_at: Timestamp::from_unix_ms(at),
             first_response_at: None,
             last_customer_message_at: None,

@@ -3,13 +3,15 @@
 //! carry, live and on resume, and no customer's stream ever does.
 
 use crate::support::{
-    Backend, Client, Scrape, ServerProcess, SharedDb, TestApp, admin, assert_error, count_rows,
-    free_port, named_admin, on_both_stores, user,
+    Backend, Client, EventStream, Scrape, ServerProcess, SharedDb, TestApp, admin, assert_error,
+    count_rows, free_port, named_admin, on_both_stores, streams_opened_freely, user,
 };
 use chat_server::model::Timestamp;
+use chat_server::store::AUTO_ASSIGN;
+use figment::providers::Serialized;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 on_both_stores!(
     an_agent_sets_a_conversations_status_and_agents_are_told_but_never_the_customer,
@@ -21,7 +23,41 @@ on_both_stores!(
     agents_are_learned_as_they_sign_in_and_listed_with_presence_and_open_conversations,
     the_inbox_lists_conversations_by_status_and_assignee_and_counts_its_tabs,
     response_times_follow_the_customers_and_the_agents_messages,
+    auto_assignment_gives_a_waiting_customer_to_the_least_busy_online_agent_within_the_cap,
+    a_customer_kept_waiting_past_reassign_after_goes_to_another_agent,
 );
+
+/// A server that assigns conversations by itself, `cap` to an agent.
+fn auto_assigning(
+    cap: u32,
+    reassign_after: Option<&'static str>,
+) -> impl FnOnce(figment::Figment) -> figment::Figment {
+    move |figment| {
+        let figment = streams_opened_freely(figment)
+            .merge(Serialized::default("auto_assign", "round_robin"))
+            .merge(Serialized::default("auto_assign_cap", cap));
+        match reassign_after {
+            Some(after) => figment.merge(Serialized::default("auto_assign_reassign_after", after)),
+            None => figment,
+        }
+    }
+}
+
+/// Reads `panel` until a `conversation_updated` that auto-assignment made;
+/// returns (room, assignee).
+async fn next_auto_assignment(panel: &mut EventStream) -> (String, Option<String>) {
+    loop {
+        let event = panel.next().await.expect("the stream to go on");
+        if event.kind() == "conversation_updated" && event.data["changedBy"] == AUTO_ASSIGN {
+            assert_eq!(event.data["change"], "assignee", "{:?}", event.data);
+            let room = event.data["roomId"].as_str().unwrap().to_owned();
+            let assignee = event.data["conversation"]["assigneeId"]
+                .as_str()
+                .map(str::to_owned);
+            return (room, assignee);
+        }
+    }
+}
 
 /// The log's events that opened a snoozed conversation.
 const WAKE_UPS: &str = "SELECT COUNT(*) FROM events
@@ -744,5 +780,139 @@ async fn response_times_follow_the_customers_and_the_agents_messages(backend: Ba
     assert_eq!(
         scrape.value("chat_conversations", &[("status", "open")]),
         1.0
+    );
+}
+
+async fn auto_assignment_gives_a_waiting_customer_to_the_least_busy_online_agent_within_the_cap(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, auto_assigning(1, None)).await;
+    let (ann, bo, carl) = (admin("ann"), admin("bo"), admin("carl"));
+    // Carl is an agent, but not online: he gets nothing.
+    app.get("/api/chat/rooms", &carl).await;
+    let mut panel = app.stream("", &ann).await;
+    let _bo_online = app.stream("", &bo).await;
+    let mut rooms = Vec::new();
+    for customer in ["c1", "c2", "c3"] {
+        rooms.push(app.create_room(&carl, customer, &[customer]).await);
+    }
+    // An agent writing first makes no customer wait: nothing to assign.
+    app.send(&carl, &rooms[0], "hello, how can we help?").await;
+    app.send(&user("c1"), &rooms[0], "my order is late").await;
+    let (room, first) = next_auto_assignment(&mut panel).await;
+    assert_eq!(room, rooms[0]);
+    app.send(&user("c2"), &rooms[1], "and mine").await;
+    let (room, second) = next_auto_assignment(&mut panel).await;
+    assert_eq!(room, rooms[1]);
+    let mut given: Vec<_> = [first.clone(), second].into_iter().flatten().collect();
+    given.sort();
+    assert_eq!(given, ["ann", "bo"], "one each: the cap is 1");
+    // Both at the cap: the third waits in the queue...
+    app.send(&user("c3"), &rooms[2], "me too").await;
+    let (_, queued) = app
+        .get("/api/chat/rooms?status=open&assignee=none", &ann)
+        .await;
+    assert_eq!(queued["rooms"][0]["id"], rooms[2].as_str(), "{queued}");
+    // ...until the first agent's conversation is resolved: it is theirs.
+    let first = first.unwrap();
+    let path = format!("/api/chat/rooms/{}/conversation", rooms[0]);
+    let (status, _) = app
+        .patch(&path, &admin(&first), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (room, third) = next_auto_assignment(&mut panel).await;
+    assert_eq!((room, third), (rooms[2].clone(), Some(first)));
+    let (_, agents) = app.get("/api/chat/agents", &ann).await;
+    let carls = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|agent| agent["id"] == "carl")
+        .cloned()
+        .unwrap();
+    assert_eq!(carls["openConversations"], 0, "{agents}");
+}
+
+async fn a_customer_kept_waiting_past_reassign_after_goes_to_another_agent(backend: Backend) {
+    let app = TestApp::spawn_with(backend, auto_assigning(5, Some("1s"))).await;
+    let (ann, bo) = (admin("ann"), admin("bo"));
+    let mut panel = app.stream("", &ann).await;
+    let room = app.create_room(&ann, "help", &["dee"]).await;
+    app.send(&user("dee"), &room, "hello?").await;
+    assert_eq!(
+        next_auto_assignment(&mut panel).await,
+        (room.clone(), Some("ann".to_owned()))
+    );
+    // Ann does not answer; Bo comes online: the conversation goes to him
+    // once Dee has waited a second for Ann.
+    let _bo_online = app.stream("", &bo).await;
+    let asked = Timestamp::now().unix_ms();
+    assert_eq!(
+        next_auto_assignment(&mut panel).await,
+        (room.clone(), Some("bo".to_owned()))
+    );
+    assert!(Timestamp::now().unix_ms() - asked < 5_000);
+    // Bo answers: she waits no more, and it stays his.
+    app.send(&bo, &room, "here!").await;
+    let conversation = conversation_of(&app, &room, &ann).await;
+    assert_eq!(conversation["assigneeId"], "bo");
+    assert!(conversation["waitingSince"].is_null(), "{conversation}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_two_instances_assign_200_conversations_arriving_at_once_within_the_cap() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let a = TestApp::spawn_with(backend, auto_assigning(30, None)).await;
+    let b = a.sibling_with(auto_assigning(30, None)).await;
+    let agents: Vec<String> = (1..=5).map(|n| format!("agent-{n}")).collect();
+    let mut panels = Vec::new();
+    for (n, agent) in agents.iter().enumerate() {
+        let instance = if n % 2 == 0 { &a } else { &b };
+        panels.push(instance.stream("", &admin(agent)).await);
+    }
+    let mut rooms = Vec::new();
+    for n in 0..200 {
+        let customer = format!("customer-{n}");
+        rooms.push(
+            a.create_room(&admin("agent-1"), &customer, &[&customer])
+                .await,
+        );
+    }
+    // Every customer writes at once, half of them through each instance.
+    futures::future::join_all(rooms.iter().enumerate().map(|(n, room)| {
+        let instance = if n % 2 == 0 { &a } else { &b };
+        async move {
+            instance
+                .send(&user(&format!("customer-{n}")), room, "hello?")
+                .await
+        }
+    }))
+    .await;
+    let mut assigned: HashMap<String, String> = HashMap::new();
+    while assigned.len() < 150 {
+        let (room, agent) = next_auto_assignment(&mut panels[0]).await;
+        let agent = agent.expect("an assignment");
+        assert!(
+            assigned.insert(room.clone(), agent).is_none(),
+            "{room} assigned twice"
+        );
+    }
+    let mut per_agent: HashMap<&str, usize> = HashMap::new();
+    for agent in assigned.values() {
+        *per_agent.entry(agent.as_str()).or_default() += 1;
+    }
+    assert!(per_agent.values().all(|&n| n == 30), "{per_agent:?}");
+    let (_, counts) = b.get("/api/chat/inbox", &admin("agent-1")).await;
+    assert_eq!(counts["unassigned"]["open"], 50, "{counts}");
+    assert_eq!(counts["mine"]["open"], 30, "{counts}");
+    assert_eq!(
+        count_rows(
+            a.database_url(),
+            "SELECT COUNT(*) FROM events WHERE data LIKE '%\"changedBy\":\"chat-server:auto-assign\"%'"
+        )
+        .await,
+        150
     );
 }

@@ -4,7 +4,8 @@
 use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use super::queries::{
-    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, UNRESOLVED_COUNTS, WRITE_CONVERSATION,
+    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, NOTE_ASSIGNED, UNRESOLVED_COUNTS,
+    WRITE_CONVERSATION,
 };
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -12,9 +13,19 @@ use crate::model::{
     Caller, Conversation, ConversationChange, ConversationStatus, EventData, InboxSummary,
     InboxTab, Room, RoomId, Timestamp, UserId,
 };
+use crate::store::assign::{self, AgentLoad};
 use crate::store::inbox::ConversationRow;
-use crate::store::{Agent, ConversationChanges, InboxStore, SNOOZE};
+use crate::store::{AUTO_ASSIGN, Agent, ConversationChanges, InboxStore, SNOOZE};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
+use std::collections::HashMap;
+
+/// A conversation auto-assignment locked.
+#[derive(sqlx::FromRow)]
+struct LockedConversation {
+    id: String,
+    #[sqlx(flatten)]
+    conversation: ConversationRow,
+}
 
 /// A snoozed conversation that is due, as `snoozed_due` reads it.
 #[derive(sqlx::FromRow)]
@@ -59,6 +70,7 @@ where
             .bind(time(conversation.snoozed_until))
             .bind(time(conversation.resolved_at))
             .bind(conversation.assignee_id.as_ref().map(UserId::as_str))
+            .bind(time(conversation.assigned_at))
             .bind(conversation.started_at.unix_ms())
             .bind(time(conversation.first_response_at))
             .bind(time(conversation.last_customer_message_at))
@@ -124,7 +136,7 @@ where
                     ));
                 }
             }
-            conversation.assignee_id = assignee.clone();
+            conversation.assign(assignee.clone(), now);
             changed.push(ConversationChange::Assignee);
         }
         if changed.is_empty() {
@@ -190,6 +202,98 @@ where
         }
         self.commit(tx).await?;
         Ok(opened)
+    }
+
+    async fn assignments_due(&self, reassign_before: Option<Timestamp>) -> Result<bool> {
+        Ok(sqlx::query_scalar(D::queries().assignment_due.as_str())
+            .bind(reassign_before.map_or(i64::MIN, Timestamp::unix_ms))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn auto_assign(
+        &self,
+        online: &[UserId],
+        cap: u32,
+        reassign_before: Option<Timestamp>,
+        batch: u32,
+    ) -> Result<u64> {
+        let now = Timestamp::now();
+        let queries = D::queries();
+        let json = |ids: &[&str]| {
+            serde_json::to_string(ids)
+                .map_err(|e| Error::internal_from("could not encode a list of ids", e))
+        };
+        let online: Vec<&str> = online.iter().map(UserId::as_str).collect();
+        let mut tx = self.begin_write().await?;
+        // The agents first: every pass that could give one of them a
+        // conversation waits here for the one before it.
+        let agents: Vec<(String, Option<i64>)> = sqlx::query_as(queries.lock_agents.as_str())
+            .bind(json(&online)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        let ids: Vec<&str> = agents.iter().map(|(id, _)| id.as_str()).collect();
+        let open: HashMap<String, i64> = sqlx::query_as(queries.open_by_assignee.as_str())
+            .bind(json(&ids)?)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let mut loads: Vec<AgentLoad> = agents
+            .iter()
+            .map(|(id, last_assigned_at)| AgentLoad {
+                id: UserId::from_store(id.clone()),
+                open: open.get(id).copied().unwrap_or(0),
+                last_assigned_at: *last_assigned_at,
+            })
+            .collect();
+        let before = reassign_before.map_or(i64::MIN, Timestamp::unix_ms);
+        let head: Vec<String> = sqlx::query_scalar(queries.assignment_queue_head.as_str())
+            .bind(before)
+            .bind(i64::from(batch.max(1)))
+            .fetch_all(&mut *tx)
+            .await?;
+        let head: Vec<&str> = head.iter().map(String::as_str).collect();
+        let locked: Vec<LockedConversation> = sqlx::query_as(queries.lock_conversations.as_str())
+            .bind(json(&head)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rooms = locked
+            .into_iter()
+            .map(|row| Ok((RoomId::from_store(row.id), row.conversation.try_into()?)))
+            .collect::<Result<Vec<(RoomId, Conversation)>>>()?;
+        rooms.sort_by(|(a, x), (b, y)| (x.waiting_since, a).cmp(&(y.waiting_since, b)));
+        let changed = assign::plan(rooms, &mut loads, i64::from(cap), reassign_before, now);
+        if changed.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        for (room, conversation) in &changed {
+            Self::write_conversation(&mut tx, room, conversation).await?;
+        }
+        for load in loads
+            .iter()
+            .filter(|load| load.last_assigned_at == Some(now.unix_ms()))
+        {
+            sqlx::query(NOTE_ASSIGNED)
+                .bind(load.id.as_str())
+                .bind(now.unix_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The events last: the counter is every transaction's last lock.
+        let by = UserId::from_store(AUTO_ASSIGN.to_owned());
+        for (room, conversation) in &changed {
+            let event = EventData::ConversationUpdated {
+                room_id: room,
+                conversation,
+                change: ConversationChange::Assignee,
+                changed_by: &by,
+            };
+            Self::log_for_agents(&mut tx, room, &event, now.unix_ms()).await?;
+        }
+        self.commit(tx).await?;
+        Ok(changed.len() as u64)
     }
 
     async fn learn_agent(&self, agent: &UserId, name: Option<&str>) -> Result<()> {

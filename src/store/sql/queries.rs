@@ -27,15 +27,25 @@ fn deleted_past(room: &str, read: &str) -> String {
 
 /// A room's conversation, as `ConversationRow` reads it from `rooms r`.
 pub const CONVERSATION_COLUMNS: &str = "r.status, r.snoozed_until, r.resolved_at, r.assignee_id,
-     COALESCE(r.started_at, r.created_at) AS started_at, r.first_response_at,
+     r.assigned_at, COALESCE(r.started_at, r.created_at) AS started_at, r.first_response_at,
      r.last_customer_message_at, r.waiting_since";
 
 /// Writes room `$1`'s conversation. Nothing customers see moves
 /// (`updated_at`, `last_event_id`, `activity`).
 pub const WRITE_CONVERSATION: &str = "UPDATE rooms SET status = $2, snoozed_until = $3,
-         resolved_at = $4, assignee_id = $5, started_at = $6, first_response_at = $7,
-         last_customer_message_at = $8, waiting_since = $9
+         resolved_at = $4, assignee_id = $5, assigned_at = $6, started_at = $7,
+         first_response_at = $8, last_customer_message_at = $9, waiting_since = $10
      WHERE id = $1";
+
+/// Auto-assignment's queue (`rooms_waiting`): open conversations whose
+/// customer waits, and no agent has, or has had since before `$1` while
+/// the customer waited since before it.
+const ASSIGNMENT_QUEUE: &str = "r.status = 'open' AND r.waiting_since IS NOT NULL
+     AND r.deleted_at IS NULL
+     AND (r.assignee_id IS NULL OR (r.waiting_since < $1 AND r.assigned_at < $1))";
+
+/// Auto-assignment gave agent `$1` a conversation at `$2`.
+pub const NOTE_ASSIGNED: &str = "UPDATE agents SET last_assigned_at = $2 WHERE user_id = $1";
 
 /// Whether `$1` is an agent the server has learned.
 pub const IS_AGENT: &str = "SELECT EXISTS (SELECT 1 FROM agents WHERE user_id = $1)";
@@ -183,6 +193,17 @@ pub struct Queries {
     pub snoozed_due: String,
     /// Room `$1`'s conversation (its row locked by the transaction already).
     pub conversation: String,
+    /// Whether auto-assignment's queue holds a conversation (see
+    /// `ASSIGNMENT_QUEUE`).
+    pub assignment_due: String,
+    /// The first `$2` of the queue, the longest waiting first.
+    pub assignment_queue_head: String,
+    /// The conversations of the rooms in the JSON array `$1`, locked in id order.
+    pub lock_conversations: String,
+    /// The agents in the JSON array `$1`, locked in id order.
+    pub lock_agents: String,
+    /// How many open conversations each user in the JSON array `$1` has.
+    pub open_by_assignee: String,
     /// An agent's listing filtered (see `inbox_rooms`).
     inbox_rooms: [[String; 3]; 2],
     /// The inbox's tabs for agent `$1`: one pass over the open
@@ -338,6 +359,33 @@ impl Queries {
                 D::LOCK_ROWS
             ),
             conversation: format!("SELECT {CONVERSATION_COLUMNS} FROM rooms r WHERE r.id = $1"),
+            assignment_due: format!(
+                "SELECT EXISTS (SELECT 1 FROM rooms r WHERE {ASSIGNMENT_QUEUE})"
+            ),
+            assignment_queue_head: format!(
+                "SELECT r.id FROM rooms r WHERE {ASSIGNMENT_QUEUE}
+                 ORDER BY r.waiting_since, r.id LIMIT $2"
+            ),
+            lock_conversations: format!(
+                "SELECT r.id, {CONVERSATION_COLUMNS} FROM rooms r
+                 WHERE r.deleted_at IS NULL AND r.id IN (SELECT value FROM {})
+                 ORDER BY r.id{}",
+                D::json_values(1),
+                D::LOCK_ROWS
+            ),
+            lock_agents: format!(
+                "SELECT user_id, last_assigned_at FROM agents
+                 WHERE user_id IN (SELECT value FROM {}) ORDER BY user_id{}",
+                D::json_values(1),
+                D::LOCK_ROWS
+            ),
+            open_by_assignee: format!(
+                "SELECT assignee_id, COUNT(*) FROM rooms
+                 WHERE status = 'open' AND deleted_at IS NULL
+                   AND assignee_id IN (SELECT value FROM {})
+                 GROUP BY assignee_id",
+                D::json_values(1)
+            ),
             inbox_rooms: [false, true].map(|by_status| {
                 [None, Some(false), Some(true)].map(|by_agent| {
                     let mut filter = String::new();

@@ -52,6 +52,8 @@ export interface Conversation {
   resolvedAt: string | null;
   /** The agent working on it. */
   assigneeId: string | null;
+  /** When they got it. */
+  assignedAt: string | null;
   /** When this conversation began: the room's creation, or when it last left `resolved`. */
   startedAt: string;
   /** The first agent message after a customer's, in this conversation. */
