@@ -1,6 +1,10 @@
 // The admin panel: every room the agent may see (all pages of them) with
 // exact unread badges and their total, newest activity first, and whether
 // the customer has seen the last agent reply, kept live by one ChatRooms;
+// shown as a support inbox: tabs for the agent's own conversations, the
+// unassigned ones and all (each with its count of open ones), a status
+// filter, and on the open conversation its state and what an agent does
+// with it (assign, resolve, snooze, reopen);
 // and the open conversation, marked read as it is read, where any message
 // may be deleted. The customer is a room's members; agents are the others.
 // A dot says whether the customer is online, and the open conversation
@@ -25,6 +29,21 @@ const typing = new Typing({ me, stream: rooms.stream });
 const typingSender = new TypingSender({ api, room: () => selected });
 /** room id → its row in the list */
 const rows = new Map();
+/** The inbox's view: the tab (`mine`, `unassigned`, `all`) and the status shown. */
+let tab = 'all';
+let statusShown = 'open';
+/** The agents, for the assignee choice: id → name (or id). */
+let agents = new Map();
+/** A room's conversation: one an event made knows none yet, and starts open, unassigned. */
+const conversationOf = (room) => room?.conversation ?? { status: 'open', assigneeId: null };
+/** Whether a room belongs to the view. */
+function inView(room) {
+  const { status, assigneeId } = conversationOf(room);
+  if (statusShown !== 'any' && status !== statusShown) return false;
+  if (tab === 'mine') return assigneeId === me;
+  if (tab === 'unassigned') return !assigneeId;
+  return true;
+}
 let selected = null;
 /** Rooms deleted while this page is open: their conversation is gone. */
 const deleted = new Set();
@@ -68,9 +87,72 @@ function showPresence(dot, online) {
   dot.querySelector('.visually-hidden').textContent = online ? 'Customer online' : 'Customer offline';
 }
 
+const time = (at) => new Date(at).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+
+/** The open conversation's state, and the actions that apply to it. */
+function showConversation(room) {
+  $('conversation-actions').hidden = !room || deleted.has(selected);
+  if (!room) return;
+  const { status, assigneeId, snoozedUntil } = conversationOf(room);
+  const who = assigneeId ? `assigned to ${assigneeId === me ? 'you' : agents.get(assigneeId) ?? assigneeId}` : 'unassigned';
+  const state = status === 'snoozed' && snoozedUntil ? `Snoozed until ${time(snoozedUntil)}` : status[0].toUpperCase() + status.slice(1);
+  const text = `${state} · ${who}`;
+  if ($('conversation-state').textContent !== text) $('conversation-state').textContent = text;
+  $('assign-me').hidden = assigneeId === me;
+  $('resolve').hidden = status === 'resolved';
+  $('reopen').hidden = status === 'open';
+  const choice = $('assignee');
+  if (assigneeId && !agents.has(assigneeId)) agents.set(assigneeId, assigneeId);
+  showAgents();
+  if (document.activeElement !== choice) choice.value = assigneeId ?? '';
+}
+
+/** The assignee choice's options: nobody, then every agent. */
+function showAgents() {
+  const choice = $('assignee');
+  const wanted = ['', ...agents.keys()];
+  if ([...choice.options].map((option) => option.value).join('\n') === wanted.join('\n')) return;
+  const value = choice.value;
+  choice.replaceChildren(...wanted.map((id) => new Option(id === '' ? 'Nobody' : agents.get(id), id)));
+  choice.value = value;
+}
+
+async function loadAgents() {
+  try {
+    const { agents: list } = await api.agents();
+    agents = new Map(list.map((agent) => [agent.id, agent.name ?? agent.id]));
+    showOpenRoom();
+  } catch {
+    // The choice keeps the agents it knew; the next look tries again.
+  }
+}
+
+/** Asks the server for a change of the open conversation; its event updates the page. */
+async function changeOpen(changes) {
+  const roomId = selected;
+  $('conversation-problem').hidden = true;
+  try {
+    await api.changeConversation(roomId, changes);
+  } catch (error) {
+    if (selected !== roomId) return;
+    const why = error?.retryable === false ? error.message : 'the server could not be reached; try again';
+    $('conversation-problem').textContent = `Not changed: ${why}.`;
+    $('conversation-problem').hidden = false;
+  }
+}
+
+/** Tomorrow at 9:00, here. */
+function tomorrowMorning() {
+  const at = new Date();
+  at.setDate(at.getDate() + 1);
+  at.setHours(9, 0, 0, 0);
+  return at;
+}
+
 /** The open conversation's head and typing line. */
 function showOpenRoom() {
   const room = selected ? rooms.room(selected) : null;
+  showConversation(room);
   // Offered to admins (the server lets no one else) for a room that is
   // listed, and not while its question is asked.
   const admin = rooms.stream.claims?.role === 'admin';
@@ -136,11 +218,25 @@ function render() {
   const focused = list.contains(document.activeElement) ? document.activeElement : null;
   const present = new Set();
   let previous = null;
+  const counts = { mine: 0, unassigned: 0, all: 0 };
+  for (const { room } of state.rooms) {
+    const { status, assigneeId } = conversationOf(room);
+    if (status !== 'open') continue;
+    counts.all += 1;
+    if (assigneeId === me) counts.mine += 1;
+    if (!assigneeId) counts.unassigned += 1;
+  }
+  for (const [name, count] of Object.entries(counts)) {
+    const shown = $(`count-${name}`);
+    if (shown.textContent !== String(count)) shown.textContent = String(count);
+  }
   for (const { room, unread } of state.rooms) {
+    if (!inView(room)) continue;
     present.add(room.id);
     let entry = rows.get(room.id);
     if (!entry) {
       entry = roomRow(room.id);
+      entry.button.setAttribute('aria-current', String(room.id === selected));
       rows.set(room.id, entry);
     }
     if (entry.name.textContent !== room.name) entry.name.textContent = room.name;
@@ -160,8 +256,11 @@ function render() {
   if (focused && document.activeElement !== focused && focused.isConnected) focused.focus();
   $('total').textContent = String(state.totalUnread);
   $('total-label').setAttribute('aria-label', `${state.totalUnread} unread in all rooms`);
-  $('rooms-empty').hidden = !state.ready || state.rooms.length > 0;
-  if (selected && !present.has(selected)) $('room-title').textContent = 'This room is gone';
+  $('rooms-empty').textContent = state.rooms.length === 0
+    ? 'No rooms yet. New conversations appear here as they start.'
+    : 'No conversations in this view.';
+  $('rooms-empty').hidden = !state.ready || present.size > 0;
+  if (selected && !rooms.room(selected)) $('room-title').textContent = 'This room is gone';
   // Reads move the open conversation's seen receipt.
   conversation.refresh();
   showOpenRoom();
@@ -223,6 +322,7 @@ async function select(roomId) {
     $('delete-room-problem').hidden = true;
   }
   selected = roomId;
+  $('conversation-problem').hidden = true;
   for (const [id, entry] of rows) entry.button.setAttribute('aria-current', String(id === roomId));
   $('room-title').textContent = rooms.room(roomId)?.name ?? '';
   showOpenRoom();
@@ -237,6 +337,36 @@ $('keep-room').addEventListener('click', () => {
   $('delete-room').focus();
 });
 $('confirm-delete-room').addEventListener('click', deleteOpenRoom);
+for (const button of document.querySelectorAll('.inbox-tabs button')) {
+  button.addEventListener('click', () => {
+    tab = button.dataset.tab;
+    for (const other of document.querySelectorAll('.inbox-tabs button')) {
+      other.setAttribute('aria-pressed', String(other === button));
+    }
+    render();
+  });
+}
+$('status-filter').addEventListener('change', () => {
+  statusShown = $('status-filter').value;
+  render();
+});
+$('assign-me').addEventListener('click', () => changeOpen({ assigneeId: me }));
+$('assignee').addEventListener('focus', loadAgents);
+$('assignee').addEventListener('change', () => changeOpen({ assigneeId: $('assignee').value || null }));
+$('resolve').addEventListener('click', () => changeOpen({ status: 'resolved' }));
+$('reopen').addEventListener('click', () => changeOpen({ status: 'open' }));
+$('snooze-hour').addEventListener('click', () => changeOpen({ status: 'snoozed', snoozedUntil: new Date(Date.now() + 3_600_000) }));
+$('snooze-tomorrow').addEventListener('click', () => changeOpen({ status: 'snoozed', snoozedUntil: tomorrowMorning() }));
+$('snooze').addEventListener('click', () => {
+  const until = $('snooze-until').value;
+  if (!until) {
+    $('conversation-problem').textContent = 'Not changed: choose when the conversation comes back.';
+    $('conversation-problem').hidden = false;
+    return;
+  }
+  // A datetime-local value is the page's local time.
+  changeOpen({ status: 'snoozed', snoozedUntil: new Date(until) });
+});
 
 rooms.subscribe(render);
 presence.addEventListener('change', render);
@@ -273,4 +403,5 @@ window.addEventListener('pagehide', () => {
 // For tests and curious operators.
 window.chatRooms = rooms;
 window.chatStream = rooms.stream;
+loadAgents();
 await rooms.start();

@@ -11,6 +11,7 @@
 
 mod edits;
 mod fallback;
+mod inbox;
 mod package;
 mod pages;
 mod presence;

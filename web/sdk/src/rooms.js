@@ -247,6 +247,8 @@ export class ChatRooms extends EventTarget {
       const learnt = {
         lastMessage: newer(before?.lastMessage, data.room.lastMessage),
         readCursors: before?.readCursors ?? {},
+        // An agent's: a room event does not carry it.
+        ...(before?.conversation ? { conversation: before.conversation } : {}),
       };
       if (!this.#counter.rooms.has(roomId)) this.#rooms.delete(roomId);
       else if (room) this.#rooms.set(roomId, { room: { ...room, ...learnt }, activity });
@@ -277,6 +279,9 @@ export class ChatRooms extends EventTarget {
       if (this.#revise(data.message.roomId, (room) => lastVersion(room, data.message))) roomId = data.message.roomId;
     } else if (data.type === 'read') {
       if (this.#readTo(data.roomId, data.userId, data.lastReadSeq)) roomId = data.roomId;
+    } else if (data.type === 'conversation_updated') {
+      // An agent's stream only; the room keeps its place.
+      if (this.#revise(data.roomId, (room) => ({ ...room, conversation: data.conversation }))) roomId = data.roomId;
     }
     if (roomId == null) return;
     this.#fetchUnknown();
