@@ -95,21 +95,28 @@ function showConversation(room) {
   if (!room) return;
   const { status, assigneeId, snoozedUntil } = conversationOf(room);
   const who = assigneeId ? `assigned to ${assigneeId === me ? 'you' : agents.get(assigneeId) ?? assigneeId}` : 'unassigned';
-  const state = status === 'snoozed' && snoozedUntil ? `Snoozed until ${time(snoozedUntil)}` : status[0].toUpperCase() + status.slice(1);
+  const state = status === 'snoozed' && snoozedUntil ? `Snoozed until ${time(snoozedUntil)}` : STATUS[status] ?? String(status);
   const text = `${state} · ${who}`;
   if ($('conversation-state').textContent !== text) $('conversation-state').textContent = text;
-  $('assign-me').hidden = assigneeId === me;
-  $('resolve').hidden = status === 'resolved';
-  $('reopen').hidden = status === 'open';
+  // Disabled, not hidden: the button just pressed keeps the focus.
+  $('assign-me').disabled = assigneeId === me;
+  $('resolve').disabled = status === 'resolved';
+  $('reopen').disabled = status === 'open';
   const choice = $('assignee');
-  if (assigneeId && !agents.has(assigneeId)) agents.set(assigneeId, assigneeId);
+  if (assigneeId && !agents.has(assigneeId)) {
+    agents.set(assigneeId, assigneeId);
+    loadAgents();
+  }
   showAgents();
   if (document.activeElement !== choice) choice.value = assigneeId ?? '';
 }
 
-/** The assignee choice's options: nobody, then every agent. */
+const STATUS = { open: 'Open', pending: 'Pending', resolved: 'Resolved', snoozed: 'Snoozed' };
+
+/** The assignee choice's options: nobody, then every agent (not while it is in use). */
 function showAgents() {
   const choice = $('assignee');
+  if (document.activeElement === choice) return;
   const wanted = ['', ...agents.keys()];
   if ([...choice.options].map((option) => option.value).join('\n') === wanted.join('\n')) return;
   const value = choice.value;
@@ -136,9 +143,18 @@ async function changeOpen(changes) {
   } catch (error) {
     if (selected !== roomId) return;
     const why = error?.retryable === false ? error.message : 'the server could not be reached; try again';
-    $('conversation-problem').textContent = `Not changed: ${why}.`;
-    $('conversation-problem').hidden = false;
+    showProblem(`Not changed: ${why}.`);
+    // The choice goes back to what stands.
+    $('assignee').value = conversationOf(rooms.room(roomId)).assigneeId ?? '';
   }
+}
+
+/** Says what went wrong; emptied first, so the same words again are announced again. */
+function showProblem(text) {
+  const problem = $('conversation-problem');
+  problem.textContent = '';
+  problem.hidden = false;
+  requestAnimationFrame(() => { problem.textContent = text; });
 }
 
 /** Tomorrow at 9:00, here. */
@@ -254,6 +270,8 @@ function render() {
     rows.delete(id);
   }
   if (focused && document.activeElement !== focused && focused.isConnected) focused.focus();
+  // A focused row that left the view hands the focus to the list's first.
+  else if (focused && !focused.isConnected) list.querySelector('button')?.focus();
   $('total').textContent = String(state.totalUnread);
   $('total-label').setAttribute('aria-label', `${state.totalUnread} unread in all rooms`);
   $('rooms-empty').textContent = state.rooms.length === 0
@@ -351,7 +369,7 @@ $('status-filter').addEventListener('change', () => {
   render();
 });
 $('assign-me').addEventListener('click', () => changeOpen({ assigneeId: me }));
-$('assignee').addEventListener('focus', loadAgents);
+$('assignee').addEventListener('blur', showAgents);
 $('assignee').addEventListener('change', () => changeOpen({ assigneeId: $('assignee').value || null }));
 $('resolve').addEventListener('click', () => changeOpen({ status: 'resolved' }));
 $('reopen').addEventListener('click', () => changeOpen({ status: 'open' }));
@@ -360,8 +378,7 @@ $('snooze-tomorrow').addEventListener('click', () => changeOpen({ status: 'snooz
 $('snooze').addEventListener('click', () => {
   const until = $('snooze-until').value;
   if (!until) {
-    $('conversation-problem').textContent = 'Not changed: choose when the conversation comes back.';
-    $('conversation-problem').hidden = false;
+    showProblem('Not changed: choose when the conversation comes back.');
     return;
   }
   // A datetime-local value is the page's local time.

@@ -27,10 +27,15 @@ CREATE INDEX rooms_unassigned_by_status ON rooms (status, activity) WHERE assign
 -- The inbox's counts read an agent's cursors at once (its cursor moves
 -- touch no indexed column: they stay in-place updates).
 CREATE INDEX read_cursors_by_user ON read_cursors (user_id);
--- Auto-assignment's queue: the open conversations whose customer waits,
--- the longest waiting first.
+-- Auto-assignment's queue: the open conversations whose customer waits
+-- and no agent has, the longest waiting first; and (for reassign_after)
+-- those an agent has, by when they got them.
 CREATE INDEX rooms_waiting ON rooms (waiting_since)
-    WHERE status = 'open' AND waiting_since IS NOT NULL;
+    WHERE status = 'open' AND waiting_since IS NOT NULL AND assignee_id IS NULL
+      AND deleted_at IS NULL;
+CREATE INDEX rooms_waiting_assigned ON rooms (assigned_at)
+    WHERE status = 'open' AND waiting_since IS NOT NULL AND assignee_id IS NOT NULL
+      AND deleted_at IS NULL;
 
 -- Agents as the server learns them: each user who authenticated with the
 -- admin role, with the name their token gave.

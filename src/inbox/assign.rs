@@ -76,6 +76,9 @@ async fn pass(hub: &Hub, cap: u32, reassign_after: Option<Duration>) -> crate::e
         .filter(|seen| seen.online)
         .map(|seen| seen.user)
         .collect();
+    if online.is_empty() && reassign_before.is_none() {
+        return Ok(0);
+    }
     store
         .inbox()
         .auto_assign(&online, cap, reassign_before, BATCH)

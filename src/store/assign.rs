@@ -3,7 +3,8 @@
 //! is tested alone. The queue is served oldest wait first; each goes to the
 //! agent with the fewest open conversations below the cap, of those the
 //! one who got one longest ago; one whose customer has waited too long for
-//! its assignee goes to another agent, or back to the queue.
+//! its assignee goes to another agent, or back to the queue if that one is
+//! no longer online.
 
 use crate::model::{Conversation, ConversationStatus, RoomId, Timestamp, UserId};
 
@@ -56,9 +57,15 @@ pub(super) fn plan(
                 load.last_assigned_at = Some(now.unix_ms());
                 Some(load.id.clone())
             }
-            None if leaving.is_some() => None,
-            // Nobody free: it waits in the queue.
-            None => continue,
+            // Nobody else free: it stays with an agent still online (back in
+            // the queue it would come back to them), and goes back to the
+            // queue from one who is not.
+            None => match &leaving {
+                Some(agent) if loads.iter().any(|load| &load.id == agent) => continue,
+                Some(_) => None,
+                // Nobody free: it waits in the queue.
+                None => continue,
+            },
         };
         if let Some(leaving) = &leaving
             && let Some(load) = loads.iter_mut().find(|load| &load.id == leaving)
@@ -139,17 +146,14 @@ mod tests {
         let planned = plan(rooms, &mut loads, 5, before, Timestamp::from_unix_ms(3_000));
         assert_eq!(assignees(&planned), [Some("bo")]);
         assert_eq!((loads[0].open, loads[1].open), (1, 1));
-        // With nobody else free, it goes back to the queue.
+        // With nobody else free, it stays with her while she is online...
         let mut alone = [agent("ann", 1, None)];
-        let planned = plan(
-            vec![waiting(10, Some(("ann", 20)))],
-            &mut alone,
-            5,
-            before,
-            Timestamp::from_unix_ms(3_000),
-        );
+        let kept = || vec![waiting(10, Some(("ann", 20)))];
+        let at = Timestamp::from_unix_ms(3_000);
+        assert!(plan(kept(), &mut alone, 5, before, at).is_empty());
+        // ...and goes back to the queue once she is not.
+        let planned = plan(kept(), &mut [], 5, before, at);
         assert_eq!(assignees(&planned), [None]);
         assert_eq!(planned[0].1.assigned_at, None);
-        assert_eq!(alone[0].open, 0);
     }
 }

@@ -356,6 +356,12 @@ where
             return Ok(ErasureStep::LeaseLost);
         };
         let (user, by) = (UserId::from_store(user), UserId::from_store(by));
+        // Their agent record (their name) at once, before any room: the
+        // agents' rows are locked before rooms' (see auto-assignment).
+        sqlx::query("DELETE FROM agents WHERE user_id = $1")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
         let batch = batch.max(1);
         let mut erased = Self::erase_batch(&mut tx, &by, Erasing::WrittenBy(&user), batch).await?;
         if erased == 0 {
@@ -385,7 +391,6 @@ where
         for records in [
             "DELETE FROM presence_offline WHERE user_id = $1",
             "DELETE FROM unseen_notices WHERE user_id = $1",
-            "DELETE FROM agents WHERE user_id = $1",
         ] {
             sqlx::query(records)
                 .bind(user.as_str())

@@ -4,8 +4,8 @@
 use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use super::queries::{
-    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, NOTE_ASSIGNED, UNRESOLVED_COUNTS,
-    WRITE_CONVERSATION,
+    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, NOTE_ASSIGNED, TAKE_EVENT_IDS,
+    UNRESOLVED_COUNTS, WRITE_CONVERSATION,
 };
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -17,7 +17,7 @@ use crate::store::assign::{self, AgentLoad};
 use crate::store::inbox::ConversationRow;
 use crate::store::{AUTO_ASSIGN, Agent, ConversationChanges, InboxStore, SNOOZE};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// A conversation auto-assignment locked.
 #[derive(sqlx::FromRow)]
@@ -205,10 +205,20 @@ where
     }
 
     async fn assignments_due(&self, reassign_before: Option<Timestamp>) -> Result<bool> {
-        Ok(sqlx::query_scalar(D::queries().assignment_due.as_str())
-            .bind(reassign_before.map_or(i64::MIN, Timestamp::unix_ms))
+        let queries = D::queries();
+        let unassigned: bool = sqlx::query_scalar(queries.unassigned_due.as_str())
             .fetch_one(&self.pool)
-            .await?)
+            .await?;
+        Ok(match (unassigned, reassign_before) {
+            (true, _) => true,
+            (false, None) => false,
+            (false, Some(before)) => {
+                sqlx::query_scalar(queries.reassignment_due.as_str())
+                    .bind(before.unix_ms())
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        })
     }
 
     async fn auto_assign(
@@ -247,12 +257,32 @@ where
                 last_assigned_at: *last_assigned_at,
             })
             .collect();
-        let before = reassign_before.map_or(i64::MIN, Timestamp::unix_ms);
-        let head: Vec<String> = sqlx::query_scalar(queries.assignment_queue_head.as_str())
-            .bind(before)
-            .bind(i64::from(batch.max(1)))
-            .fetch_all(&mut *tx)
-            .await?;
+        // Only as many of the queue as there are free places: with every
+        // agent at the cap (or none online), no room is locked.
+        let free: i64 = loads
+            .iter()
+            .map(|load| (i64::from(cap) - load.open).max(0))
+            .sum();
+        let batch = i64::from(batch.max(1));
+        let mut head: Vec<String> = Vec::new();
+        if free > 0 {
+            head = sqlx::query_scalar(queries.unassigned_head.as_str())
+                .bind(free.min(batch))
+                .fetch_all(&mut *tx)
+                .await?;
+        }
+        if let Some(before) = reassign_before {
+            let kept: Vec<String> = sqlx::query_scalar(queries.kept_waiting_head.as_str())
+                .bind(before.unix_ms())
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+            head.extend(kept);
+        }
+        if head.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
         let head: Vec<&str> = head.iter().map(String::as_str).collect();
         let locked: Vec<LockedConversation> = sqlx::query_as(queries.lock_conversations.as_str())
             .bind(json(&head)?)
@@ -271,26 +301,50 @@ where
         for (room, conversation) in &changed {
             Self::write_conversation(&mut tx, room, conversation).await?;
         }
-        for load in loads
+        let given: BTreeSet<&UserId> = changed
             .iter()
-            .filter(|load| load.last_assigned_at == Some(now.unix_ms()))
-        {
+            .filter_map(|(_, conversation)| conversation.assignee_id.as_ref())
+            .collect();
+        for agent in given {
             sqlx::query(NOTE_ASSIGNED)
-                .bind(load.id.as_str())
+                .bind(agent.as_str())
                 .bind(now.unix_ms())
                 .execute(&mut *tx)
                 .await?;
         }
-        // The events last: the counter is every transaction's last lock.
+        // The events last, at once: the counter is every transaction's
+        // last lock, held for three statements.
         let by = UserId::from_store(AUTO_ASSIGN.to_owned());
-        for (room, conversation) in &changed {
-            let event = EventData::ConversationUpdated {
-                room_id: room,
-                conversation,
-                change: ConversationChange::Assignee,
-                changed_by: &by,
-            };
-            Self::log_for_agents(&mut tx, room, &event, now.unix_ms()).await?;
+        let events = changed
+            .iter()
+            .map(|(room, conversation)| {
+                let event = EventData::ConversationUpdated {
+                    room_id: room,
+                    conversation,
+                    change: ConversationChange::Assignee,
+                    changed_by: &by,
+                };
+                serde_json::to_string(&event).map(|json| (room.as_str(), json))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::internal_from("could not encode an event", e))?;
+        let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
+            .bind(events.len() as i64)
+            .fetch_one(&mut *tx)
+            .await?;
+        let first_id = last_id - events.len() as i64 + 1;
+        sqlx::QueryBuilder::<D>::new("INSERT INTO events (id, room_id, created_at, data) ")
+            .push_values((first_id..).zip(events), |mut row, (id, (room, json))| {
+                row.push_bind(id)
+                    .push_bind(room)
+                    .push_bind(now.unix_ms())
+                    .push_bind(json);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        if let Some(notify) = D::notify_events() {
+            sqlx::query(notify).bind(last_id).execute(&mut *tx).await?;
         }
         self.commit(tx).await?;
         Ok(changed.len() as u64)

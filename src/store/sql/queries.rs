@@ -37,12 +37,16 @@ pub const WRITE_CONVERSATION: &str = "UPDATE rooms SET status = $2, snoozed_unti
          first_response_at = $8, last_customer_message_at = $9, waiting_since = $10
      WHERE id = $1";
 
-/// Auto-assignment's queue (`rooms_waiting`): open conversations whose
-/// customer waits, and no agent has, or has had since before `$1` while
-/// the customer waited since before it.
-const ASSIGNMENT_QUEUE: &str = "r.status = 'open' AND r.waiting_since IS NOT NULL
-     AND r.deleted_at IS NULL
-     AND (r.assignee_id IS NULL OR (r.waiting_since < $1 AND r.assigned_at < $1))";
+/// Auto-assignment's queue (`rooms_waiting`): the open conversations
+/// whose customer waits and no agent has.
+const UNASSIGNED_WAITING: &str = "r.status = 'open' AND r.waiting_since IS NOT NULL
+     AND r.assignee_id IS NULL AND r.deleted_at IS NULL";
+
+/// The conversations an agent has had since before `$1` while their
+/// customer waited since before it (`rooms_waiting_assigned`).
+const KEPT_WAITING: &str = "r.status = 'open' AND r.waiting_since IS NOT NULL
+     AND r.assignee_id IS NOT NULL AND r.deleted_at IS NULL
+     AND (r.assigned_at IS NULL OR r.assigned_at < $1) AND r.waiting_since < $1";
 
 /// Auto-assignment gave agent `$1` a conversation at `$2`.
 pub const NOTE_ASSIGNED: &str = "UPDATE agents SET last_assigned_at = $2 WHERE user_id = $1";
@@ -193,11 +197,14 @@ pub struct Queries {
     pub snoozed_due: String,
     /// Room `$1`'s conversation (its row locked by the transaction already).
     pub conversation: String,
-    /// Whether auto-assignment's queue holds a conversation (see
-    /// `ASSIGNMENT_QUEUE`).
-    pub assignment_due: String,
-    /// The first `$2` of the queue, the longest waiting first.
-    pub assignment_queue_head: String,
+    /// Whether auto-assignment's queue holds a conversation.
+    pub unassigned_due: String,
+    /// Whether an agent has kept a customer waiting since before `$1`.
+    pub reassignment_due: String,
+    /// The first `$1` of the queue, the longest waiting first.
+    pub unassigned_head: String,
+    /// The first `$2` of those kept waiting since before `$1`.
+    pub kept_waiting_head: String,
     /// The conversations of the rooms in the JSON array `$1`, locked in id order.
     pub lock_conversations: String,
     /// The agents in the JSON array `$1`, locked in id order.
@@ -359,12 +366,17 @@ impl Queries {
                 D::LOCK_ROWS
             ),
             conversation: format!("SELECT {CONVERSATION_COLUMNS} FROM rooms r WHERE r.id = $1"),
-            assignment_due: format!(
-                "SELECT EXISTS (SELECT 1 FROM rooms r WHERE {ASSIGNMENT_QUEUE})"
+            unassigned_due: format!(
+                "SELECT EXISTS (SELECT 1 FROM rooms r WHERE {UNASSIGNED_WAITING})"
             ),
-            assignment_queue_head: format!(
-                "SELECT r.id FROM rooms r WHERE {ASSIGNMENT_QUEUE}
-                 ORDER BY r.waiting_since, r.id LIMIT $2"
+            reassignment_due: format!("SELECT EXISTS (SELECT 1 FROM rooms r WHERE {KEPT_WAITING})"),
+            unassigned_head: format!(
+                "SELECT r.id FROM rooms r WHERE {UNASSIGNED_WAITING}
+                 ORDER BY r.waiting_since, r.id LIMIT $1"
+            ),
+            kept_waiting_head: format!(
+                "SELECT r.id FROM rooms r WHERE {KEPT_WAITING}
+                 ORDER BY r.assigned_at, r.id LIMIT $2"
             ),
             lock_conversations: format!(
                 "SELECT r.id, {CONVERSATION_COLUMNS} FROM rooms r

@@ -340,6 +340,9 @@ export class ChatRooms extends EventTarget {
             lastMessage: newer(room.lastMessage, before.lastMessage),
             readCursors: mergeCursors(room.readCursors, before.readCursors),
           };
+          // A conversation an event told of since: as new as the answer's, or newer.
+          const conversation = before.conversation ?? room.conversation;
+          if (conversation) merged.conversation = conversation;
           this.#rooms.set(roomId, { room: merged, activity: known.activity });
         }
         this.#changed({}, [roomId]);
