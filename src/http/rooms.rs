@@ -6,7 +6,9 @@ use super::{AppState, Json, Path, Query, limit, room_id, user_id};
 use crate::error::{BodyErrors, Error, ReadErrors, Result};
 use crate::limits::Write;
 use crate::model::{Caller, ConversationStatus, DeletedRoom, Room, RoomName, UserId};
-use crate::store::{Assignee, MemberRules, RoomCursor, RoomFilter, cannot_add_others};
+use crate::store::{
+    Assignee, MAX_ROOM_PAGE, MemberRules, RoomCursor, RoomFilter, cannot_add_others,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -18,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = MAX_ROOM_PAGE;
 /// Members a room may be created with in one request.
 const MAX_INITIAL_MEMBERS: usize = 1000;
 

@@ -81,6 +81,9 @@ pub struct RoomCursor {
     pub activity: i64,
 }
 
+/// The most rooms a page of a listing holds.
+pub const MAX_ROOM_PAGE: u32 = 500;
+
 #[derive(Debug)]
 pub struct RoomPage {
     pub rooms: Vec<Room>,

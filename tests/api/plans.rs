@@ -230,10 +230,10 @@ async fn postgres_explained(db: &mut sqlx::PgConnection, reads: Vec<Read>) -> Ve
 const ROOMS: i64 = 100_000;
 /// A support team's rooms: 1 in 20 open, 1 in 50 pending, 1 in 100
 /// snoozed, the rest resolved; a third unassigned, the others shared by
-/// 20 agents; each has its customer, who read it all; `agent-1` has read
-/// a few. Their activity order is not the table's (a permutation): in use,
+/// 20 agents; each has its customer, who wrote three messages (a tenth of
+/// the rooms' last one deleted) and read them all; `agent-1` has read a few. Their activity order is not the table's (a permutation): in use,
 /// every message moves a room's row.
-const INBOX_SEED: [&str; 5] = [
+const INBOX_SEED: [&str; 7] = [
     "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity, last_seq,
          status, snoozed_until, assignee_id, started_at)
      SELECT 'r' || n, 'r', 'x', 0, 0, n * 7919 % 100003, 3,
@@ -244,6 +244,10 @@ const INBOX_SEED: [&str; 5] = [
      FROM numbers",
     "INSERT INTO room_members (room_id, user_id, joined_at)
      SELECT 'r' || n, 'customer-' || n, 0 FROM numbers",
+    "INSERT INTO messages (room_id, seq, id, author_id, body, created_at)
+     SELECT 'r' || n, seq, 'm' || n || '-' || seq, 'customer-' || n, 'where is my order?', 0
+     FROM numbers, (SELECT 1 AS seq UNION ALL SELECT 2 UNION ALL SELECT 3) AS s",
+    "UPDATE messages SET deleted_at = 1, deleted_by = 'x' WHERE seq = 3 AND room_id LIKE '%7'",
     "INSERT INTO read_cursors (room_id, user_id, last_read_seq)
      SELECT 'r' || n, 'customer-' || n, 3 FROM numbers",
     "INSERT INTO read_cursors (room_id, user_id, last_read_seq)
@@ -253,8 +257,8 @@ const INBOX_SEED: [&str; 5] = [
 ];
 
 /// The inbox's reads as `agent-1` makes them: each view's first page of
-/// 100 (`$1` caller, `$2` page size + 1, `$3` activity bound, then the
-/// filter), the tabs' counts and the agents' list.
+/// 100 (`$1` caller, `$2` page size + 1, `$3` activity bound, then an
+/// agent), the tabs' counts and the agents' list.
 fn inbox_reads(backend: store::Backend) -> Vec<Read> {
     use Argument::{Number, Text};
     let queries = InboxQueries::of(backend);
@@ -265,18 +269,14 @@ fn inbox_reads(backend: store::Backend) -> Vec<Read> {
         arguments
     };
     vec![
-        Read::new("status=open", by_status, &page(&[Text("open")])),
+        Read::new("status=open", by_status, &page(&[])),
         Read::new("assignee=none", nobody, &page(&[])),
         Read::new("assignee=agent-1", agent, &page(&[Text("agent-1")])),
-        Read::new(
-            "status=open&assignee=none",
-            status_nobody,
-            &page(&[Text("open")]),
-        ),
+        Read::new("status=open&assignee=none", status_nobody, &page(&[])),
         Read::new(
             "status=open&assignee=agent-1",
             status_agent,
-            &page(&[Text("open"), Text("agent-1")]),
+            &page(&[Text("agent-1")]),
         ),
         Read::new("summary", queries.summary, &[Text("agent-1")]),
         Read::new("agents", queries.agents, &[]),
@@ -291,36 +291,18 @@ async fn the_inbox_views_and_counts_are_planned_on_their_indexes_over_100000_roo
         Backend::Sqlite => sqlite_inbox_plans(app.database_url()).await,
         Backend::Postgres(_) => postgres_inbox_plans(app.database_url()).await,
     };
-    let cost = |plan: &Plan| -> f64 {
-        let first = plan.lines.first().map(String::as_str).unwrap_or_default();
-        let total = first.split("..").nth(1).unwrap_or_default();
-        total
-            .split(' ')
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .unwrap_or(0.0)
-    };
     for plan in &plans {
         let text = plan.text();
         eprintln!("{text}");
-        // PostgreSQL runs a prepared statement's generic plan only when it
-        // costs no more than its custom plans do (plancache.c,
-        // `choose_custom_plan`): one that costs more is never run.
-        if let Some(kind) = plan.kind.strip_suffix(" (generic plan)") {
-            let custom = plans.iter().find(|custom| custom.kind == kind).unwrap();
-            if cost(plan) > cost(custom) * 1.5 {
-                continue;
-            }
-        }
         let uses = |index: &str| {
             plan.lines
                 .iter()
                 .any(|line| line.contains(&format!("{index} ")) || line.ends_with(index))
         };
-        // Never every room, nor every cursor: not a scan of a table, nor
-        // of the activity order filtered row by row. (SQLite's `SCAN r` is
-        // of the page when `r` is a subquery's co-routine.)
+        // Never every room, every cursor nor every message, under either
+        // plan: not a scan of a table, nor of the activity order filtered
+        // row by row. (SQLite's `SCAN r` is of the page when `r` is a
+        // subquery's co-routine.)
         let page_is_r = plan
             .lines
             .iter()
@@ -330,6 +312,7 @@ async fn the_inbox_views_and_counts_are_planned_on_their_indexes_over_100000_roo
             assert!(
                 !line.contains("Seq Scan on rooms")
                     && !line.contains("Seq Scan on read_cursors")
+                    && !line.contains("Seq Scan on messages")
                     && (step != "SCAN r" || page_is_r)
                     && step != "SCAN c"
                     && !line.contains("rooms_by_activity"),

@@ -4,7 +4,8 @@
 //! dialect, in `Queries`.
 
 use super::dialect::Dialect;
-use crate::store::{Assignee, RoomFilter};
+use crate::model::ConversationStatus;
+use crate::store::{Assignee, MAX_ROOM_PAGE, RoomFilter};
 
 /// A message row's columns, as `MessageRow` reads them.
 pub const MESSAGE_COLUMNS: &str =
@@ -212,7 +213,7 @@ pub struct Queries {
     /// How many open conversations each user in the JSON array `$1` has.
     pub open_by_assignee: String,
     /// An agent's listing filtered (see `inbox_rooms`).
-    inbox_rooms: [[String; 3]; 2],
+    inbox_rooms: [[String; 3]; 5],
     /// The inbox's tabs for agent `$1`: one pass over the open
     /// conversations (`rooms_by_status`), with `$1`'s cursors and the
     /// deleted messages past them.
@@ -228,23 +229,31 @@ fn sum_where(condition: &str, value: &str) -> String {
 }
 
 impl Queries {
-    /// An agent's listing filtered by `filter`: its status is bound as
-    /// `$4`, then the agent it is assigned to, if one.
+    /// An agent's listing filtered by `filter`: the agent it is assigned
+    /// to, if one, is bound as `$4`.
     pub fn inbox_rooms(&self, filter: &RoomFilter) -> &str {
+        let status = match filter.status {
+            None => 0,
+            Some(ConversationStatus::Open) => 1,
+            Some(ConversationStatus::Pending) => 2,
+            Some(ConversationStatus::Resolved) => 3,
+            Some(ConversationStatus::Snoozed) => 4,
+        };
         let assignee = match filter.assignee {
             None => 0,
             Some(Assignee::Nobody) => 1,
             Some(Assignee::Agent(_)) => 2,
         };
-        &self.inbox_rooms[usize::from(filter.status.is_some())][assignee]
+        &self.inbox_rooms[status][assignee]
     }
 
     pub fn of<D: Dialect>() -> Self {
         // The rooms `tail` picks, each with the caller's cursor (`$1`) read
         // by a probe of its row, never a join: a join may be planned as a
         // pass over every reader's cursors. Then each room's members,
-        // readers, last message and deleted messages past the cursor.
-        let room_select = |tail: &str| {
+        // readers, last message and deleted messages past the cursor, the
+        // whole ended by `end`.
+        let room_select = |tail: &str, end: &str| {
             format!(
                 "SELECT r.id, r.name, r.created_at, r.updated_at, r.activity, r.last_seq,
                         r.closed_at, r.closed_by, {CONVERSATION_COLUMNS}, r.last_read_seq,
@@ -258,10 +267,24 @@ impl Queries {
                                WHERE c.room_id = r.id AND c.user_id = $1), 0) AS last_read_seq
                        FROM rooms r {tail}) AS r
                  LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
-                 ORDER BY r.activity DESC",
+                 ORDER BY r.activity DESC{end}",
                 member_ids = D::MEMBER_IDS,
                 read_cursors = D::READ_CURSORS,
                 deleted = deleted_past("r.id", "r.last_read_seq"),
+            )
+        };
+        // A page of the rooms `filter` picks, newest activity first, `$2`
+        // rows at most. The inner bound is a constant (the largest page):
+        // PostgreSQL's generic plan of a prepared statement guesses a
+        // bound's rows, and guessing a tenth of the table it read every
+        // last message with a scan; the outer `$2` ends the walk early.
+        let page = |filter: &str| {
+            room_select(
+                &format!(
+                    "{filter} ORDER BY r.activity DESC LIMIT {}",
+                    MAX_ROOM_PAGE + 1
+                ),
+                " LIMIT $2",
             )
         };
         // Unread totals: O(rooms visible), never a scan of messages. `$1` caller.
@@ -286,19 +309,15 @@ impl Queries {
                  {greatest}(read_cursors.last_read_seq, excluded.last_read_seq)"
         );
         Self {
-            visible_room: room_select(&format!("WHERE r.id = $2 AND {VISIBLE_TO_CALLER}")),
+            visible_room: room_select(&format!("WHERE r.id = $2 AND {VISIBLE_TO_CALLER}"), ""),
             visible_room_state: format!(
                 "SELECT r.last_seq, r.closed_at IS NOT NULL FROM rooms r
                  WHERE r.id = $2 AND {VISIBLE_TO_CALLER}"
             ),
-            all_rooms: room_select(
-                "WHERE r.activity < $3 AND r.deleted_at IS NULL
-                 ORDER BY r.activity DESC LIMIT $2",
-            ),
-            member_rooms: room_select(
+            all_rooms: page("WHERE r.activity < $3 AND r.deleted_at IS NULL"),
+            member_rooms: page(
                 "JOIN room_members me ON me.room_id = r.id AND me.user_id = $1
-                 WHERE r.activity < $3 AND r.deleted_at IS NULL
-                 ORDER BY r.activity DESC LIMIT $2",
+                 WHERE r.activity < $3 AND r.deleted_at IS NULL",
             ),
             listing_marks_all: format!(
                 "SELECT ({unread_all}), (SELECT last_id FROM event_counter)"
@@ -398,22 +417,28 @@ impl Queries {
                  GROUP BY assignee_id",
                 D::json_values(1)
             ),
-            inbox_rooms: [false, true].map(|by_status| {
+            // The status is written in, not bound: a generic plan that does
+            // not know it would walk the activity order for a rare one.
+            inbox_rooms: [
+                None,
+                Some(ConversationStatus::Open),
+                Some(ConversationStatus::Pending),
+                Some(ConversationStatus::Resolved),
+                Some(ConversationStatus::Snoozed),
+            ]
+            .map(|status| {
                 [None, Some(false), Some(true)].map(|by_agent| {
                     let mut filter = String::new();
-                    let mut next = 4;
-                    if by_status {
-                        filter.push_str(&format!(" AND r.status = ${next}"));
-                        next += 1;
+                    if let Some(status) = status {
+                        filter.push_str(&format!(" AND r.status = '{}'", status.as_str()));
                     }
                     match by_agent {
                         None => {}
                         Some(false) => filter.push_str(" AND r.assignee_id IS NULL"),
-                        Some(true) => filter.push_str(&format!(" AND r.assignee_id = ${next}")),
+                        Some(true) => filter.push_str(" AND r.assignee_id = $4"),
                     }
-                    room_select(&format!(
-                        "WHERE r.activity < $3 AND r.deleted_at IS NULL{filter}
-                         ORDER BY r.activity DESC LIMIT $2"
+                    page(&format!(
+                        "WHERE r.activity < $3 AND r.deleted_at IS NULL{filter}"
                     ))
                 })
             }),

@@ -9,8 +9,8 @@ use crate::model::{
     RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use crate::store::{
-    Assignee, Erasing, ErasureStore, InboxStore, PoolStats, RETENTION, RoomFilter, WebhookStore,
-    cannot_add_others, closed_room, rooms_before,
+    Assignee, Erasing, ErasureStore, InboxStore, MAX_ROOM_PAGE, PoolStats, RETENTION, RoomFilter,
+    WebhookStore, cannot_add_others, closed_room, rooms_before,
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
@@ -102,8 +102,10 @@ where
         limit: u32,
         after: Option<&RoomCursor>,
     ) -> Result<RoomPage> {
+        // No page larger than the queries' inner bound.
+        let limit = limit.min(MAX_ROOM_PAGE);
         let queries = D::queries();
-        // An agent's inbox view binds its filter after the page; its marks
+        // An agent's inbox view binds its agent after the page; its marks
         // hold no unread total, and so no caller.
         let inbox = caller.is_admin() && !filter.is_empty();
         let (query, marks) = match (caller.is_admin(), inbox) {
@@ -117,13 +119,8 @@ where
             .bind(caller.id.as_str())
             .bind(i64::from(limit) + 1)
             .bind(after.map_or(i64::MAX, |cursor| cursor.activity));
-        if inbox {
-            if let Some(status) = filter.status {
-                rows = rows.bind(status.as_str());
-            }
-            if let Some(Assignee::Agent(agent)) = &filter.assignee {
-                rows = rows.bind(agent.as_str());
-            }
+        if inbox && let Some(Assignee::Agent(agent)) = &filter.assignee {
+            rows = rows.bind(agent.as_str());
         }
         let rows: Vec<RoomRow> = rows.fetch_all(&mut *tx).await?;
         let mut marks = sqlx::query_as(marks.as_str());
