@@ -25,7 +25,7 @@ on_both_stores!(
     webhooks_are_for_admins_and_refuse_internal_addresses_and_unknown_event_types,
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
     two_hundred_creations_at_once_never_pass_the_cap,
-    a_webhook_asking_for_status_changes_gets_each_with_who_made_it,
+    webhooks_asking_for_status_changes_or_assignments_get_each_with_who_made_it,
 );
 
 /// How the receiver answers.
@@ -1056,18 +1056,31 @@ async fn two_hundred_creations_at_once_never_pass_the_cap(backend: Backend) {
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 100);
 }
 
-async fn a_webhook_asking_for_status_changes_gets_each_with_who_made_it(backend: Backend) {
+async fn webhooks_asking_for_status_changes_or_assignments_get_each_with_who_made_it(
+    backend: Backend,
+) {
     let app = TestApp::spawn_with(backend, quick).await;
     let receiver = Receiver::start().await;
     let (alice, agent) = (user("alice"), admin("agent"));
     let room = app.create_room(&agent, "help", &["alice"]).await;
+    let assignments = Receiver::start().await;
     register(&app, &receiver.url, &["conversation.status_changed"], None).await;
+    register(&app, &assignments.url, &["conversation.assigned"], None).await;
     let path = format!("/api/chat/rooms/{room}/conversation");
     let (status, _) = app.patch(&path, &agent, json!({"status": "pending"})).await;
     assert_eq!(status, StatusCode::OK);
     app.send(&alice, &room, "back").await;
+    // One PATCH, two events: each goes to the webhook that asked for it.
+    let both = json!({"status": "resolved", "assigneeId": "me"});
+    let (status, _) = app.patch(&path, &agent, both).await;
+    assert_eq!(status, StatusCode::OK);
 
-    let events = receiver.wait_for_events(2).await;
+    let assigned = assignments.wait_for_events(1).await;
+    assert_eq!(assigned[0]["type"], "conversation.assigned", "{assigned:?}");
+    assert_eq!(assigned[0]["data"]["change"], "assignee");
+    assert_eq!(assigned[0]["data"]["conversation"]["assigneeId"], "agent");
+    assert_eq!(assigned[0]["data"]["changedBy"], "agent");
+    let events = receiver.wait_for_events(3).await;
     let told: Vec<(&str, &str, &str)> = events
         .iter()
         .map(|event| {
@@ -1083,6 +1096,7 @@ async fn a_webhook_asking_for_status_changes_gets_each_with_who_made_it(backend:
         [
             ("conversation.status_changed", "pending", "agent"),
             ("conversation.status_changed", "open", "alice"),
+            ("conversation.status_changed", "resolved", "agent"),
         ]
     );
     assert!(
