@@ -33,7 +33,7 @@ const rows = new Map();
 let tab = 'all';
 let statusShown = 'open';
 /** The agents, for the assignee choice: id → name (or id). */
-let agents = new Map();
+const agents = new Map();
 /** A room's conversation: one an event made knows none yet, and starts open, unassigned. */
 const conversationOf = (room) => room?.conversation ?? { status: 'open', assigneeId: null };
 /** Whether a room belongs to the view. */
@@ -127,7 +127,9 @@ function showAgents() {
 async function loadAgents() {
   try {
     const { agents: list } = await api.agents();
-    agents = new Map(list.map((agent) => [agent.id, agent.name ?? agent.id]));
+    // Added to, never emptied: an assignee the server no longer lists
+    // (forgotten) keeps their id, and is not asked about again.
+    for (const agent of list) agents.set(agent.id, agent.name ?? agent.id);
     showOpenRoom();
   } catch {
     // The choice keeps the agents it knew; the next look tries again.
