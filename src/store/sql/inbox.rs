@@ -1,11 +1,11 @@
-//! `InboxStore` on either database: conversations, changed by agents and
-//! by the snooze schedule; the agents learned; the inbox's counts.
+//! `InboxStore` on either database: conversations, changed by agents, by
+//! the snooze schedule and by auto-assignment; the agents learned; the
+//! inbox's counts.
 
 use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use super::queries::{
-    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, NOTE_ASSIGNED, TAKE_EVENT_IDS,
-    UNRESOLVED_COUNTS, WRITE_CONVERSATION,
+    AGENTS, ANY_SNOOZE_DUE, IS_AGENT, LEARN_AGENT, NOTE_ASSIGNED, TAKE_EVENT_IDS, UNRESOLVED_COUNTS,
 };
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -19,66 +19,13 @@ use crate::store::{AUTO_ASSIGN, Agent, ConversationChanges, InboxStore, SNOOZE};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use std::collections::{BTreeSet, HashMap};
 
-/// A conversation auto-assignment locked.
+/// A room's conversation, with the room's id: what the snooze schedule
+/// and auto-assignment lock and read.
 #[derive(sqlx::FromRow)]
-struct LockedConversation {
+struct RoomConversation {
     id: String,
     #[sqlx(flatten)]
     conversation: ConversationRow,
-}
-
-/// A snoozed conversation that is due, as `snoozed_due` reads it.
-#[derive(sqlx::FromRow)]
-struct DueRow {
-    id: String,
-    #[sqlx(flatten)]
-    conversation: ConversationRow,
-}
-
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    usize: ColumnIndex<D::Row>,
-    for<'n> &'n str: ColumnIndex<D::Row>,
-    for<'q> &'q str: Encode<'q, D> + Type<D>,
-    for<'q> Option<&'q str>: Encode<'q, D>,
-    for<'r> String: Encode<'r, D> + Decode<'r, D> + Type<D>,
-    for<'r> Option<String>: Encode<'r, D>,
-    for<'r> i64: Encode<'r, D> + Decode<'r, D> + Type<D>,
-    for<'r> Option<i64>: Encode<'r, D>,
-    for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
-    for<'r> Option<bool>: Encode<'r, D>,
-{
-    /// Room `room`'s conversation; the caller holds its row.
-    async fn conversation_of(conn: &mut D::Connection, room: &RoomId) -> Result<Conversation> {
-        let row: Option<ConversationRow> = sqlx::query_as(D::queries().conversation.as_str())
-            .bind(room.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.ok_or(Error::NotFound("room"))?.try_into()
-    }
-
-    async fn write_conversation(
-        conn: &mut D::Connection,
-        room: &RoomId,
-        conversation: &Conversation,
-    ) -> Result<()> {
-        let time = |at: Option<Timestamp>| at.map(Timestamp::unix_ms);
-        sqlx::query(WRITE_CONVERSATION)
-            .bind(room.as_str())
-            .bind(conversation.status.as_str())
-            .bind(time(conversation.snoozed_until))
-            .bind(time(conversation.resolved_at))
-            .bind(conversation.assignee_id.as_ref().map(UserId::as_str))
-            .bind(time(conversation.assigned_at))
-            .bind(conversation.started_at.unix_ms())
-            .bind(time(conversation.first_response_at))
-            .bind(time(conversation.last_customer_message_at))
-            .bind(time(conversation.waiting_since))
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
 }
 
 #[async_trait::async_trait]
@@ -176,7 +123,7 @@ where
         // Locked in id order, as every write locks rooms. Of two instances
         // at once, the second waits for the first's rows, then finds them
         // no longer due (PostgreSQL reads a row it waited for again).
-        let due: Vec<DueRow> = sqlx::query_as(D::queries().snoozed_due.as_str())
+        let due: Vec<RoomConversation> = sqlx::query_as(D::queries().snoozed_due.as_str())
             .bind(now.unix_ms())
             .bind(i64::from(batch.max(1)))
             .fetch_all(&mut *tx)
@@ -284,7 +231,7 @@ where
             return Ok(0);
         }
         let head: Vec<&str> = head.iter().map(String::as_str).collect();
-        let locked: Vec<LockedConversation> = sqlx::query_as(queries.lock_conversations.as_str())
+        let locked: Vec<RoomConversation> = sqlx::query_as(queries.lock_conversations.as_str())
             .bind(json(&head)?)
             .fetch_all(&mut *tx)
             .await?;

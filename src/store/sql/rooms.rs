@@ -1,12 +1,16 @@
 //! The steps writes to a room share: reading the room as the caller sees it,
-//! taking its lock, and appending events to the log; and the rewriting of a
-//! changed message's earlier events.
+//! taking its lock, reading and writing its conversation, and appending
+//! events to the log; and the rewriting of a changed message's earlier
+//! events.
 
 use super::SqlStore;
 use super::dialect::Dialect;
 use super::queries::*;
 use crate::error::{Error, Result};
-use crate::model::{Caller, EventData, Message, MessageId, ReadState, Room, RoomId, UserId};
+use crate::model::{
+    Caller, Conversation, EventData, Message, MessageId, ReadState, Room, RoomId, Timestamp, UserId,
+};
+use crate::store::inbox::ConversationRow;
 use crate::store::{MessageRow, RoomRow, RoomState, closed_room, unread};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 
@@ -251,6 +255,40 @@ where
             .bind(changed.id.as_str())
             .bind(encode(was)?)
             .bind(encode(changed)?)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Room `room`'s conversation; the caller holds its row.
+    pub(super) async fn conversation_of(
+        conn: &mut D::Connection,
+        room: &RoomId,
+    ) -> Result<Conversation> {
+        let row: Option<ConversationRow> = sqlx::query_as(D::queries().conversation.as_str())
+            .bind(room.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.ok_or(Error::NotFound("room"))?.try_into()
+    }
+
+    pub(super) async fn write_conversation(
+        conn: &mut D::Connection,
+        room: &RoomId,
+        conversation: &Conversation,
+    ) -> Result<()> {
+        let time = |at: Option<Timestamp>| at.map(Timestamp::unix_ms);
+        sqlx::query(WRITE_CONVERSATION)
+            .bind(room.as_str())
+            .bind(conversation.status.as_str())
+            .bind(time(conversation.snoozed_until))
+            .bind(time(conversation.resolved_at))
+            .bind(conversation.assignee_id.as_ref().map(UserId::as_str))
+            .bind(time(conversation.assigned_at))
+            .bind(conversation.started_at.unix_ms())
+            .bind(time(conversation.first_response_at))
+            .bind(time(conversation.last_customer_message_at))
+            .bind(time(conversation.waiting_since))
             .execute(&mut *conn)
             .await?;
         Ok(())
