@@ -2,6 +2,7 @@
 //! in its middleware, and serves a bound listener until shutdown is signalled
 //! (so tests bind port 0 and never sleep).
 
+use crate::attachments::Attachments;
 use crate::auth::{self, Auth};
 use crate::config::{Config, Secret};
 use crate::connection::Connection;
@@ -51,6 +52,8 @@ pub enum StartError {
     Relay(String),
     #[error("could not join the cluster: {0}")]
     Cluster(crate::error::Error),
+    #[error("could not start attachments: {0}")]
+    Attachments(crate::attachments::StorageError),
     #[error("could not start the webhooks: {0}")]
     Webhooks(reqwest::Error),
 }
@@ -122,8 +125,7 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartError::Relay(e.to_string()))?;
-    let webhooks = Webhooks::start(hub.clone(), webhook_options(&config), draining.clone())
-        .map_err(StartError::Webhooks)?;
+
     let erasures = Erasures::start(
         store.clone(),
         ErasureOptions {
@@ -133,6 +135,18 @@ pub async fn build_state(
         draining.clone(),
     );
     let inbox = Arc::new(Inbox::start(hub.clone(), &config));
+    let attachments = Arc::new(
+        Attachments::start(store.clone(), &config)
+            .await
+            .map_err(StartError::Attachments)?,
+    );
+    let webhooks = Webhooks::start(
+        hub.clone(),
+        attachments.clone(),
+        webhook_options(&config),
+        draining.clone(),
+    )
+    .map_err(StartError::Webhooks)?;
     Ok(AppState {
         store,
         auth: Arc::new(auth),
@@ -143,6 +157,7 @@ pub async fn build_state(
         webhooks: Arc::new(webhooks),
         erasures: Arc::new(erasures),
         inbox,
+        attachments,
         draining,
     })
 }
@@ -157,6 +172,7 @@ fn webhook_options(config: &Config) -> WebhookOptions {
         allow_internal: config.webhook_allow_internal_addresses,
         unseen_delay: config.unseen_delay.0,
         notice_retention: config.event_retention.0,
+        public_url: config.public_url.clone(),
     }
 }
 
@@ -264,6 +280,8 @@ fn cors(config: &Config) -> CorsLayer {
 /// Bounds the time to an answer's head: reading the body included, a
 /// stream's life not (its head goes out as it starts). A write cut short may
 /// still take effect (a post waits in its batch), and its answer says so.
+/// An upload is bounded by its pauses instead (each at most the same
+/// limit, see `attachments`): 25 MB may take minutes on a slow link.
 async fn answer_within(
     State(limit): State<Duration>,
     request: Request<Body>,
@@ -273,6 +291,9 @@ async fn answer_within(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
+    if write && request.uri().path().ends_with("/attachments") {
+        return next.run(request).await;
+    }
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) if write => Error::RequestTimeout.unsettled().into_response(),

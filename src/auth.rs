@@ -70,22 +70,7 @@ const MAX_NAME_CHARS: usize = 100;
 /// trimmed and cut to `MAX_NAME_CHARS`; anything else is no name (a token
 /// is not refused for it).
 fn display_name(claim: Option<&serde_json::Value>) -> Option<String> {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}')
-    };
-    let name: String = claim?
-        .as_str()?
-        .chars()
-        .filter(|c| !invisible(*c))
-        .collect::<String>()
-        .trim()
-        .chars()
-        .take(MAX_NAME_CHARS)
-        .collect();
-    let name = name.trim_end().to_owned();
+    let name = crate::model::visible_text(claim?.as_str()?, MAX_NAME_CHARS);
     (!name.is_empty()).then_some(name)
 }
 

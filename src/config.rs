@@ -46,6 +46,16 @@ pub enum AutoAssign {
     RoundRobin,
 }
 
+/// Where attachments' bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentStorage {
+    /// Files under `attachment_dir`: one instance's (or a shared mount's).
+    Disk,
+    /// An S3-compatible bucket (`s3_*`): any number of instances.
+    S3,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub env: Environment,
@@ -95,6 +105,8 @@ pub struct Config {
     read_burst_per_user: u32,
     typing_rate_per_user: u32,
     typing_burst_per_user: u32,
+    upload_rate_per_user: u32,
+    upload_burst_per_user: u32,
     /// On PostgreSQL: the per-user write budgets and stream cap are the
     /// cluster's, kept in the database, rather than each process's.
     pub cluster_limits: bool,
@@ -138,6 +150,32 @@ pub struct Config {
     /// `erase_batch`), as an erasure makes them.
     #[serde(default)]
     pub message_retention: Option<Interval>,
+    pub attachment_storage: AttachmentStorage,
+    /// The disk backend's directory; `<data_dir>/attachments` when unset.
+    #[serde(default)]
+    attachment_dir: Option<PathBuf>,
+    /// The largest upload, in bytes.
+    pub attachment_max_bytes: u64,
+    /// The types (sniffed from the bytes) that may be uploaded.
+    pub attachment_types: Vec<String>,
+    /// Images with more pixels get their size but no thumbnail.
+    pub attachment_max_pixels: u64,
+    /// How long an upload may wait to be sent with a message.
+    pub attachment_orphan_ttl: Interval,
+    /// How long download redirects and signed links stay valid.
+    pub attachment_url_lifetime: Interval,
+    #[serde(default)]
+    pub s3_bucket: Option<String>,
+    /// For an S3-compatible store other than AWS (MinIO, R2, Ceph…).
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    #[serde(default)]
+    pub s3_access_key_id: Option<String>,
+    #[serde(default)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// Plain HTTP to `s3_endpoint` (a store on the same host or network).
+    pub s3_allow_http: bool,
     /// How long a webhook receiver has to answer a delivery.
     pub webhook_timeout: Interval,
     /// How long a delivery is retried before its webhook is marked failing.
@@ -161,6 +199,12 @@ pub struct Config {
     /// [`Config::longest_poll`].
     pub long_poll_wait: Interval,
     pub request_timeout: Interval,
+
+    /// Where clients and webhook receivers reach this server
+    /// (`https://chat.example.com`): the base of the download links
+    /// webhooks carry, which are paths without it.
+    #[serde(default)]
+    pub public_url: Option<String>,
 
     /// Origins whose pages may call the API from a browser, with credentials.
     #[serde(default)]
@@ -200,11 +244,12 @@ pub struct Rates {
     pub members: Rate,
     pub reads: Rate,
     pub typing: Rate,
+    pub uploads: Rate,
 }
 
 impl Rates {
     /// Each, by the stem of its settings' names (`_ip` for the per-address one).
-    fn named(&self) -> [(&'static str, Rate); 7] {
+    fn named(&self) -> [(&'static str, Rate); 8] {
         [
             ("stream", self.stream_opens_per_user),
             ("stream_ip", self.stream_opens_per_ip),
@@ -213,6 +258,7 @@ impl Rates {
             ("member", self.members),
             ("read", self.reads),
             ("typing", self.typing),
+            ("upload", self.uploads),
         ]
     }
 }
@@ -303,6 +349,59 @@ impl Config {
             .merge(Env::raw().only(&["DATABASE_URL"]))
     }
 
+    /// Where the disk backend keeps attachments.
+    pub fn attachment_dir(&self) -> PathBuf {
+        self.attachment_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("attachments"))
+    }
+
+    fn validate_attachments(&self) -> Result<(), String> {
+        if self.attachment_max_bytes == 0 {
+            return Err("attachment_max_bytes must be at least 1".to_owned());
+        }
+        if self.attachment_url_lifetime.0 < Duration::from_secs(10)
+            || self.attachment_url_lifetime.0 > Duration::from_secs(7 * 24 * 3600)
+        {
+            // S3 signs for a week at most.
+            return Err("attachment_url_lifetime must be between 10s and 7d".to_owned());
+        }
+        match self.attachment_storage {
+            AttachmentStorage::S3 => {
+                for (name, set) in [
+                    ("s3_bucket", self.s3_bucket.is_some()),
+                    ("s3_access_key_id", self.s3_access_key_id.is_some()),
+                    ("s3_secret_access_key", self.s3_secret_access_key.is_some()),
+                ] {
+                    if !set {
+                        return Err(format!(
+                            "attachment_storage = \"s3\" needs {name} (CHAT_{})",
+                            name.to_uppercase()
+                        ));
+                    }
+                }
+            }
+            // Instances on one PostgreSQL database each serve any room's
+            // attachments: files on one machine's disk would be missing
+            // on the others. A directory named on purpose may be a mount
+            // they share (or the one instance's), so it is allowed.
+            AttachmentStorage::Disk
+                if self.env == Environment::Production
+                    && self.attachment_dir.is_none()
+                    && !self.database_url.starts_with("sqlite:") =>
+            {
+                return Err(
+                    "on PostgreSQL, production keeps attachments in an S3-compatible \
+                     bucket (attachment_storage = \"s3\"), which every instance reaches; or \
+                     name attachment_dir, a directory every instance shares"
+                        .to_owned(),
+                );
+            }
+            AttachmentStorage::Disk => {}
+        }
+        Ok(())
+    }
+
     pub fn load() -> Result<Self, ConfigError> {
         Self::from_figment(Self::layered())
     }
@@ -334,6 +433,27 @@ impl Config {
         blank_to_none(&mut self.jwt_public_key_algorithm);
         blank_to_none(&mut self.jwt_issuer);
         blank_to_none(&mut self.jwt_audience);
+        blank_to_none(&mut self.s3_bucket);
+        blank_to_none(&mut self.public_url);
+        if let Some(url) = &mut self.public_url {
+            *url = url.trim_end_matches('/').to_owned();
+        }
+        blank_to_none(&mut self.s3_endpoint);
+        blank_to_none(&mut self.s3_access_key_id);
+        if self
+            .s3_secret_access_key
+            .as_ref()
+            .is_some_and(|s| s.0.is_empty())
+        {
+            self.s3_secret_access_key = None;
+        }
+        if self
+            .attachment_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.attachment_dir = None;
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -415,6 +535,14 @@ impl Config {
                 }
             }
         }
+        if let Some(url) = &self.public_url
+            && !is_origin(url.trim_end_matches('/'))
+        {
+            return invalid(format!(
+                "public_url: `{url}` is not a URL like `https://chat.example.com` (scheme and \
+                 host, no path)"
+            ));
+        }
         for origin in &self.cors_allowed_origins {
             if !is_origin(origin) {
                 return invalid(format!(
@@ -437,6 +565,9 @@ impl Config {
         }
         if self.relay_poll_interval.0 < Duration::from_millis(10) {
             return invalid("relay_poll_interval must be at least 10ms".to_owned());
+        }
+        if let Err(message) = self.validate_attachments() {
+            return invalid(message);
         }
         if self.erase_batch == 0 {
             return invalid("erase_batch must be at least 1".to_owned());
@@ -536,6 +667,7 @@ impl Config {
             members: rate(self.member_rate_per_user, self.member_burst_per_user),
             reads: rate(self.read_rate_per_user, self.read_burst_per_user),
             typing: rate(self.typing_rate_per_user, self.typing_burst_per_user),
+            uploads: rate(self.upload_rate_per_user, self.upload_burst_per_user),
         }
     }
 

@@ -46,6 +46,21 @@ pub enum Error {
     RequestTimeout,
     #[error("request body is too large")]
     PayloadTooLarge,
+    /// 413: an upload past `attachment_max_bytes`.
+    #[error("the file is larger than the limit of {0} bytes")]
+    FileTooLarge(u64),
+    /// 416: a download's range starts past the end of the file.
+    #[error("the range asked for starts past the end of the file")]
+    RangeNotSatisfiable,
+    /// 411: an upload must say its length up front.
+    #[error("an upload needs a Content-Length header (send the file as the body)")]
+    LengthRequired,
+    /// 415: an upload whose bytes are of a type the settings do not allow.
+    #[error("files of type {0} may not be uploaded here")]
+    TypeNotAllowed(String),
+    /// 503: the blob store (the disk or the bucket) failed.
+    #[error("the file storage is unavailable: {0}")]
+    StorageUnavailable(String),
     #[error("{0}")]
     UnsupportedMediaType(&'static str),
     /// 429: try again after `retry_after` seconds.
@@ -144,7 +159,11 @@ impl Error {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::TypeNotAllowed(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -167,12 +186,18 @@ impl Error {
             Self::NotFound(what) => match *what {
                 "room" => "room_not_found",
                 "agent" => "agent_not_found",
+                "attachment" => "attachment_not_found",
                 _ => "not_found",
             },
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::FileTooLarge(_) => "attachment_too_large",
+            Self::LengthRequired => "length_required",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::TypeNotAllowed(_) => "attachment_type_not_allowed",
+            Self::StorageUnavailable(_) => "storage_unavailable",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unavailable(_) => "store_unavailable",
             Self::ShuttingDown => "shutting_down",
@@ -185,6 +210,9 @@ impl Error {
         match self {
             Self::Internal { .. } => "an internal error occurred".to_owned(),
             Self::Unavailable(_) => "the store is unavailable; try again shortly".to_owned(),
+            Self::StorageUnavailable(_) => {
+                "the file storage is unavailable; try again shortly".to_owned()
+            }
             Self::Unsettled(inner) => format!(
                 "{}; the request may or may not have taken effect: a message sent again \
                  with the same clientId is stored once, and adding or removing a member \
@@ -297,7 +325,7 @@ impl IntoResponse for Error {
             );
         }
         let retry_after = match &self {
-            Self::Unavailable(_) => Some(1),
+            Self::Unavailable(_) | Self::StorageUnavailable(_) => Some(1),
             Self::Unsettled(inner) if matches!(**inner, Self::Unavailable(_)) => Some(1),
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             _ => None,

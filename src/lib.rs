@@ -16,10 +16,13 @@
 //! - [`inbox`]: the snooze schedule, which opens snoozed conversations.
 //! - [`metrics`]: what is counted, for `/metrics`.
 //! - [`http`]: the JSON API and the streams, one module per resource.
+//! - [`attachments`]: files uploaded into rooms: their blob stores (disk,
+//!   S3), checks, thumbnails, downloads and cleanup.
 //! - [`error`]: the one error type and its HTTP mapping.
 //! - [`app`]: start-up, middleware, and serving a listener until shutdown.
 
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod connection;

@@ -25,6 +25,7 @@ pub struct Limits {
     members: Budget,
     reads: Budget,
     typing: Budget,
+    uploads: Budget,
     /// Where the per-user budgets and stream counts are kept when several
     /// instances share them (PostgreSQL); `None` keeps them here.
     cluster: Option<Arc<Cluster>>,
@@ -46,6 +47,8 @@ pub enum Write {
     Read,
     /// A typing notice.
     Typing,
+    /// A file uploaded.
+    Upload,
 }
 
 impl Limits {
@@ -67,6 +70,7 @@ impl Limits {
             members: budget(rates.members),
             reads: budget(rates.reads),
             typing: budget(rates.typing),
+            uploads: budget(rates.uploads),
             cluster,
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
@@ -84,6 +88,7 @@ impl Limits {
                     &limits.members,
                     &limits.reads,
                     &limits.typing,
+                    &limits.uploads,
                 ] {
                     budget.local.retain_recent();
                 }
@@ -119,6 +124,7 @@ impl Limits {
             Write::Member => (&self.members, "member", "membership changes by this user"),
             Write::Read => (&self.reads, "read", "read cursor moves by this user"),
             Write::Typing => (&self.typing, "typing", "typing notices from this user"),
+            Write::Upload => (&self.uploads, "upload", "files uploaded by this user"),
         };
         let wait = match &self.cluster {
             Some(cluster) => {

@@ -63,6 +63,28 @@ fn check_no_control(value: &str, field: &str, code: &'static str) -> Result<(), 
     Ok(())
 }
 
+/// Text a client chose, as we show it: without control characters nor the
+/// invisible ones that reorder or hide text (bidirectional overrides,
+/// zero-width characters, line and paragraph separators), trimmed and cut
+/// to `max_chars`.
+pub fn visible_text(raw: &str, max_chars: usize) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}')
+    };
+    let text: String = raw
+        .chars()
+        .filter(|c| !invisible(*c))
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(max_chars)
+        .collect();
+    text.trim_end().to_owned()
+}
+
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -109,6 +131,10 @@ string_newtype!(
 string_newtype!(
     /// A message's text: 1 to 4000 characters, not blank.
     MessageBody
+);
+string_newtype!(
+    /// An uploaded file's id: a UUID v7 in its text form.
+    AttachmentId
 );
 string_newtype!(
     /// The sender's own id for a message, so a retried send is recognised: at most 64 characters.
@@ -185,6 +211,39 @@ impl Default for MessageId {
     }
 }
 
+impl AttachmentId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Accepts only the canonical hyphenated lower-case form, as for rooms.
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        match uuid::Uuid::try_parse(value) {
+            Ok(id) if id.to_string() == value => Ok(Self(value.to_owned())),
+            _ => Err(Invalid::new(
+                "invalid_attachment_id",
+                "attachment id must be a lower-case hyphenated UUID",
+            )),
+        }
+    }
+
+    pub(crate) fn from_store(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl Default for AttachmentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AttachmentId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
 impl RoomName {
     pub const MAX_CHARS: usize = 100;
 
@@ -204,6 +263,11 @@ impl MessageBody {
         let value = value.into();
         check_text(&value, "body", Self::MAX_CHARS, "invalid_body")?;
         Ok(Self(value))
+    }
+
+    /// The body of a message that is its attachments alone.
+    pub fn empty() -> Self {
+        Self(String::new())
     }
 }
 
@@ -307,6 +371,40 @@ pub struct Message {
     pub deleted_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<UserId>,
+    /// The files sent with it, in the order given; none once it is deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file a member uploaded into a room, as its message carries it: what a
+/// client needs to show it before fetching a byte. Its content is at
+/// `GET /api/chat/attachments/{id}`, its thumbnail (if it has one) at
+/// `.../thumbnail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: AttachmentId,
+    /// The uploader's file name, cleaned (no paths, controls or bidi marks).
+    pub name: String,
+    /// In bytes.
+    pub size: i64,
+    /// Sniffed from the bytes, never taken from the uploader.
+    pub content_type: String,
+    /// An image's size in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A small image of it, for images within the pixel limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// An image attachment's thumbnail, in pixels (PNG, at most 320 on a side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct Thumbnail {
+    pub width: u32,
+    pub height: u32,
 }
 
 impl Message {

@@ -133,6 +133,7 @@ mod tests {
                 edited_at: None,
                 deleted_at: None,
                 deleted_by: None,
+                attachments: Vec::new(),
             };
             let data = serde_json::to_string(&EventData::Message { message: &message })
                 .expect("a message encodes");

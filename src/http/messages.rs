@@ -6,7 +6,7 @@ use super::{AppState, Json, Path, Query, limit, message_id, room_id};
 use crate::error::{BodyErrors, ErrorBody, ReadErrors};
 use crate::error::{Error, Result};
 use crate::limits::Write;
-use crate::model::{Caller, ClientId, Message, MessageBody, ReadState};
+use crate::model::{AttachmentId, Caller, ClientId, Message, MessageBody, ReadState};
 use crate::store::{MessageRange, NewMessage, Posted};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +17,8 @@ use utoipa_axum::routes;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
+/// The most attachments one message carries.
+const MAX_ATTACHMENTS: usize = 10;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -92,9 +94,16 @@ async fn list_messages(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendMessage {
-    /// 1 to 4000 characters, not blank, no NUL.
-    #[schema(min_length = 1, max_length = 4000)]
+    /// Up to 4000 characters, no NUL; not blank, unless the message has
+    /// attachments.
+    #[schema(max_length = 4000)]
+    #[serde(default)]
     body: String,
+    /// Uploads of the sender's into this room (`POST .../attachments`),
+    /// not sent yet: at most 10, each sent once.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    attachments: Vec<String>,
     /// The sender's own id for this message: a retry with the same one gets
     /// the original back (200) instead of a second message.
     #[schema(max_length = 64)]
@@ -124,9 +133,25 @@ async fn post_message(
 ) -> Result<(StatusCode, Json<Message>)> {
     state.limits.check_write(&caller, Write::Message).await?;
     let room = room_id(&room)?;
+    if send.attachments.len() > MAX_ATTACHMENTS {
+        return Err(Error::unprocessable(
+            "too_many_attachments",
+            format!("a message carries at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    let attachments = send
+        .attachments
+        .iter()
+        .map(|id| AttachmentId::parse(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = match send.body.is_empty() && !attachments.is_empty() {
+        true => MessageBody::empty(),
+        false => MessageBody::parse(send.body)?,
+    };
     let message = NewMessage {
-        body: MessageBody::parse(send.body)?,
+        body,
         client_id: send.client_id.map(ClientId::parse).transpose()?,
+        attachments,
     };
     let posted = state
         .store

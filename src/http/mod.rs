@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its own `router()`, merged
 //! here with the fallbacks that keep even unknown routes answering in JSON.
 
+mod attachments;
 mod etag;
 mod events;
 mod extract;
@@ -19,6 +20,7 @@ mod webhooks;
 
 pub use extract::{Json, Path, Query};
 
+use crate::attachments::Attachments;
 use crate::auth::Auth;
 use crate::config::{Config, Environment};
 use crate::erasure::Erasures;
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::events::Hub;
 use crate::inbox::Inbox;
 use crate::limits::Limits;
-use crate::model::{MessageId, RoomId, UserId};
+use crate::model::{AttachmentId, MessageId, RoomId, UserId};
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 use axum::Router;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub erasures: Arc<Erasures>,
     /// Learns agents; opens snoozed conversations when their time comes.
     pub inbox: Arc<Inbox>,
+    /// Uploads, downloads and the cleanup of their blobs.
+    pub attachments: Arc<Attachments>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
     /// Turns true when shutdown begins: readiness fails, streams wind down.
@@ -68,6 +72,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(rooms::router())
         .merge(inbox::router())
         .merge(messages::router())
+        .merge(attachments::router())
         .merge(typing::router())
         .merge(presence::router())
         .merge(users::router())
@@ -101,6 +106,11 @@ fn room_id(raw: &str) -> Result<RoomId> {
 /// A message id from the path.
 fn message_id(raw: &str) -> Result<MessageId> {
     MessageId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
+}
+
+/// An attachment id from the path.
+fn attachment_id(raw: &str) -> Result<AttachmentId> {
+    AttachmentId::parse(raw).map_err(|invalid| Error::bad_request(invalid.code, invalid.message))
 }
 
 /// A user id from the path.

@@ -218,4 +218,8 @@ impl Store for Measured {
     fn inbox(&self) -> &dyn super::InboxStore {
         self.0.inbox()
     }
+
+    fn attachments(&self) -> &dyn super::AttachmentStore {
+        self.0.attachments()
+    }
 }

@@ -9,6 +9,7 @@
 //! (see `sql/mod.rs`): the log is what live streams relay and resume from.
 
 mod assign;
+mod attachments;
 mod cluster;
 mod erasure;
 mod group_commit;
@@ -20,6 +21,7 @@ mod sql;
 mod sqlite;
 mod webhooks;
 
+pub use attachments::{AttachmentStore, Upload, attachment_unavailable};
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 use inbox::ConversationRow;
@@ -36,8 +38,8 @@ pub use webhooks::{
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Caller, ClientId, Conversation, ConversationStatus, DeletedRoom, Message, MessageBody,
-    MessageId, ReadState, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
+    AttachmentId, Caller, ClientId, Conversation, ConversationStatus, DeletedRoom, Message,
+    MessageBody, MessageId, ReadState, Room, RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -154,6 +156,8 @@ pub struct MessagePage {
 pub struct NewMessage {
     pub body: MessageBody,
     pub client_id: Option<ClientId>,
+    /// Uploads of the sender's into the room, not yet sent.
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// The result of a send: a new message, or the original of a retried `clientId`.
@@ -420,6 +424,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The support inbox's part of the store.
     fn inbox(&self) -> &dyn InboxStore;
+
+    /// The attachments' part of the store.
+    fn attachments(&self) -> &dyn AttachmentStore;
 }
 
 /// Connections of a store's pool.
@@ -578,6 +585,8 @@ struct MessageRow {
     edited_at: Option<i64>,
     deleted_at: Option<i64>,
     deleted_by: Option<String>,
+    /// A JSON array of its attachments, if it has any.
+    attachments: Option<String>,
 }
 
 /// A message's columns as a `LEFT JOIN` of `messages` reads them (`msg_`
@@ -593,6 +602,7 @@ struct JoinedMessage {
     msg_edited_at: Option<i64>,
     msg_deleted_at: Option<i64>,
     msg_deleted_by: Option<String>,
+    msg_attachments: Option<String>,
 }
 
 impl JoinedMessage {
@@ -609,6 +619,7 @@ impl JoinedMessage {
             edited_at: self.msg_edited_at,
             deleted_at: self.msg_deleted_at,
             deleted_by: self.msg_deleted_by,
+            attachments: self.msg_attachments,
         };
         Some(Message::from(row))
     }
@@ -627,6 +638,12 @@ impl From<MessageRow> for Message {
             edited_at: row.edited_at.map(Timestamp::from_unix_ms),
             deleted_at: row.deleted_at.map(Timestamp::from_unix_ms),
             deleted_by: row.deleted_by.map(UserId::from_store),
+            // Written by `insert_messages` from the same type: nothing
+            // else would be there.
+            attachments: row
+                .attachments
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! opens one again and starts a wait, an agent's ends it). A pure
 //! function of what the batch read, so it is tested alone.
 
-use super::{NewMessage, Posted, closed_room, resend};
+use super::{NewMessage, Posted, Upload, attachment_unavailable, closed_room, resend};
 use crate::error::{Error, Result};
 use crate::model::{Caller, Conversation, Message, MessageId, RoomId, Timestamp, UserId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +29,8 @@ pub(super) struct Found {
     pub earlier: HashMap<(String, String, String), Message>,
     /// Each room's conversation, by room id.
     pub conversations: HashMap<String, Conversation>,
+    /// The uploads the posts would send, by id (locked, after the rooms).
+    pub uploads: HashMap<String, Upload>,
 }
 
 /// Every post's outcome but the new messages' (theirs comes once the batch
@@ -75,15 +77,46 @@ pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
             outcomes[index] = Some(resend(existing.clone(), post.message));
             continue;
         }
-        let Some(seq) = found.open.get_mut(room) else {
+        let Some(&last_seq) = found.open.get(room) else {
             outcomes[index] = Some(Err(closed_room()));
             continue;
         };
-        *seq += 1;
+        // Each an upload of the author's into this room, stored, and not
+        // sent yet (by an earlier post of the batch either).
+        let attachments = post
+            .message
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(at, id)| match found.uploads.get(id.as_str()) {
+                Some(upload)
+                    if upload.stored
+                        && upload.message_id.is_none()
+                        && upload.room_id == *post.room
+                        && upload.uploader_id == post.caller.id
+                        && !post.message.attachments[..at].contains(id) =>
+                {
+                    Ok(upload.attachment.clone())
+                }
+                _ => Err(attachment_unavailable(id)),
+            })
+            .collect::<Result<Vec<_>>>();
+        let attachments = match attachments {
+            Ok(attachments) => attachments,
+            Err(error) => {
+                outcomes[index] = Some(Err(error));
+                continue;
+            }
+        };
+        for attachment in &attachments {
+            found.uploads.remove(attachment.id.as_str());
+        }
+        let seq = last_seq + 1;
+        found.open.insert(room.to_owned(), seq);
         let message = Message {
             id: MessageId::new(),
             room_id: post.room.clone(),
-            seq: *seq,
+            seq,
             author_id: post.caller.id.clone(),
             body: post.message.body.to_string(),
             client_id,
@@ -91,6 +124,7 @@ pub(super) fn plan(posts: &[Asked<'_>], mut found: Found, now: i64) -> Plan {
             edited_at: None,
             deleted_at: None,
             deleted_by: None,
+            attachments,
         };
         if let Some(key) = key {
             found.earlier.insert(key, message.clone());
@@ -135,6 +169,7 @@ mod tests {
         NewMessage {
             body: MessageBody::parse(body.to_owned()).unwrap(),
             client_id: client_id.map(|id| ClientId::parse(id.to_owned()).unwrap()),
+            attachments: Vec::new(),
         }
     }
 
@@ -154,6 +189,7 @@ mod tests {
                 .iter()
                 .map(|(room, _)| (room.as_str().to_owned(), started(0)))
                 .collect(),
+            uploads: HashMap::new(),
         }
     }
 
@@ -310,6 +346,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             deleted_by: None,
+            attachments: Vec::new(),
         };
         let key = (room.as_str().to_owned(), "ann".to_owned(), "c-1".to_owned());
         seen.earlier.insert(key, original);

@@ -16,8 +16,9 @@
 
 use super::endpoints::{UNSEEN, event_type, wants};
 use super::{Shared, address, signing};
+use crate::attachments::Variant;
 use crate::metrics;
-use crate::model::{Message, RoomId, Timestamp, UserId};
+use crate::model::{AttachmentId, Message, RoomId, Timestamp, UserId};
 use crate::store::{Cursors, Webhook, WebhookState};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -366,15 +367,19 @@ async fn next_batch(shared: &Shared, hook: &Webhook, from: Cursors) -> crate::er
         if !wants(hook, kind, &event.room_id) {
             continue;
         }
-        let data: &RawValue = serde_json::from_str(&event.data)
-            .map_err(|e| crate::error::Error::internal_from("a logged event is not JSON", e))?;
         let id = format!("evt_{}", event.id);
-        items.push(item(
-            &id,
-            kind,
-            Timestamp::from_unix_ms(event.created_at),
-            data,
-        )?);
+        let timestamp = Timestamp::from_unix_ms(event.created_at);
+        // Most events have no attachments, and go on as they were logged.
+        if event.data.contains(r#""attachments":"#) {
+            let mut data: serde_json::Value = serde_json::from_str(&event.data)
+                .map_err(|e| crate::error::Error::internal_from("a logged event is not JSON", e))?;
+            add_download_urls(shared, &mut data);
+            items.push(item(&id, kind, timestamp, &data)?);
+        } else {
+            let data: &RawValue = serde_json::from_str(&event.data)
+                .map_err(|e| crate::error::Error::internal_from("a logged event is not JSON", e))?;
+            items.push(item(&id, kind, timestamp, data)?);
+        }
         ids.push(id);
     }
     let room = items.len() as u32;
@@ -401,6 +406,9 @@ async fn next_batch(shared: &Shared, hook: &Webhook, from: Cursors) -> crate::er
                 message,
             };
             let id = format!("ntc_{}", notice.id);
+            let mut data = serde_json::to_value(&data)
+                .map_err(|e| crate::error::Error::internal_from("a notice does not encode", e))?;
+            add_download_urls(shared, &mut data);
             items.push(item(&id, UNSEEN, notice.created_at, &data)?);
             ids.push(id);
         }
@@ -412,6 +420,38 @@ async fn next_batch(shared: &Shared, hook: &Webhook, from: Cursors) -> crate::er
         to,
         more,
     })
+}
+
+/// Gives each attachment of the event's message signed links a receiver
+/// can fetch it (and its thumbnail) by, without a token: `downloadUrl`,
+/// `thumbnailUrl`, valid until `downloadExpiresAt` (Unix seconds), for as
+/// long as the delivery may be retried, and an hour more.
+fn add_download_urls(shared: &Shared, data: &mut serde_json::Value) {
+    let Some(attachments) = data
+        .pointer_mut("/message/attachments")
+        .and_then(|attachments| attachments.as_array_mut())
+    else {
+        return;
+    };
+    let lifetime = shared.options.retry_horizon + Duration::from_secs(3600);
+    let base = shared.options.public_url.as_deref().unwrap_or_default();
+    for attachment in attachments {
+        let Some(id) = attachment
+            .get("id")
+            .and_then(|id| id.as_str())
+            .and_then(|id| AttachmentId::parse(id).ok())
+        else {
+            continue;
+        };
+        let links = &shared.attachments;
+        let (url, expires) = links.signed_link_for(&id, Variant::Original, lifetime);
+        attachment["downloadUrl"] = format!("{base}{url}").into();
+        if attachment.get("thumbnail").is_some() {
+            let (url, _) = links.signed_link_for(&id, Variant::Thumbnail, lifetime);
+            attachment["thumbnailUrl"] = format!("{base}{url}").into();
+        }
+        attachment["downloadExpiresAt"] = expires.into();
+    }
 }
 
 fn item<T: Serialize + ?Sized>(

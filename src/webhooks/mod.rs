@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod signing;
 mod unseen;
 
+use crate::attachments::Attachments;
 use crate::events::Hub;
 use crate::store::WebhookStore;
 use std::sync::Arc;
@@ -35,11 +36,16 @@ pub struct WebhookOptions {
     pub unseen_delay: Duration,
     /// How long notices are kept (as events are: `event_retention`).
     pub notice_retention: Duration,
+    /// Where receivers reach this server (`public_url`), for the
+    /// attachments' download links; without it the links are paths.
+    pub public_url: Option<String>,
 }
 
 /// What the dispatcher's tasks share.
 struct Shared {
     hub: Arc<Hub>,
+    /// Signs the download links deliveries carry.
+    attachments: Arc<Attachments>,
     client: reqwest::Client,
     options: WebhookOptions,
     /// This instance, as a lease holder.
@@ -67,6 +73,7 @@ impl Webhooks {
     /// Starts delivering (until `draining`) and sweeping.
     pub fn start(
         hub: Arc<Hub>,
+        attachments: Arc<Attachments>,
         options: WebhookOptions,
         draining: watch::Receiver<bool>,
     ) -> Result<Self, reqwest::Error> {
@@ -85,6 +92,7 @@ impl Webhooks {
         let (release, released) = watch::channel(false);
         let shared = Arc::new(Shared {
             hub,
+            attachments,
             client,
             options,
             owner: uuid::Uuid::now_v7().to_string(),

@@ -59,8 +59,15 @@ async fn malformed_bodies_get_a_json_4xx_and_change_nothing(backend: Backend) {
             "invalid_field",
         ),
         (
-            "missing field",
+            // A message may be its attachments alone; else it needs a body.
+            "no body and no attachments",
             json_body(&messages, r#"{"clientId": "x"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "attachments not a list",
+            json_body(&messages, r#"{"body": "x", "attachments": "a"}"#),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
         ),

@@ -370,6 +370,7 @@ async fn seed(url: &str, rooms: &[String]) {
                     edited_at: None,
                     deleted_at: None,
                     deleted_by: None,
+                    attachments: Vec::new(),
                 };
                 let data =
                     serde_json::to_string(&EventData::Message { message: &message }).unwrap();

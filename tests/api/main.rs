@@ -6,6 +6,7 @@
 
 mod support;
 
+mod attachments;
 mod auth;
 mod bad_input;
 mod browser;

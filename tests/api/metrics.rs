@@ -126,10 +126,13 @@ async fn metrics_need_their_token_or_their_own_address(backend: Backend) {
     assert!(response.text().await.unwrap().contains("process_open_fds"));
 
     // Production, with neither: not served at all.
+    let files = tempfile::tempdir().unwrap();
     let production = ServerProcess::start(
         &backend,
         &[
             ("CHAT_ENV", "production"),
+            // On PostgreSQL production asks where files go (see settings).
+            ("CHAT_ATTACHMENT_DIR", files.path().to_str().unwrap()),
             ("CHAT_JWT_ISSUER", "https://auth.example"),
             ("CHAT_JWT_AUDIENCE", "chat"),
         ],

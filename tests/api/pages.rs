@@ -98,6 +98,7 @@ async fn the_dev_token_endpoint_signs_in_development_and_does_not_exist_in_produ
     let production = TestApp::spawn_with(backend, |figment| {
         figment
             .merge(Serialized::default("env", "production"))
+            .merge(Serialized::default("attachment_dir", "attachments"))
             .merge(Serialized::default("jwt_issuer", "https://auth.example"))
             .merge(Serialized::default("jwt_audience", "chat"))
             .merge(Serialized::default("dev_token_endpoint", false))

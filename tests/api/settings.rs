@@ -146,3 +146,31 @@ fn production_refuses_to_start_without_an_issuer_and_an_audience() {
     );
     served(&[&issuer[..], &[("CHAT_JWT_AUDIENCE", "chat")]].concat());
 }
+
+#[test]
+fn production_on_postgresql_keeps_attachments_in_a_bucket_or_a_directory_named_on_purpose() {
+    let production = [
+        ("CHAT_ENV", "production"),
+        ("CHAT_LISTEN", "127.0.0.1:0"),
+        ("CHAT_JWT_SECRET", SECRET),
+        ("CHAT_JWT_ISSUER", "https://auth.example"),
+        ("CHAT_JWT_AUDIENCE", "chat"),
+        // Refused by the settings, before any connection is tried.
+        ("DATABASE_URL", "postgres://127.0.0.1:1/nowhere"),
+    ];
+    let said = refused(&production);
+    assert!(said.contains("S3-compatible bucket"), "{said}");
+    let s3 = [&production[..], &[("CHAT_ATTACHMENT_STORAGE", "s3")]].concat();
+    let said = refused(&s3);
+    assert!(said.contains("needs s3_bucket (CHAT_S3_BUCKET)"), "{said}");
+    let link_base = [
+        &production[..],
+        &[
+            ("CHAT_ATTACHMENT_DIR", "/srv/shared/attachments"),
+            ("CHAT_PUBLIC_URL", "chat.example.com/x"),
+        ],
+    ]
+    .concat();
+    let said = refused(&link_base);
+    assert!(said.contains("public_url"), "{said}");
+}

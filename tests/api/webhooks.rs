@@ -26,6 +26,7 @@ on_both_stores!(
     an_unseen_notice_comes_once_for_a_member_who_neither_read_nor_was_online,
     two_hundred_creations_at_once_never_pass_the_cap,
     webhooks_asking_for_status_changes_or_assignments_get_each_with_who_made_it,
+    a_message_with_an_attachment_arrives_with_a_signed_download_url_that_needs_no_token,
 );
 
 /// How the receiver answers.
@@ -1104,4 +1105,62 @@ async fn webhooks_asking_for_status_changes_or_assignments_get_each_with_who_mad
             .iter()
             .all(|event| event["data"]["roomId"] == room.as_str())
     );
+}
+
+async fn a_message_with_an_attachment_arrives_with_a_signed_download_url_that_needs_no_token(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |figment| {
+        quick(figment).merge(figment::providers::Serialized::default(
+            "public_url",
+            "https://chat.example.com/",
+        ))
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "files", &[]).await;
+    register(&app, &receiver.url, &["message.created"], None).await;
+    let bytes = b"order 1234: total 56.78 EUR\n".to_vec();
+    let (status, attachment) = crate::support::send(
+        app.client
+            .http
+            .post(app.client.url(&format!(
+                "/api/chat/rooms/{room}/attachments?name=invoice.txt"
+            )))
+            .bearer_auth(&alice)
+            .body(bytes.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{attachment}");
+    let (status, _) = app
+        .post_message(
+            &alice,
+            &room,
+            json!({"body": "", "attachments": [attachment["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let events = receiver.wait_for_events(1).await;
+    let told = &events[0]["data"]["message"]["attachments"][0];
+    assert_eq!(told["id"], attachment["id"]);
+    assert_eq!(told["name"], "invoice.txt");
+    let url = told["downloadUrl"].as_str().unwrap();
+    let path = url.strip_prefix("https://chat.example.com/api/").unwrap();
+    // Valid for as long as the delivery may be retried (24 h), and an hour.
+    let expires = told["downloadExpiresAt"].as_i64().unwrap();
+    assert!(
+        expires > crate::support::unix_now() as i64 + 24 * 3600,
+        "{told}"
+    );
+    let response = app
+        .client
+        .http
+        .get(app.client.url(&format!("/api/{path}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), bytes);
 }

@@ -20,6 +20,7 @@ mod scale;
 mod smoke;
 mod streams;
 mod target;
+mod uploads;
 mod webhook;
 mod writes;
 
@@ -136,6 +137,18 @@ enum Workload {
         /// Requests per view, one after another.
         #[arg(long, default_value_t = 500)]
         requests: u64,
+    },
+    /// W10: attachments: eight 25 MB uploads at once (the server's memory
+    /// sampled), and upload and download throughput on the disk backend
+    /// (and S3, given `--s3-endpoint`) beside the storage alone.
+    Uploads {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 8)]
+        concurrent: usize,
+        /// An S3-compatible server (moto, MinIO) to run the S3 backend against.
+        #[arg(long)]
+        s3_endpoint: Option<String>,
     },
     /// W4: fallback polling of `GET /api/chat/rooms`, without and with
     /// `If-None-Match`, over rooms seeded with messages.
@@ -274,6 +287,11 @@ async fn main() -> ExitCode {
             rooms,
             requests,
         } => inbox::inbox(&common, rooms, requests).await,
+        Workload::Uploads {
+            common,
+            concurrent,
+            s3_endpoint,
+        } => uploads::uploads(&common, concurrent, s3_endpoint.as_deref()).await,
         Workload::Polling {
             common,
             rooms,

@@ -107,7 +107,7 @@ where
             return Ok(0);
         }
         let mut update = sqlx::QueryBuilder::<D>::new(
-            "UPDATE messages SET body = '', edited_at = NULL, deleted_at = ",
+            "UPDATE messages SET body = '', edited_at = NULL, attachments = NULL, deleted_at = ",
         );
         update
             .push_bind(now)
@@ -127,9 +127,11 @@ where
                 edited_at: None,
                 deleted_at: Some(Timestamp::from_unix_ms(now)),
                 deleted_by: Some(by.clone()),
+                attachments: Vec::new(),
                 ..message.clone()
             })
             .collect();
+        Self::drop_attachments_of(tx, &was, now).await?;
         for (was, erased) in was.iter().zip(&erased) {
             Self::rewrite_message_events(tx, was, erased).await?;
         }
@@ -388,6 +390,7 @@ where
             tx.commit().await?;
             return Ok(ErasureStep::Erased(0));
         }
+        Self::drop_unsent_uploads_of(&mut tx, &user, batch).await?;
         for records in [
             "DELETE FROM presence_offline WHERE user_id = $1",
             "DELETE FROM unseen_notices WHERE user_id = $1",

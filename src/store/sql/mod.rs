@@ -14,6 +14,7 @@
 //! the types used here). Rust does not carry such bounds over from a trait
 //! (rust-lang/rust#20671), so they cannot live on `Dialect` alone.
 
+mod attachments;
 mod dialect;
 mod erasure;
 mod inbox;

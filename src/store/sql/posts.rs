@@ -8,10 +8,11 @@ use super::queries::*;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::{Conversation, ConversationChange, EventData, Message, RoomId, Timestamp};
+use crate::store::attachments::{UPLOAD_COLUMNS, UploadRow};
 use crate::store::group_commit::{Post, answer_failed_batch};
 use crate::store::inbox::ConversationRow;
 use crate::store::posts::{Asked, Found, Plan, plan};
-use crate::store::{MessageRow, Posted};
+use crate::store::{MessageRow, Posted, Upload};
 use sqlx::Pool;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -82,6 +83,7 @@ where
             members: Self::memberships(&mut tx, posts).await?,
             earlier: Self::messages_by_client_id(&mut tx, posts).await?,
             conversations: locked.conversations,
+            uploads: Self::uploads_to_send(&mut tx, posts).await?,
         };
         let asked: Vec<Asked<'_>> = posts
             .iter()
@@ -101,6 +103,7 @@ where
         } = plan(&asked, found, now);
         if !created.is_empty() {
             Self::insert_messages(&mut tx, &created, now).await?;
+            Self::link_attachments(&mut tx, &created).await?;
             // The messages' events, then the conversations they opened.
             let events = created.len() + reopened.len();
             let last_id: i64 = sqlx::query_scalar(TAKE_EVENT_IDS)
@@ -292,6 +295,65 @@ where
             .collect())
     }
 
+    /// The uploads `posts` name, by id, locked (after the rooms, whose
+    /// locks already keep two posts into one room from racing for one).
+    pub(super) async fn uploads_to_send(
+        conn: &mut D::Connection,
+        posts: &[Post],
+    ) -> Result<HashMap<String, Upload>> {
+        let ids: BTreeSet<&str> = posts
+            .iter()
+            .flat_map(|post| &post.message.attachments)
+            .map(|id| id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut query = sqlx::QueryBuilder::<D>::new(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM attachments WHERE id IN ("
+        ));
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        query.push(") ORDER BY id").push(D::LOCK_ROWS);
+        let rows: Vec<UploadRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+        rows.into_iter()
+            .map(|row| {
+                let upload = Upload::try_from(row)?;
+                Ok((upload.attachment.id.as_str().to_owned(), upload))
+            })
+            .collect()
+    }
+
+    /// The new messages' attachments are theirs now.
+    async fn link_attachments(
+        conn: &mut D::Connection,
+        created: &[(usize, Message)],
+    ) -> Result<()> {
+        let links: Vec<(&str, &str)> = created
+            .iter()
+            .flat_map(|(_, message)| {
+                message
+                    .attachments
+                    .iter()
+                    .map(|attachment| (attachment.id.as_str(), message.id.as_str()))
+            })
+            .collect();
+        if links.is_empty() {
+            return Ok(());
+        }
+        sqlx::QueryBuilder::<D>::new("UPDATE attachments SET message_id = v.column2 FROM (")
+            .push_values(links, |mut row, (attachment, message)| {
+                row.push_bind(attachment).push_bind(message);
+            })
+            .push(") AS v WHERE attachments.id = v.column1")
+            .build()
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// The batch's messages, and each author's cursor moved to their newest.
     pub(super) async fn insert_messages(
         conn: &mut D::Connection,
@@ -299,16 +361,22 @@ where
         now: i64,
     ) -> Result<()> {
         sqlx::QueryBuilder::<D>::new(
-            "INSERT INTO messages (room_id, seq, id, author_id, body, client_id, created_at) ",
+            "INSERT INTO messages (room_id, seq, id, author_id, body, client_id, created_at, \
+                 attachments) ",
         )
         .push_values(created, |mut row, (_, message)| {
+            // Their metadata, as every read of the message will carry it.
+            let attachments = (!message.attachments.is_empty())
+                .then(|| serde_json::to_string(&message.attachments).ok())
+                .flatten();
             row.push_bind(message.room_id.as_str())
                 .push_bind(message.seq)
                 .push_bind(message.id.as_str())
                 .push_bind(message.author_id.as_str())
                 .push_bind(message.body.as_str())
                 .push_bind(message.client_id.as_deref())
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(attachments);
         })
         .build()
         .execute(&mut *conn)

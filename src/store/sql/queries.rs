@@ -8,8 +8,8 @@ use crate::model::ConversationStatus;
 use crate::store::{Assignee, MAX_ROOM_PAGE, RoomFilter};
 
 /// A message row's columns, as `MessageRow` reads them.
-pub const MESSAGE_COLUMNS: &str =
-    "id, room_id, seq, author_id, body, client_id, created_at, edited_at, deleted_at, deleted_by";
+pub const MESSAGE_COLUMNS: &str = "id, room_id, seq, author_id, body, client_id, created_at, edited_at, deleted_at, deleted_by, \
+     attachments";
 
 /// `$1` caller, `$2` room, `$3` whether the caller sees every room. Nobody
 /// sees a deleted room.
@@ -262,7 +262,7 @@ impl Queries {
                         m.body AS msg_body, m.client_id AS msg_client_id,
                         m.created_at AS msg_created_at, m.edited_at AS msg_edited_at,
                         m.deleted_at AS msg_deleted_at, m.deleted_by AS msg_deleted_by,
-                        {deleted} AS deleted_unread
+                        m.attachments AS msg_attachments, {deleted} AS deleted_unread
                  FROM (SELECT r.*, COALESCE((SELECT c.last_read_seq FROM read_cursors c
                                WHERE c.room_id = r.id AND c.user_id = $1), 0) AS last_read_seq
                        FROM rooms r {tail}) AS r

@@ -9,8 +9,8 @@ use crate::model::{
     RoomChange, RoomId, RoomName, Timestamp, UserId,
 };
 use crate::store::{
-    Assignee, Erasing, ErasureStore, InboxStore, MAX_ROOM_PAGE, PoolStats, RETENTION, RoomFilter,
-    WebhookStore, cannot_add_others, closed_room, rooms_before,
+    Assignee, AttachmentStore, Erasing, ErasureStore, InboxStore, MAX_ROOM_PAGE, PoolStats,
+    RETENTION, RoomFilter, WebhookStore, cannot_add_others, closed_room, rooms_before,
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
@@ -346,6 +346,7 @@ where
                 break;
             }
         }
+        self.drop_room_attachments(room, batch as u32).await?;
         Ok(DeletedRoom {
             room_id: room.clone(),
             deleted_at: Timestamp::from_unix_ms(deleted.0),
@@ -506,8 +507,11 @@ where
         deleted.edited_at = None;
         deleted.deleted_at = Some(Timestamp::from_unix_ms(now));
         deleted.deleted_by = Some(caller.id.clone());
+        deleted.attachments = Vec::new();
+        Self::drop_attachments_of(&mut tx, [&was], now).await?;
         sqlx::query(
-            "UPDATE messages SET body = '', edited_at = NULL, deleted_at = $3, deleted_by = $4
+            "UPDATE messages SET body = '', edited_at = NULL, attachments = NULL,
+                 deleted_at = $3, deleted_by = $4
              WHERE room_id = $1 AND id = $2",
         )
         .bind(room.as_str())
@@ -762,6 +766,10 @@ where
     }
 
     fn inbox(&self) -> &dyn InboxStore {
+        self
+    }
+
+    fn attachments(&self) -> &dyn AttachmentStore {
         self
     }
 

@@ -314,7 +314,7 @@ where
                  m.seq AS msg_seq, m.author_id AS msg_author_id, m.body AS msg_body,
                  m.client_id AS msg_client_id, m.created_at AS msg_created_at,
                  m.edited_at AS msg_edited_at, m.deleted_at AS msg_deleted_at,
-                 m.deleted_by AS msg_deleted_by
+                 m.deleted_by AS msg_deleted_by, m.attachments AS msg_attachments
              FROM unseen_notices n LEFT JOIN messages m ON m.id = n.message_id
              WHERE n.id > $1 ORDER BY n.id LIMIT $2",
         )

@@ -10,6 +10,7 @@ mod client;
 mod db;
 mod process;
 pub mod proxy;
+pub mod s3;
 mod stream;
 pub mod throwaway_postgres;
 mod tokens;
