@@ -6,7 +6,8 @@
 // filter, and on the open conversation its state and what an agent does
 // with it (assign, resolve, snooze, reopen);
 // and the open conversation, marked read as it is read, where any message
-// may be deleted. The customer is a room's members; agents are the others.
+// may be deleted, and files are sent and shown (images as thumbnails). The
+// customer is a room's members; agents are the others.
 // A dot says whether the customer is online, and the open conversation
 // says when they type; the agent's own typing is told to the room. The
 // open conversation may be deleted, after a question in place; a deleted
@@ -68,9 +69,12 @@ const conversation = new Conversation({
 const composer = new Composer({
   form: $('send'),
   room: () => selected,
-  send: async (text, clientId, roomId) => {
+  dropZone: document.querySelector('.conversation'),
+  // Into the room open when the file was chosen.
+  upload: (file, options, roomId) => api.upload(roomId, file, options),
+  send: async (text, clientId, roomId, attachments) => {
     typingSender.stop();
-    conversation.add(await api.send(roomId, text, { clientId }));
+    conversation.add(await api.send(roomId, text, { clientId, attachments }));
   },
 });
 $('body').addEventListener('input', () => typingSender.input());

@@ -2,8 +2,12 @@
 // message and loading older ones on scroll up; live messages, each shown once
 // in seq order wherever it came from, at their newest version (edited, or a
 // tombstone); the page's controls on messages (edit, delete) and its seen
-// receipt; and the composer, which keeps a message in the box until it is
-// stored, with a retry control if it was not.
+// receipt; a message's files (an image as its thumbnail, opening the full
+// image; any other file as a chip that downloads it); and the composer,
+// which keeps a message in the box until it is stored, with a retry control
+// if it was not, and uploads files to send with it (chosen, pasted or
+// dropped), each with its progress, a Cancel, and on failure why, with
+// Retry and Remove.
 
 import { newClientId, newerVersion } from '/sdk/chat-client.js';
 
@@ -27,34 +31,120 @@ const button = (className, text, onClick) => {
   return element;
 };
 
-/** A message as a list item (text only: bodies are never HTML). */
-export function messageItem(message, me) {
+/** A size for people, in 1024s (as the server's limit is set): 512 B, 9.8 KB, 25 MB. */
+export function formatSize(bytes) {
+  if (!(bytes >= 1024)) return `${Math.max(0, Math.round(bytes || 0))} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const shown = value < 10 ? Math.round(value * 10) / 10 : Math.round(value);
+  return `${shown} ${units[unit]}`;
+}
+
+/**
+ * A message as a list item (text only: bodies are never HTML). `links(id)`
+ * resolves to an attachment's signed links (see `ChatApi.attachmentLinks`).
+ */
+export function messageItem(message, me, links = null) {
   const item = document.createElement('li');
   item.dataset.messageId = message.id;
   item.dataset.seq = String(message.seq);
   item.append(span('meta'), span('body'));
-  showVersion(item, message, me);
+  showVersion(item, message, me, links);
   return item;
 }
 
-/** Shows this version of its message in its item: the body and "(edited)", or a tombstone line. */
-export function showVersion(item, message, me) {
+/** Shows this version of its message in its item: the body and "(edited)", or a tombstone line; its files. */
+export function showVersion(item, message, me, links = null) {
   const deleted = Boolean(message.deletedAt);
   item.className = ['message', message.authorId === me && 'mine', deleted && 'deleted'].filter(Boolean).join(' ');
   const meta = item.querySelector('.meta');
   meta.textContent = `${message.authorId} · ${formatTime(message.createdAt)}`;
   if (message.editedAt && !deleted) meta.append(' · ', span('edited', '(edited)'));
   item.querySelector('.body').textContent = deleted ? 'message deleted' : message.body;
+  showAttachments(item, deleted ? [] : message.attachments ?? [], links);
+}
+
+/** A message's files, made again only when which they are changes (an edit keeps them). */
+function showAttachments(item, attachments, links) {
+  const ids = attachments.map((attachment) => attachment.id).join(' ');
+  const current = item.querySelector(':scope > .attachments');
+  if ((current?.dataset.ids ?? '') === ids) return;
+  current?.remove();
+  if (!ids || !links) return;
+  const box = document.createElement('div');
+  box.className = 'attachments';
+  box.dataset.ids = ids;
+  box.append(...attachments.map((attachment) => attachmentView(attachment, links)));
+  item.querySelector('.body').after(box);
+}
+
+/**
+ * An attachment: an image as its thumbnail (its size from the metadata, so
+ * nothing moves as it loads) linking to the full image in a new tab; any
+ * other file as a chip, its name and size, that downloads it. The signed
+ * links come from `links(id, fresh)`; taken again when they run out.
+ */
+function attachmentView(attachment, links) {
+  const link = document.createElement('a');
+  link.dataset.attachmentId = attachment.id;
+  link.className = 'attachment';
+  let image = null;
+  if (attachment.thumbnail) {
+    link.classList.add('image');
+    link.target = '_blank';
+    link.rel = 'noopener';
+    image = document.createElement('img');
+    image.alt = attachment.name;
+    image.width = attachment.thumbnail.width;
+    image.height = attachment.thumbnail.height;
+    image.decoding = 'async';
+    link.append(image);
+  } else {
+    link.classList.add('file');
+    link.download = attachment.name;
+    link.append(span('name', attachment.name), span('size', formatSize(attachment.size)));
+  }
+  let expiresAt = 0;
+  let retried = false;
+  const load = async (fresh = false) => {
+    try {
+      const found = await links(attachment.id, fresh);
+      expiresAt = found.expiresAt * 1000;
+      link.href = found.url;
+      if (image && found.thumbnailUrl && image.getAttribute('src') !== found.thumbnailUrl) image.src = found.thumbnailUrl;
+    } catch {
+      // Shown without its link for now: pointing at it tries again.
+      expiresAt = 0;
+    }
+  };
+  // Links run out (in minutes): about to be used, a stale one is renewed.
+  const renew = () => {
+    if (Date.now() > expiresAt - 30_000) load(true);
+  };
+  link.addEventListener('pointerenter', renew);
+  link.addEventListener('focus', renew);
+  image?.addEventListener('error', () => {
+    if (retried) return;
+    retried = true;
+    load(true);
+  });
+  load();
+  return link;
 }
 
 /**
  * Shows a message once, in seq order, wherever it came from (a history page
  * and the stream can interleave). Returns false if it was already shown.
  */
-export function showInOrder(list, message, me, shown) {
+export function showInOrder(list, message, me, shown, links = null) {
   if (shown.has(message.id)) return false;
   shown.add(message.id);
-  const item = messageItem(message, me);
+  const item = messageItem(message, me, links);
   let next = null;
   for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
     if (node.dataset.seq === undefined || Number(node.dataset.seq) < message.seq) break;
@@ -98,6 +188,22 @@ export class Conversation {
   #hasMore = false;
   #loadingOlder = false;
   #empty;
+  /** Attachment id → its signed links: `{ promise, expiresAt }` (ms). */
+  #links = new Map();
+  #linksOf = (attachmentId, fresh = false) => {
+    const known = this.#links.get(attachmentId);
+    if (known && !fresh && (known.expiresAt === null || known.expiresAt - Date.now() > 60_000)) return known.promise;
+    const entry = { promise: null, expiresAt: null };
+    entry.promise = this.#api.attachmentLinks(attachmentId).then((links) => {
+      entry.expiresAt = links.expiresAt * 1000;
+      return links;
+    }, (error) => {
+      if (this.#links.get(attachmentId) === entry) this.#links.delete(attachmentId);
+      throw error;
+    });
+    this.#links.set(attachmentId, entry);
+    return entry.promise;
+  };
 
   /**
    * `list` is the `<ol>`; `empty` the text shown while it has no message.
@@ -190,7 +296,7 @@ export class Conversation {
     this.#versions.set(message.id, version);
     const item = this.#item(message.id);
     if (!item) return;
-    showVersion(item, version, this.#me);
+    showVersion(item, version, this.#me, this.#linksOf);
     // Deleted (by someone else, or another tab): nothing left to edit or delete.
     if (version.deletedAt) {
       this.#closeEditor(item);
@@ -267,7 +373,7 @@ export class Conversation {
     const known = this.#versions.get(message.id);
     const version = newerVersion(known, message);
     this.#versions.set(message.id, version);
-    if (showInOrder(this.#list, version, this.#me, this.#shown)) return true;
+    if (showInOrder(this.#list, version, this.#me, this.#shown, this.#linksOf)) return true;
     if (version !== known) this.change(version);
     return false;
   }
@@ -421,38 +527,83 @@ export class Conversation {
   }
 }
 
+/** Why an upload failed, in a few words for people. */
+export function uploadProblem(error) {
+  switch (error?.code) {
+    case 'attachment_too_large': {
+      // The server's message names its limit: "… the limit of 26214400 bytes".
+      const limit = /(\d+) bytes/.exec(error.message ?? '');
+      return limit ? `File too large (max ${formatSize(Number(limit[1]))})` : 'File too large';
+    }
+    case 'attachment_type_not_allowed': return 'This file type is not allowed';
+    case 'empty_file': return 'This file is empty';
+    case 'room_closed': return 'This conversation is closed';
+    case 'room_not_found': return 'This conversation is no longer available';
+    default: break;
+  }
+  if (error?.status === 429) return 'Too many uploads at once: retry in a moment';
+  if (!error?.status) return 'Not uploaded: the server could not be reached';
+  return `Not uploaded: ${error.message}`;
+}
+
+/** The most files one message carries (the server's limit). */
+const FILES_PER_MESSAGE = 10;
+let uploadCount = 0;
+
 /**
  * The send form: Enter sends (Shift+Enter is a new line). The text stays in
  * the box until the server has stored it; the client retries a send whose
  * outcome is unknown with the same clientId; if it finally fails, the text
  * stays, with what went wrong and a Retry button that sends it again as the
  * same message to the same room (stored once, whatever happened before).
+ *
+ * Files to send with it are chosen (the Attach button), pasted into the box
+ * (a screenshot) or dropped on the `dropZone`; each uploads at once, listed
+ * above the box with its progress and a Cancel, then Remove; a failed one
+ * says why, with Retry and Remove. Send sends the text with the files
+ * uploaded by then (the box may then be empty); the others stay listed.
  */
 export class Composer {
   #form;
   #box;
   #button;
+  #attach;
+  #picker;
+  #tray;
   #problem;
   #send;
   #room;
-  /** The message in the box: `{ text, clientId, roomId }`. */
+  #upload;
+  /** The message in the box: `{ text, clientId, roomId, attachmentIds, key }`. */
   #pending = null;
+  /** The files listed above the box, in order: see `#addFile`. */
+  #uploads = [];
 
   /**
-   * `send(text, clientId, roomId)` resolves with the stored message; `room()`
-   * says which room the box writes to now.
+   * `send(text, clientId, roomId, attachmentIds)` resolves with the stored
+   * message; `room()` says which room the box writes to now; `upload(file,
+   * { onProgress, signal }, roomId)` resolves with the file's Attachment
+   * (without it, no files); `dropZone` takes dropped files.
    */
-  constructor({ form, send, room = () => null }) {
+  constructor({ form, send, room = () => null, upload = null, dropZone = null }) {
     this.#form = form;
     this.#box = form.querySelector('textarea');
     this.#button = form.querySelector('button[type=submit], button:not([type])');
+    this.#attach = form.querySelector('.attach');
+    this.#picker = form.querySelector('input[type=file]');
     this.#send = send;
     this.#room = room;
+    this.#upload = upload;
     this.#problem = document.createElement('p');
     this.#problem.className = 'problem';
     this.#problem.setAttribute('role', 'alert');
     this.#problem.hidden = true;
     form.before(this.#problem);
+    this.#tray = document.createElement('ul');
+    this.#tray.className = 'uploads';
+    this.#tray.setAttribute('aria-label', 'Files to send');
+    this.#tray.hidden = true;
+    this.#problem.before(this.#tray);
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       this.submit();
@@ -464,24 +615,48 @@ export class Composer {
         this.submit();
       }
     });
+    if (!upload) {
+      if (this.#attach) this.#attach.hidden = true;
+      return;
+    }
+    this.#attach?.addEventListener('click', () => this.#picker?.click());
+    this.#picker?.addEventListener('change', () => {
+      this.addFiles([...this.#picker.files]);
+      this.#picker.value = '';
+    });
+    // A pasted image (a screenshot) is a file to send; pasted text stays text.
+    this.#box.addEventListener('paste', (event) => {
+      const data = event.clipboardData;
+      const files = [...(data?.files ?? [])];
+      if (files.length === 0 || data.getData('text/plain')) return;
+      event.preventDefault();
+      this.addFiles(files);
+    });
+    if (dropZone) this.#takeDrops(dropZone);
   }
 
   enable() {
     this.#box.disabled = false;
     this.#button.disabled = false;
+    if (this.#attach) this.#attach.disabled = false;
   }
 
   disable() {
     this.#box.disabled = true;
     this.#button.disabled = true;
+    if (this.#attach) this.#attach.disabled = true;
   }
 
   focus() {
     this.#box.focus();
   }
 
-  /** Another room is open: what failed in the last one is no longer this box's. */
+  /** Another room is open: what failed in the last one is no longer this box's, nor are its files. */
   switched() {
+    const sending = new Set(this.#form.dataset.state === 'sending' ? this.#pending?.attachmentIds ?? [] : []);
+    for (const upload of [...this.#uploads]) {
+      if (!sending.has(upload.attachment?.id)) this.#remove(upload);
+    }
     if (this.#form.dataset.state === 'sending') return;
     this.#pending = null;
     this.#problem.hidden = true;
@@ -496,34 +671,49 @@ export class Composer {
     if (!this.#pending || message.clientId !== this.#pending.clientId) return;
     this.#pending.arrived = true;
     if (this.#form.dataset.state === 'sending') return; // its send settles it
-    this.#settled(this.#pending.text);
+    this.#settled(this.#pending);
+  }
+
+  /** Uploads files to send with the next message (while the box may be used). */
+  addFiles(files) {
+    if (!this.#upload || this.#box.disabled) return;
+    for (const file of files) this.#addFile(file);
   }
 
   async submit() {
     const text = this.#box.value;
-    if (!text.trim() || this.#form.dataset.state === 'sending') return;
+    if (this.#form.dataset.state === 'sending') return;
     const roomId = this.#room();
-    // The same text to the same room again is the same message: it keeps its
-    // clientId. A message written before its room existed goes to the room
-    // its first try created.
+    const ready = this.#uploads
+      .filter((upload) => upload.state === 'done' && upload.roomId === roomId)
+      .slice(0, FILES_PER_MESSAGE);
+    if (!text.trim() && ready.length === 0) return;
+    // A message of files alone has no body (not even blanks).
+    const body = text.trim() ? text : '';
+    const attachmentIds = ready.map((upload) => upload.attachment.id);
+    const key = `${text}\u0000${attachmentIds.join(' ')}`;
+    // The same text and files to the same room again is the same message:
+    // it keeps its clientId. A message written before its room existed goes
+    // to the room its first try created.
     const sameRoom = this.#pending?.roomId === roomId || this.#pending?.roomId === null;
-    if (this.#pending?.text !== text || !sameRoom) {
-      this.#pending = { text, clientId: newClientId(), roomId };
+    if (this.#pending?.key !== key || !sameRoom) {
+      this.#pending = { text, clientId: newClientId(), roomId, attachmentIds, key };
     }
     this.#pending.roomId = roomId;
-    const { clientId } = this.#pending;
+    const pending = this.#pending;
     this.#form.dataset.state = 'sending';
     this.#box.readOnly = true;
     this.#button.disabled = true;
     this.#button.textContent = 'Sending…';
     this.#problem.hidden = true;
+    for (const upload of ready) this.#show(upload);
     try {
-      await this.#send(text, clientId, roomId);
-      this.#settled(text);
+      await this.#send(body, pending.clientId, roomId, attachmentIds);
+      this.#settled(pending);
     } catch (error) {
-      if (this.#pending?.arrived) {
+      if (pending.arrived) {
         // Every answer was lost, but the message itself came back: stored.
-        this.#settled(text);
+        this.#settled(pending);
       } else {
         this.#form.dataset.state = 'failed';
         this.#showProblem(error);
@@ -533,13 +723,17 @@ export class Composer {
       // Disabled meanwhile (the room was deleted): it stays so.
       this.#button.disabled = this.#box.disabled;
       this.#button.textContent = 'Send';
+      for (const upload of ready) if (upload.item.isConnected) this.#show(upload);
       this.#box.focus();
     }
   }
 
-  #settled(text) {
-    this.#pending = null;
-    if (this.#box.value === text) this.#box.value = '';
+  #settled(pending) {
+    if (this.#pending === pending) this.#pending = null;
+    if (this.#box.value === pending.text) this.#box.value = '';
+    // Its files went with it.
+    const sent = new Set(pending.attachmentIds);
+    for (const upload of [...this.#uploads]) if (sent.has(upload.attachment?.id)) this.#remove(upload);
     this.#problem.hidden = true;
     delete this.#form.dataset.state;
   }
@@ -557,5 +751,119 @@ export class Composer {
     retry.addEventListener('click', () => this.submit());
     this.#problem.replaceChildren(text, ' ', retry);
     this.#problem.hidden = false;
+  }
+
+  /** Files dragged over the zone may be dropped there; it says so while they hover. */
+  #takeDrops(zone) {
+    const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes('Files');
+    zone.addEventListener('dragover', (event) => {
+      if (!carriesFiles(event) || this.#box.disabled) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = 'copy';
+      zone.classList.add('dropping');
+    });
+    zone.addEventListener('dragleave', (event) => {
+      if (!zone.contains(event.relatedTarget)) zone.classList.remove('dropping');
+    });
+    zone.addEventListener('drop', (event) => {
+      zone.classList.remove('dropping');
+      if (!carriesFiles(event) || this.#box.disabled) return;
+      event.preventDefault();
+      this.addFiles([...event.dataTransfer.files]);
+    });
+  }
+
+  /**
+   * A file to send: `state` is `uploading` (with `loaded` of `total` bytes,
+   * cancelled by `controller`), `done` (its `attachment`, uploaded into
+   * `roomId`) or `failed` (its `error`).
+   */
+  #addFile(file) {
+    uploadCount += 1;
+    const item = document.createElement('li');
+    item.className = 'upload';
+    const upload = { file, item, key: `upload-${uploadCount}`, state: 'uploading', roomId: null };
+    this.#uploads.push(upload);
+    this.#tray.append(item);
+    this.#tray.hidden = false;
+    this.#start(upload);
+  }
+
+  async #start(upload) {
+    const controller = new AbortController();
+    Object.assign(upload, {
+      state: 'uploading', controller, loaded: 0, total: upload.file.size, error: null, roomId: this.#room(),
+    });
+    this.#show(upload);
+    const onProgress = ({ loaded, total }) => {
+      if (upload.controller !== controller) return;
+      upload.loaded = loaded;
+      upload.total = total;
+      const bar = upload.item.querySelector('progress');
+      if (bar) {
+        bar.max = Math.max(total, 1);
+        bar.value = Math.min(loaded, bar.max);
+      }
+    };
+    try {
+      const attachment = await this.#upload(upload.file, { onProgress, signal: controller.signal }, upload.roomId);
+      if (upload.controller !== controller) return;
+      // A room made for the first file (the widget's) is the room now.
+      upload.roomId ??= this.#room();
+      Object.assign(upload, { state: 'done', attachment, controller: null });
+    } catch (error) {
+      if (upload.controller !== controller || controller.signal.aborted) return;
+      Object.assign(upload, { state: 'failed', error, controller: null });
+    }
+    const focused = upload.item.contains(document.activeElement);
+    this.#show(upload);
+    if (focused) upload.item.querySelector('button')?.focus();
+  }
+
+  #remove(upload) {
+    upload.controller?.abort();
+    upload.controller = null;
+    upload.item.remove();
+    this.#uploads = this.#uploads.filter((other) => other !== upload);
+    this.#tray.hidden = this.#uploads.length === 0;
+  }
+
+  /** An upload's line: its name and size, then its progress, or why it failed, and what may be done. */
+  #show(upload) {
+    const { item, file, key, state } = upload;
+    item.dataset.state = state;
+    const name = span('upload-name', upload.attachment?.name ?? (file.name || 'file'));
+    name.id = `${key}-name`;
+    const parts = [name, span('upload-size', formatSize(file.size))];
+    const action = (className, text, onClick) => {
+      const control = button(className, text, onClick);
+      control.setAttribute('aria-describedby', name.id);
+      return control;
+    };
+    const removeAndFocus = () => {
+      this.#remove(upload);
+      this.#box.focus();
+    };
+    if (state === 'uploading') {
+      const bar = document.createElement('progress');
+      bar.max = Math.max(upload.total, 1);
+      bar.value = Math.min(upload.loaded, bar.max);
+      bar.setAttribute('aria-label', `Uploading ${name.textContent}`);
+      parts.push(bar, action('upload-cancel', 'Cancel', removeAndFocus));
+    } else if (state === 'failed') {
+      const why = span('upload-error', uploadProblem(upload.error));
+      why.setAttribute('role', 'alert');
+      parts.push(why, action('upload-retry', 'Retry', () => {
+        this.#start(upload);
+        upload.item.querySelector('button')?.focus();
+      }), action('upload-remove', 'Remove', removeAndFocus));
+    } else {
+      const sending = this.#form.dataset.state === 'sending' && this.#pending?.attachmentIds.includes(upload.attachment.id);
+      parts.push(span('upload-ready', sending ? 'Sending…' : 'Ready'));
+      const remove = action('upload-remove', 'Remove', removeAndFocus);
+      remove.disabled = Boolean(sending);
+      parts.push(remove);
+    }
+    item.replaceChildren(...parts);
   }
 }

@@ -2,7 +2,8 @@
 // newest room, and creates one only when they first send a message, so
 // signing in never leaves an empty room behind. The user may edit or delete
 // their last message, and sees "Seen" under their newest message someone
-// else (an agent) has read. It says "Agent is typing…" while someone else
+// else (an agent) has read. The user may send files (attached, pasted or
+// dropped), shown as thumbnails or chips. It says "Agent is typing…" while someone else
 // types in the room, and tells the room when the user types. A room an
 // agent deletes says so in place of its messages, and takes no more.
 
@@ -32,16 +33,30 @@ const conversation = new Conversation({
   controls: (message, lastOwn) => (lastOwn ? ['edit', 'delete'] : []),
   seen: (message) => message.authorId === me && seenBy(readCursors, message).length > 0,
 });
+/** The user's room, made (once, however many ask at a time) when they first send or attach. */
+let making = null;
+function ensureRoom() {
+  if (roomId) return Promise.resolve(roomId);
+  making ??= (async () => {
+    try {
+      await openRoom(await findOrCreateRoom());
+      return roomId;
+    } finally {
+      making = null;
+    }
+  })();
+  return making;
+}
+
 const composer = new Composer({
   form: $('send'),
   room: () => roomId,
-  send: async (text, clientId, room) => {
+  dropZone: document.querySelector('.widget'),
+  upload: async (file, options) => api.upload(await ensureRoom(), file, options),
+  send: async (text, clientId, room, attachments) => {
     typingSender.stop();
-    if (!room) {
-      await openRoom(await findOrCreateRoom());
-      room = roomId;
-    }
-    conversation.add(await api.send(room, text, { clientId }));
+    if (!room) room = await ensureRoom();
+    conversation.add(await api.send(room, text, { clientId, attachments }));
   },
 });
 

@@ -13,6 +13,8 @@ use crate::config::{AttachmentStorage, Config};
 use crate::error::{Error, Result};
 use crate::model::{Attachment, AttachmentId, Caller, RoomId, Thumbnail};
 use crate::store::{Store, Upload};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::{Bytes, BytesMut};
 use content::{SNIFF_BYTES, clean_name, disposition, is_raster_image, sniff};
 use futures::StreamExt;
@@ -421,7 +423,13 @@ impl Attachments {
         signature: &str,
     ) -> Result<Upload> {
         let now = crate::model::Timestamp::now().unix_ms() / 1000;
-        let valid = expires >= now && self.sign(id, variant, expires) == signature;
+        // Compared in constant time, by the MAC itself.
+        let valid = expires >= now
+            && URL_SAFE_NO_PAD
+                .decode(signature)
+                .ok()
+                .zip(self.mac(id, variant, expires))
+                .is_some_and(|(signature, mac)| mac.verify_slice(&signature).is_ok());
         if !valid {
             return Err(Error::forbidden(
                 "invalid_link",
@@ -448,7 +456,10 @@ impl Attachments {
     ) -> (String, i64) {
         let now = crate::model::Timestamp::now().unix_ms() / 1000;
         let expires = now + lifetime.as_secs() as i64;
-        let signature = self.sign(id, variant, expires);
+        let signature = self
+            .mac(id, variant, expires)
+            .map(|mac| URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+            .unwrap_or_default();
         (
             format!(
                 "/api/chat/attachments/{id}/content?variant={}&expires={expires}&signature={signature}",
@@ -458,16 +469,12 @@ impl Attachments {
         )
     }
 
-    fn sign(&self, id: &AttachmentId, variant: Variant, expires: i64) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.link_key) else {
-            return String::new();
-        };
+    /// The MAC of a link to `variant` of `id` until `expires`. (HMAC takes
+    /// a key of any length: there is always one.)
+    fn mac(&self, id: &AttachmentId, variant: Variant, expires: i64) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.link_key).ok()?;
         mac.update(format!("{id}\n{}\n{expires}", variant.name()).as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        Some(mac)
     }
 
     /// What a download of `variant` of `upload` answers: a redirect to the

@@ -302,7 +302,8 @@ impl BlobStore for S3 {
         if let Ok(error) = failed_rx.try_recv() {
             return Err(BlobError::Upload(error));
         }
-        let response = sent.map_err(|e| BlobError::Store(e.to_string()))?;
+        // Without the URL: a presigned one is a credential while it lasts.
+        let response = sent.map_err(|e| BlobError::Store(e.without_url().to_string()))?;
         if !response.status().is_success() {
             return Err(BlobError::Store(format!(
                 "the bucket answered a PUT with {}",

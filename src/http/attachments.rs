@@ -310,7 +310,7 @@ struct LinkParams {
     variant: String,
     /// Unix seconds.
     expires: i64,
-    #[param(pattern = "^[0-9a-f]{64}$")]
+    #[param(pattern = "^[A-Za-z0-9_-]{43}$")]
     signature: String,
 }
 

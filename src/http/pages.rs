@@ -39,6 +39,7 @@ macro_rules! sdk_module {
 const SDK: &[(&str, &str, &str)] = &[
     sdk_module!("chat-client.js"),
     sdk_module!("src/api.js"),
+    sdk_module!("src/attachments.js"),
     sdk_module!("src/common.js"),
     sdk_module!("src/lifecycle.js"),
     sdk_module!("src/messages.js"),

@@ -15,6 +15,7 @@ on_both_stores!(
     room_creation_and_membership_changes_are_limited_per_user,
     marking_read_is_limited_per_user_and_a_read_that_moves_nothing_waits_for_no_write,
     tokens_living_longer_than_the_maximum_are_refused,
+    uploads_are_limited_per_user_across_instances,
 );
 
 fn limited(figment: figment::Figment, name: &str, rate: u32, burst: u32) -> figment::Figment {
@@ -240,4 +241,50 @@ impl Held {
         }
         .unwrap();
     }
+}
+
+/// On PostgreSQL the budget is the cluster's: a second instance spends
+/// from the same one (on SQLite, one instance, it is the process's).
+async fn uploads_are_limited_per_user_across_instances(backend: Backend) {
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let app = TestApp::spawn_with(backend, |f| limited(f, "upload", 1, 2)).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "files", &[]).await;
+    let sibling = match postgres {
+        true => Some(app.sibling_with(|f| limited(f, "upload", 1, 2)).await),
+        false => None,
+    };
+    let upload = |address: &str| {
+        let request = app
+            .http
+            .post(format!(
+                "{address}/api/chat/rooms/{room}/attachments?name=a.txt"
+            ))
+            .bearer_auth(&alice)
+            .body("some text");
+        async move { send(request).await }
+    };
+    let (status, body) = upload(&app.address).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = sibling
+        .as_ref()
+        .map_or(&app.address, |other| &other.address);
+    let (status, body) = upload(second).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for address in [&app.address, second] {
+        assert_error(
+            upload(address).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+        );
+    }
+    // Another user's budget is their own.
+    let (status, _) = send(
+        app.http
+            .post(app.url(&format!("/api/chat/rooms/{room}/attachments?name=b.txt")))
+            .bearer_auth(admin("agent"))
+            .body("other text"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
 }

@@ -23,7 +23,8 @@
 //   - lifecycle.js: pausing in hidden tabs, and offline;
 // - messages.js: versions of a message, seen receipts;
 // - unread.js, rooms.js: exact unread counts, and every room live;
-// - presence.js, typing.js: who is online, who types.
+// - presence.js, typing.js: who is online, who types;
+// - attachments.js: uploading files (ChatApi's `upload`), and their links.
 // The types are in types/chat-client.d.ts, checked against this code by tsc
 // (test/types.test.mjs).
 

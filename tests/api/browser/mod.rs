@@ -4,11 +4,13 @@
 //! often behind a test proxy that breaks the network on demand, or behind
 //! nginx through a rolling restart; edits, deletions and seen receipts
 //! between the two pages; typing and presence between them, across two
-//! instances too; and the client package's own tests under Node.
+//! instances too; files (a pasted screenshot, a refused upload) between
+//! them; and the client package's own tests under Node.
 //!
 //! Where Chromium, Node or npm is missing these tests say loudly that they
 //! were skipped; with `CHAT_TEST_REQUIRE_BROWSER` set (CI) they fail instead.
 
+mod attachments;
 mod edits;
 mod fallback;
 mod inbox;

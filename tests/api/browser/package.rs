@@ -15,10 +15,13 @@ async fn the_client_package_passes_its_tests_under_node_against_a_real_server() 
     if !web_packages_installed(test) {
         return;
     }
-    let server = ServerProcess::start(&Backend::Sqlite, &SERVER_ENV).await;
+    // A small upload limit, which the attachments' tests pass.
+    let max_bytes = ("CHAT_ATTACHMENT_MAX_BYTES", "200000");
+    let server = ServerProcess::start(&Backend::Sqlite, &[SERVER_ENV[0], max_bytes]).await;
     let output = tokio::process::Command::new(node)
         .args(["--test", "web/sdk/test/"])
         .env("CHAT_SERVER_URL", &server.address)
+        .env(max_bytes.0, max_bytes.1)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .await

@@ -3,11 +3,14 @@
 // are retried) and its errors, `ChatError` and `SendError`.
 
 import { DEFAULTS, defaultEnvironment, newClientId, retryDelay } from './common.js';
+import { attachmentLinks, upload } from './attachments.js';
 
 /** @typedef {import('../types/chat-client.js').ChatApiOptions} ChatApiOptions */
 /** @typedef {import('../types/chat-client.js').SendOptions} SendOptions */
 /** @typedef {import('../types/chat-client.js').Environment} Environment */
 /** @typedef {import('../types/chat-client.js').ChatErrorOptions} ChatErrorOptions */
+/** @typedef {import('../types/chat-client.js').UploadBody} UploadBody */
+/** @typedef {import('../types/chat-client.js').UploadOptions} UploadOptions */
 
 /**
  * A failed request. `status` is 0 when no answer came (a network error or a
@@ -222,6 +225,8 @@ export class ChatApi {
    * unknown (no answer, a timeout, 408, 429, 5xx) is tried again with the
    * same one, after a jittered backoff, up to `sendAttempts` times. Rejects
    * with a SendError carrying the `clientId`: pass it to retry later.
+   * `attachments` sends the caller's uploads into the room (ids from
+   * `upload`, at most 10) with it; `body` may then be empty.
    * @param {string} roomId
    * @param {string} body
    * @param {SendOptions | string} [options]
@@ -229,13 +234,14 @@ export class ChatApi {
   async send(roomId, body, options = {}) {
     if (typeof options === 'string') options = { clientId: options };
     const clientId = options.clientId ?? newClientId(this.#env.random);
+    const attachments = options.attachments?.length ? { attachments: [...options.attachments] } : {};
     const path = `/api/chat/rooms/${encodeURIComponent(roomId)}/messages`;
     // An earlier try may have been stored: the clientId says which message it was.
     /** @param {unknown} cause */
     const cancelled = (cause) => new SendError(new ChatError('the send was cancelled', { cause }), clientId);
     for (let attempt = 0; ; attempt += 1) {
       try {
-        return await this.request('POST', path, { body, clientId }, {
+        return await this.request('POST', path, { body, clientId, ...attachments }, {
           timeout: this.options.sendTimeout,
           signal: options.signal,
         });
@@ -253,6 +259,31 @@ export class ChatApi {
         }
       }
     }
+  }
+
+  /**
+   * Uploads a file into a room, to send with a message (`send`'s
+   * `attachments`): resolves with the Attachment; rejects with a ChatError
+   * (413 `attachment_too_large`, 415 `attachment_type_not_allowed`, 422
+   * `empty_file`, 409 `room_closed`, 429…), or with an `AbortError` once
+   * `signal` aborts. In a browser `onProgress({ loaded, total })` follows
+   * the bytes as they leave. See src/attachments.js.
+   * @param {string} roomId
+   * @param {UploadBody} file
+   * @param {UploadOptions} [options]
+   */
+  upload(roomId, file, options = {}) {
+    return upload(this, roomId, file, options);
+  }
+
+  /**
+   * Signed links to an attachment (`url`) and its thumbnail (`thumbnailUrl`,
+   * images only), absolute, needing no token until `expiresAt` (Unix
+   * seconds, about ten minutes on): for `<img src>` and `<a href>`.
+   * @param {string} attachmentId
+   */
+  attachmentLinks(attachmentId) {
+    return attachmentLinks(this, attachmentId);
   }
 
   /**

@@ -21,6 +21,56 @@ export interface Message {
   /** A deleted message is a tombstone: `body` is '', and these say when and by whom. */
   deletedAt?: string;
   deletedBy?: string;
+  /** The files sent with it, in the order given; absent when none, and once it is deleted. */
+  attachments?: Attachment[];
+}
+
+/** An image attachment's thumbnail (a PNG, at most 320 pixels a side). */
+export interface Thumbnail {
+  width: number;
+  height: number;
+}
+
+/**
+ * A file uploaded into a room (`ChatApi.upload`), as a message carries it.
+ * Its bytes are at `GET /api/chat/attachments/{id}` (with the token), or at
+ * the signed links of `ChatApi.attachmentLinks`.
+ */
+export interface Attachment {
+  id: string;
+  /** The uploader's file name, cleaned. */
+  name: string;
+  /** In bytes. */
+  size: number;
+  /** Sniffed from the bytes by the server. */
+  contentType: string;
+  /** A raster image's size in pixels (png, jpeg, gif, webp). */
+  width?: number;
+  height?: number;
+  /** An image's thumbnail, if it has one. */
+  thumbnail?: Thumbnail;
+}
+
+/** `ChatApi.attachmentLinks`: links that need no token, absolute. */
+export interface AttachmentLinks {
+  /** The file (images open inline, anything else downloads). */
+  url: string;
+  /** Its thumbnail's, for images only. */
+  thumbnailUrl?: string;
+  /** When the links stop working, in Unix seconds. */
+  expiresAt: number;
+}
+
+/** What `ChatApi.upload` sends: a Blob or File, or bytes (an ArrayBuffer, a Uint8Array or Buffer). */
+export type UploadBody = Blob | ArrayBuffer | Uint8Array;
+
+export interface UploadOptions {
+  /** The file's name; a File's own by default. */
+  name?: string;
+  /** As the bytes leave (in a browser; elsewhere at the start and the end). */
+  onProgress?(progress: { loaded: number; total: number }): void;
+  /** Cancels the upload: it rejects with the signal's reason (an `AbortError`). */
+  signal?: AbortSignal;
 }
 
 export interface Room {
@@ -355,6 +405,8 @@ export declare class SendError extends ChatError {
 export interface SendOptions {
   /** The message's idempotency key; made when absent. Keep it to retry. */
   clientId?: string;
+  /** Ids of the caller's uploads into the room (`ChatApi.upload`), at most 10: the body may then be empty. */
+  attachments?: string[];
   signal?: AbortSignal;
   onRetry?(retry: { attempt: number; error: ChatError; clientId: string }): void;
 }
@@ -373,8 +425,17 @@ export declare class ChatApi {
   /** The caller is its first member. Naming others is for admins (unless the server sets `members_add_others`): otherwise a ChatError, 403 `cannot_add_others`, and nothing is created. */
   createRoom(name: string, memberIds?: string[]): Promise<Room>;
   messages(roomId: string, query?: { before?: number; after?: number; limit?: number } | string): Promise<MessagesSnapshot>;
-  /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. */
+  /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. With `attachments`, the body may be empty; an id that is not the caller's unsent upload into the room is 422 `attachment_unavailable`. */
   send(roomId: string, body: string, options?: SendOptions | string): Promise<Message>;
+  /**
+   * Uploads a file into a room, to send with a message by its id. Rejects
+   * with a ChatError: 413 `attachment_too_large`, 415
+   * `attachment_type_not_allowed`, 422 `empty_file`, 409 `room_closed`,
+   * 404 `room_not_found`, 429; or, cancelled, with the signal's reason.
+   */
+  upload(roomId: string, file: UploadBody, options?: UploadOptions): Promise<Attachment>;
+  /** Signed links to an attachment and its thumbnail, absolute, valid about ten minutes. */
+  attachmentLinks(attachmentId: string): Promise<AttachmentLinks>;
   /** Its author within the edit window, or an admin. Rejects with a ChatError: 403 `not_author` or `edit_window_closed`, 409 `message_deleted`, 422 `invalid_body`. */
   editMessage(roomId: string, messageId: string, body: string): Promise<Message>;
   /** Its author, or an admin: resolves with the tombstone, the same one if deleted already. */

@@ -3,7 +3,7 @@
 import {
   ChatApi, ChatError, ChatRooms, ChatStream, DEFAULTS, Presence, SendError, SseParser, Typing, TypingSender,
   UnreadCounter, backoffDelay, isNewerId, jittered, newClientId, newerVersion, retryDelay, roomAfter, seenBy,
-  tokenClaims, type Environment, type Message, type RoomsSnapshot, type Status, type StreamData,
+  tokenClaims, type Attachment, type Environment, type Message, type RoomsSnapshot, type Status, type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -74,3 +74,13 @@ console.log(
 );
 // The React hook's types need no DOM either (React itself is the app's).
 console.log(typeof useChatUnread);
+
+// Uploads from Node: bytes (a Buffer) or a Blob, no DOM.
+async function attachReport(roomId: string): Promise<void> {
+  const api = new ChatApi({ baseUrl, getToken });
+  const attachment: Attachment = await api.upload(roomId, Buffer.from('a report'), { name: 'report.txt' });
+  const again: Attachment = await api.upload(roomId, new Blob(['a report']), { name: 'report.txt' });
+  const message: Message = await api.send(roomId, 'the reports', { attachments: [attachment.id, again.id] });
+  console.log(message.attachments?.length, (await api.attachmentLinks(attachment.id)).url);
+}
+void attachReport;

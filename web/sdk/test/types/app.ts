@@ -2,7 +2,8 @@
 import {
   ChatApi, ChatError, ChatRooms, ChatStream, Presence, SendError, Typing, TypingSender, UnreadCounter, newClientId,
   newerVersion, roomAfter, seenBy, type Agent, type DeletedRoom, type InboxSummary, type Message, type SignalData,
-  type Room, type RoomChange, type Status, type StreamData,
+  type Room, type RoomChange, type Status, type StreamData, type Attachment, type AttachmentLinks, type Thumbnail,
+  type UploadOptions,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -112,3 +113,29 @@ sender.input();
 sender.stop();
 void live.api.typing('r1', false);
 void live.api.presence(['alice']).then(({ version, users }) => console.log(version, users[0]?.online));
+
+// Attachments: a File from an input or a paste, uploaded with progress and a
+// way to cancel, sent with a message, shown by its signed links.
+async function attach(roomId: string, file: File, cancel: AbortController): Promise<Message | null> {
+  try {
+    const attachment: Attachment = await api.upload(roomId, file, {
+      name: file.name,
+      signal: cancel.signal,
+      onProgress: ({ loaded, total }) => console.log(loaded / total),
+    });
+    const thumbnail: Thumbnail | undefined = attachment.thumbnail;
+    console.log(attachment.contentType, attachment.size, attachment.width ?? 0, thumbnail?.height ?? 0);
+    const message: Message = await api.send(roomId, '', { attachments: [attachment.id] });
+    for (const sent of message.attachments ?? []) {
+      const links: AttachmentLinks = await api.attachmentLinks(sent.id);
+      console.log(links.url, links.thumbnailUrl ?? '', links.expiresAt);
+    }
+    return message;
+  } catch (error) {
+    if (error instanceof ChatError && error.code === 'attachment_too_large') console.log(error.status);
+    return null;
+  }
+}
+void attach;
+const uploadOptions: UploadOptions = {};
+console.log(uploadOptions);
