@@ -419,21 +419,24 @@ async fn accept_failed(error: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// A URI fit for logs: the value of any `access_token` query parameter is hidden.
+/// Query parameters that are credentials: a token, and a download link's
+/// signature (the link works without a token until it expires).
+const SECRET_PARAMETERS: [&str; 2] = ["access_token", "signature"];
+
+/// A URI fit for logs: the values of credentials in its query are hidden.
 pub fn redact(uri: &Uri) -> String {
     let Some(query) = uri.query() else {
         return uri.path().to_owned();
     };
-    let query: Vec<&str> = query
+    let query: Vec<String> = query
         .split('&')
         .map(|pair| {
-            let is_token = form_urlencoded::parse(pair.as_bytes())
+            let secret = form_urlencoded::parse(pair.as_bytes())
                 .next()
-                .is_some_and(|(name, _)| name == "access_token");
-            if is_token {
-                "access_token=[redacted]"
-            } else {
-                pair
+                .and_then(|(name, _)| SECRET_PARAMETERS.into_iter().find(|s| name == *s));
+            match secret {
+                Some(name) => format!("{name}=[redacted]"),
+                None => pair.to_owned(),
             }
         })
         .collect();
@@ -455,5 +458,12 @@ mod tests {
             "/api/chat/sse?roomId=1&access_token=[redacted]&x=2&access_token=[redacted]"
         );
         assert!(!logged.contains("abc") && !logged.contains("ghi"));
+        let link: Uri = "/api/chat/attachments/x/content?variant=original&expires=9&signature=s1G"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redact(&link),
+            "/api/chat/attachments/x/content?variant=original&expires=9&signature=[redacted]"
+        );
     }
 }

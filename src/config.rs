@@ -360,11 +360,17 @@ impl Config {
         if self.attachment_max_bytes == 0 {
             return Err("attachment_max_bytes must be at least 1".to_owned());
         }
-        if self.attachment_url_lifetime.0 < Duration::from_secs(10)
+        if self.attachment_orphan_ttl.0 <= self.attachment_url_lifetime.0 {
+            // A direct upload's PUT must be over before it can be swept.
+            return Err(
+                "attachment_orphan_ttl must be longer than attachment_url_lifetime".to_owned(),
+            );
+        }
+        if self.attachment_url_lifetime.0 < Duration::from_secs(1)
             || self.attachment_url_lifetime.0 > Duration::from_secs(7 * 24 * 3600)
         {
             // S3 signs for a week at most.
-            return Err("attachment_url_lifetime must be between 10s and 7d".to_owned());
+            return Err("attachment_url_lifetime must be between 1s and 7d".to_owned());
         }
         match self.attachment_storage {
             AttachmentStorage::S3 => {

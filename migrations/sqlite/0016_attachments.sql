@@ -16,7 +16,10 @@ CREATE TABLE attachments (
     thumb_width   INTEGER,
     thumb_height  INTEGER,
     created_at    INTEGER NOT NULL,
-    stored_at     INTEGER
+    stored_at     INTEGER,
+    -- A direct upload's: until when its presigned PUT works (a PUT may
+    -- come until then, so its staging object is deleted only after).
+    direct_until  INTEGER
 );
 CREATE INDEX attachments_by_message ON attachments (message_id) WHERE message_id IS NOT NULL;
 -- The orphan sweep's, and an erasure's of what a user uploaded and never sent.
@@ -27,11 +30,12 @@ CREATE INDEX attachments_by_room ON attachments (room_id);
 -- Each message's attachments, as its events carry them: a JSON array,
 -- NULL for none (and for a deleted message).
 ALTER TABLE messages ADD COLUMN attachments TEXT;
--- Blobs to delete (an attachment's file and its thumbnail): the row goes
--- in with the change that orphans them, the blobs go after, retried until
--- gone, so a crash between the two never leaks a file.
+-- Blobs to delete (an attachment's file, its thumbnail, a direct upload's
+-- staging object), by key: the rows go in with the change that orphans
+-- them, the blobs go after, retried until gone, so a crash between the two
+-- never leaks a file.
 CREATE TABLE blob_deletions (
-    attachment_id TEXT    PRIMARY KEY NOT NULL,
+    blob_key      TEXT    PRIMARY KEY NOT NULL,
     -- When a worker may take it (again): a claim pushes it forward by a
     -- lease, so an instance killed mid-deletion leaves it to another.
     due_at        INTEGER NOT NULL,

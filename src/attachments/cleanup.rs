@@ -5,9 +5,8 @@
 //! comes due again after the lease; one whose blobs are gone already
 //! succeeds, so retrying is always safe.
 
-use super::Variant;
 use super::storage::BlobStore;
-use crate::model::{AttachmentId, Timestamp};
+use crate::model::Timestamp;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,20 +80,14 @@ async fn pass(store: &dyn Store, blobs: &dyn BlobStore, orphan_ttl: Duration) ->
     full
 }
 
-/// Deletes the blobs of `ids` (queued already), and their queue entries
+/// Deletes the blobs `keys` (queued already), and their queue entries
 /// once gone; those that fail stay queued.
-pub async fn delete_blobs(store: &dyn Store, blobs: &dyn BlobStore, ids: Vec<AttachmentId>) {
-    let mut deleted = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut gone = true;
-        for variant in [Variant::Thumbnail, Variant::Original] {
-            if let Err(error) = blobs.delete(&variant.key(&id)).await {
-                tracing::warn!(%error, attachment = %id, "could not delete a blob; will retry");
-                gone = false;
-            }
-        }
-        if gone {
-            deleted.push(id);
+pub async fn delete_blobs(store: &dyn Store, blobs: &dyn BlobStore, keys: Vec<String>) {
+    let mut deleted = Vec::with_capacity(keys.len());
+    for key in keys {
+        match blobs.delete(&key).await {
+            Ok(()) => deleted.push(key),
+            Err(error) => tracing::warn!(%error, key, "could not delete a blob; will retry"),
         }
     }
     if let Err(error) = store.attachments().blobs_deleted(&deleted).await {

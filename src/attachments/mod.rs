@@ -11,8 +11,8 @@ mod thumbnail;
 
 use crate::config::{AttachmentStorage, Config};
 use crate::error::{Error, Result};
-use crate::model::{Attachment, AttachmentId, Caller, RoomId, Thumbnail};
-use crate::store::{Store, Upload};
+use crate::model::{Attachment, AttachmentId, Caller, RoomId, Thumbnail, Timestamp};
+use crate::store::{Blob, Store, Upload, blob_key};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::{Bytes, BytesMut};
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage::{BlobError, BlobHeaders, BlobRead, BlobStore, ByteStream, Disk, S3, S3Options};
 
-/// Which of an attachment's blobs.
+/// Which of an attachment's blobs a download asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     /// The file as uploaded.
@@ -37,10 +37,13 @@ pub enum Variant {
 
 impl Variant {
     fn key(self, id: &AttachmentId) -> String {
-        match self {
-            Self::Original => id.as_str().to_owned(),
-            Self::Thumbnail => format!("{id}.thumb"),
-        }
+        blob_key(
+            id,
+            match self {
+                Self::Original => Blob::Original,
+                Self::Thumbnail => Blob::Thumbnail,
+            },
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -89,6 +92,8 @@ pub struct AttachmentOptions {
     pub orphan_ttl: Duration,
     /// The longest wait for an upload's next bytes.
     pub idle: Duration,
+    /// How long the links webhook deliveries carry work.
+    pub webhook_link_lifetime: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +112,7 @@ pub struct Attachments {
     options: AttachmentOptions,
     link_key: Vec<u8>,
     /// One image decoded at a time: its pixels are the one large buffer.
-    thumbnails: tokio::sync::Semaphore,
+    thumbnails: Arc<tokio::sync::Semaphore>,
     _cleanup: cleanup::Cleanup,
 }
 
@@ -144,6 +149,8 @@ impl Attachments {
             url_lifetime: config.attachment_url_lifetime.0,
             orphan_ttl: config.attachment_orphan_ttl.0,
             idle: config.request_timeout.0,
+            // As long as a delivery may be retried, and an hour more.
+            webhook_link_lifetime: config.webhook_retry_horizon.0 + Duration::from_secs(3600),
         };
         let cleanup = cleanup::Cleanup::start(store.clone(), blobs.clone(), options.orphan_ttl);
         Ok(Self {
@@ -151,7 +158,7 @@ impl Attachments {
             blobs,
             options,
             link_key,
-            thumbnails: tokio::sync::Semaphore::new(1),
+            thumbnails: Arc::new(tokio::sync::Semaphore::new(1)),
             _cleanup: cleanup,
         })
     }
@@ -178,22 +185,39 @@ impl Attachments {
         }
         let id = AttachmentId::new();
         let name = clean_name(name);
-        self.store
+        let begun = self
+            .store
             .attachments()
-            .begin_upload(caller, room, &id, &name)
-            .await?;
-        match self.store_bytes(&id, &name, len, body).await {
-            Ok(attachment) => {
-                self.store.attachments().finish_upload(&attachment).await?;
-                Ok(attachment)
-            }
-            Err(error) => {
-                // Queued first, so a crash before the deletion still has it done.
-                self.store.attachments().discard_upload(&id).await?;
-                cleanup::delete_blobs(&*self.store, &*self.blobs, vec![id]).await;
-                Err(error)
-            }
+            .begin_upload(caller, room, &id, &name, None)
+            .await;
+        if let Err(error) = begun {
+            self.drain(body).await;
+            return Err(error);
         }
+        let stored = self.store_bytes(&id, &name, len, body).await;
+        self.finish(&id, stored).await
+    }
+
+    /// Records a checked upload; or, if it failed (or its row went while
+    /// its bytes came: swept, or its room deleted), makes sure nothing of
+    /// it stays.
+    async fn finish(&self, id: &AttachmentId, stored: Result<Attachment>) -> Result<Attachment> {
+        let finished = match stored {
+            Ok(attachment) => self
+                .store
+                .attachments()
+                .finish_upload(&attachment)
+                .await
+                .map(|()| attachment),
+            Err(error) => Err(error),
+        };
+        if finished.is_err() {
+            // Queued first, so a crash before the deletion still has it done.
+            self.store.attachments().discard_upload(id).await?;
+            let keys = [Blob::Original, Blob::Thumbnail].map(|blob| blob_key(id, blob));
+            cleanup::delete_blobs(&*self.store, &*self.blobs, keys.to_vec()).await;
+        }
+        finished
     }
 
     /// Begins an upload straight to the bucket: a presigned PUT, valid for
@@ -217,9 +241,11 @@ impl Attachments {
         }
         let id = AttachmentId::new();
         let lifetime = self.options.url_lifetime;
+        // To a staging key: a PUT may come again while the URL works, and
+        // must never replace checked bytes (see `complete_direct`).
         let url = self
             .blobs
-            .upload_url(&Variant::Original.key(&id), lifetime)
+            .upload_url(&blob_key(&id, Blob::Staging), lifetime)
             .await
             .map_err(storage_error)?
             .ok_or_else(|| {
@@ -229,29 +255,34 @@ impl Attachments {
                      POST /api/chat/rooms/{id}/attachments instead",
                 )
             })?;
+        let now = Timestamp::now().unix_ms();
+        let until = Timestamp::from_unix_ms(now + lifetime.as_millis() as i64);
         // The row before any byte, as for an upload through us: one never
-        // completed is swept with the others.
+        // completed is swept with the others, its staging object once its
+        // URL has expired.
         self.store
             .attachments()
-            .begin_upload(caller, room, &id, &clean_name(name))
+            .begin_upload(caller, room, &id, &clean_name(name), Some(until))
             .await?;
-        let expires_at =
-            crate::model::Timestamp::now().unix_ms() / 1000 + lifetime.as_secs() as i64;
         Ok(DirectUpload {
             id,
             url,
-            expires_at,
+            expires_at: until.unix_ms() / 1000,
         })
     }
 
     /// Checks what the client PUT to the bucket, as an upload through us
     /// is checked (its size, its sniffed type, an image's thumbnail), and
-    /// makes it an attachment; a file that fails is deleted.
+    /// makes it an attachment; a file that fails is deleted. The bytes are
+    /// copied from the staging key first and checked there, so a PUT that
+    /// comes after changes nothing; the staging object is deleted once
+    /// its URL has expired.
     pub async fn complete_direct(&self, caller: &Caller, id: &AttachmentId) -> Result<Attachment> {
         let upload = self.store.attachments().pending_upload(caller, id).await?;
-        let key = Variant::Original.key(id);
-        let head = match self.blobs.get(&key, Some(0..SNIFF_BYTES as u64)).await {
-            Ok(read) => read,
+        let staging = blob_key(id, Blob::Staging);
+        let original = blob_key(id, Blob::Original);
+        match self.blobs.copy(&staging, &original).await {
+            Ok(()) => {}
             Err(BlobError::NotFound) => {
                 return Err(Error::conflict(
                     "upload_not_received",
@@ -259,7 +290,24 @@ impl Attachments {
                 ));
             }
             Err(error) => return Err(storage_error(error)),
-        };
+        }
+        if let Some(until) = upload.direct_until {
+            self.store
+                .attachments()
+                .queue_blob_deletion(&staging, until)
+                .await?;
+        }
+        let checked = self.check_stored(id, upload.attachment.name).await;
+        self.finish(id, checked).await
+    }
+
+    /// The checks of an upload through us, on a file already stored.
+    async fn check_stored(&self, id: &AttachmentId, name: String) -> Result<Attachment> {
+        let head = self
+            .blobs
+            .get(&blob_key(id, Blob::Original), Some(0..SNIFF_BYTES as u64))
+            .await
+            .map_err(storage_error)?;
         let size = head.size;
         let mut bytes = Vec::new();
         let mut body = head.body;
@@ -267,22 +315,16 @@ impl Attachments {
             let chunk = chunk.map_err(|e| storage_error(BlobError::Store(e.to_string())))?;
             bytes.extend_from_slice(&chunk);
         }
+        if size > self.options.max_bytes {
+            return Err(Error::FileTooLarge(self.options.max_bytes));
+        }
         let content_type = sniff(&bytes, size <= SNIFF_BYTES as u64);
-        let refused = if size > self.options.max_bytes {
-            Some(Error::FileTooLarge(self.options.max_bytes))
-        } else if !self.options.types.contains(&content_type) {
-            Some(Error::TypeNotAllowed(content_type.clone()))
-        } else {
-            None
-        };
-        if let Some(error) = refused {
-            self.store.attachments().discard_upload(id).await?;
-            cleanup::delete_blobs(&*self.store, &*self.blobs, vec![id.clone()]).await;
-            return Err(error);
+        if !self.options.types.contains(&content_type) {
+            return Err(Error::TypeNotAllowed(content_type));
         }
         let mut attachment = Attachment {
             id: id.clone(),
-            name: upload.attachment.name,
+            name,
             size: size as i64,
             content_type,
             width: None,
@@ -292,7 +334,6 @@ impl Attachments {
         if is_raster_image(&attachment.content_type) {
             self.measure(&mut attachment).await?;
         }
-        self.store.attachments().finish_upload(&attachment).await?;
         Ok(attachment)
     }
 
@@ -353,9 +394,13 @@ impl Attachments {
 
     /// An image's size, and its thumbnail stored beside it.
     async fn measure(&self, attachment: &mut Attachment) -> Result<()> {
-        let _turn = self
+        // Held until the decoding ends, in its task: a client that leaves
+        // meanwhile frees no room for another decode beside it. (The read
+        // is inside too: it is the other large buffer.)
+        let turn = self
             .thumbnails
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| Error::internal_from("the thumbnail queue closed", e))?;
         let read = self
@@ -363,17 +408,26 @@ impl Attachments {
             .get(&Variant::Original.key(&attachment.id), None)
             .await
             .map_err(storage_error)?;
+        if read.size > self.options.max_bytes {
+            return Ok(());
+        }
         let mut bytes = Vec::with_capacity(read.size as usize);
         let mut body = read.body;
         while let Some(chunk) = body.next().await {
-            bytes.extend_from_slice(
-                &chunk.map_err(|e| storage_error(BlobError::Store(e.to_string())))?,
-            );
+            let chunk = chunk.map_err(|e| storage_error(BlobError::Store(e.to_string())))?;
+            if bytes.len() + chunk.len() > self.options.max_bytes as usize {
+                return Ok(());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         let max_pixels = self.options.max_pixels;
-        let made = tokio::task::spawn_blocking(move || thumbnail::thumbnail(&bytes, max_pixels))
-            .await
-            .map_err(|e| Error::internal_from("the thumbnail task failed", e))?;
+        let made = tokio::task::spawn_blocking(move || {
+            let made = thumbnail::thumbnail(&bytes, max_pixels);
+            drop(turn);
+            made
+        })
+        .await
+        .map_err(|e| Error::internal_from("the thumbnail task failed", e))?;
         let Some(made) = made else {
             return Ok(());
         };
@@ -386,11 +440,12 @@ impl Attachments {
             };
             let len = png.len() as u64;
             let body = futures::stream::once(async move { Ok(Bytes::from(png)) }).boxed();
-            self.blobs
-                .put(&Variant::Thumbnail.key(&attachment.id), body, len, &headers)
-                .await
-                .map_err(storage_error)?;
-            attachment.thumbnail = Some(Thumbnail { width, height });
+            let key = Variant::Thumbnail.key(&attachment.id);
+            // Without one, the file is still the file.
+            match self.blobs.put(&key, body, len, &headers).await {
+                Ok(()) => attachment.thumbnail = Some(Thumbnail { width, height }),
+                Err(error) => tracing::warn!(%error, "could not store a thumbnail"),
+            }
         }
         Ok(())
     }
@@ -422,9 +477,15 @@ impl Attachments {
         expires: i64,
         signature: &str,
     ) -> Result<Upload> {
-        let now = crate::model::Timestamp::now().unix_ms() / 1000;
-        // Compared in constant time, by the MAC itself.
+        let now = Timestamp::now().unix_ms() / 1000;
+        let longest = self
+            .options
+            .url_lifetime
+            .max(self.options.webhook_link_lifetime);
+        // Compared in constant time, by the MAC itself. No link we make
+        // lasts longer than `longest`: one that claims to was not ours.
         let valid = expires >= now
+            && expires <= now + longest.as_secs() as i64
             && URL_SAFE_NO_PAD
                 .decode(signature)
                 .ok()
@@ -436,7 +497,7 @@ impl Attachments {
                 "this download link is invalid or has expired: ask for a new one",
             ));
         }
-        self.store.attachments().sent_attachment(id).await
+        self.store.attachments().linked_attachment(id).await
     }
 
     /// A link to `variant` of `id` that needs no token, valid for
@@ -446,15 +507,19 @@ impl Attachments {
         self.signed_link_for(id, variant, self.options.url_lifetime)
     }
 
-    /// The same, valid for `lifetime` (a webhook's, as long as its
-    /// delivery may be retried).
-    pub fn signed_link_for(
+    /// The same for a webhook delivery: valid for as long as it may be
+    /// retried, and an hour more.
+    pub fn webhook_link(&self, id: &AttachmentId, variant: Variant) -> (String, i64) {
+        self.signed_link_for(id, variant, self.options.webhook_link_lifetime)
+    }
+
+    fn signed_link_for(
         &self,
         id: &AttachmentId,
         variant: Variant,
         lifetime: Duration,
     ) -> (String, i64) {
-        let now = crate::model::Timestamp::now().unix_ms() / 1000;
+        let now = Timestamp::now().unix_ms() / 1000;
         let expires = now + lifetime.as_secs() as i64;
         let signature = self
             .mac(id, variant, expires)
@@ -538,15 +603,25 @@ fn s3_options(config: &Config) -> S3Options {
     }
 }
 
+/// The slowest an upload may come on the whole (a trickle of a byte a
+/// pause would hold a connection and a row for ever): 25 MB in under 7
+/// minutes, after `idle` to begin.
+const SLOWEST_UPLOAD_BYTES_PER_SECOND: u64 = 64 * 1024;
+
 /// The upload's bytes, failing as soon as they pass `max` (or the
-/// declared `len`), fall short of `len`, or stop coming for `idle`.
+/// declared `len`), fall short of `len`, stop coming for `idle`, or come
+/// slower than `SLOWEST_UPLOAD_BYTES_PER_SECOND` on the whole.
 fn checked(body: ByteStream, len: u64, max: u64, idle: Duration) -> ByteStream {
     let limit = len.min(max);
+    let deadline = tokio::time::Instant::now()
+        + idle
+        + Duration::from_secs(len / SLOWEST_UPLOAD_BYTES_PER_SECOND);
     async_stream::stream! {
         let mut body = body;
         let mut seen: u64 = 0;
         loop {
-            match tokio::time::timeout(idle, body.next()).await {
+            let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, body.next()).await {
                 Err(_) => {
                     yield Err(io::Error::new(io::ErrorKind::TimedOut, "the upload stalled"));
                     return;

@@ -79,6 +79,10 @@ pub trait BlobStore: Send + Sync {
     /// end is clamped to it.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<BlobRead, BlobError>;
 
+    /// Copies `from` to `to` (a direct upload's staging object to its
+    /// place): `to` then holds what `from` held at that moment.
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;
+
     /// Deletes `key`; one that is not there is deleted already.
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
 
@@ -112,12 +116,22 @@ impl Disk {
         Ok(Self { root })
     }
 
+    /// Keys are ours (an attachment's id and a suffix), never a client's
+    /// text; still, none may name a place outside `root`.
     fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+        let safe: String = key
+            .chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+                '.' => '.',
+                _ => '_',
+            })
+            .collect();
+        self.root.join(safe.trim_start_matches('.'))
     }
 
     fn part(&self, key: &str) -> PathBuf {
-        self.root.join(format!("{key}.part"))
+        self.path(&format!("{key}.part"))
     }
 }
 
@@ -168,6 +182,14 @@ impl BlobStore for Disk {
         let limited = tokio::io::AsyncReadExt::take(file, range.end - range.start);
         let body = tokio_util::io::ReaderStream::with_capacity(limited, 64 * 1024).boxed();
         Ok(BlobRead { size, range, body })
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        match tokio::fs::copy(self.path(from), self.path(to)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound),
+            Err(e) => Err(BlobError::Store(e.to_string())),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
@@ -327,6 +349,14 @@ impl BlobStore for S3 {
             .map_err(|e| io::Error::other(e.to_string()))
             .boxed();
         Ok(BlobRead { size, range, body })
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        // Server-side: the bytes do not pass through us.
+        Ok(self
+            .store
+            .copy(&ObjectPath::from(from), &ObjectPath::from(to))
+            .await?)
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {

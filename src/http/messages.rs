@@ -144,7 +144,7 @@ async fn post_message(
         .iter()
         .map(|id| AttachmentId::parse(id))
         .collect::<Result<Vec<_>, _>>()?;
-    let body = match send.body.is_empty() && !attachments.is_empty() {
+    let body = match send.body.trim().is_empty() && !attachments.is_empty() {
         true => MessageBody::empty(),
         false => MessageBody::parse(send.body)?,
     };

@@ -15,13 +15,15 @@ use std::time::Duration;
 #[async_trait]
 pub trait AttachmentStore: Send + Sync {
     /// Notes an upload of `name` into `room` about to begin: a member's
-    /// (or an admin's) into an open room. Its bytes are stored after.
+    /// (or an admin's) into an open room. Its bytes are stored after; a
+    /// direct upload's PUT works until `direct_until`.
     async fn begin_upload(
         &self,
         caller: &Caller,
         room: &RoomId,
         id: &AttachmentId,
         name: &str,
+        direct_until: Option<Timestamp>,
     ) -> Result<()>;
 
     /// Records what the stored bytes are; until then the upload cannot be
@@ -41,9 +43,9 @@ pub trait AttachmentStore: Send + Sync {
     /// upload to complete); `NotFound` otherwise.
     async fn pending_upload(&self, caller: &Caller, id: &AttachmentId) -> Result<Upload>;
 
-    /// The upload by id alone, for a signed link: sent, and its room not
-    /// deleted.
-    async fn sent_attachment(&self, id: &AttachmentId) -> Result<Upload>;
+    /// The upload by id alone, for a signed link (which only a caller who
+    /// could read it was given): stored, and its room not deleted.
+    async fn linked_attachment(&self, id: &AttachmentId) -> Result<Upload>;
 
     /// Whether the cleanup has work: an upload never sent begun before
     /// `cutoff`, or a blob deletion due by `now`. Two index probes, read
@@ -62,17 +64,54 @@ pub trait AttachmentStore: Send + Sync {
         now: Timestamp,
         lease: Duration,
         batch: u32,
-    ) -> Result<Vec<AttachmentId>>;
+    ) -> Result<Vec<String>>;
 
-    /// The blobs of `ids` are gone.
-    async fn blobs_deleted(&self, ids: &[AttachmentId]) -> Result<()>;
+    /// The blobs of `keys` are gone.
+    async fn blobs_deleted(&self, keys: &[String]) -> Result<()>;
 
-    /// How many blob deletions are queued (due or not).
-    async fn blob_deletions_queued(&self) -> Result<i64>;
+    /// Queues blob `key` for deletion at `due` (a completed direct
+    /// upload's staging object, once its PUT can come no more).
+    async fn queue_blob_deletion(&self, key: &str, due: Timestamp) -> Result<()>;
 
     /// The key download links are signed with: made by the first instance
     /// to ask, then shared by all.
     async fn link_key(&self, candidate: &str) -> Result<String>;
+}
+
+/// What follows an attachment's id in the keys of its thumbnail and of a
+/// direct upload's staging object (the file's key is the id alone).
+pub const THUMBNAIL: &str = ".thumb";
+pub const STAGING: &str = ".direct";
+
+/// Which of an attachment's blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blob {
+    /// The file as uploaded.
+    Original,
+    /// An image's PNG thumbnail.
+    Thumbnail,
+    /// Where a direct upload's client PUTs the bytes, checked and copied
+    /// to `Original` at completion.
+    Staging,
+}
+
+/// The blob store's key of blob `blob` of attachment `id`.
+pub fn blob_key(id: &AttachmentId, blob: Blob) -> String {
+    match blob {
+        Blob::Original => id.as_str().to_owned(),
+        Blob::Thumbnail => format!("{id}{THUMBNAIL}"),
+        Blob::Staging => format!("{id}{STAGING}"),
+    }
+}
+
+/// Every blob attachment `id` may have, each with when it may be deleted:
+/// now, but a direct upload's staging object not before its PUT expires.
+pub(super) fn blob_keys(id: &str, direct_until: Option<i64>, now: i64) -> Vec<(String, i64)> {
+    let mut keys = vec![(id.to_owned(), now), (format!("{id}{THUMBNAIL}"), now)];
+    if let Some(until) = direct_until {
+        keys.push((format!("{id}{STAGING}"), until.max(now)));
+    }
+    keys
 }
 
 /// An upload as the store keeps it.
@@ -84,6 +123,8 @@ pub struct Upload {
     pub message_id: Option<MessageId>,
     /// Whether every byte is stored (and `attachment` complete).
     pub stored: bool,
+    /// A direct upload's: until when its PUT works.
+    pub direct_until: Option<Timestamp>,
 }
 
 /// An upload's row, as `ATTACHMENT_COLUMNS` reads it.
@@ -101,11 +142,12 @@ pub(super) struct UploadRow {
     thumb_width: Option<i64>,
     thumb_height: Option<i64>,
     stored_at: Option<i64>,
+    direct_until: Option<i64>,
 }
 
 /// The columns of `UploadRow`.
 pub(super) const UPLOAD_COLUMNS: &str = "id, room_id, uploader_id, message_id, name, \
-     content_type, size, width, height, thumb_width, thumb_height, stored_at";
+     content_type, size, width, height, thumb_width, thumb_height, stored_at, direct_until";
 
 impl TryFrom<UploadRow> for Upload {
     type Error = Error;
@@ -134,6 +176,7 @@ impl TryFrom<UploadRow> for Upload {
             uploader_id: UserId::from_store(row.uploader_id),
             message_id: row.message_id.map(MessageId::from_store),
             stored: row.stored_at.is_some(),
+            direct_until: row.direct_until.map(Timestamp::from_unix_ms),
         })
     }
 }

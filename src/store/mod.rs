@@ -21,7 +21,7 @@ mod sql;
 mod sqlite;
 mod webhooks;
 
-pub use attachments::{AttachmentStore, Upload, attachment_unavailable};
+pub use attachments::{AttachmentStore, Blob, Upload, attachment_unavailable, blob_key};
 pub use cluster::{Cluster, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 use inbox::ConversationRow;

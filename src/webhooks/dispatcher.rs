@@ -433,7 +433,6 @@ fn add_download_urls(shared: &Shared, data: &mut serde_json::Value) {
     else {
         return;
     };
-    let lifetime = shared.options.retry_horizon + Duration::from_secs(3600);
     let base = shared.options.public_url.as_deref().unwrap_or_default();
     for attachment in attachments {
         let Some(id) = attachment
@@ -444,10 +443,10 @@ fn add_download_urls(shared: &Shared, data: &mut serde_json::Value) {
             continue;
         };
         let links = &shared.attachments;
-        let (url, expires) = links.signed_link_for(&id, Variant::Original, lifetime);
+        let (url, expires) = links.webhook_link(&id, Variant::Original);
         attachment["downloadUrl"] = format!("{base}{url}").into();
         if attachment.get("thumbnail").is_some() {
-            let (url, _) = links.signed_link_for(&id, Variant::Thumbnail, lifetime);
+            let (url, _) = links.webhook_link(&id, Variant::Thumbnail);
             attachment["thumbnailUrl"] = format!("{base}{url}").into();
         }
         attachment["downloadExpiresAt"] = expires.into();

@@ -241,9 +241,49 @@ async fn an_upload_comes_back_byte_for_byte_and_travels_with_its_message(
     let response = download(&app, url, None).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap(), bytes);
-    let forged = url.replace("signature=", "signature=0");
-    let response = download(&app, &forged, None).await;
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Tampered with, it opens nothing: another signature, another
+    // expiry, the thumbnail's signature for the file, another file's.
+    let signature = url.split("signature=").nth(1).unwrap();
+    let expires: i64 = url
+        .split("expires=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let other = uploaded(&app, &alice, &room, "other.txt", text(10)).await;
+    let other_id = other["id"].as_str().unwrap();
+    for forged in [
+        url.replace("signature=", "signature=A"),
+        url.replace(
+            &format!("expires={expires}"),
+            &format!("expires={}", expires + 1),
+        ),
+        url.replace("variant=original", "variant=thumbnail"),
+        url.replace(id, other_id),
+        format!(
+            "/api/chat/attachments/{id}/content?variant=original&expires={}&signature={signature}",
+            expires + 10 * 365 * 86_400
+        ),
+    ] {
+        let response = download(&app, &forged, None).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{forged}");
+    }
+    // Once its message is deleted, the link opens nothing either.
+    let message_id = message["id"].as_str().unwrap();
+    let (status, _) = app
+        .delete(
+            &format!("/api/chat/rooms/{room}/messages/{message_id}"),
+            &alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        download(&app, url, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 async fn only_those_who_may_read_the_room_may_download(backend: Backend, blobs: Blobs) {
@@ -542,7 +582,10 @@ async fn deleted_messages_rooms_users_and_unsent_uploads_leave_no_blob(
     blobs: Blobs,
 ) {
     let test = "attachments::deleted_messages_rooms_users_and_unsent_uploads_leave_no_blob";
-    let settings = [("attachment_orphan_ttl", json!("2s"))];
+    let settings = [
+        ("attachment_orphan_ttl", json!("2s")),
+        ("attachment_url_lifetime", json!("1s")),
+    ];
     let Some((app, _s3)) = spawn(backend, blobs, test, &settings).await else {
         return;
     };
@@ -674,6 +717,15 @@ async fn a_direct_upload_to_the_bucket_is_checked_when_completed(backend: Backen
     assert_eq!(status, StatusCode::CREATED);
     let response = download(&app, &format!("/api/chat/attachments/{id}"), Some(&bob)).await;
     assert_eq!(response.bytes().await.unwrap(), bytes);
+    // The URL still works for a while, but what it PUTs now is not the file.
+    let url = begun["uploadUrl"].as_str().unwrap();
+    assert!(
+        put(url, b"<html>swapped</html>".to_vec())
+            .await
+            .is_success()
+    );
+    let response = download(&app, &format!("/api/chat/attachments/{id}"), Some(&bob)).await;
+    assert_eq!(response.bytes().await.unwrap(), bytes);
 
     // A page sent straight to the bucket is refused when completed, and deleted.
     let page = b"<html><script>alert(1)</script></html>".to_vec();
@@ -694,7 +746,17 @@ async fn a_direct_upload_to_the_bucket_is_checked_when_completed(backend: Backen
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "attachment_type_not_allowed",
     );
-    until_blobs(&app, 2).await;
+    // The photo and its thumbnail; and the two staging objects, deleted
+    // once their URLs expire (a PUT may still come until then).
+    until_blobs(&app, 4).await;
+    assert_eq!(
+        count_rows(
+            app.database_url(),
+            "SELECT COUNT(*) FROM blob_deletions WHERE blob_key LIKE '%.direct'"
+        )
+        .await,
+        2
+    );
     assert_error(
         begin("huge.bin", 26_214_401).await,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -711,7 +773,8 @@ async fn a_server_killed_mid_upload_leaves_no_blob_after_restart(backend: Backen
     let dir = blob_dir.path().to_str().unwrap();
     let env = [
         ("CHAT_ATTACHMENT_DIR", dir),
-        ("CHAT_ATTACHMENT_ORPHAN_TTL", "1s"),
+        ("CHAT_ATTACHMENT_ORPHAN_TTL", "2s"),
+        ("CHAT_ATTACHMENT_URL_LIFETIME", "1s"),
     ];
     let mut server = ServerProcess::start_on(&db, 0, &env).await;
     let alice = user("alice");

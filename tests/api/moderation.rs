@@ -3,7 +3,8 @@
 //! what a user wrote, in batches; members may not.
 
 use crate::support::{
-    Backend, EventStream, TestApp, WAIT, admin, assert_error, count_rows, on_both_stores, user,
+    Backend, EventStream, TestApp, WAIT, admin, assert_error, count_rows, on_both_stores, send,
+    user,
 };
 use chat_server::model::Timestamp;
 use figment::providers::Serialized;
@@ -277,7 +278,25 @@ async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_st
     let (alice, agent) = (user("alice"), admin("agent"));
     let room = app.create_room(&alice, "kept a while", &[]).await;
     let mut agents = app.stream("", &agent).await;
-    let old = app.send(&alice, &room, "old news").await;
+    let (status, file) = send(
+        app.http
+            .post(app.url(&format!(
+                "/api/chat/rooms/{room}/attachments?name=notes.txt"
+            )))
+            .bearer_auth(&alice)
+            .body("old notes"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    let (status, old) = app
+        .post_message(
+            &alice,
+            &room,
+            json!({"body": "old news", "attachments": [file["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{old}");
+    assert_eq!(app.state.attachments.blob_count().await.unwrap(), 1);
     // Fresh, it is kept.
     let (_, page) = app
         .get(&format!("/api/chat/rooms/{room}/messages"), &alice)
@@ -289,6 +308,13 @@ async fn with_a_message_retention_old_messages_become_tombstones_and_new_ones_st
     let erased = agents.expect("message_deleted").await;
     assert_eq!(erased.data["message"]["id"], old["id"]);
     assert_eq!(erased.data["message"]["deletedBy"], "chat-server:retention");
+    // Its file goes with it.
+    assert!(erased.data["message"].get("attachments").is_none());
+    let started = std::time::Instant::now();
+    while app.state.attachments.blob_count().await.unwrap() > 0 {
+        assert!(started.elapsed() < WAIT, "the file outlived its message");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         count_rows(
             app.database_url(),

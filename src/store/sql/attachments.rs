@@ -6,7 +6,7 @@ use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use crate::error::{Error, Result};
 use crate::model::{Attachment, AttachmentId, Caller, Message, RoomId, Timestamp, UserId};
-use crate::store::attachments::{UPLOAD_COLUMNS, UploadRow};
+use crate::store::attachments::{STAGING, THUMBNAIL, UPLOAD_COLUMNS, UploadRow, blob_keys};
 use crate::store::{AttachmentStore, Upload, closed_room};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use std::time::Duration;
@@ -25,48 +25,71 @@ where
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> Option<bool>: Encode<'r, D>,
 {
-    /// Queues the blobs of `ids` for deletion, due `now`, and removes
-    /// their rows: in the caller's transaction, with the change that
-    /// orphaned them.
-    pub(super) async fn drop_attachments(
+    /// Queues the blobs of the attachments `rows` names (id, and until
+    /// when a direct upload's PUT works) and removes their rows: in the
+    /// caller's transaction, with the change that orphaned them.
+    async fn drop_rows(
         conn: &mut D::Connection,
-        ids: &[&str],
+        rows: &[(String, Option<i64>)],
         now: i64,
     ) -> Result<()> {
-        if ids.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
+        let keys: Vec<(String, i64)> = rows
+            .iter()
+            .flat_map(|(id, direct_until)| blob_keys(id, *direct_until, now))
+            .collect();
         let mut queue = sqlx::QueryBuilder::<D>::new(
-            "INSERT INTO blob_deletions (attachment_id, due_at, attempts) ",
+            "INSERT INTO blob_deletions (blob_key, due_at, attempts) ",
         );
         queue
-            .push_values(ids, |mut row, id| {
-                row.push_bind(*id).push_bind(now).push_bind(0_i64);
+            .push_values(keys, |mut row, (key, due)| {
+                row.push_bind(key).push_bind(due).push_bind(0_i64);
             })
-            .push(" ON CONFLICT (attachment_id) DO NOTHING");
+            .push(" ON CONFLICT (blob_key) DO NOTHING");
         queue.build().execute(&mut *conn).await?;
         let mut delete = sqlx::QueryBuilder::<D>::new("DELETE FROM attachments WHERE id IN (");
         let mut list = delete.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
+        for (id, _) in rows {
+            list.push_bind(id.as_str());
         }
         delete.push(")");
         delete.build().execute(&mut *conn).await?;
         Ok(())
     }
 
-    /// The attachments of `messages` (which are becoming tombstones) go.
+    /// The attachments whose `column` is one of `values`, locked.
+    async fn attachments_in(
+        conn: &mut D::Connection,
+        column: &str,
+        values: &[&str],
+    ) -> Result<Vec<(String, Option<i64>)>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = sqlx::QueryBuilder::<D>::new(format!(
+            "SELECT id, direct_until FROM attachments WHERE {column} IN ("
+        ));
+        let mut list = select.separated(", ");
+        for value in values {
+            list.push_bind(*value);
+        }
+        select.push(") ORDER BY id").push(D::LOCK_ROWS);
+        Ok(select.build_query_as().fetch_all(&mut *conn).await?)
+    }
+
+    /// The attachments of `messages` (which are becoming tombstones) go:
+    /// found by their rows' link to the messages, not by the messages'
+    /// copy of their metadata.
     pub(super) async fn drop_attachments_of<'m>(
         conn: &mut D::Connection,
         messages: impl IntoIterator<Item = &'m Message>,
         now: i64,
     ) -> Result<()> {
-        let ids: Vec<&str> = messages
-            .into_iter()
-            .flat_map(|message| &message.attachments)
-            .map(|attachment| attachment.id.as_str())
-            .collect();
-        Self::drop_attachments(conn, &ids, now).await
+        let ids: Vec<&str> = messages.into_iter().map(|m| m.id.as_str()).collect();
+        let rows = Self::attachments_in(conn, "message_id", &ids).await?;
+        Self::drop_rows(conn, &rows, now).await
     }
 
     /// Up to `batch` of the attachments `which` selects (`$1` bound to
@@ -77,17 +100,43 @@ where
         key: &str,
         batch: u32,
     ) -> Result<u64> {
-        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM attachments WHERE {which} ORDER BY id LIMIT $2{}",
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, direct_until FROM attachments WHERE {which} ORDER BY id LIMIT $2{}",
             D::LOCK_ROWS
         )))
         .bind(key)
         .bind(i64::from(batch))
         .fetch_all(&mut *conn)
         .await?;
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        Self::drop_attachments(conn, &refs, Timestamp::now().unix_ms()).await?;
-        Ok(ids.len() as u64)
+        Self::drop_rows(conn, &rows, Timestamp::now().unix_ms()).await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Queues the blobs of every attachment of `room`, in the transaction
+    /// that deletes it: its rows go after, in batches
+    /// (`drop_room_attachments`), but nothing of its files can be left.
+    pub(super) async fn queue_room_blobs(
+        conn: &mut D::Connection,
+        room: &RoomId,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO blob_deletions (blob_key, due_at, attempts)
+             SELECT k.blob_key, k.due_at, 0 FROM (
+                 SELECT id AS blob_key, $2 AS due_at FROM attachments WHERE room_id = $1
+                 UNION ALL
+                 SELECT id || '{THUMBNAIL}', $2 FROM attachments WHERE room_id = $1
+                 UNION ALL
+                 SELECT id || '{STAGING}', CASE WHEN direct_until > $2 THEN direct_until ELSE $2 END
+                 FROM attachments WHERE room_id = $1 AND direct_until IS NOT NULL
+             ) AS k WHERE true
+             ON CONFLICT (blob_key) DO NOTHING"
+        )))
+        .bind(room.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// A deleted room's attachments go, `batch` to a transaction.
@@ -136,6 +185,7 @@ where
         room: &RoomId,
         id: &AttachmentId,
         name: &str,
+        direct_until: Option<Timestamp>,
     ) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let state = Self::state_of_room(&mut conn, caller, room.as_str(), false).await?;
@@ -143,14 +193,15 @@ where
             return Err(closed_room());
         }
         sqlx::query(
-            "INSERT INTO attachments (id, room_id, uploader_id, name, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO attachments (id, room_id, uploader_id, name, created_at, direct_until)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.as_str())
         .bind(room.as_str())
         .bind(caller.id.as_str())
         .bind(name)
         .bind(Timestamp::now().unix_ms())
+        .bind(direct_until.map(Timestamp::unix_ms))
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -183,7 +234,8 @@ where
 
     async fn discard_upload(&self, id: &AttachmentId) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        Self::drop_attachments(&mut tx, &[id.as_str()], Timestamp::now().unix_ms()).await?;
+        let rows = Self::attachments_in(&mut tx, "id", &[id.as_str()]).await?;
+        Self::drop_rows(&mut tx, &rows, Timestamp::now().unix_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -217,10 +269,10 @@ where
         row.ok_or(Error::NotFound("attachment"))?.try_into()
     }
 
-    async fn sent_attachment(&self, id: &AttachmentId) -> Result<Upload> {
+    async fn linked_attachment(&self, id: &AttachmentId) -> Result<Upload> {
         let row: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {UPLOAD_COLUMNS} FROM attachments a
-             WHERE a.id = $1 AND a.message_id IS NOT NULL AND a.stored_at IS NOT NULL
+             WHERE a.id = $1 AND a.stored_at IS NOT NULL
                AND EXISTS (SELECT 1 FROM rooms r WHERE r.id = a.room_id AND r.deleted_at IS NULL)"
         )))
         .bind(id.as_str())
@@ -245,19 +297,19 @@ where
         let mut tx = self.begin_write().await?;
         // Locked as read: a post sending one of them holds its row (after
         // its room's), and this waits for it, then finds it sent.
-        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM attachments WHERE message_id IS NULL AND created_at < $1
-             ORDER BY created_at LIMIT $2{}",
+        // In id order, as a post locks the uploads it sends.
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, direct_until FROM attachments WHERE message_id IS NULL AND created_at < $1
+             ORDER BY id LIMIT $2{}",
             D::LOCK_ROWS
         )))
         .bind(cutoff.unix_ms())
         .bind(i64::from(batch))
         .fetch_all(&mut *tx)
         .await?;
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        Self::drop_attachments(&mut tx, &refs, now).await?;
+        Self::drop_rows(&mut tx, &rows, now).await?;
         tx.commit().await?;
-        Ok(ids.len() as u64)
+        Ok(rows.len() as u64)
     }
 
     async fn claim_blob_deletions(
@@ -265,45 +317,51 @@ where
         now: Timestamp,
         lease: Duration,
         batch: u32,
-    ) -> Result<Vec<AttachmentId>> {
+    ) -> Result<Vec<String>> {
         let now = now.unix_ms();
         let until = now.saturating_add(lease.as_millis() as i64);
         // The outer `due_at` is checked again on a row another claim
         // changed meanwhile (PostgreSQL re-reads a row it waited for).
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE blob_deletions SET due_at = $2, attempts = attempts + 1
-             WHERE due_at <= $1 AND attachment_id IN
-                 (SELECT attachment_id FROM blob_deletions WHERE due_at <= $1
+             WHERE due_at <= $1 AND blob_key IN
+                 (SELECT blob_key FROM blob_deletions WHERE due_at <= $1
                   ORDER BY due_at LIMIT $3)
-             RETURNING attachment_id",
+             RETURNING blob_key",
         )
         .bind(now)
         .bind(until)
         .bind(i64::from(batch))
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(AttachmentId::from_store).collect())
+        Ok(ids)
     }
 
-    async fn blobs_deleted(&self, ids: &[AttachmentId]) -> Result<()> {
-        if ids.is_empty() {
+    async fn blobs_deleted(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
             return Ok(());
         }
         let mut delete =
-            sqlx::QueryBuilder::<D>::new("DELETE FROM blob_deletions WHERE attachment_id IN (");
+            sqlx::QueryBuilder::<D>::new("DELETE FROM blob_deletions WHERE blob_key IN (");
         let mut list = delete.separated(", ");
-        for id in ids {
-            list.push_bind(id.as_str());
+        for key in keys {
+            list.push_bind(key.as_str());
         }
         delete.push(")");
         delete.build().execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn blob_deletions_queued(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM blob_deletions")
-            .fetch_one(&self.pool)
-            .await?)
+    async fn queue_blob_deletion(&self, key: &str, due: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blob_deletions (blob_key, due_at, attempts) VALUES ($1, $2, 0)
+             ON CONFLICT (blob_key) DO UPDATE SET due_at = excluded.due_at",
+        )
+        .bind(key)
+        .bind(due.unix_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn link_key(&self, candidate: &str) -> Result<String> {

@@ -310,6 +310,7 @@ where
                     .bind(room.as_str())
                     .execute(&mut *tx)
                     .await?;
+                Self::queue_room_blobs(&mut tx, room, now).await?;
                 let event = EventData::room(&view, RoomChange::Deleted, None);
                 let id = Self::append_event(&mut tx, room, None, &event, false, now).await?;
                 self.commit(tx).await?;
