@@ -212,8 +212,8 @@ async fn complete_direct_upload(
         removed from the room gets 404, as does anyone else.",
     params(("attachment_id" = String, Path, description = "The attachment's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, as its contentType (sniffed at upload)", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>),
         (status = 302, description = "To the bucket's presigned URL"),
         (status = 416, description = "A range past the end", body = ErrorBody),
         ReadErrors,
@@ -323,8 +323,8 @@ struct LinkParams {
         expired link is 403 `invalid_link`; an attachment deleted since is 404.",
     params(("attachment_id" = String, Path, description = "The attachment's id (a UUID)", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), LinkParams),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, as its contentType (sniffed at upload)", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>),
         (status = 302, description = "To the bucket's presigned URL"),
         (status = 416, description = "A range past the end", body = ErrorBody),
         ReadErrors,
