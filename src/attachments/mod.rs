@@ -110,7 +110,8 @@ pub struct Attachments {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
     options: AttachmentOptions,
-    link_key: Vec<u8>,
+    /// Keyed once with the shared link key; each link's MAC starts from a copy.
+    link_mac: Hmac<Sha256>,
     /// One image decoded at a time: its pixels are the one large buffer.
     thumbnails: Arc<tokio::sync::Semaphore>,
     _cleanup: cleanup::Cleanup,
@@ -140,8 +141,9 @@ impl Attachments {
             .attachments()
             .link_key(&candidate)
             .await
-            .map_err(StorageError::LinkKey)?
-            .into_bytes();
+            .map_err(StorageError::LinkKey)?;
+        let link_mac = Hmac::<Sha256>::new_from_slice(link_key.as_bytes())
+            .map_err(|e| StorageError::LinkKey(Error::internal(e.to_string())))?;
         let options = AttachmentOptions {
             max_bytes: config.attachment_max_bytes,
             types: config.attachment_types.clone(),
@@ -157,7 +159,7 @@ impl Attachments {
             store,
             blobs,
             options,
-            link_key,
+            link_mac,
             thumbnails: Arc::new(tokio::sync::Semaphore::new(1)),
             _cleanup: cleanup,
         })
@@ -486,11 +488,11 @@ impl Attachments {
         // lasts longer than `longest`: one that claims to was not ours.
         let valid = expires >= now
             && expires <= now + longest.as_secs() as i64
-            && URL_SAFE_NO_PAD
-                .decode(signature)
-                .ok()
-                .zip(self.mac(id, variant, expires))
-                .is_some_and(|(signature, mac)| mac.verify_slice(&signature).is_ok());
+            && URL_SAFE_NO_PAD.decode(signature).is_ok_and(|signature| {
+                self.mac(id, variant, expires)
+                    .verify_slice(&signature)
+                    .is_ok()
+            });
         if !valid {
             return Err(Error::forbidden(
                 "invalid_link",
@@ -521,10 +523,8 @@ impl Attachments {
     ) -> (String, i64) {
         let now = Timestamp::now().unix_ms() / 1000;
         let expires = now + lifetime.as_secs() as i64;
-        let signature = self
-            .mac(id, variant, expires)
-            .map(|mac| URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
-            .unwrap_or_default();
+        let signature =
+            URL_SAFE_NO_PAD.encode(self.mac(id, variant, expires).finalize().into_bytes());
         (
             format!(
                 "/api/chat/attachments/{id}/content?variant={}&expires={expires}&signature={signature}",
@@ -534,12 +534,11 @@ impl Attachments {
         )
     }
 
-    /// The MAC of a link to `variant` of `id` until `expires`. (HMAC takes
-    /// a key of any length: there is always one.)
-    fn mac(&self, id: &AttachmentId, variant: Variant, expires: i64) -> Option<Hmac<Sha256>> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.link_key).ok()?;
+    /// The MAC of a link to `variant` of `id` until `expires`.
+    fn mac(&self, id: &AttachmentId, variant: Variant, expires: i64) -> Hmac<Sha256> {
+        let mut mac = self.link_mac.clone();
         mac.update(format!("{id}\n{}\n{expires}", variant.name()).as_bytes());
-        Some(mac)
+        mac
     }
 
     /// What a download of `variant` of `upload` answers: a redirect to the
