@@ -85,6 +85,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
         url: config.database_url.clone(),
         max_connections: config.database_max_connections,
         acquire_timeout: config.database_acquire_timeout.0,
+        search_language: config.search_language.clone(),
     }
 }
 

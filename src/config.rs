@@ -107,6 +107,11 @@ pub struct Config {
     typing_burst_per_user: u32,
     upload_rate_per_user: u32,
     upload_burst_per_user: u32,
+    search_rate_per_user: u32,
+    search_burst_per_user: u32,
+    /// PostgreSQL's text search configuration for message search: `simple`
+    /// (every language, no stemming) or one of its languages (`english`…).
+    pub search_language: String,
     /// On PostgreSQL: the per-user write budgets and stream cap are the
     /// cluster's, kept in the database, rather than each process's.
     pub cluster_limits: bool,
@@ -245,11 +250,12 @@ pub struct Rates {
     pub reads: Rate,
     pub typing: Rate,
     pub uploads: Rate,
+    pub searches: Rate,
 }
 
 impl Rates {
     /// Each, by the stem of its settings' names (`_ip` for the per-address one).
-    fn named(&self) -> [(&'static str, Rate); 8] {
+    fn named(&self) -> [(&'static str, Rate); 9] {
         [
             ("stream", self.stream_opens_per_user),
             ("stream_ip", self.stream_opens_per_ip),
@@ -259,6 +265,7 @@ impl Rates {
             ("read", self.reads),
             ("typing", self.typing),
             ("upload", self.uploads),
+            ("search", self.searches),
         ]
     }
 }
@@ -674,6 +681,7 @@ impl Config {
             reads: rate(self.read_rate_per_user, self.read_burst_per_user),
             typing: rate(self.typing_rate_per_user, self.typing_burst_per_user),
             uploads: rate(self.upload_rate_per_user, self.upload_burst_per_user),
+            searches: rate(self.search_rate_per_user, self.search_burst_per_user),
         }
     }
 

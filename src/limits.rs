@@ -26,6 +26,7 @@ pub struct Limits {
     reads: Budget,
     typing: Budget,
     uploads: Budget,
+    searches: Budget,
     /// Where the per-user budgets and stream counts are kept when several
     /// instances share them (PostgreSQL); `None` keeps them here.
     cluster: Option<Arc<Cluster>>,
@@ -49,6 +50,8 @@ pub enum Write {
     Typing,
     /// A file uploaded.
     Upload,
+    /// A search: no write, but as dear as one, so budgeted the same way.
+    Search,
 }
 
 impl Limits {
@@ -71,6 +74,7 @@ impl Limits {
             reads: budget(rates.reads),
             typing: budget(rates.typing),
             uploads: budget(rates.uploads),
+            searches: budget(rates.searches),
             cluster,
         });
         // Forget keys whose buckets are full again, so memory returns to its baseline.
@@ -89,6 +93,7 @@ impl Limits {
                     &limits.reads,
                     &limits.typing,
                     &limits.uploads,
+                    &limits.searches,
                 ] {
                     budget.local.retain_recent();
                 }
@@ -125,6 +130,7 @@ impl Limits {
             Write::Read => (&self.reads, "read", "read cursor moves by this user"),
             Write::Typing => (&self.typing, "typing", "typing notices from this user"),
             Write::Upload => (&self.uploads, "upload", "files uploaded by this user"),
+            Write::Search => (&self.searches, "search", "searches by this user"),
         };
         let wait = match &self.cluster {
             Some(cluster) => {

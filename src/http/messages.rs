@@ -36,6 +36,11 @@ struct ListParams {
     /// Messages before this seq (the page just older); not with `after`.
     #[param(minimum = 0)]
     before: Option<i64>,
+    /// The messages around this seq: about half older, the rest newer, and
+    /// the message at it (to open a conversation at a found message); not
+    /// with `after` or `before`.
+    #[param(minimum = 0)]
+    around: Option<i64>,
     #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i64>,
 }
@@ -44,7 +49,12 @@ struct ListParams {
 #[serde(rename_all = "camelCase")]
 struct MessageList {
     messages: Vec<Message>,
+    /// Older messages exist before this page.
     has_more: bool,
+    /// Only for `around`: newer messages exist after this page (ask
+    /// `after` the last one's seq for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_newer: Option<bool>,
     /// Resume the room's stream from here to miss nothing after this answer.
     last_event_id: String,
 }
@@ -66,20 +76,23 @@ async fn list_messages(
 ) -> Result<Json<MessageList>> {
     let room = room_id(&room)?;
     let limit = limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let range = match (params.after, params.before) {
-        (None, None) => MessageRange::Newest,
-        (Some(after), None) if after >= 0 => MessageRange::After(after),
-        (None, Some(before)) if before >= 0 => MessageRange::Before(before),
-        (Some(_), Some(_)) => {
+    let range = match (params.after, params.before, params.around) {
+        (None, None, None) => MessageRange::Newest,
+        (Some(after), None, None) if after >= 0 => MessageRange::After(after),
+        (None, Some(before), None) if before >= 0 => MessageRange::Before(before),
+        (None, None, Some(around)) if around >= 0 => MessageRange::Around(around),
+        (after, before, around)
+            if [after, before, around].iter().filter(|seq| seq.is_some()).count() > 1 =>
+        {
             return Err(Error::bad_request(
                 "invalid_range",
-                "give `after` or `before`, not both",
+                "give one of `after`, `before` and `around`, not several",
             ));
         }
         _ => {
             return Err(Error::bad_request(
                 "invalid_seq",
-                "`after` and `before` must not be negative",
+                "`after`, `before` and `around` must not be negative",
             ));
         }
     };
@@ -87,6 +100,7 @@ async fn list_messages(
     Ok(Json(MessageList {
         messages: page.messages,
         has_more: page.has_more,
+        has_newer: page.has_newer,
         last_event_id: page.last_event_id.to_string(),
     }))
 }

@@ -13,6 +13,7 @@ mod openapi;
 mod pages;
 mod presence;
 mod rooms;
+mod search;
 mod streams;
 mod typing;
 mod users;
@@ -73,6 +74,7 @@ pub fn api_router(config: &Config) -> Router<AppState> {
         .merge(inbox::router())
         .merge(messages::router())
         .merge(attachments::router())
+        .merge(search::router())
         .merge(typing::router())
         .merge(presence::router())
         .merge(users::router())

@@ -25,6 +25,7 @@ use utoipa_axum::routes;
     tags(
         (name = "rooms", description = "Rooms, membership and the listing fallback polling reads"),
         (name = "messages", description = "History, sending and read cursors"),
+        (name = "search", description = "Messages found by their words, in the rooms the caller may read"),
         (name = "inbox", description = "Rooms as support conversations: their status, for agents (admins)"),
         (name = "streams", description = "Live updates (Server-Sent Events)"),
         (name = "webhooks", description = "Signed POSTs to the application, from the event log (admins)"),

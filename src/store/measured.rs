@@ -222,4 +222,8 @@ impl Store for Measured {
     fn attachments(&self) -> &dyn super::AttachmentStore {
         self.0.attachments()
     }
+
+    fn search(&self) -> &dyn super::SearchStore {
+        self.0.search()
+    }
 }

@@ -17,6 +17,7 @@ mod inbox;
 mod measured;
 mod postgres;
 mod posts;
+mod search;
 mod sql;
 mod sqlite;
 mod webhooks;
@@ -30,6 +31,11 @@ pub use inbox::{
 };
 pub use measured::Measured;
 pub use postgres::PgStore;
+pub use search::{
+    MAX_QUERY_CHARS, MAX_SEARCH_PAGE, SearchCursor, SearchHit, SearchOrder, SearchPage,
+    SearchRequest, SearchStore, SearchText, SnippetPart,
+};
+pub use sql::{SearchArgument, SearchStatement};
 pub use sqlite::SqliteStore;
 pub use webhooks::{
     Cursors, Failure, LoggedEvent, NewNotice, NewWebhook, Notice, Reader, UNSEEN, Webhook,
@@ -142,12 +148,17 @@ pub enum MessageRange {
     Newest,
     After(i64),
     Before(i64),
+    /// About half before, the rest after, and the message at this seq.
+    Around(i64),
 }
 
 #[derive(Debug)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
+    /// Older messages exist before the page.
     pub has_more: bool,
+    /// For `Around`: whether newer messages exist after the page.
+    pub has_newer: Option<bool>,
     /// The newest event of the answer's snapshot, as for a listing.
     pub last_event_id: i64,
 }
@@ -237,6 +248,20 @@ impl InboxQueries {
             agents: sql::queries::AGENTS,
         }
     }
+}
+
+/// A search's statement as `backend` runs it, for the plan test.
+pub fn search_statement(
+    backend: Backend,
+    language: &str,
+    caller: &Caller,
+    request: &SearchRequest,
+) -> SearchStatement {
+    let engine = match backend {
+        Backend::Sqlite => sql::SearchEngine::Fts5,
+        Backend::Postgres => sql::SearchEngine::Postgres,
+    };
+    sql::search_statement(engine, language, caller, request)
 }
 
 /// Which ids the log can still replay.
@@ -427,6 +452,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The attachments' part of the store.
     fn attachments(&self) -> &dyn AttachmentStore;
+
+    /// The message search's part of the store.
+    fn search(&self) -> &dyn SearchStore;
 }
 
 /// Connections of a store's pool.
@@ -443,6 +471,9 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL's text search configuration for message search (`simple`,
+    /// `english`, ...); SQLite's index knows no other than `simple`.
+    pub search_language: String,
 }
 
 /// Which database a URL names: decided here alone.
@@ -482,11 +513,13 @@ pub async fn open(
         Backend::Postgres => {
             let store = PgStore::connect(options, wake).await?;
             store.migrate().await?;
+            store.index_search().await?;
             Ok(Arc::new(store))
         }
         Backend::Sqlite => {
             let store = SqliteStore::connect(options, wake).await?;
             store.migrate().await?;
+            store.index_search().await?;
             Ok(Arc::new(store))
         }
     }
@@ -500,6 +533,8 @@ pub enum OpenError {
     Connect(#[from] sqlx::Error),
     #[error("could not apply migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("search_language {0:?}: {1}")]
+    SearchLanguage(String, String),
     #[error("could not create the database's directory: {0}")]
     Directory(#[from] std::io::Error),
 }

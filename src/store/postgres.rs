@@ -5,7 +5,7 @@
 //! every instance listens, so all of them relay every event.
 
 use super::sql::queries::Queries;
-use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
+use super::sql::{Dialect, Pools, RowsAffected, SearchEngine, SqlStore};
 use super::{OpenError, StoreOptions};
 use crate::error::Result;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult};
@@ -34,6 +34,12 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     /// One snapshot for every statement of a listing, like SQLite's.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    /// A search is planned for its words: a rare one is found through the
+    /// index, a common one by walking the newest messages (the connection's
+    /// generic plans could not tell them apart).
+    const BEGIN_SEARCH: &'static str =
+        "BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan";
+    const SEARCH_ENGINE: SearchEngine = SearchEngine::Postgres;
     /// Rows locked in the order they are read.
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     /// Creations count the endpoints one at a time (an arbitrary key of ours).
@@ -90,6 +96,55 @@ impl Dialect for Postgres {
 
     async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("./migrations/postgres").run(pool).await
+    }
+
+    /// Rebuilds the generated column and its index when the language
+    /// changed: the table is rewritten, locked until it is (migration 0017).
+    /// Instances starting together take turns; the first does the work.
+    async fn index_search_in(pool: &Pool<Self>, language: &str) -> Result<(), OpenError> {
+        let refuse = |why: &str| OpenError::SearchLanguage(language.to_owned(), why.to_owned());
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7163104836612962)")
+            .execute(&mut *tx)
+            .await?;
+        let indexed: String = sqlx::query_scalar("SELECT name FROM search_language")
+            .fetch_one(&mut *tx)
+            .await?;
+        if indexed == language {
+            return Ok(());
+        }
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1
+                 AND cfgnamespace = 'pg_catalog'::regnamespace)",
+        )
+        .bind(language)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Written into the column's definition: only a built-in name.
+        if !known || !language.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(refuse(
+                "not one of PostgreSQL's text search configurations (SELECT cfgname FROM pg_ts_config)",
+            ));
+        }
+        tracing::warn!(from = %indexed, to = %language, "rebuilding the message search index for a new search_language: messages are locked until it is done");
+        for statement in [
+            "ALTER TABLE messages DROP COLUMN search".to_owned(),
+            format!(
+                "ALTER TABLE messages ADD COLUMN search tsvector GENERATED ALWAYS AS
+                     (to_tsvector('{language}', translate(body, '<>', '  '))) STORED"
+            ),
+            "CREATE INDEX messages_search ON messages USING gin (search)".to_owned(),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE search_language SET name = $1")
+            .bind(language)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Listens on `chat_events` for ever, waking `wake` on every notification.

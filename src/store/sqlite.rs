@@ -3,7 +3,7 @@
 //! can never gap or repeat, and no transaction fails upgrading a read lock.
 
 use super::sql::queries::Queries;
-use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
+use super::sql::{Dialect, Pools, RowsAffected, SearchEngine, SqlStore};
 use super::{OpenError, StoreOptions};
 use crate::error::Result;
 use sqlx::sqlite::{
@@ -30,6 +30,8 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     /// Deferred: the snapshot starts at the first read.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+    const BEGIN_SEARCH: &'static str = "BEGIN";
+    const SEARCH_ENGINE: SearchEngine = SearchEngine::Fts5;
     /// `BEGIN IMMEDIATE` already holds the database's write lock.
     const LOCK_ROWS: &'static str = "";
     /// `BEGIN IMMEDIATE` already serialises them.
@@ -100,6 +102,17 @@ impl Dialect for Sqlite {
 
     async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("./migrations/sqlite").run(pool).await
+    }
+
+    /// FTS5's tokenizer folds case and diacritics, and stems no language.
+    async fn index_search_in(_: &Pool<Self>, language: &str) -> Result<(), OpenError> {
+        match language {
+            "simple" => Ok(()),
+            _ => Err(OpenError::SearchLanguage(
+                language.to_owned(),
+                "SQLite's search index knows no language but `simple`".to_owned(),
+            )),
+        }
     }
 
     /// One process owns a SQLite file: every writer is in this process, and

@@ -101,6 +101,7 @@ async fn sigterm_ends_a_thousand_streams_cleanly_finishes_the_write_and_exits_0(
             url: server.database_url.clone(),
             max_connections: 1,
             acquire_timeout: WAIT,
+            search_language: "simple".to_owned(),
         },
         wake,
     )

@@ -35,6 +35,7 @@ mod real_proxies;
 mod receipts;
 mod retention;
 mod rooms;
+mod search;
 mod settings;
 mod streams;
 mod typing;

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 on_both_stores!(
     history_pages_are_ascending_newest_first_and_scroll_both_ways,
+    a_page_around_a_seq_holds_it_between_older_and_newer_ones,
     a_retried_client_id_returns_the_original_and_writes_nothing,
     concurrent_retries_of_one_client_id_store_exactly_one_message,
     fifty_concurrent_writers_get_gap_free_seqs,
@@ -23,6 +24,70 @@ fn seqs(page: &Value) -> Vec<i64> {
         .iter()
         .map(|m| m["seq"].as_i64().unwrap())
         .collect()
+}
+
+async fn a_page_around_a_seq_holds_it_between_older_and_newer_ones(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "around", &[]).await;
+    for n in 1..=30 {
+        app.send(&alice, &room, &format!("message {n}")).await;
+    }
+    let around = |seq: i64, limit: u32| {
+        let app = &app;
+        let (room, alice) = (&room, &alice);
+        async move {
+            let (status, page) = app
+                .get(
+                    &format!("/api/chat/rooms/{room}/messages?around={seq}&limit={limit}"),
+                    alice,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let page = around(12, 6).await;
+    assert_eq!(seqs(&page), [10, 11, 12, 13, 14, 15]);
+    assert_eq!(
+        (page["hasMore"].clone(), page["hasNewer"].clone()),
+        (json!(true), json!(true))
+    );
+    // At either end, nothing beyond.
+    let page = around(2, 6).await;
+    assert_eq!(seqs(&page), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        (page["hasMore"].clone(), page["hasNewer"].clone()),
+        (json!(false), json!(true))
+    );
+    let page = around(29, 6).await;
+    assert_eq!(seqs(&page), [27, 28, 29, 30]);
+    assert_eq!(
+        (page["hasMore"].clone(), page["hasNewer"].clone()),
+        (json!(true), json!(false))
+    );
+    let page = around(30, 1).await;
+    assert_eq!(seqs(&page), [30]);
+    assert_eq!(page["hasNewer"], false);
+    // Newer pages follow on with `after`, older ones with `before`.
+    let (_, newer) = app
+        .get(
+            &format!("/api/chat/rooms/{room}/messages?after=15&limit=3"),
+            &alice,
+        )
+        .await;
+    assert_eq!(seqs(&newer), [16, 17, 18]);
+    // The other forms do not say `hasNewer`.
+    let (_, newest) = app
+        .get(&format!("/api/chat/rooms/{room}/messages"), &alice)
+        .await;
+    assert!(newest.get("hasNewer").is_none(), "{newest}");
+    for bad in ["around=-1", "around=3&after=1", "around=3&before=9"] {
+        let (status, body) = app
+            .get(&format!("/api/chat/rooms/{room}/messages?{bad}"), &alice)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
 }
 
 async fn history_pages_are_ascending_newest_first_and_scroll_both_ways(backend: Backend) {

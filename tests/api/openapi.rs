@@ -33,6 +33,7 @@ async fn the_openapi_document_describes_every_route_and_its_errors(backend: Back
         ("/api/chat/rooms/{room_id}/members", "post"),
         ("/api/chat/rooms/{room_id}/members/{user_id}", "delete"),
         ("/api/chat/rooms/{room_id}/messages", "get"),
+        ("/api/chat/search", "get"),
         ("/api/chat/rooms/{room_id}/messages", "post"),
         ("/api/chat/rooms/{room_id}/messages/{message_id}", "patch"),
         ("/api/chat/rooms/{room_id}/messages/{message_id}", "delete"),

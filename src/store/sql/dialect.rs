@@ -5,6 +5,7 @@
 //! `store::postgres`).
 
 use super::queries::Queries;
+use super::search::SearchEngine;
 use crate::error::Result;
 use crate::store::{OpenError, StoreOptions};
 use sqlx::{Database, IntoArguments, Pool};
@@ -32,6 +33,10 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAff
     const BEGIN_WRITE: &'static str;
     /// Begins a read-only transaction whose statements share one snapshot.
     const BEGIN_SNAPSHOT: &'static str;
+    /// Begins the read-only transaction of a search.
+    const BEGIN_SEARCH: &'static str;
+    /// The database's full-text engine.
+    const SEARCH_ENGINE: SearchEngine;
     /// Appended to a `SELECT` to lock the rows it reads, in the order read;
     /// empty where `BEGIN_WRITE` already serialises writers.
     const LOCK_ROWS: &'static str;
@@ -65,6 +70,13 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAff
     fn migrate(
         pool: &Pool<Self>,
     ) -> impl Future<Output = Result<(), sqlx::migrate::MigrateError>> + Send;
+
+    /// Makes the search index read words as the text search configuration
+    /// `language` does, rebuilding it if it read them otherwise.
+    fn index_search_in(
+        pool: &Pool<Self>,
+        language: &str,
+    ) -> impl Future<Output = Result<(), OpenError>> + Send;
 
     /// Wakes `wake` whenever another process commits events, and forwards
     /// their signals, for ever. Where one process owns the database, there

@@ -21,10 +21,12 @@ mod inbox;
 mod posts;
 pub mod queries;
 mod rooms;
+mod search;
 mod store;
 mod webhooks;
 
 pub use dialect::{Dialect, Pools, RowsAffected};
+pub use search::{SearchArgument, SearchEngine, SearchStatement, search_statement};
 
 use super::group_commit::PostQueue;
 use super::{Erasing, OpenError, StoreOptions};
@@ -41,6 +43,8 @@ pub struct SqlStore<D: Dialect> {
     /// The relay's own connection (see `Store::relay_events_after`).
     relay_pool: Pool<D>,
     posts: PostQueue,
+    /// The text search configuration searches read words with (PostgreSQL's).
+    search_language: String,
 }
 
 impl<D: Dialect> SqlStore<D>
@@ -70,11 +74,17 @@ where
             pool,
             relay_pool,
             posts,
+            search_language: options.search_language.clone(),
         })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         D::migrate(&self.pool).await
+    }
+
+    /// Makes the search index read words in the configured language.
+    pub async fn index_search(&self) -> Result<(), OpenError> {
+        D::index_search_in(&self.pool, &self.search_language).await
     }
 
     /// Begins a transaction that writes.

@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::store::{
     Assignee, AttachmentStore, Erasing, ErasureStore, InboxStore, MAX_ROOM_PAGE, PoolStats,
-    RETENTION, RoomFilter, WebhookStore, cannot_add_others, closed_room, rooms_before,
+    RETENTION, RoomFilter, SearchStore, WebhookStore, cannot_add_others, closed_room, rooms_before,
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
@@ -35,6 +35,7 @@ where
     for<'r> Option<i64>: Encode<'r, D>,
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> Option<bool>: Encode<'r, D>,
+    for<'r> f64: Encode<'r, D> + Decode<'r, D> + Type<D>,
 {
     async fn ping(&self) -> Result<()> {
         // Any failure here means "not ready", never a bug of the caller's.
@@ -408,29 +409,50 @@ where
         range: MessageRange,
         limit: u32,
     ) -> Result<MessagePage> {
-        let (query, from, descending) = match range {
-            MessageRange::Newest => (D::queries().messages_before.as_str(), i64::MAX, true),
-            MessageRange::Before(seq) => (D::queries().messages_before.as_str(), seq, true),
-            MessageRange::After(seq) => (D::queries().messages_after.as_str(), seq, false),
+        let queries = D::queries();
+        // Older ones from `before` (down), newer ones from `after` (up).
+        let (before, after) = match range {
+            MessageRange::Newest => (Some((i64::MAX, limit)), None),
+            MessageRange::Before(seq) => (Some((seq, limit)), None),
+            MessageRange::After(seq) => (None, Some((seq, limit))),
+            MessageRange::Around(seq) => {
+                let older = limit.div_ceil(2);
+                (Some((seq.saturating_add(1), older)), Some((seq, limit - older)))
+            }
         };
         let mut tx = self.begin_snapshot().await?;
         Self::state_of_room(&mut tx, caller, room.as_str(), false).await?;
         // The snapshot's newest id, as for a listing.
         let last_event_id: i64 = sqlx::query_scalar(NEWEST_EVENT).fetch_one(&mut *tx).await?;
-        let rows: Vec<MessageRow> = sqlx::query_as(query)
-            .bind(room.as_str())
-            .bind(from)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let (mut rows, has_more) = page_of(rows, limit);
-        if descending {
+        let mut read = async |query: &'static str, (from, limit): (i64, u32)| {
+            let rows: Vec<MessageRow> = sqlx::query_as(query)
+                .bind(room.as_str())
+                .bind(from)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&mut *tx)
+                .await?;
+            Ok::<_, Error>(page_of(rows, limit))
+        };
+        let (mut messages, mut has_more, mut has_newer) = (Vec::new(), false, None);
+        if let Some(from) = before {
+            let (mut rows, more) = read(&queries.messages_before, from).await?;
             rows.reverse();
+            messages.extend(rows.into_iter().map(Message::from));
+            has_more = more;
         }
+        if let Some(from) = after {
+            let (rows, more) = read(&queries.messages_after, from).await?;
+            messages.extend(rows.into_iter().map(Message::from));
+            match range {
+                MessageRange::Around(_) => has_newer = Some(more),
+                _ => has_more = more,
+            }
+        }
+        tx.commit().await?;
         Ok(MessagePage {
-            messages: rows.into_iter().map(Message::from).collect(),
+            messages,
             has_more,
+            has_newer,
             last_event_id,
         })
     }
@@ -771,6 +793,10 @@ where
     }
 
     fn attachments(&self) -> &dyn AttachmentStore {
+        self
+    }
+
+    fn search(&self) -> &dyn SearchStore {
         self
     }
 

@@ -56,7 +56,7 @@ impl TestApp {
             .merge(Serialized::default("data_dir", data_dir.path()))
             .merge(Serialized::default("database_max_connections", 5));
         // Tests write in bursts; the write limits have tests of their own.
-        let figment = ["message", "room", "member", "read", "typing", "upload"]
+        let figment = ["message", "room", "member", "read", "typing", "upload", "search"]
             .iter()
             .fold(figment, |f, write| {
                 f.merge(Serialized::default(
