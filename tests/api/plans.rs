@@ -2,15 +2,21 @@
 //! 200,000 events, each stream kind's resume from the oldest id is planned as
 //! index range scans, on both stores (and, on PostgreSQL, under the generic
 //! plan that prepared statements switch to as well as the custom one). The
-//! inbox's views and counts, over 100,000 rooms, read their own index.
+//! inbox's views and counts, over 100,000 rooms, read their own index; a
+//! search over 100,000 messages reads the full-text index.
 
 use crate::support::{Backend, TestApp, on_both_stores};
-use chat_server::store::{self, InboxQueries, ReplayQueries};
+use chat_server::model::{Caller, Role, UserId};
+use chat_server::store::{
+    self, InboxQueries, ReplayQueries, SearchArgument, SearchCursor, SearchOrder, SearchRequest,
+    SearchText,
+};
 use sqlx::{Connection, Row};
 
 on_both_stores!(
     every_stream_kinds_resume_is_planned_on_indexes_over_a_big_log,
     the_inbox_views_and_counts_are_planned_on_their_indexes_over_100000_rooms,
+    searches_are_planned_on_the_full_text_index_never_a_scan_of_messages,
 );
 
 const EVENTS: i64 = 200_000;
@@ -338,4 +344,179 @@ async fn sqlite_inbox_plans(url: &str) -> Vec<Plan> {
 async fn postgres_inbox_plans(url: &str) -> Vec<Plan> {
     let mut db = postgres_seeded(url, ROOMS, &INBOX_SEED).await;
     postgres_explained(&mut db, inbox_reads(store::Backend::Postgres)).await
+}
+
+/// 100,000 messages in 1,000 rooms, every 1,000th with a rare word, every
+/// other one with a common word; `member` in 10 of the rooms.
+const SEARCH_SEED: [&str; 3] = [
+    "INSERT INTO rooms (id, name, created_by, created_at, updated_at, activity)
+     SELECT 'r' || n, 'r', 'x', 0, 0, n FROM numbers WHERE n <= 1000",
+    "INSERT INTO room_members (room_id, user_id, joined_at)
+     SELECT 'r' || n, 'member', 0 FROM numbers WHERE n <= 10",
+    "INSERT INTO messages (room_id, seq, id, author_id, body, created_at)
+     SELECT 'r' || (1 + n % 1000), 1 + n / 1000, 'm' || n, 'u' || (n % 50),
+         'order ' || n || CASE WHEN n % 1000 = 7 THEN ' chargeback' ELSE '' END
+             || CASE WHEN n % 2 = 0 THEN ' refund' ELSE ' delivery' END,
+         n
+     FROM numbers",
+];
+
+/// The searches to explain: a rare word and a common one, by an admin and
+/// by a member, newest first and by relevance, and a later page.
+fn searches() -> Vec<(String, Caller, SearchRequest)> {
+    let admin = Caller {
+        id: UserId::parse("agent").unwrap(),
+        role: Role::Admin,
+    };
+    let member = Caller {
+        id: UserId::parse("member").unwrap(),
+        role: Role::User,
+    };
+    let mut searches = Vec::new();
+    for (who, caller) in [("admin", &admin), ("member", &member)] {
+        for q in ["chargeback", "refund delivery", "refu"] {
+            for order in [SearchOrder::Newest, SearchOrder::Relevance] {
+                for after in [
+                    None,
+                    Some(SearchCursor {
+                        score: 0.5,
+                        position: 50_000,
+                        id: "m50000".to_owned(),
+                    }),
+                ] {
+                    let request = SearchRequest {
+                        text: SearchText::parse(q).unwrap(),
+                        room: None,
+                        author: None,
+                        since: None,
+                        until: None,
+                        order,
+                        limit: 20,
+                        after: after.clone(),
+                    };
+                    let page = if after.is_some() {
+                        ", a later page"
+                    } else {
+                        ""
+                    };
+                    searches.push((
+                        format!("{who} {q:?} {order:?}{page}"),
+                        caller.clone(),
+                        request,
+                    ));
+                }
+            }
+        }
+    }
+    searches
+}
+
+async fn searches_are_planned_on_the_full_text_index_never_a_scan_of_messages(backend: Backend) {
+    let app = TestApp::spawn(backend.clone()).await;
+    let kind = match &backend {
+        Backend::Sqlite => store::Backend::Sqlite,
+        Backend::Postgres(_) => store::Backend::Postgres,
+    };
+    let mut plans = Vec::new();
+    match &backend {
+        Backend::Sqlite => {
+            let mut db = sqlite_seeded(app.database_url(), 100_000, &SEARCH_SEED).await;
+            for (label, caller, request) in searches() {
+                let statement = store::search_statement(kind, "simple", &caller, &request);
+                let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+                let rows = bound(
+                    sqlx::query(sqlx::AssertSqlSafe(explain)),
+                    statement.arguments,
+                )
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+                plans.push(Plan {
+                    kind: label,
+                    lines: rows.iter().map(|row| row.get::<String, _>(3)).collect(),
+                });
+            }
+        }
+        Backend::Postgres(_) => {
+            let mut db = postgres_seeded(app.database_url(), 100_000, &SEARCH_SEED).await;
+            // As a search runs: planned for its words (`BEGIN_SEARCH`).
+            sqlx::query("SET plan_cache_mode = force_custom_plan")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            for (label, caller, request) in searches() {
+                let statement = store::search_statement(kind, "simple", &caller, &request);
+                let explain = format!("EXPLAIN {}", statement.sql);
+                let rows = bound(
+                    sqlx::query(sqlx::AssertSqlSafe(explain)),
+                    statement.arguments,
+                )
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+                plans.push(Plan {
+                    kind: label,
+                    lines: rows.iter().map(|row| row.get::<String, _>(0)).collect(),
+                });
+            }
+        }
+    }
+    for plan in &plans {
+        let text = plan.text();
+        eprintln!("{text}");
+        let uses = |what: &str| plan.lines.iter().any(|line| line.contains(what));
+        for line in &plan.lines {
+            let step = line.trim_start_matches(|c: char| !c.is_alphabetic());
+            assert!(
+                !line.contains("Seq Scan on messages") && step != "SCAN m",
+                "{text}"
+            );
+        }
+        match &backend {
+            // The match first, then each hit's row by its key (an admin's),
+            // or through the rooms of a member's.
+            Backend::Sqlite => {
+                let matched = plan.lines.iter().any(|line| {
+                    line.starts_with("SCAN messages_search VIRTUAL TABLE INDEX")
+                        && line.contains(":M")
+                });
+                assert!(matched, "{text}");
+                assert!(
+                    uses("SEARCH m USING INTEGER PRIMARY KEY (rowid=?)")
+                        || uses("SEARCH m USING INDEX sqlite_autoindex_messages_2 (room_id=?)"),
+                    "{text}"
+                );
+            }
+            // An admin's through the full-text index; a member's may read
+            // their few rooms' messages instead, by room.
+            Backend::Postgres(_) => {
+                let by_room = plan.kind.starts_with("member")
+                    && uses("Index Scan using messages_pkey on messages m");
+                assert!(
+                    uses("Bitmap Index Scan on messages_search") || by_room,
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
+/// `query` with `arguments` bound, as the store binds them.
+fn bound<'q, D: sqlx::Database>(
+    mut query: sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>,
+    arguments: Vec<SearchArgument>,
+) -> sqlx::query::Query<'q, D, <D as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    f64: sqlx::Encode<'q, D> + sqlx::Type<D>,
+{
+    for argument in arguments {
+        query = match argument {
+            SearchArgument::Text(text) => query.bind(text),
+            SearchArgument::Number(number) => query.bind(number),
+            SearchArgument::Real(real) => query.bind(real),
+        };
+    }
+    query
 }

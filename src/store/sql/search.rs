@@ -143,8 +143,12 @@ pub fn search_statement(
     match engine {
         SearchEngine::Postgres => {
             let (text, prefix) = request.text.websearch();
+            // `+ 0`: always through the full-text index, bounded by the
+            // matches. PostgreSQL cannot estimate a prefix's matches, and
+            // guessing many it walked every message by time to find a rare
+            // word (docs/scaling.md).
             query.push(&format!(
-                "{PG_SCORE} AS score, m.created_at AS position, q.query FROM (SELECT "
+                "{PG_SCORE} AS score, m.created_at + 0 AS position, q.query FROM (SELECT "
             ));
             if !text.is_empty() {
                 query
