@@ -82,7 +82,11 @@ async fn list_messages(
         (None, Some(before), None) if before >= 0 => MessageRange::Before(before),
         (None, None, Some(around)) if around >= 0 => MessageRange::Around(around),
         (after, before, around)
-            if [after, before, around].iter().filter(|seq| seq.is_some()).count() > 1 =>
+            if [after, before, around]
+                .iter()
+                .filter(|seq| seq.is_some())
+                .count()
+                > 1 =>
         {
             return Err(Error::bad_request(
                 "invalid_range",

@@ -26,8 +26,16 @@ pub enum SearchEngine {
     Fts5,
 }
 
-/// A match's relevance on PostgreSQL, as a cursor keeps it.
-const PG_SCORE: &str = "CAST(ts_rank(m.search, q.query) AS double precision)";
+/// How many of the newest matches a search by relevance ranks: ranking
+/// reads every match's words, which for a common word is most of the
+/// table (docs/scaling.md). Older ones are reached with words that are
+/// rarer, a room, or a time range.
+pub const RANKED: i64 = 200;
+/// How many of the newest messages an admin's search reads for each match
+/// it wants before it turns to the full-text index (see `newest_matches`):
+/// it turns only for words in fewer than one message in this many, whose
+/// matches are then few (a 200th of the messages at most).
+const WINDOW_PER_MATCH: i64 = 200;
 /// The most words a snippet shows around its matches.
 const SNIPPET_WORDS: u32 = 24;
 /// PostgreSQL's stand-ins for `<` and `>` while it makes a snippet: its
@@ -101,98 +109,234 @@ pub fn search_statement(
     caller: &Caller,
     request: &SearchRequest,
 ) -> SearchStatement {
-    let columns = |table: &str| {
-        MESSAGE_COLUMNS
-            .split(',')
-            .map(|column| format!("{table}.{}", column.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut query = SearchStatement {
         sql: String::new(),
         arguments: Vec::new(),
     };
-    // `$1`: the language on PostgreSQL, the FTS5 query on SQLite.
-    let first = match engine {
-        SearchEngine::Postgres => language.to_owned(),
-        SearchEngine::Fts5 => request.text.fts5(),
+    match engine {
+        SearchEngine::Postgres => postgres(&mut query, language, caller, request),
+        SearchEngine::Fts5 => fts5(&mut query, caller, request),
+    }
+    query
+}
+
+/// PostgreSQL: the matches newest first (see `newest_matches`), each page
+/// of them, or the best of the newest `RANKED` by `ts_rank`; then a snippet
+/// of each hit of the page (`ts_headline`, which re-reads the body).
+fn postgres(query: &mut SearchStatement, language: &str, caller: &Caller, request: &SearchRequest) {
+    // `$1`, used wherever the language is.
+    query
+        .arguments
+        .push(SearchArgument::Text(language.to_owned()));
+    query.push("WITH q AS (SELECT ");
+    let (text, prefix) = request.text.websearch();
+    if !text.is_empty() {
+        query
+            .push("websearch_to_tsquery(CAST($1 AS regconfig), ")
+            .text(&text)
+            .push(")");
+    }
+    if let Some(prefix) = prefix {
+        if !text.is_empty() {
+            query.push(" && ");
+        }
+        query
+            .push("to_tsquery(CAST($1 AS regconfig), ")
+            .text(&prefix)
+            .push(")");
+    }
+    query.push(" AS query), ");
+    let hits = match request.order {
+        SearchOrder::Newest => {
+            let page = page_size(request);
+            newest_matches(query, caller, request, page, request.after.as_ref());
+            "SELECT *, CAST(0 AS double precision) AS score FROM matches".to_owned()
+        }
+        SearchOrder::Relevance => {
+            newest_matches(query, caller, request, RANKED, None);
+            let mut ranked = "SELECT * FROM (SELECT matches.*,
+                 CAST(ts_rank(matches.search, q.query) AS double precision) AS score
+                 FROM matches, q) AS ranked"
+                .to_owned();
+            if let Some(cursor) = &request.after {
+                let mut after = SearchStatement {
+                    sql: String::new(),
+                    arguments: std::mem::take(&mut query.arguments),
+                };
+                after.push(" WHERE ");
+                relevance_after(&mut after, SearchEngine::Postgres, cursor);
+                query.arguments = after.arguments;
+                ranked.push_str(&after.sql);
+            }
+            ranked
+        }
     };
-    query.arguments.push(SearchArgument::Text(first));
     query.push(&format!(
-        "SELECT {}, h.room_name, h.score, h.position, ",
+        "SELECT {columns}, r.name AS room_name, h.score, h.position,
+             ts_headline(CAST($1 AS regconfig),
+                 translate(h.body, E'<>\\x01\\x02', E'\\u{lt:04X}\\u{gt:04X}'), q.query,
+                 'StartSel=' || chr(1) || ', StopSel=' || chr(2)
+                 || ', MaxWords={SNIPPET_WORDS}, MinWords={min}') AS snippet
+         FROM ({hits} ORDER BY {order} LIMIT ",
+        columns = columns("h"),
+        lt = PG_LT as u32,
+        gt = PG_GT as u32,
+        min = SNIPPET_WORDS / 2,
+        order = order_by(SearchEngine::Postgres, request.order, ""),
+    ));
+    query
+        .bind(SearchArgument::Number(page_size(request)))
+        .push(") AS h JOIN rooms r ON r.id = h.room_id CROSS JOIN q");
+    query.push(&format!(
+        " ORDER BY {}",
+        order_by(SearchEngine::Postgres, request.order, "h.")
+    ));
+}
+
+/// Adds the CTE `matches`: the first `limit` matches after `after`, newest
+/// first, with their `search` vectors and `position` (time).
+///
+/// Two ways to them, for the two kinds of words. A rare word's matches
+/// come from the full-text index, bounded by how many there are. A common
+/// word's are among the newest messages: an admin's search (every room)
+/// first reads the newest `WINDOW` messages by time, and only when they
+/// hold fewer than `limit` matches goes to the index; PostgreSQL skips
+/// that part unread (a one-time filter). Through the index alone, a word
+/// in half the messages read half the table before its first page.
+fn newest_matches(
+    query: &mut SearchStatement,
+    caller: &Caller,
+    request: &SearchRequest,
+    limit: i64,
+    after: Option<&SearchCursor>,
+) {
+    let columns = format!("{}, m.search, m.created_at AS position", columns("m"));
+    let window = limit * WINDOW_PER_MATCH;
+    let limit_parameter = {
+        query.arguments.push(SearchArgument::Number(limit));
+        format!("${}", query.arguments.len())
+    };
+    let by_index = |query: &mut SearchStatement| {
+        query.push(&format!(
+            "SELECT {columns} FROM messages m, q WHERE m.search @@ q.query"
+        ));
+        filters(query, caller, request);
+        if let Some(cursor) = after {
+            query.push(" AND ");
+            newest_after(query, SearchEngine::Postgres, cursor);
+        }
+        // `+ 0`: through the full-text index, whatever PostgreSQL guesses
+        // of a prefix's matches (it cannot estimate them, and guessing many
+        // it walked every message by time to find a rare word).
+        query.push(&format!(
+            " ORDER BY m.created_at + 0 DESC, m.id DESC LIMIT {limit_parameter}"
+        ));
+    };
+    if caller.is_admin() && request.room.is_none() {
+        query.push(&format!(
+            "recent AS MATERIALIZED (SELECT {columns}
+             FROM (SELECT * FROM messages m WHERE m.deleted_at IS NULL"
+        ));
+        time_filters(query, request);
+        if let Some(cursor) = after {
+            query.push(" AND ");
+            newest_after(query, SearchEngine::Postgres, cursor);
+        }
+        query.push(&format!(
+            " ORDER BY m.created_at DESC, m.id DESC LIMIT {window}) AS m, q
+             WHERE m.search @@ q.query"
+        ));
+        filters(query, caller, request);
+        query.push(&format!(
+            " ORDER BY m.created_at DESC, m.id DESC LIMIT {limit_parameter}),
+             matches AS (SELECT * FROM recent
+                 WHERE (SELECT COUNT(*) FROM recent) >= {limit_parameter}
+             UNION ALL (SELECT * FROM ("
+        ));
+        by_index(query);
+        query.push(&format!(
+            ") AS indexed WHERE (SELECT COUNT(*) FROM recent) < {limit_parameter})) "
+        ));
+    } else {
+        query.push("matches AS (");
+        by_index(query);
+        query.push(") ");
+    }
+}
+
+/// SQLite: FTS5 walks its matches newest first (by rowid, the order of
+/// insertion) without sorting, so a page stops as soon as it is full; by
+/// relevance, the best of the newest `RANKED` by `bm25`. FTS5 computes
+/// `bm25` only as a result column (elsewhere it is silently wrong), so the
+/// keyset reads it from the subquery `s`, kept whole by its `LIMIT`
+/// (SQLite neither merges such a subquery into a join nor pushes terms
+/// into it). Then a snippet of each hit of the page.
+fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
+    // `$1`, used wherever the match is.
+    query
+        .arguments
+        .push(SearchArgument::Text(request.text.fts5()));
+    query.push(&format!(
+        "SELECT {}, r.name AS room_name, h.score, h.position,
+             snippet(messages_search, 0, char(1), char(2), '…', {SNIPPET_WORDS}) AS snippet
+         FROM (",
         columns("h")
     ));
-    query.push(&match engine {
-        SearchEngine::Postgres => format!(
-            "ts_headline(CAST($1 AS regconfig),
-                 translate(h.body, E'<>\\x01\\x02', E'\\u{:04X}\\u{:04X}'), h.query,
-                 'StartSel=' || chr(1) || ', StopSel=' || chr(2)
-                 || ', MaxWords={SNIPPET_WORDS}, MinWords={}') AS snippet",
-            PG_LT as u32,
-            PG_GT as u32,
-            SNIPPET_WORDS / 2
-        ),
-        SearchEngine::Fts5 => format!(
-            "snippet(messages_search, 0, char(1), char(2), '…', {SNIPPET_WORDS}) AS snippet"
-        ),
-    });
-    query.push(&format!(
-        " FROM (SELECT {}, r.name AS room_name, ",
-        columns("m")
-    ));
-    match engine {
-        SearchEngine::Postgres => {
-            let (text, prefix) = request.text.websearch();
-            // `+ 0`: always through the full-text index, bounded by the
-            // matches. PostgreSQL cannot estimate a prefix's matches, and
-            // guessing many it walked every message by time to find a rare
-            // word (docs/scaling.md).
-            query.push(&format!(
-                "{PG_SCORE} AS score, m.created_at + 0 AS position, q.query FROM (SELECT "
-            ));
-            if !text.is_empty() {
-                query
-                    .push("websearch_to_tsquery(CAST($1 AS regconfig), ")
-                    .text(&text)
-                    .push(")");
-            }
-            if let Some(prefix) = prefix {
-                if !text.is_empty() {
-                    query.push(" && ");
-                }
-                query
-                    .push("to_tsquery(CAST($1 AS regconfig), ")
-                    .text(&prefix)
-                    .push(")");
-            }
-            query.push(
-                " AS query) AS q
-                 JOIN messages m ON m.search @@ q.query
-                 JOIN rooms r ON r.id = m.room_id
-                 WHERE true",
-            );
+    let score = match request.order {
+        SearchOrder::Relevance => "-bm25(messages_search)",
+        SearchOrder::Newest => "0.0",
+    };
+    let matches = |query: &mut SearchStatement, after: Option<&SearchCursor>, limit: i64| {
+        query.push(&format!(
+            "SELECT {}, messages_search.rowid AS position, {score} AS score
+             FROM messages_search JOIN messages m ON m.rowid = messages_search.rowid
+             WHERE messages_search MATCH $1",
+            columns("m")
+        ));
+        filters(query, caller, request);
+        if let Some(cursor) = after {
+            query.push(" AND ");
+            newest_after(query, SearchEngine::Fts5, cursor);
         }
-        SearchEngine::Fts5 => {
-            // bm25 is lower for a better match. FTS5 computes it only as a
-            // result column (elsewhere it is silently wrong), so the keyset
-            // reads it from `s`, kept whole by a `LIMIT` (SQLite neither
-            // merges such a subquery into a join nor pushes terms into it).
-            let (score, whole) = match request.order {
-                SearchOrder::Relevance => ("-bm25(messages_search)", " LIMIT -1"),
-                SearchOrder::Newest => ("0.0", ""),
-            };
-            query.push(&format!(
-                "s.score, s.position
-                 FROM (SELECT rowid AS position, {score} AS score
-                       FROM messages_search WHERE messages_search MATCH $1{whole}) AS s
-                 JOIN messages m ON m.rowid = s.position
-                 JOIN rooms r ON r.id = m.room_id
-                 WHERE true"
-            ));
+        query
+            .push(" ORDER BY messages_search.rowid DESC LIMIT ")
+            .bind(SearchArgument::Number(limit));
+    };
+    match request.order {
+        SearchOrder::Newest => matches(query, request.after.as_ref(), page_size(request)),
+        SearchOrder::Relevance => {
+            query.push("SELECT * FROM (");
+            matches(query, None, RANKED);
+            query.push(") AS s");
+            if let Some(cursor) = &request.after {
+                query.push(" WHERE ");
+                relevance_after(query, SearchEngine::Fts5, cursor);
+            }
+            query
+                .push(&format!(
+                    " ORDER BY {} LIMIT ",
+                    order_by(SearchEngine::Fts5, request.order, "")
+                ))
+                .bind(SearchArgument::Number(page_size(request)));
         }
     }
-    // What the room's history shows the caller, and no tombstone.
-    query.push(" AND m.deleted_at IS NULL AND r.deleted_at IS NULL");
+    // For the snippet: each hit's FTS5 row, matched again.
+    query.push(&format!(
+        ") AS h JOIN rooms r ON r.id = h.room_id
+         JOIN messages_search ON messages_search.rowid = h.position
+             AND messages_search MATCH $1
+         ORDER BY {}",
+        order_by(SearchEngine::Fts5, request.order, "h.")
+    ));
+}
+
+/// What the room's history shows the caller, and no tombstone; the
+/// request's filters. (A deleted room's messages go in batches after it.)
+fn filters(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
+    query.push(
+        " AND m.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM rooms d
+              WHERE d.id = m.room_id AND d.deleted_at IS NOT NULL)",
+    );
     if !caller.is_admin() {
         query
             .push(" AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = ")
@@ -205,6 +349,10 @@ pub fn search_statement(
     if let Some(author) = &request.author {
         query.push(" AND m.author_id = ").text(author.as_str());
     }
+    time_filters(query, request);
+}
+
+fn time_filters(query: &mut SearchStatement, request: &SearchRequest) {
     if let Some(since) = request.since {
         query
             .push(" AND m.created_at >= ")
@@ -215,66 +363,61 @@ pub fn search_statement(
             .push(" AND m.created_at < ")
             .bind(SearchArgument::Number(until.unix_ms()));
     }
-    if let Some(cursor) = &request.after {
-        let (score, position) = match engine {
-            SearchEngine::Postgres => (PG_SCORE, "m.created_at"),
-            SearchEngine::Fts5 => ("s.score", "s.position"),
-        };
-        // After the cursor in the newest-first order: by time on
-        // PostgreSQL (then id, as times may tie), by rowid on SQLite (the
-        // order of insertion, which FTS5 walks backwards without sorting).
-        let mut after_newest = SearchStatement {
-            sql: String::new(),
-            arguments: std::mem::take(&mut query.arguments),
-        };
-        after_newest
-            .push(&format!("({position} < "))
-            .bind(SearchArgument::Number(cursor.position));
-        if engine == SearchEngine::Postgres {
-            after_newest
-                .push(&format!(" OR ({position} = "))
+}
+
+/// After `cursor` in the newest-first order: by time on PostgreSQL (then
+/// id, as times may tie), by rowid on SQLite.
+fn newest_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &SearchCursor) {
+    match engine {
+        SearchEngine::Postgres => {
+            query
+                .push("(m.created_at < ")
+                .bind(SearchArgument::Number(cursor.position))
+                .push(" OR (m.created_at = ")
                 .bind(SearchArgument::Number(cursor.position))
                 .push(" AND m.id < ")
                 .text(&cursor.id)
-                .push(")");
+                .push("))");
         }
-        after_newest.push(")");
-        query.arguments = after_newest.arguments;
-        query.push(" AND ");
-        match request.order {
-            SearchOrder::Newest => {
-                query.push(&after_newest.sql);
-            }
-            SearchOrder::Relevance => {
-                // Both `$n` of the score are one parameter, bound once.
-                query.arguments.push(SearchArgument::Real(cursor.score));
-                let n = query.arguments.len();
-                query.push(&format!(
-                    "({score} < ${n} OR ({score} = ${n} AND {}))",
-                    after_newest.sql
-                ));
-            }
+        SearchEngine::Fts5 => {
+            query
+                .push("messages_search.rowid < ")
+                .bind(SearchArgument::Number(cursor.position));
         }
     }
-    query
-        .push(&format!(
-            " ORDER BY {} LIMIT ",
-            order_by(engine, request.order, "")
-        ))
-        .bind(SearchArgument::Number(i64::from(request.limit) + 1))
-        .push(") AS h");
-    if engine == SearchEngine::Fts5 {
-        // For the snippet: each hit's FTS5 row, matched again.
-        query.push(
-            " JOIN messages_search ON messages_search.rowid = h.position
-              AND messages_search MATCH $1",
-        );
-    }
+}
+
+/// After `cursor` in the relevance order, of a ranked subquery's columns.
+fn relevance_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &SearchCursor) {
+    query.arguments.push(SearchArgument::Real(cursor.score));
+    let score = format!("${}", query.arguments.len());
     query.push(&format!(
-        " ORDER BY {}",
-        order_by(engine, request.order, "h.")
+        "(score < {score} OR (score = {score} AND (position < "
     ));
-    query
+    query.bind(SearchArgument::Number(cursor.position));
+    if engine == SearchEngine::Postgres {
+        query
+            .push(" OR (position = ")
+            .bind(SearchArgument::Number(cursor.position))
+            .push(" AND id < ")
+            .text(&cursor.id)
+            .push(")");
+    }
+    query.push(")))");
+}
+
+/// A page's rows: one more than it shows, to tell whether more follow.
+fn page_size(request: &SearchRequest) -> i64 {
+    i64::from(request.limit) + 1
+}
+
+/// `MESSAGE_COLUMNS` of `table`.
+fn columns(table: &str) -> String {
+    MESSAGE_COLUMNS
+        .split(',')
+        .map(|column| format!("{table}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[async_trait::async_trait]

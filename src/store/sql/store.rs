@@ -417,7 +417,10 @@ where
             MessageRange::After(seq) => (None, Some((seq, limit))),
             MessageRange::Around(seq) => {
                 let older = limit.div_ceil(2);
-                (Some((seq.saturating_add(1), older)), Some((seq, limit - older)))
+                (
+                    Some((seq.saturating_add(1), older)),
+                    Some((seq, limit - older)),
+                )
             }
         };
         let mut tx = self.begin_snapshot().await?;

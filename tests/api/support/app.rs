@@ -56,18 +56,20 @@ impl TestApp {
             .merge(Serialized::default("data_dir", data_dir.path()))
             .merge(Serialized::default("database_max_connections", 5));
         // Tests write in bursts; the write limits have tests of their own.
-        let figment = ["message", "room", "member", "read", "typing", "upload", "search"]
-            .iter()
-            .fold(figment, |f, write| {
-                f.merge(Serialized::default(
-                    &format!("{write}_rate_per_user"),
-                    1_000_000,
-                ))
-                .merge(Serialized::default(
-                    &format!("{write}_burst_per_user"),
-                    1_000_000,
-                ))
-            });
+        let figment = [
+            "message", "room", "member", "read", "typing", "upload", "search",
+        ]
+        .iter()
+        .fold(figment, |f, write| {
+            f.merge(Serialized::default(
+                &format!("{write}_rate_per_user"),
+                1_000_000,
+            ))
+            .merge(Serialized::default(
+                &format!("{write}_burst_per_user"),
+                1_000_000,
+            ))
+        });
         let config = Config::from_figment(configure(figment)).expect("valid test settings");
         let (shutdown, draining) = watch::channel(false);
         let state = app::build_state(config, draining.clone())
