@@ -30,7 +30,7 @@ pub enum SearchEngine {
 /// reads every match's words, which for a common word is most of the
 /// table (docs/scaling.md). Older ones are reached with words that are
 /// rarer, a room, or a time range.
-pub const RANKED: i64 = 200;
+pub const RANKED: i64 = 100;
 /// How many of the newest messages an admin's search reads for each match
 /// it wants before it turns to the full-text index (see `newest_matches`):
 /// it turns only for words in fewer than one message in this many, whose
@@ -369,15 +369,14 @@ fn time_filters(query: &mut SearchStatement, request: &SearchRequest) {
 /// id, as times may tie), by rowid on SQLite.
 fn newest_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &SearchCursor) {
     match engine {
+        // A row comparison: a range of `messages_by_time`.
         SearchEngine::Postgres => {
             query
-                .push("(m.created_at < ")
+                .push("(m.created_at, m.id) < (")
                 .bind(SearchArgument::Number(cursor.position))
-                .push(" OR (m.created_at = ")
-                .bind(SearchArgument::Number(cursor.position))
-                .push(" AND m.id < ")
+                .push(", ")
                 .text(&cursor.id)
-                .push("))");
+                .push(")");
         }
         SearchEngine::Fts5 => {
             query
