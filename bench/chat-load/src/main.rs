@@ -5,6 +5,7 @@
 //! table and writes JSON under `target/bench/`.
 
 mod chat;
+mod corpus;
 mod fanout;
 mod histogram;
 mod hub;
@@ -17,6 +18,8 @@ mod replay;
 mod report;
 mod resume;
 mod scale;
+mod search;
+mod seed;
 mod smoke;
 mod streams;
 mod target;
@@ -167,6 +170,28 @@ enum Workload {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// W11: message search over rooms seeded with chat-like text: the
+    /// index's size, then one- and two-word queries (newest first and by
+    /// relevance) from concurrent searchers, admins and then members.
+    Search {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        rooms: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Concurrent searchers.
+        #[arg(long, default_value_t = 20)]
+        searchers: usize,
+        /// How often each searcher asks, a phase of each: `0s` asks the
+        /// next query when the last is answered (the most the store
+        /// answers); `1s` is an agent searching every second.
+        #[arg(long, value_delimiter = ',', default_value = "0s,1s", value_parser = humantime::parse_duration)]
+        paces: Vec<Duration>,
+        /// How long each phase (admins, members) is measured.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// W5: concurrent writers posting over many rooms, stepped by writer count.
     Writes {
         #[command(flatten)]
@@ -300,6 +325,14 @@ async fn main() -> ExitCode {
             rate,
             seconds,
         } => polling::polling(&common, rooms, messages, users, rate, seconds).await,
+        Workload::Search {
+            common,
+            rooms,
+            messages,
+            searchers,
+            paces,
+            seconds,
+        } => search::search(&common, rooms, messages, searchers, &paces, seconds).await,
         Workload::Writes {
             common,
             rooms,

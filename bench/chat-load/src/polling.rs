@@ -5,20 +5,14 @@
 //! last `ETag` it got). The hub answers the same requests with a fixed body
 //! of the size ours sent.
 
-use crate::Common;
 use crate::histogram::Histogram;
 use crate::report::write_json;
 use crate::target::{Server, Target, lineup, token_as};
-use futures::StreamExt;
+use crate::{Common, seed};
 use serde::Serialize;
-use serde_json::json;
-use sqlx::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// Concurrent writers while seeding messages.
-const SEEDERS: usize = 256;
 
 #[derive(Serialize)]
 struct PollingStep {
@@ -50,7 +44,14 @@ pub async fn polling(
     for &server in lineup(common) {
         let target = Target::start(common, server, "25s").await?;
         let url = if server == Server::Ours {
-            seed(&target, rooms, messages, users).await?;
+            seed::rooms_with_messages(
+                &target,
+                rooms,
+                messages,
+                |index| vec![format!("load-user-{}", index % users)],
+                |n| format!("seed message {n}"),
+            )
+            .await?;
             format!("{}/api/chat/rooms", target.served.base)
         } else {
             target
@@ -101,66 +102,6 @@ pub async fn polling(
         }
     }
     write_json("w4", common, &steps)
-}
-
-/// `rooms` rooms, the `i`th with member `load-user-{i % users}`, and
-/// `messages` messages spread evenly over them, posted concurrently.
-async fn seed(target: &Target, rooms: usize, messages: usize, users: usize) -> Result<(), String> {
-    let started = Instant::now();
-    let ids = target
-        .create_rooms(rooms, |index| vec![format!("load-user-{}", index % users)])
-        .await?;
-    let urls: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| target.messages_url(id)).collect());
-    println!(
-        "seeding: {rooms} rooms created in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let started = Instant::now();
-    let posts = (0..messages).map(|n| {
-        let request = target
-            .http
-            .post(&urls[n % urls.len()])
-            .bearer_auth(&target.publisher)
-            .json(&json!({"body": format!("seed message {n}")}));
-        async move {
-            let answer = request.send().await.map_err(|e| e.to_string())?;
-            if answer.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("seeding: a post got {}", answer.status()))
-            }
-        }
-    });
-    let mut posts = futures::stream::iter(posts).buffer_unordered(SEEDERS);
-    let mut done = 0usize;
-    while let Some(outcome) = posts.next().await {
-        outcome?;
-        done += 1;
-        if done.is_multiple_of(100_000) {
-            println!(
-                "seeding: {done} messages, {:.0}/s",
-                done as f64 / started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    println!(
-        "seeding: {messages} messages in {:.1} s ({:.0}/s)",
-        started.elapsed().as_secs_f64(),
-        messages as f64 / started.elapsed().as_secs_f64()
-    );
-    // What autovacuum would have done long ago on a database this size;
-    // left to run during the measurement, it would be measured too.
-    if target.served.database.starts_with("postgres") {
-        let mut db = sqlx::PgConnection::connect(&target.served.database)
-            .await
-            .map_err(|e| e.to_string())?;
-        sqlx::query("VACUUM ANALYZE")
-            .execute(&mut db)
-            .await
-            .map_err(|e| e.to_string())?;
-        println!("seeding: vacuumed and analysed");
-    }
-    Ok(())
 }
 
 /// One phase: `rate` requests per second for `seconds`, user after user.

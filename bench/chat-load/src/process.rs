@@ -74,6 +74,8 @@ impl Served {
             ("CHAT_MEMBER_BURST_PER_USER", "1000000"),
             ("CHAT_READ_RATE_PER_USER", "1000000"),
             ("CHAT_READ_BURST_PER_USER", "1000000"),
+            ("CHAT_SEARCH_RATE_PER_USER", "1000000"),
+            ("CHAT_SEARCH_BURST_PER_USER", "1000000"),
         ] {
             command.env(name, value);
         }
