@@ -13,12 +13,15 @@
 // open conversation may be deleted, after a question in place; a deleted
 // room leaves every admin panel's list at once, and its open conversation
 // says so.
+// Above the list, the message search (SearchPanel, search.js): a hit opens
+// its conversation at that message.
 
 import {
   ChatRooms, Presence, Typing, TypingSender, seenBy,
 } from '/sdk/chat-client.js';
 import { showStatus, signIn, timingOverrides } from '/assets/session.js';
-import { Composer, Conversation } from '/assets/conversation.js';
+import { Composer, Conversation, formatDateTime } from '/assets/conversation.js';
+import { SearchPanel } from '/assets/search.js';
 
 const $ = (id) => document.getElementById(id);
 const span = (className) => Object.assign(document.createElement('span'), { className });
@@ -74,7 +77,9 @@ const composer = new Composer({
   upload: (file, options, roomId) => api.upload(roomId, file, options),
   send: async (text, clientId, roomId, attachments) => {
     typingSender.stop();
-    conversation.add(await api.send(roomId, text, { clientId, attachments }));
+    const message = await api.send(roomId, text, { clientId, attachments });
+    // Read far back (a search hit), the conversation goes to its newest.
+    if (roomId === conversation.roomId) conversation.sent(message);
   },
 });
 $('body').addEventListener('input', () => typingSender.input());
@@ -91,15 +96,13 @@ function showPresence(dot, online) {
   dot.querySelector('.visually-hidden').textContent = online ? 'Customer online' : 'Customer offline';
 }
 
-const time = (at) => new Date(at).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
-
 /** The open conversation's state, and the actions that apply to it. */
 function showConversation(room) {
   $('conversation-actions').hidden = !room || deleted.has(selected);
   if (!room) return;
   const { status, assigneeId, snoozedUntil } = conversationOf(room);
   const who = assigneeId ? `assigned to ${assigneeId === me ? 'you' : agents.get(assigneeId) ?? assigneeId}` : 'unassigned';
-  const state = status === 'snoozed' && snoozedUntil ? `Snoozed until ${time(snoozedUntil)}` : STATUS[status] ?? String(status);
+  const state = status === 'snoozed' && snoozedUntil ? `Snoozed until ${formatDateTime(snoozedUntil)}` : STATUS[status] ?? String(status);
   const text = `${state} · ${who}`;
   if ($('conversation-state').textContent !== text) $('conversation-state').textContent = text;
   // Disabled, not hidden: the button just pressed keeps the focus.
@@ -338,7 +341,8 @@ function roomDeleted(roomId) {
   showOpenRoom();
 }
 
-async function select(roomId) {
+/** Opens a room: at its newest messages, or `around` a seq (a search hit, `name` its room's). */
+async function select(roomId, around = null, name = '') {
   if (selected !== roomId) {
     composer.switched();
     typingSender.stop();
@@ -348,12 +352,24 @@ async function select(roomId) {
   selected = roomId;
   $('conversation-problem').hidden = true;
   for (const [id, entry] of rows) entry.button.setAttribute('aria-current', String(id === roomId));
-  $('room-title').textContent = rooms.room(roomId)?.name ?? '';
+  $('room-title').textContent = rooms.room(roomId)?.name ?? name;
   showOpenRoom();
   composer.enable();
-  await conversation.open(roomId);
+  await (around === null ? conversation.open(roomId) : conversation.openAround(roomId, around));
   if (selected === roomId) rooms.markRead(roomId).catch(() => {});
 }
+
+// The search's results take the room list's place; a hit opens its
+// conversation at the message, and an ended search takes the found mark off.
+new SearchPanel({
+  form: $('search'),
+  results: $('search-results'),
+  list: $('room-list'),
+  api,
+  roomName: (roomId) => rooms.room(roomId)?.name,
+  open: select,
+  cleared: () => conversation.unmarkFound(),
+});
 
 $('delete-room').addEventListener('click', () => askToDelete(true));
 $('keep-room').addEventListener('click', () => {
@@ -408,7 +424,7 @@ rooms.stream.addEventListener('event', ({ detail: { data } }) => {
 // admin sees every room, so one the new list lacks was deleted meanwhile.
 rooms.stream.addEventListener('snapshot', () => {
   if (!selected || deleted.has(selected)) return;
-  if (rooms.room(selected)) conversation.open(selected);
+  if (rooms.room(selected)) conversation.reload();
   else roomDeleted(selected);
 });
 rooms.stream.addEventListener('error', ({ detail: { error } }) => {

@@ -1,6 +1,9 @@
 // One room's conversation on a page: its history, opening at the newest
-// message and loading older ones on scroll up; live messages, each shown once
-// in seq order wherever it came from, at their newest version (edited, or a
+// message and loading older ones on scroll up, or opening around a found
+// message (marked, in view) and loading older and newer ones on scroll up
+// and down; live messages, each shown once in seq order wherever it came
+// from (past a page short of the newest, they wait for the pages, leaving
+// no gap), at their newest version (edited, or a
 // tombstone); the page's controls on messages (edit, delete) and its seen
 // receipt; a message's files (an image as its thumbnail, opening the full
 // image; any other file as a chip that downloads it); and the composer,
@@ -13,6 +16,11 @@ import { newClientId, newerVersion } from '/sdk/chat-client.js';
 
 export function formatTime(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** A date and its time, for what may be days away (a search hit, a snooze's end). */
+export function formatDateTime(at) {
+  return new Date(at).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 }
 
 const span = (className, text = '') => {
@@ -61,7 +69,8 @@ export function messageItem(message, me, links = null) {
 /** Shows this version of its message in its item: the body and "(edited)", or a tombstone line; its files. */
 export function showVersion(item, message, me, links = null) {
   const deleted = Boolean(message.deletedAt);
-  item.className = ['message', message.authorId === me && 'mine', deleted && 'deleted'].filter(Boolean).join(' ');
+  const found = item.classList.contains(FOUND);
+  item.className = ['message', message.authorId === me && 'mine', deleted && 'deleted', found && FOUND].filter(Boolean).join(' ');
   const meta = item.querySelector('.meta');
   meta.textContent = `${message.authorId} · ${formatTime(message.createdAt)}`;
   if (message.editedAt && !deleted) meta.append(' · ', span('edited', '(edited)'));
@@ -156,6 +165,12 @@ export function showInOrder(list, message, me, shown, links = null) {
 
 /** Whether a scrolled list shows its end (within a few pixels). */
 const atEnd = (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 8;
+/** Whether a scrolled list is near its start, or its end: where the next page loads. */
+const nearStart = (list) => list.scrollTop < 40;
+const nearEnd = (list) => list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+
+/** The class of the message a conversation was opened at (a search hit). */
+export const FOUND = 'message--found';
 
 /** A line in the list that is not a message: a placeholder, a notice, an error with a Retry. */
 function notice(className, text, retry) {
@@ -186,7 +201,18 @@ export class Conversation {
   /** Bumped by every open: answers for an older opening are dropped. */
   #opening = 0;
   #hasMore = false;
-  #loadingOlder = false;
+  /** The opening a page of older (newer) messages loads for, if one does. */
+  #loadingOlder = null;
+  /**
+   * Newer messages than those shown exist (opened around a message, the
+   * newest page not reached yet): live messages then wait for the pages.
+   */
+  #hasNewer = false;
+  #loadingNewer = null;
+  /** The highest seq a live message brought while it waited: the pages must reach it. */
+  #liveSeq = 0;
+  /** The seq opened around (marked found), or null when opened at the newest. */
+  #found = null;
   #empty;
   /** Attachment id → its signed links: `{ promise, expiresAt }` (ms). */
   #links = new Map();
@@ -220,7 +246,8 @@ export class Conversation {
     this.#controls = controls;
     this.#seen = seen;
     list.addEventListener('scroll', () => {
-      if (list.scrollTop < 40) this.loadOlder();
+      if (nearStart(list)) this.loadOlder();
+      if (nearEnd(list)) this.loadNewer();
     });
   }
 
@@ -239,22 +266,48 @@ export class Conversation {
    * Resolves once they show, or once a failure to load them says so (with a
    * Retry); never rejects.
    */
-  async open(roomId, page = null) {
+  open(roomId, page = null) {
+    return this.#load(roomId, { page });
+  }
+
+  /**
+   * Opens `roomId` around the message at `seq` (a search hit): the page
+   * centred on it, the message in view, marked found (`message--found`)
+   * and focused. Older and newer pages load as the list scrolls up and
+   * down; until the newest is reached, live messages wait for the pages.
+   * Never rejects.
+   */
+  openAround(roomId, seq) {
+    return this.#load(roomId, { around: seq });
+  }
+
+  /** Loads the open room again as it was opened: at the newest, or around the found message. */
+  reload() {
+    if (!this.#roomId) return Promise.resolve();
+    return this.#found === null ? this.open(this.#roomId) : this.openAround(this.#roomId, this.#found);
+  }
+
+  async #load(roomId, { page = null, around = null }) {
     const opening = ++this.#opening;
     this.#roomId = roomId;
     this.#shown.clear();
     this.#versions.clear();
     this.#hasMore = false;
+    this.#found = around;
+    // Around a message, newer ones may exist until its page says otherwise.
+    this.#hasNewer = around !== null;
+    this.#liveSeq = 0;
     // Busy: a screen reader announces what arrives, not a reloaded history.
     this.#list.setAttribute('aria-busy', 'true');
     this.#list.replaceChildren(notice('loading', 'Loading messages…'));
-    let newest = page;
-    if (!newest) {
+    let first = page;
+    if (!first) {
       try {
-        newest = await this.#api.messages(roomId, { limit: 50 });
+        first = await this.#api.messages(roomId, around === null ? { limit: 50 } : { around, limit: 50 });
       } catch (error) {
         if (opening !== this.#opening) return;
-        this.#list.replaceChildren(notice('problem', `The messages could not be loaded: ${error.message}.`, () => this.open(roomId)));
+        const retry = () => this.#load(roomId, { around });
+        this.#list.replaceChildren(notice('problem', `The messages could not be loaded: ${error.message}.`, retry));
         this.#list.removeAttribute('aria-busy');
         return;
       }
@@ -263,25 +316,76 @@ export class Conversation {
     // Live messages may have arrived while the page loaded: keep them (the
     // page and they interleave by seq), drop only the loading notice.
     this.#list.querySelector('.loading')?.remove();
-    this.#hasMore = newest.hasMore;
-    for (const message of newest.messages) this.#add(message);
+    this.#hasMore = first.hasMore;
+    for (const message of first.messages) this.#add(message);
+    // An older server says nothing of newer pages: the next one tells.
+    if (around !== null) this.#hasNewer = this.#newerAfter(first.hasNewer ?? true, 0);
     this.#showEmpty();
     this.refresh();
-    this.#list.scrollTop = this.#list.scrollHeight;
+    const found = around === null ? null : this.#list.querySelector(`.message[data-seq="${around}"]`);
+    if (found) this.#showFound(found);
+    else this.#list.scrollTop = this.#list.scrollHeight;
     this.#list.removeAttribute('aria-busy');
-    // A short page does not scroll: fill it, so older ones can be reached.
+    // A short page does not scroll: fill it, so older (and newer) ones can be reached.
     if (this.#hasMore && this.#list.scrollHeight <= this.#list.clientHeight) await this.loadOlder();
+    if (opening === this.#opening && this.#hasNewer && nearEnd(this.#list)) await this.loadNewer();
   }
 
-  /** Shows a message of the open room (from the stream, a poll or a send). */
+  /** Marks the found message, brings it to the middle of the list, and gives it the focus. */
+  #showFound(item) {
+    for (const other of this.#list.querySelectorAll(`.${FOUND}`)) other.classList.remove(FOUND);
+    item.classList.add(FOUND);
+    item.tabIndex = -1;
+    // The list alone scrolls (not the page, whose layout is the viewport).
+    const list = this.#list.getBoundingClientRect();
+    const at = item.getBoundingClientRect();
+    this.#list.scrollTop += at.top - list.top - Math.max(0, (this.#list.clientHeight - at.height) / 2);
+    item.focus({ preventScroll: true });
+  }
+
+  /** Takes the found mark off (the search is over); the view stays where it is. */
+  unmarkFound() {
+    for (const item of this.#list.querySelectorAll(`.${FOUND}`)) item.classList.remove(FOUND);
+  }
+
+  /**
+   * Whether newer messages exist after a page: it says so, or a live message
+   * past what is shown came while it loaded (`liveBefore`: the live seq when
+   * it was asked for), which a page asked for after it is sure to bring.
+   */
+  #newerAfter(pageSaysMore, liveBefore) {
+    return pageSaysMore || (this.#liveSeq > this.lastSeq && this.#liveSeq !== liveBefore);
+  }
+
+  /**
+   * Shows a message of the open room (from the stream, a poll or a send).
+   * Past a page short of the newest it waits: the pages bring it, in order.
+   */
   add(message) {
     if (message.roomId !== this.#roomId) return;
+    if (this.#hasNewer && !this.#shown.has(message.id) && message.seq > this.lastSeq) {
+      this.#liveSeq = Math.max(this.#liveSeq, message.seq);
+      return;
+    }
     const following = atEnd(this.#list);
     const added = this.#add(message);
     this.refresh();
     if (!added) return;
     this.#showEmpty();
     if (following || message.authorId === this.#me) this.#list.scrollTop = this.#list.scrollHeight;
+  }
+
+  /**
+   * The user's own message, just sent: shown at the end, where the list
+   * goes; short of the newest, the room opens at its newest again.
+   */
+  sent(message) {
+    if (message.roomId !== this.#roomId) return Promise.resolve();
+    if (!this.#hasNewer) {
+      this.add(message);
+      return Promise.resolve();
+    }
+    return this.open(this.#roomId);
   }
 
   /**
@@ -334,6 +438,8 @@ export class Conversation {
     this.#opening += 1;
     this.#roomId = null;
     this.#hasMore = false;
+    this.#hasNewer = false;
+    this.#found = null;
     this.#shown.clear();
     this.#versions.clear();
     this.#list.removeAttribute('aria-busy');
@@ -345,11 +451,11 @@ export class Conversation {
    * still. A failure leaves things as they were: the next scroll up tries again.
    */
   async loadOlder() {
-    if (!this.#hasMore || this.#loadingOlder || !this.#roomId) return;
     const opening = this.#opening;
+    if (!this.#hasMore || this.#loadingOlder === opening || !this.#roomId) return;
     const oldest = this.#list.querySelector('[data-seq]');
     if (!oldest) return;
-    this.#loadingOlder = true;
+    this.#loadingOlder = opening;
     this.#list.setAttribute('aria-busy', 'true');
     try {
       const page = await this.#api.messages(this.#roomId, { before: Number(oldest.dataset.seq), limit: 50 });
@@ -363,9 +469,39 @@ export class Conversation {
     } catch {
       // Scrolling up again retries.
     } finally {
-      this.#loadingOlder = false;
-      if (opening === this.#opening) this.#list.removeAttribute('aria-busy');
+      if (this.#loadingOlder === opening) this.#loadingOlder = null;
+      if (opening === this.#opening && this.#loadingNewer !== opening) this.#list.removeAttribute('aria-busy');
     }
+  }
+
+  /**
+   * Loads the page after the newest shown, while newer ones exist (opened
+   * around a message), and on while the list still shows its end. A
+   * failure leaves things as they were: the next scroll down tries again.
+   */
+  async loadNewer() {
+    const opening = this.#opening;
+    if (!this.#hasNewer || this.#loadingNewer === opening || !this.#roomId) return;
+    const liveBefore = this.#liveSeq;
+    this.#loadingNewer = opening;
+    this.#list.setAttribute('aria-busy', 'true');
+    let again = false;
+    try {
+      const page = await this.#api.messages(this.#roomId, { after: this.lastSeq, limit: 50 });
+      if (opening !== this.#opening) return;
+      // Appended below the view: it stays still.
+      for (const message of page.messages) this.#add(message);
+      this.#hasNewer = this.#newerAfter(page.hasMore, liveBefore);
+      this.#showEmpty();
+      this.refresh();
+      again = this.#hasNewer && nearEnd(this.#list);
+    } catch {
+      // Scrolling down again retries.
+    } finally {
+      if (this.#loadingNewer === opening) this.#loadingNewer = null;
+      if (opening === this.#opening && this.#loadingOlder !== opening) this.#list.removeAttribute('aria-busy');
+    }
+    if (again) await this.loadNewer();
   }
 
   /** Shows a message, or its newer version if it is shown already; whether it was new. */

@@ -46,6 +46,7 @@ const SDK: &[(&str, &str, &str)] = &[
     sdk_module!("src/polling.js"),
     sdk_module!("src/presence.js"),
     sdk_module!("src/rooms.js"),
+    sdk_module!("src/search.js"),
     sdk_module!("src/sse.js"),
     sdk_module!("src/stream.js"),
     sdk_module!("src/tabs.js"),
@@ -89,6 +90,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .route(
             "/assets/conversation.js",
             get(|| asset("text/javascript", include_str!("../../web/conversation.js"))),
+        )
+        .route(
+            "/assets/search.js",
+            get(|| asset("text/javascript", include_str!("../../web/search.js"))),
         )
         .routes(routes!(dev_token))
 }

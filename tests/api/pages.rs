@@ -34,6 +34,12 @@ async fn pages_and_the_sdk_are_served_from_the_binary(backend: Backend) {
             "export declare class ChatStream",
         ),
         ("/assets/chat.css", "text/css", ".pill"),
+        // A module the admin page imports by its path.
+        (
+            "/assets/search.js",
+            "text/javascript",
+            "export class SearchPanel",
+        ),
     ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");

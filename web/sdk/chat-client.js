@@ -24,7 +24,8 @@
 // - messages.js: versions of a message, seen receipts;
 // - unread.js, rooms.js: exact unread counts, and every room live;
 // - presence.js, typing.js: who is online, who types;
-// - attachments.js: uploading files (ChatApi's `upload`), and their links.
+// - attachments.js: uploading files (ChatApi's `upload`), and their links;
+// - search.js: finding messages (ChatApi's `search`).
 // The types are in types/chat-client.d.ts, checked against this code by tsc
 // (test/types.test.mjs).
 

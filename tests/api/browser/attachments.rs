@@ -15,7 +15,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Runs axe-core on the page; its serious or critical violations.
-async fn serious_violations(browser: &Browser) -> Value {
+pub(super) async fn serious_violations(browser: &Browser) -> Value {
     let axe = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("web/node_modules/axe-core/axe.min.js"),
     )

@@ -19,6 +19,7 @@ mod pages;
 mod presence;
 mod rolling_restart;
 mod rooms_deleted;
+mod search;
 
 use crate::support::proxy::Proxy;
 use crate::support::{Backend, ServerProcess, WAIT, free_port, send, user};

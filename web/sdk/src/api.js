@@ -4,6 +4,7 @@
 
 import { DEFAULTS, defaultEnvironment, newClientId, retryDelay } from './common.js';
 import { attachmentLinks, upload } from './attachments.js';
+import { search } from './search.js';
 
 /** @typedef {import('../types/chat-client.js').ChatApiOptions} ChatApiOptions */
 /** @typedef {import('../types/chat-client.js').SendOptions} SendOptions */
@@ -11,6 +12,7 @@ import { attachmentLinks, upload } from './attachments.js';
 /** @typedef {import('../types/chat-client.js').ChatErrorOptions} ChatErrorOptions */
 /** @typedef {import('../types/chat-client.js').UploadBody} UploadBody */
 /** @typedef {import('../types/chat-client.js').UploadOptions} UploadOptions */
+/** @typedef {import('../types/chat-client.js').SearchParams} SearchParams */
 
 /**
  * A failed request. `status` is 0 when no answer came (a network error or a
@@ -208,9 +210,12 @@ export class ChatApi {
   }
 
   /**
-   * A page of a room's messages: `{ before }`, `{ after }` or the newest; `limit`.
+   * A page of a room's messages, ascending by seq: `{ before }`, `{ after }`,
+   * `{ around }` (centred on that seq, the message included: a search hit in
+   * its context; the answer's `hasNewer` says whether `after` its last there
+   * is more) or the newest; `limit`.
    * @param {string} roomId
-   * @param {{ before?: number, after?: number, limit?: number } | string} [query]
+   * @param {{ before?: number, after?: number, around?: number, limit?: number } | string} [query]
    */
   messages(roomId, query = {}) {
     const text = typeof query === 'string' ? query.replace(/^\?/, '') : new URLSearchParams(
@@ -284,6 +289,20 @@ export class ChatApi {
    */
   attachmentLinks(attachmentId) {
     return attachmentLinks(this, attachmentId);
+  }
+
+  /**
+   * One page of the messages that match what a person typed (`q`; words,
+   * `"a phrase"`, `-word`, `or`, the last word as a prefix), in every room
+   * the caller may see or `roomId`, by `authorId`, `since`/`until`, `sort`
+   * (`newest`, or `relevance`), `limit` (up to 50): resolves with `{ hits,
+   * next }`; `next` as `cursor`, with the same parameters, pages on. Each
+   * hit's `snippet` is plain text in parts, the matching ones `match: true`.
+   * `signal` cancels it (a search typed over). See src/search.js.
+   * @param {SearchParams} params
+   */
+  search(params) {
+    return search(this, params);
   }
 
   /**

@@ -460,7 +460,7 @@ test('the package installs from a packed tarball and an app imports it by name',
     packed.files.map((file) => file.path).sort(),
     [
       'README.md', 'chat-client.js', 'package.json', 'react.js',
-      ...['api', 'attachments', 'common', 'lifecycle', 'messages', 'polling', 'presence', 'rooms', 'sse', 'stream', 'tabs', 'typing', 'unread']
+      ...['api', 'attachments', 'common', 'lifecycle', 'messages', 'polling', 'presence', 'rooms', 'search', 'sse', 'stream', 'tabs', 'typing', 'unread']
         .map((module) => `src/${module}.js`),
       'types/chat-client.d.ts', 'types/react.d.ts',
     ],

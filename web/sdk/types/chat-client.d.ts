@@ -240,8 +240,67 @@ export interface RoomsSnapshot {
 
 export interface MessagesSnapshot {
   messages: Message[];
+  /** Older messages exist before this page (newer ones, for an `after` page). */
   hasMore: boolean;
+  /** For an `around` page only: newer messages exist after it (load them `after` its last seq). */
+  hasNewer?: boolean;
   lastEventId: string;
+}
+
+/** `ChatApi.messages`' query: one of `before`, `after`, `around` (a seq), or none for the newest page. */
+export interface MessagesQuery {
+  before?: number;
+  after?: number;
+  /** A page centred on this seq (the message included if it exists). */
+  around?: number;
+  /** 1 to 200; 50 by default. */
+  limit?: number;
+}
+
+/** A part of a search hit's snippet: plain text, to show as text (never as HTML); `match` marks matching words. */
+export interface SnippetPart {
+  text: string;
+  match: boolean;
+}
+
+/** A message that matches a search, with its room's name and a snippet. */
+export interface SearchHit {
+  message: Message;
+  roomName: string;
+  snippet: SnippetPart[];
+}
+
+/** `ChatApi.search`: a page of hits; `next` (as `cursor`) pages on, null on the last. */
+export interface SearchPage {
+  hits: SearchHit[];
+  next: string | null;
+}
+
+export type SearchSort = 'newest' | 'relevance';
+
+export interface SearchParams {
+  /**
+   * What a person typed, 1 to 200 characters: words (all of them), `"a
+   * phrase"`, `-word` (not), `or`; the last word, unless a space follows it,
+   * also as a prefix.
+   */
+  q: string;
+  /** One room. */
+  roomId?: string;
+  /** One author. */
+  authorId?: string;
+  /** Messages created at or after this. */
+  since?: Date | string;
+  /** Messages created before this. */
+  until?: Date | string;
+  /** `newest` (the default) or `relevance`. */
+  sort?: SearchSort;
+  /** 1 to 50; 20 by default. */
+  limit?: number;
+  /** The previous page's `next`, the other parameters the same. */
+  cursor?: string | null;
+  /** Cancels the search: it rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** `GET /api/chat/events`. */
@@ -424,7 +483,15 @@ export declare class ChatApi {
   room(roomId: string): Promise<Room>;
   /** The caller is its first member. Naming others is for admins (unless the server sets `members_add_others`): otherwise a ChatError, 403 `cannot_add_others`, and nothing is created. */
   createRoom(name: string, memberIds?: string[]): Promise<Room>;
-  messages(roomId: string, query?: { before?: number; after?: number; limit?: number } | string): Promise<MessagesSnapshot>;
+  /** A page of a room's history, ascending: `before`, `after` or `around` a seq, else the newest. */
+  messages(roomId: string, query?: MessagesQuery | string): Promise<MessagesSnapshot>;
+  /**
+   * A page of the messages matching `q` that the caller may see (admins:
+   * every room). Rejects with a ChatError: 400 `invalid_query` (nothing to
+   * search for), `invalid_cursor`; 429 past the search budget; or, cancelled
+   * by `signal`, with its reason.
+   */
+  search(params: SearchParams): Promise<SearchPage>;
   /** Retried with one `clientId` while its outcome is unknown; rejects with a SendError. With `attachments`, the body may be empty; an id that is not the caller's unsent upload into the room is 422 `attachment_unavailable`. */
   send(roomId: string, body: string, options?: SendOptions | string): Promise<Message>;
   /**

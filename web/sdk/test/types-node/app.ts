@@ -3,7 +3,8 @@
 import {
   ChatApi, ChatError, ChatRooms, ChatStream, DEFAULTS, Presence, SendError, SseParser, Typing, TypingSender,
   UnreadCounter, backoffDelay, isNewerId, jittered, newClientId, newerVersion, retryDelay, roomAfter, seenBy,
-  tokenClaims, type Attachment, type Environment, type Message, type RoomsSnapshot, type Status, type StreamData,
+  tokenClaims, type Attachment, type Environment, type Message, type RoomsSnapshot, type SearchPage, type Status,
+  type StreamData,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -84,3 +85,16 @@ async function attachReport(roomId: string): Promise<void> {
   console.log(message.attachments?.length, (await api.attachmentLinks(attachment.id)).url);
 }
 void attachReport;
+
+// A search from Node: the hits' snippets as plain text, a page at a time.
+async function searchAll(q: string): Promise<string[]> {
+  const api = new ChatApi({ baseUrl, getToken });
+  const lines: string[] = [];
+  for (let cursor: string | null = null; ;) {
+    const page: SearchPage = await api.search({ q, cursor, signal: AbortSignal.timeout(10_000) });
+    lines.push(...page.hits.map((hit) => `${hit.roomName}: ${hit.snippet.map((part) => part.text).join('')}`));
+    if (!page.next) return lines;
+    cursor = page.next;
+  }
+}
+void searchAll;

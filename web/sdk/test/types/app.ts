@@ -3,7 +3,7 @@ import {
   ChatApi, ChatError, ChatRooms, ChatStream, Presence, SendError, Typing, TypingSender, UnreadCounter, newClientId,
   newerVersion, roomAfter, seenBy, type Agent, type DeletedRoom, type InboxSummary, type Message, type SignalData,
   type Room, type RoomChange, type Status, type StreamData, type Attachment, type AttachmentLinks, type Thumbnail,
-  type UploadOptions,
+  type UploadOptions, type SearchHit, type SearchPage, type SearchParams, type SnippetPart,
 } from 'chat-server-client';
 import { useChatUnread } from 'chat-server-client/react';
 
@@ -139,3 +139,20 @@ async function attach(roomId: string, file: File, cancel: AbortController): Prom
 void attach;
 const uploadOptions: UploadOptions = {};
 console.log(uploadOptions);
+
+// Search as the user types: the one before cancelled, the snippet's parts as text.
+async function find(q: string, typedOver: AbortController, cursor: string | null = null): Promise<string | null> {
+  const page: SearchPage = await api.search({ q, cursor, limit: 20, sort: 'newest', since: new Date(0), signal: typedOver.signal });
+  for (const hit of page.hits) {
+    const parts: SnippetPart[] = hit.snippet;
+    console.log(hit.roomName, hit.message.seq, parts.map((part) => (part.match ? `[${part.text}]` : part.text)).join(''));
+  }
+  const around = await api.messages('r1', { around: page.hits[0]?.message.seq ?? 1, limit: 50 });
+  const newer: boolean = around.hasNewer ?? false;
+  console.log(newer, around.hasMore);
+  return page.next;
+}
+void find;
+const searchParams: SearchParams = { q: 'refund', roomId: 'r1', authorId: 'alice', until: '2026-01-01T00:00:00Z' };
+const hit: SearchHit | undefined = undefined;
+console.log(searchParams, hit);
