@@ -74,7 +74,9 @@ export class SearchPanel {
       });
     }
     this.#more.addEventListener('click', () => {
-      if (this.#next) this.#run(this.#q, this.#next);
+      // Not while newer words wait to be searched: the next page would be
+      // the old words', shown under the new ones.
+      if (this.#next && this.#box.value === this.#q) this.#run(this.#q, this.#next);
     });
   }
 

@@ -58,46 +58,33 @@ pub enum SearchOrder {
     Relevance,
 }
 
-/// Where a page of hits ended: the last hit's score (relevance), its place
-/// in the engine's newest-first order, and its id. Opaque to clients.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a page of hits ended: the last hit's place in the engine's
+/// newest-first order and its id; by relevance, also the newest place the
+/// ranked window held, so that later pages rank the same window. Opaque to
+/// clients, and holding no score: SQLite's bm25 is computed over every
+/// room's messages, and a score would tell how many of them hold a word.
+/// (A later page re-reads the last hit's score instead.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchCursor {
-    pub score: f64,
+    #[serde(rename = "p")]
     pub position: i64,
+    #[serde(rename = "i")]
     pub id: String,
-}
-
-/// A cursor as it travels: the score's bits, as the next page compares it
-/// for equality (a decimal round trip may move it by one ulp).
-#[derive(Serialize, Deserialize)]
-struct CursorText {
-    s: u64,
-    p: i64,
-    i: String,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<i64>,
 }
 
 impl SearchCursor {
     pub fn encode(&self) -> String {
-        let text = CursorText {
-            s: self.score.to_bits(),
-            p: self.position,
-            i: self.id.clone(),
-        };
         // A struct of plain fields always serialises.
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&text).unwrap_or_default())
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
     }
 
     pub fn decode(text: &str) -> Result<Self> {
         URL_SAFE_NO_PAD
             .decode(text)
             .ok()
-            .and_then(|json| serde_json::from_slice::<CursorText>(&json).ok())
-            .map(|text| Self {
-                score: f64::from_bits(text.s),
-                position: text.p,
-                id: text.i,
-            })
-            .filter(|cursor| cursor.score.is_finite())
+            .and_then(|json| serde_json::from_slice::<Self>(&json).ok())
             .ok_or_else(|| {
                 Error::bad_request(
                     "invalid_cursor",
@@ -263,9 +250,10 @@ impl SearchText {
                     .iter()
                     .map(|term| {
                         let sign = if term.negated { "-" } else { "" };
-                        match term.words.len() {
-                            1 => format!("{sign}{}", term.words[0]),
-                            _ => format!("{sign}\"{}\"", term.words.join(" ")),
+                        // One word alone unless it is the operator `or`.
+                        match term.words.as_slice() {
+                            [word] if !word.eq_ignore_ascii_case("or") => format!("{sign}{word}"),
+                            words => format!("{sign}\"{}\"", words.join(" ")),
                         }
                     })
                     .collect::<Vec<_>>()
@@ -273,7 +261,10 @@ impl SearchText {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let prefix = prefix.map(|word| format!("'{}':*", word.replace('\'', "''")));
+        // Quoted for `to_tsquery`, whose quoted strings escape with `\`
+        // and double `'`.
+        let prefix =
+            prefix.map(|word| format!("'{}':*", word.replace('\\', "\\\\").replace('\'', "''")));
         (text, prefix)
     }
 
@@ -433,9 +424,9 @@ mod tests {
     #[test]
     fn a_cursor_survives_its_encoding_and_a_forged_one_is_refused() {
         let cursor = SearchCursor {
-            score: 0.1 + 0.2,
             position: 1_765_000_000_000,
             id: "m".to_owned(),
+            top: Some(1_765_000_000_001),
         };
         assert_eq!(SearchCursor::decode(&cursor.encode()).unwrap(), cursor);
         assert!(SearchCursor::decode("not a cursor").is_err());

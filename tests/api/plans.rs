@@ -379,9 +379,9 @@ fn searches() -> Vec<(String, Caller, SearchRequest)> {
                 for after in [
                     None,
                     Some(SearchCursor {
-                        score: 0.5,
                         position: 50_000,
                         id: "m50000".to_owned(),
+                        top: Some(90_000),
                     }),
                 ] {
                     let request = SearchRequest {
@@ -509,13 +509,11 @@ fn bound<'q, D: sqlx::Database>(
 where
     String: sqlx::Encode<'q, D> + sqlx::Type<D>,
     i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
-    f64: sqlx::Encode<'q, D> + sqlx::Type<D>,
 {
     for argument in arguments {
         query = match argument {
             SearchArgument::Text(text) => query.bind(text),
             SearchArgument::Number(number) => query.bind(number),
-            SearchArgument::Real(real) => query.bind(real),
         };
     }
     query

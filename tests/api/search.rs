@@ -18,6 +18,7 @@ on_both_stores!(
     deleted_messages_erased_users_and_deleted_rooms_are_never_found,
     messages_past_the_retention_are_no_longer_found,
     sixty_five_hits_come_once_each_over_pages_in_either_order,
+    relevance_pages_keep_their_window_while_new_matches_arrive,
     room_author_and_time_filters_narrow_the_hits,
     any_query_answers_200_or_a_clear_400_never_a_server_error,
     markup_in_a_body_comes_back_as_text_parts,
@@ -318,6 +319,43 @@ async fn sixty_five_hits_come_once_each_over_pages_in_either_order(backend: Back
     }
 }
 
+async fn relevance_pages_keep_their_window_while_new_matches_arrive(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = user("alice");
+    let room = app.create_room(&alice, "busy", &[]).await;
+    let mut sent = HashSet::new();
+    for n in 0..24 {
+        let body = format!("ticket {n}{}", " ticket".repeat(n % 4));
+        let message = app.send(&alice, &room, &body).await;
+        sent.insert(message["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        assert!(page < 10, "pages never end");
+        let mut params = vec![("q", "ticket "), ("sort", "relevance"), ("limit", "5")];
+        if let Some(cursor) = &cursor {
+            params.push(("cursor", cursor));
+        }
+        let (status, answer) = search_with(&app, &alice, &params).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        for hit in answer["hits"].as_array().unwrap() {
+            seen.push(hit["message"]["id"].as_str().unwrap().to_owned());
+        }
+        // Between pages, better matches arrive (and change SQLite's bm25
+        // statistics): they belong to a new search, not to this one's pages.
+        app.send(&alice, &room, "ticket ticket ticket ticket ticket")
+            .await;
+        match answer["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), unique.len(), "a hit came twice: {seen:?}");
+    assert_eq!(unique, sent, "the first page's window, each once");
+}
+
 async fn room_author_and_time_filters_narrow_the_hits(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (alice, bob, agent) = (user("alice"), user("bob"), admin("agent"));
@@ -396,6 +434,13 @@ async fn any_query_answers_200_or_a_clear_400_never_a_server_error(backend: Back
         "[a-z]+",
         "a <-> b",
         "a & !b",
+        "a\\",
+        "C:\\",
+        "C:\\Users\\",
+        "don't",
+        "it's refu'nd",
+        "a\\' b",
+        "a \"or\" b",
         "perfectly|normal",
         long.as_str(),
     ];

@@ -61,8 +61,9 @@ struct HitRow {
     #[sqlx(flatten)]
     message: MessageRow,
     room_name: String,
-    score: f64,
     position: i64,
+    /// The newest position the ranked window holds (relevance).
+    top: i64,
     snippet: String,
 }
 
@@ -71,7 +72,6 @@ struct HitRow {
 pub enum SearchArgument {
     Text(String),
     Number(i64),
-    Real(f64),
 }
 
 /// A search's statement: its SQL (`$n` parameters, as both databases take
@@ -91,9 +91,16 @@ impl SearchStatement {
 
     /// Appends a parameter bound to `argument`.
     fn bind(&mut self, argument: SearchArgument) -> &mut Self {
-        self.arguments.push(argument);
-        self.sql.push_str(&format!("${}", self.arguments.len()));
+        let parameter = self.param(argument);
+        self.sql.push_str(&parameter);
         self
+    }
+
+    /// Binds `argument` to a parameter of its own, written where it is
+    /// used (`$n`, which may be used more than once).
+    fn param(&mut self, argument: SearchArgument) -> String {
+        self.arguments.push(argument);
+        format!("${}", self.arguments.len())
     }
 
     fn text(&mut self, text: &str) -> &mut Self {
@@ -149,30 +156,38 @@ fn postgres(query: &mut SearchStatement, language: &str, caller: &Caller, reques
     let hits = match request.order {
         SearchOrder::Newest => {
             let page = page_size(request);
-            newest_matches(query, caller, request, page, request.after.as_ref());
-            "SELECT *, CAST(0 AS double precision) AS score FROM matches".to_owned()
+            newest_matches(query, caller, request, page, request.after.as_ref(), None);
+            query.push(" ");
+            "SELECT *, CAST(0 AS double precision) AS score, position AS top FROM matches"
+                .to_owned()
         }
         SearchOrder::Relevance => {
-            newest_matches(query, caller, request, RANKED, None);
-            let mut ranked = "SELECT * FROM (SELECT matches.*,
-                 CAST(ts_rank(matches.search, q.query) AS double precision) AS score
-                 FROM matches, q) AS ranked"
-                .to_owned();
+            // The window of the first page stays: later pages rank the
+            // same newest matches, whatever came since.
+            let top = request.after.as_ref().and_then(|cursor| cursor.top);
+            newest_matches(query, caller, request, RANKED, None, top);
+            query.push(
+                ", ranked AS MATERIALIZED (SELECT matches.*,
+                     CAST(ts_rank(matches.search, q.query) AS double precision) AS score,
+                     MAX(matches.position) OVER () AS top
+                 FROM matches, q) ",
+            );
+            let mut ranked = "SELECT * FROM ranked".to_owned();
             if let Some(cursor) = &request.after {
-                let mut after = SearchStatement {
-                    sql: String::new(),
-                    arguments: std::mem::take(&mut query.arguments),
-                };
-                after.push(" WHERE ");
-                relevance_after(&mut after, SearchEngine::Postgres, cursor);
-                query.arguments = after.arguments;
-                ranked.push_str(&after.sql);
+                // After the last hit as it ranks now (scores stay out of
+                // cursors: see `SearchCursor`).
+                let position = query.param(SearchArgument::Number(cursor.position));
+                let id = query.param(SearchArgument::Text(cursor.id.clone()));
+                ranked.push_str(&format!(
+                    " WHERE (score, position, id) <
+                         ((SELECT a.score FROM ranked a WHERE a.id = {id}), {position}, {id})"
+                ));
             }
             ranked
         }
     };
     query.push(&format!(
-        "SELECT {columns}, r.name AS room_name, h.score, h.position,
+        "SELECT {columns}, r.name AS room_name, h.position, h.top,
              ts_headline(CAST($1 AS regconfig),
                  translate(h.body, E'<>\\x01\\x02', E'\\u{lt:04X}\\u{gt:04X}'), q.query,
                  'StartSel=' || chr(1) || ', StopSel=' || chr(2)
@@ -193,8 +208,9 @@ fn postgres(query: &mut SearchStatement, language: &str, caller: &Caller, reques
     ));
 }
 
-/// Adds the CTE `matches`: the first `limit` matches after `after`, newest
-/// first, with their `search` vectors and `position` (time).
+/// Adds the CTE `matches`: the first `limit` matches after `after` (and
+/// at or before `top`), newest first, with their `search` vectors and
+/// `position` (time).
 ///
 /// Two ways to them, for the two kinds of words. A rare word's matches
 /// come from the full-text index, bounded by how many there are. A common
@@ -209,22 +225,27 @@ fn newest_matches(
     request: &SearchRequest,
     limit: i64,
     after: Option<&SearchCursor>,
+    top: Option<i64>,
 ) {
     let columns = format!("{}, m.search, m.created_at AS position", columns("m"));
     let window = limit * WINDOW_PER_MATCH;
-    let limit_parameter = {
-        query.arguments.push(SearchArgument::Number(limit));
-        format!("${}", query.arguments.len())
+    let limit_parameter = query.param(SearchArgument::Number(limit));
+    let top = top.map(|top| query.param(SearchArgument::Number(top)));
+    let bounds = |query: &mut SearchStatement| {
+        if let Some(cursor) = after {
+            query.push(" AND ");
+            newest_after(query, SearchEngine::Postgres, cursor);
+        }
+        if let Some(top) = &top {
+            query.push(&format!(" AND m.created_at <= {top}"));
+        }
     };
     let by_index = |query: &mut SearchStatement| {
         query.push(&format!(
             "SELECT {columns} FROM messages m, q WHERE m.search @@ q.query"
         ));
         filters(query, caller, request);
-        if let Some(cursor) = after {
-            query.push(" AND ");
-            newest_after(query, SearchEngine::Postgres, cursor);
-        }
+        bounds(query);
         // `+ 0`: through the full-text index, whatever PostgreSQL guesses
         // of a prefix's matches (it cannot estimate them, and guessing many
         // it walked every message by time to find a rare word).
@@ -238,10 +259,7 @@ fn newest_matches(
              FROM (SELECT * FROM messages m WHERE m.deleted_at IS NULL"
         ));
         time_filters(query, request);
-        if let Some(cursor) = after {
-            query.push(" AND ");
-            newest_after(query, SearchEngine::Postgres, cursor);
-        }
+        bounds(query);
         query.push(&format!(
             " ORDER BY m.created_at DESC, m.id DESC LIMIT {window}) AS m, q
              WHERE m.search @@ q.query"
@@ -255,38 +273,31 @@ fn newest_matches(
         ));
         by_index(query);
         query.push(&format!(
-            ") AS indexed WHERE (SELECT COUNT(*) FROM recent) < {limit_parameter})) "
+            ") AS indexed WHERE (SELECT COUNT(*) FROM recent) < {limit_parameter}))"
         ));
     } else {
         query.push("matches AS (");
         by_index(query);
-        query.push(") ");
+        query.push(")");
     }
 }
 
 /// SQLite: FTS5 walks its matches newest first (by rowid, the order of
 /// insertion) without sorting, so a page stops as soon as it is full; by
-/// relevance, the best of the newest `RANKED` by `bm25`. FTS5 computes
-/// `bm25` only as a result column (elsewhere it is silently wrong), so the
-/// keyset reads it from the subquery `s`, kept whole by its `LIMIT`
-/// (SQLite neither merges such a subquery into a join nor pushes terms
-/// into it). Then a snippet of each hit of the page.
+/// relevance, the best of the newest `RANKED` by `bm25`, which FTS5
+/// computes only as a result column (elsewhere it is silently wrong): so
+/// in the CTE `s`, whose rows the keyset then reads. Then a snippet of
+/// each hit of the page.
 fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
     // `$1`, used wherever the match is.
     query
         .arguments
         .push(SearchArgument::Text(request.text.fts5()));
-    query.push(&format!(
-        "SELECT {}, r.name AS room_name, h.score, h.position,
-             snippet(messages_search, 0, char(1), char(2), '…', {SNIPPET_WORDS}) AS snippet
-         FROM (",
-        columns("h")
-    ));
-    let score = match request.order {
-        SearchOrder::Relevance => "-bm25(messages_search)",
-        SearchOrder::Newest => "0.0",
-    };
-    let matches = |query: &mut SearchStatement, after: Option<&SearchCursor>, limit: i64| {
+    let matches = |query: &mut SearchStatement,
+                   score: &str,
+                   after: Option<&SearchCursor>,
+                   top: Option<i64>,
+                   limit: i64| {
         query.push(&format!(
             "SELECT {}, messages_search.rowid AS position, {score} AS score
              FROM messages_search JOIN messages m ON m.rowid = messages_search.rowid
@@ -298,19 +309,50 @@ fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
             query.push(" AND ");
             newest_after(query, SearchEngine::Fts5, cursor);
         }
+        if let Some(top) = top {
+            query
+                .push(" AND messages_search.rowid <= ")
+                .bind(SearchArgument::Number(top));
+        }
         query
             .push(" ORDER BY messages_search.rowid DESC LIMIT ")
             .bind(SearchArgument::Number(limit));
     };
+    let outer = format!(
+        "SELECT {}, r.name AS room_name, h.position, h.top,
+             snippet(messages_search, 0, char(1), char(2), '…', {SNIPPET_WORDS}) AS snippet
+         FROM (",
+        columns("h")
+    );
     match request.order {
-        SearchOrder::Newest => matches(query, request.after.as_ref(), page_size(request)),
+        SearchOrder::Newest => {
+            query.push(&outer).push("SELECT *, position AS top FROM (");
+            matches(
+                query,
+                "0.0",
+                request.after.as_ref(),
+                None,
+                page_size(request),
+            );
+            query.push(")");
+        }
         SearchOrder::Relevance => {
-            query.push("SELECT * FROM (");
-            matches(query, None, RANKED);
-            query.push(") AS s");
+            // The window of the first page stays (see `postgres`).
+            let top = request.after.as_ref().and_then(|cursor| cursor.top);
+            query.push("WITH s AS MATERIALIZED (");
+            matches(query, "-bm25(messages_search)", None, top, RANKED);
+            query
+                .push(") ")
+                .push(&outer)
+                .push("SELECT *, (SELECT MAX(position) FROM s) AS top FROM s");
             if let Some(cursor) = &request.after {
-                query.push(" WHERE ");
-                relevance_after(query, SearchEngine::Fts5, cursor);
+                // After the last hit as it ranks now (scores stay out of
+                // cursors: see `SearchCursor`).
+                let position = query.param(SearchArgument::Number(cursor.position));
+                query.push(&format!(
+                    " WHERE (score, position) <
+                         ((SELECT a.score FROM s a WHERE a.position = {position}), {position})"
+                ));
             }
             query
                 .push(&format!(
@@ -386,25 +428,6 @@ fn newest_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &Sear
     }
 }
 
-/// After `cursor` in the relevance order, of a ranked subquery's columns.
-fn relevance_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &SearchCursor) {
-    query.arguments.push(SearchArgument::Real(cursor.score));
-    let score = format!("${}", query.arguments.len());
-    query.push(&format!(
-        "(score < {score} OR (score = {score} AND (position < "
-    ));
-    query.bind(SearchArgument::Number(cursor.position));
-    if engine == SearchEngine::Postgres {
-        query
-            .push(" OR (position = ")
-            .bind(SearchArgument::Number(cursor.position))
-            .push(" AND id < ")
-            .text(&cursor.id)
-            .push(")");
-    }
-    query.push(")))");
-}
-
 /// A page's rows: one more than it shows, to tell whether more follow.
 fn page_size(request: &SearchRequest) -> i64 {
     i64::from(request.limit) + 1
@@ -429,7 +452,6 @@ where
     for<'r> String: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> i64: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> Option<i64>: Encode<'r, D>,
-    for<'r> f64: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
 {
     async fn search(&self, caller: &Caller, request: &SearchRequest) -> Result<SearchPage> {
@@ -439,7 +461,6 @@ where
             query = match argument {
                 SearchArgument::Text(text) => query.bind(text),
                 SearchArgument::Number(number) => query.bind(number),
-                SearchArgument::Real(real) => query.bind(real),
             };
         }
         let mut tx = self.pool.begin_with(D::BEGIN_SEARCH).await?;
@@ -448,9 +469,9 @@ where
         let (rows, has_more) = page_of(rows, request.limit);
         let next = match has_more {
             true => rows.last().map(|row| SearchCursor {
-                score: row.score,
                 position: row.position,
                 id: row.message.id.clone(),
+                top: (request.order == SearchOrder::Relevance).then_some(row.top),
             }),
             false => None,
         };

@@ -35,7 +35,6 @@ where
     for<'r> Option<i64>: Encode<'r, D>,
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
     for<'r> Option<bool>: Encode<'r, D>,
-    for<'r> f64: Encode<'r, D> + Decode<'r, D> + Type<D>,
 {
     async fn ping(&self) -> Result<()> {
         // Any failure here means "not ready", never a bug of the caller's.
