@@ -40,7 +40,7 @@ const WINDOW_PER_MATCH: i64 = 200;
 const SNIPPET_WORDS: u32 = 24;
 /// PostgreSQL's stand-ins for `<` and `>` while it makes a snippet: its
 /// parser would take a tag out of the text (private-use characters, put
-/// back in `snippet`).
+/// back in `headline`).
 const PG_LT: char = '\u{E000}';
 const PG_GT: char = '\u{E001}';
 
