@@ -257,11 +257,7 @@ pub fn search_statement(
     caller: &Caller,
     request: &SearchRequest,
 ) -> SearchStatement {
-    let engine = match backend {
-        Backend::Sqlite => sql::SearchEngine::Fts5,
-        Backend::Postgres => sql::SearchEngine::Postgres,
-    };
-    sql::search_statement(engine, language, caller, request)
+    sql::search_statement(backend, language, caller, request)
 }
 
 /// Which ids the log can still replay.

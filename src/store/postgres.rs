@@ -5,8 +5,8 @@
 //! every instance listens, so all of them relay every event.
 
 use super::sql::queries::Queries;
-use super::sql::{Dialect, Pools, RowsAffected, SearchEngine, SqlStore};
-use super::{OpenError, StoreOptions};
+use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
+use super::{Backend, OpenError, StoreOptions};
 use crate::error::Result;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult};
 use sqlx::{Pool, Postgres};
@@ -41,7 +41,7 @@ impl Dialect for Postgres {
     const BEGIN_SEARCH: &'static str = "BEGIN READ ONLY;
         SET LOCAL plan_cache_mode = force_custom_plan;
         SET LOCAL max_parallel_workers_per_gather = 0";
-    const SEARCH_ENGINE: SearchEngine = SearchEngine::Postgres;
+    const BACKEND: Backend = Backend::Postgres;
     /// Rows locked in the order they are read.
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     /// Creations count the endpoints one at a time (an arbitrary key of ours).

@@ -3,8 +3,8 @@
 //! can never gap or repeat, and no transaction fails upgrading a read lock.
 
 use super::sql::queries::Queries;
-use super::sql::{Dialect, Pools, RowsAffected, SearchEngine, SqlStore};
-use super::{OpenError, StoreOptions};
+use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
+use super::{Backend, OpenError, StoreOptions};
 use crate::error::Result;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -31,7 +31,7 @@ impl Dialect for Sqlite {
     /// Deferred: the snapshot starts at the first read.
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     const BEGIN_SEARCH: &'static str = "BEGIN";
-    const SEARCH_ENGINE: SearchEngine = SearchEngine::Fts5;
+    const BACKEND: Backend = Backend::Sqlite;
     /// `BEGIN IMMEDIATE` already holds the database's write lock.
     const LOCK_ROWS: &'static str = "";
     /// `BEGIN IMMEDIATE` already serialises them.

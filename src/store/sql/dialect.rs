@@ -5,9 +5,8 @@
 //! `store::postgres`).
 
 use super::queries::Queries;
-use super::search::SearchEngine;
 use crate::error::Result;
-use crate::store::{OpenError, StoreOptions};
+use crate::store::{Backend, OpenError, StoreOptions};
 use sqlx::{Database, IntoArguments, Pool};
 use std::future::Future;
 use std::sync::Arc;
@@ -35,8 +34,8 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAff
     const BEGIN_SNAPSHOT: &'static str;
     /// Begins the read-only transaction of a search.
     const BEGIN_SEARCH: &'static str;
-    /// The database's full-text engine.
-    const SEARCH_ENGINE: SearchEngine;
+    /// Which database this is (its full-text engine is its own: see `search`).
+    const BACKEND: Backend;
     /// Appended to a `SELECT` to lock the rows it reads, in the order read;
     /// empty where `BEGIN_WRITE` already serialises writers.
     const LOCK_ROWS: &'static str;

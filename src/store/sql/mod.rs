@@ -26,7 +26,7 @@ mod store;
 mod webhooks;
 
 pub use dialect::{Dialect, Pools, RowsAffected};
-pub use search::{SearchArgument, SearchEngine, SearchStatement, search_statement};
+pub use search::{SearchArgument, SearchStatement, search_statement};
 
 use super::group_commit::PostQueue;
 use super::{Erasing, OpenError, StoreOptions};

@@ -14,23 +14,14 @@ use crate::store::search::{
     MATCH_START, MATCH_STOP, SearchCursor, SearchHit, SearchOrder, SearchPage, SearchRequest,
     SearchStore, snippet_parts,
 };
-use crate::store::{MessageRow, page_of};
+use crate::store::{Backend, MessageRow, page_of};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
-
-/// Which full-text engine a database has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchEngine {
-    /// `tsvector`, `websearch_to_tsquery`, `ts_rank`, `ts_headline`.
-    Postgres,
-    /// FTS5: `MATCH`, `bm25`, `snippet`.
-    Fts5,
-}
 
 /// How many of the newest matches a search by relevance ranks: ranking
 /// reads every match's words, which for a common word is most of the
 /// table (docs/scaling.md). Older ones are reached with words that are
 /// rarer, a room, or a time range.
-pub const RANKED: i64 = 100;
+const RANKED: i64 = 100;
 /// How many of the newest messages an admin's search reads for each match
 /// it wants before it turns to the full-text index (see `newest_matches`):
 /// it turns only for words in fewer than one message in this many, whose
@@ -45,10 +36,10 @@ const PG_LT: char = '\u{E000}';
 const PG_GT: char = '\u{E001}';
 
 /// A page's order, of the columns of `table` (a prefix: `h.` or none).
-fn order_by(engine: SearchEngine, order: SearchOrder, table: &str) -> String {
-    let newest = match engine {
-        SearchEngine::Postgres => format!("{table}position DESC, {table}id DESC"),
-        SearchEngine::Fts5 => format!("{table}position DESC"),
+fn order_by(backend: Backend, order: SearchOrder, table: &str) -> String {
+    let newest = match backend {
+        Backend::Postgres => format!("{table}position DESC, {table}id DESC"),
+        Backend::Sqlite => format!("{table}position DESC"),
     };
     match order {
         SearchOrder::Newest => newest,
@@ -108,10 +99,10 @@ impl SearchStatement {
     }
 }
 
-/// The statement that runs `request` for `caller` on `engine`, whose words
+/// The statement that runs `request` for `caller` on `backend`, whose words
 /// are read as the text search configuration `language` does (PostgreSQL).
 pub fn search_statement(
-    engine: SearchEngine,
+    backend: Backend,
     language: &str,
     caller: &Caller,
     request: &SearchRequest,
@@ -120,9 +111,9 @@ pub fn search_statement(
         sql: String::new(),
         arguments: Vec::new(),
     };
-    match engine {
-        SearchEngine::Postgres => postgres(&mut query, language, caller, request),
-        SearchEngine::Fts5 => fts5(&mut query, caller, request),
+    match backend {
+        Backend::Postgres => postgres(&mut query, language, caller, request),
+        Backend::Sqlite => fts5(&mut query, caller, request),
     }
     query
 }
@@ -197,14 +188,14 @@ fn postgres(query: &mut SearchStatement, language: &str, caller: &Caller, reques
         lt = PG_LT as u32,
         gt = PG_GT as u32,
         min = SNIPPET_WORDS / 2,
-        order = order_by(SearchEngine::Postgres, request.order, ""),
+        order = order_by(Backend::Postgres, request.order, ""),
     ));
     query
         .bind(SearchArgument::Number(page_size(request)))
         .push(") AS h JOIN rooms r ON r.id = h.room_id CROSS JOIN q");
     query.push(&format!(
         " ORDER BY {}",
-        order_by(SearchEngine::Postgres, request.order, "h.")
+        order_by(Backend::Postgres, request.order, "h.")
     ));
 }
 
@@ -234,7 +225,7 @@ fn newest_matches(
     let bounds = |query: &mut SearchStatement| {
         if let Some(cursor) = after {
             query.push(" AND ");
-            newest_after(query, SearchEngine::Postgres, cursor);
+            newest_after(query, Backend::Postgres, cursor);
         }
         if let Some(top) = &top {
             query.push(&format!(" AND m.created_at <= {top}"));
@@ -307,7 +298,7 @@ fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
         filters(query, caller, request);
         if let Some(cursor) = after {
             query.push(" AND ");
-            newest_after(query, SearchEngine::Fts5, cursor);
+            newest_after(query, Backend::Sqlite, cursor);
         }
         if let Some(top) = top {
             query
@@ -357,7 +348,7 @@ fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
             query
                 .push(&format!(
                     " ORDER BY {} LIMIT ",
-                    order_by(SearchEngine::Fts5, request.order, "")
+                    order_by(Backend::Sqlite, request.order, "")
                 ))
                 .bind(SearchArgument::Number(page_size(request)));
         }
@@ -368,7 +359,7 @@ fn fts5(query: &mut SearchStatement, caller: &Caller, request: &SearchRequest) {
          JOIN messages_search ON messages_search.rowid = h.position
              AND messages_search MATCH $1
          ORDER BY {}",
-        order_by(SearchEngine::Fts5, request.order, "h.")
+        order_by(Backend::Sqlite, request.order, "h.")
     ));
 }
 
@@ -409,10 +400,10 @@ fn time_filters(query: &mut SearchStatement, request: &SearchRequest) {
 
 /// After `cursor` in the newest-first order: by time on PostgreSQL (then
 /// id, as times may tie), by rowid on SQLite.
-fn newest_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &SearchCursor) {
-    match engine {
+fn newest_after(query: &mut SearchStatement, backend: Backend, cursor: &SearchCursor) {
+    match backend {
         // A row comparison: a range of `messages_by_time`.
-        SearchEngine::Postgres => {
+        Backend::Postgres => {
             query
                 .push("(m.created_at, m.id) < (")
                 .bind(SearchArgument::Number(cursor.position))
@@ -420,7 +411,7 @@ fn newest_after(query: &mut SearchStatement, engine: SearchEngine, cursor: &Sear
                 .text(&cursor.id)
                 .push(")");
         }
-        SearchEngine::Fts5 => {
+        Backend::Sqlite => {
             query
                 .push("messages_search.rowid < ")
                 .bind(SearchArgument::Number(cursor.position));
@@ -455,7 +446,7 @@ where
     for<'r> bool: Encode<'r, D> + Decode<'r, D> + Type<D>,
 {
     async fn search(&self, caller: &Caller, request: &SearchRequest) -> Result<SearchPage> {
-        let statement = search_statement(D::SEARCH_ENGINE, &self.search_language, caller, request);
+        let statement = search_statement(D::BACKEND, &self.search_language, caller, request);
         let mut query = sqlx::query_as::<D, HitRow>(sqlx::AssertSqlSafe(statement.sql));
         for argument in statement.arguments {
             query = match argument {
@@ -478,9 +469,9 @@ where
         let hits = rows
             .into_iter()
             .map(|row| {
-                let snippet = match D::SEARCH_ENGINE {
-                    SearchEngine::Postgres => headline(&row.message.body, &row.snippet),
-                    SearchEngine::Fts5 => row.snippet,
+                let snippet = match D::BACKEND {
+                    Backend::Postgres => headline(&row.message.body, &row.snippet),
+                    Backend::Sqlite => row.snippet,
                 };
                 SearchHit {
                     room_name: row.room_name,

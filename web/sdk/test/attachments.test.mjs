@@ -9,22 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateSync } from 'node:zlib';
 import { ChatApi, ChatError, ChatStream } from '../chat-client.js';
+import { SERVER, skip, token, unique } from './live.mjs';
 
-const SERVER = process.env.CHAT_SERVER_URL;
-const skip = SERVER ? false : 'CHAT_SERVER_URL is not set (cargo test sets it)';
 const MAX_BYTES = Number(process.env.CHAT_ATTACHMENT_MAX_BYTES ?? 26_214_400);
-
-async function token(sub, role = 'user') {
-  const response = await fetch(`${SERVER}/api/dev/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sub, role }),
-  });
-  assert.equal(response.status, 200);
-  return (await response.json()).token;
-}
-
-const unique = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
 
 const apiFor = async (sub, role) => {
   const bearer = await token(sub, role);

@@ -9,22 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatApi, ChatError } from '../chat-client.js';
+import { SERVER, skip, token, unique } from './live.mjs';
 import { fakeServer } from './fakes.mjs';
-
-const SERVER = process.env.CHAT_SERVER_URL;
-const skip = SERVER ? false : 'CHAT_SERVER_URL is not set (cargo test sets it)';
-
-async function token(sub, role = 'user') {
-  const response = await fetch(`${SERVER}/api/dev/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sub, role }),
-  });
-  assert.equal(response.status, 200);
-  return (await response.json()).token;
-}
-
-const unique = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** A word no other test writes: letters only, so every store's tokenizer keeps it whole. */
 const uniqueWord = () => Array.from({ length: 10 }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');

@@ -14,24 +14,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { ChatApi, ChatRooms, ChatStream, Presence, Typing, TypingSender } from '../chat-client.js';
+import { SERVER, skip, token } from './live.mjs';
 
-const SERVER = process.env.CHAT_SERVER_URL;
-const skip = SERVER ? false : 'CHAT_SERVER_URL is not set (cargo test sets it)';
 const FAST = {
   heartbeatTimeout: 1_000, connectTimeout: 1_000, backoffInitial: 50, backoffMax: 200,
   maxAttempts: 2, pollWait: 5, pollInterval: 100, streamRetryInterval: 500, shareAcrossTabs: false,
 };
-
-/** A development token for `sub`, from the server's dev-only endpoint. */
-async function token(sub, role = 'user') {
-  const response = await fetch(`${SERVER}/api/dev/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sub, role }),
-  });
-  assert.equal(response.status, 200);
-  return (await response.json()).token;
-}
 
 const apiFor = async (sub, role) => {
   const bearer = await token(sub, role);
