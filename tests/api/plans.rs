@@ -417,24 +417,23 @@ async fn searches_are_planned_on_the_full_text_index_never_a_scan_of_messages(ba
         Backend::Sqlite => store::Backend::Sqlite,
         Backend::Postgres(_) => store::Backend::Postgres,
     };
+    // Each search's statement, explained with its arguments bound.
+    let statements = searches().into_iter().map(|(label, caller, request)| {
+        let statement = store::search_statement(kind, "simple", &caller, &request);
+        (label, statement.arguments, statement.sql)
+    });
     let mut plans = Vec::new();
     match &backend {
         Backend::Sqlite => {
             let mut db = sqlite_seeded(app.database_url(), 100_000, &SEARCH_SEED).await;
-            for (label, caller, request) in searches() {
-                let statement = store::search_statement(kind, "simple", &caller, &request);
-                let explain = format!("EXPLAIN QUERY PLAN {}", statement.sql);
-                let rows = bound(
-                    sqlx::query(sqlx::AssertSqlSafe(explain)),
-                    statement.arguments,
-                )
-                .fetch_all(&mut db)
-                .await
-                .unwrap();
-                plans.push(Plan {
-                    kind: label,
-                    lines: rows.iter().map(|row| row.get::<String, _>(3)).collect(),
-                });
+            for (label, arguments, sql) in statements {
+                let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
+                let rows = bound(sqlx::query(explain), arguments)
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+                let lines = rows.iter().map(|row| row.get::<String, _>(3)).collect();
+                plans.push(Plan { kind: label, lines });
             }
         }
         Backend::Postgres(_) => {
@@ -444,20 +443,14 @@ async fn searches_are_planned_on_the_full_text_index_never_a_scan_of_messages(ba
                 .execute(&mut db)
                 .await
                 .unwrap();
-            for (label, caller, request) in searches() {
-                let statement = store::search_statement(kind, "simple", &caller, &request);
-                let explain = format!("EXPLAIN {}", statement.sql);
-                let rows = bound(
-                    sqlx::query(sqlx::AssertSqlSafe(explain)),
-                    statement.arguments,
-                )
-                .fetch_all(&mut db)
-                .await
-                .unwrap();
-                plans.push(Plan {
-                    kind: label,
-                    lines: rows.iter().map(|row| row.get::<String, _>(0)).collect(),
-                });
+            for (label, arguments, sql) in statements {
+                let explain = sqlx::AssertSqlSafe(format!("EXPLAIN {sql}"));
+                let rows = bound(sqlx::query(explain), arguments)
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+                let lines = rows.iter().map(|row| row.get::<String, _>(0)).collect();
+                plans.push(Plan { kind: label, lines });
             }
         }
     }
