@@ -13,7 +13,7 @@ use crate::http::{self, AppState, api_router};
 use crate::inbox::Inbox;
 use crate::limits::Limits;
 use crate::metrics;
-use crate::store::{self, Cluster, Measured, Store, StoreOptions};
+use crate::store::{self, Cluster, Measured, Store, StoreOptions, Wake};
 use crate::webhooks::{WebhookOptions, Webhooks};
 use axum::Router;
 use axum::body::Body;
@@ -29,7 +29,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
@@ -98,7 +98,7 @@ pub async fn build_state(
     let secret = jwt_secret(&config)?;
     let auth = Auth::new(&config, secret.as_ref())?;
     let metrics = crate::metrics::recorder();
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::new());
     let store: Arc<dyn Store> = Arc::new(Measured(
         store::open(&store_options(&config), wake.clone()).await?,
     ));
@@ -107,6 +107,12 @@ pub async fn build_state(
     let cluster = Cluster::join(&store_options(&config), config.instance_heartbeat.0)
         .await
         .map_err(StartError::Cluster)?;
+    // Before the hub's background tasks start sharing the pool with it.
+    let attachments = Arc::new(
+        Attachments::start(store.clone(), &config)
+            .await
+            .map_err(StartError::Attachments)?,
+    );
     let hub = Hub::start(
         store.clone(),
         wake,
@@ -136,11 +142,6 @@ pub async fn build_state(
         draining.clone(),
     );
     let inbox = Arc::new(Inbox::start(hub.clone(), &config));
-    let attachments = Arc::new(
-        Attachments::start(store.clone(), &config)
-            .await
-            .map_err(StartError::Attachments)?,
-    );
     let webhooks = Webhooks::start(
         hub.clone(),
         attachments.clone(),

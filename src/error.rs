@@ -94,6 +94,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is only a wait for a free connection of the store's
+    /// pool that ran out of time: the store may well answer.
+    pub fn is_pool_busy(&self) -> bool {
+        matches!(self, Self::Unavailable(cause) if matches!(**cause, sqlx::Error::PoolTimedOut))
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::BadRequest {
             code,

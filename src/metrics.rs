@@ -25,6 +25,7 @@ pub const WRITES_REFUSED: &str = "chat_writes_refused_total";
 pub const RELAYED: &str = "chat_relay_events_total";
 pub const DELIVERIES: &str = "chat_relay_deliveries_total";
 pub const RELAY_ERRORS: &str = "chat_relay_read_errors_total";
+pub const STORE_WAITS: &str = "chat_store_pool_waits_total";
 pub const SIGNALS_DROPPED: &str = "chat_signals_dropped_total";
 pub const RELAY_LAG: &str = "chat_relay_lag_events";
 pub const NOTIFICATIONS: &str = "chat_relay_notifications_total";
@@ -149,6 +150,11 @@ fn describe() {
         "Events the relay handed to live streams: one per stream an event concerns"
     );
     describe_counter!(RELAY_ERRORS, "Failed reads of the event log by the relay");
+    describe_counter!(
+        STORE_WAITS,
+        "Stream opens and catch-ups that waited again for a connection of a busy pool \
+         while the store answered, by where: open, catch_up"
+    );
     describe_counter!(
         SIGNALS_DROPPED,
         "Typing and presence signals not sent to the other instances: their outbox was full"

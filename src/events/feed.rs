@@ -72,6 +72,43 @@ pub struct Feed {
     signals: bool,
 }
 
+/// Where a feed asked to resume after `resume_from` (or from now) starts.
+/// From memory when this process's relay has published the id and its
+/// window holds everything after it (unless this process purged what
+/// follows the id); from the store's bounds otherwise: an id older than the
+/// window, or newer than the relay (given by another process, ahead).
+async fn start_of(hub: &Hub, resume_from: Option<i64>) -> Result<Start> {
+    let Some(from) = resume_from else {
+        return Ok(Start::Fresh {
+            newest: hub.fresh_position().await?,
+        });
+    };
+    let expired = |newest| Start::Reset {
+        newest,
+        reason: "event_id_expired",
+    };
+    if let Some(newest) = hub.router().covering(from) {
+        // Another process's purge is seen when this one's own purge, on
+        // the same schedule, catches up: until then the window may replay
+        // events the log no longer keeps, which are still the log's events.
+        return Ok(if from >= hub.store().purged_up_to() {
+            Start::Resumed { from, newest }
+        } else {
+            expired(newest)
+        });
+    }
+    let bounds = hub.store().event_bounds().await?;
+    let newest = bounds.newest;
+    Ok(match from {
+        from if bounds.can_resume_from(from) => Start::Resumed { from, newest },
+        from if from > newest => Start::Reset {
+            newest,
+            reason: "unknown_event_id",
+        },
+        _ => expired(newest),
+    })
+}
+
 impl Feed {
     /// Opens `caller`'s feed of one room (`room`) or of everything they may
     /// see, after `resume_from`; `NotFound` for a room they may not see.
@@ -88,27 +125,15 @@ impl Feed {
         // change committed after the check has a larger id, reaches the feed
         // and the filter applies it (a removal ends a room feed).
         let store = hub.store();
-        let bounds = store.event_bounds().await?;
-        let newest = bounds.newest;
-        let start = match resume_from {
-            None => Start::Fresh { newest },
-            Some(from) if bounds.can_resume_from(from) => Start::Resumed { from, newest },
-            Some(id) => Start::Reset {
-                newest,
-                reason: if id > newest {
-                    "unknown_event_id"
-                } else {
-                    "event_id_expired"
-                },
-            },
-        };
+        let start = start_of(hub, resume_from).await?;
+        let newest = start.newest();
         let last = match start {
             Start::Resumed { from, .. } => from,
             Start::Fresh { newest } | Start::Reset { newest, .. } => newest,
         };
         let (scope, rooms) = match room {
             Some(room) => {
-                match store.room(caller, room).await {
+                match store.room_state(caller, room).await {
                     Ok(_) => {}
                     // Removed since the resume point: the feed carries what
                     // came before, then the removal, and ends there.
@@ -266,8 +291,11 @@ impl Feed {
     async fn read_store(&mut self, horizon: i64) -> Result<()> {
         let batch = self
             .hub
-            .store()
-            .events_after(self.last, self.filter.scope(), self.batch)
+            .patiently("catch_up", || {
+                self.hub
+                    .store()
+                    .events_after(self.last, self.filter.scope(), self.batch)
+            })
             .await?;
         self.hub.note_store_success();
         if batch.len() < self.batch as usize {

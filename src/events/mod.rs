@@ -21,18 +21,28 @@ use routing::{Audience, FromWindow, Queued, Router, Subscription};
 pub use signals::Signal;
 use window::Window;
 
+use crate::error::Result;
 use crate::metrics;
 use crate::model::{CONVERSATION_UPDATED, MessageId, RoomChange, RoomId, Timestamp, UserId};
 use crate::sse;
-use crate::store::{Store, StoredEvent, StreamClaim};
+use crate::store::{Store, StoredEvent, StreamClaim, Wake};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
+
+/// How long a fresh stream waits for the relay to publish this process's
+/// latest commits before it asks the store where the log ends.
+const FRESH_POSITION_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a stream's open or catch-up waits for a connection of a busy
+/// pool, while the store answers the relay, before the stream is sent
+/// `unavailable`.
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How many events the relay reads from the log at once.
 const RELAY_BATCH: u32 = 500;
@@ -224,6 +234,13 @@ pub struct Hub {
     presence: Presence,
     /// The newest event published, for those who wait on it (webhooks).
     relayed: watch::Sender<i64>,
+    /// Whether the relay's last read of the log worked: the store answers.
+    relay_reads: std::sync::atomic::AtomicBool,
+    /// What commits poke; its count of pokes says what the relay has read.
+    wake: Arc<Wake>,
+    /// The count of pokes read before the relay's last whole pass began:
+    /// every commit that poked before it is published.
+    relay_passed: watch::Sender<u64>,
 }
 
 impl Drop for Hub {
@@ -242,7 +259,7 @@ impl Hub {
     /// what writers poke after a commit.
     pub async fn start(
         store: Arc<dyn Store>,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
         cluster: Option<Arc<crate::store::Cluster>>,
         options: HubOptions,
     ) -> crate::error::Result<Arc<Self>> {
@@ -264,6 +281,9 @@ impl Hub {
             outbox,
             presence,
             relayed: watch::channel(0).0,
+            relay_reads: std::sync::atomic::AtomicBool::new(true),
+            wake: wake.clone(),
+            relay_passed: watch::channel(0).0,
         });
         let (signals, inbox) = tokio::sync::mpsc::channel(signals::INBOX);
         let tasks = [
@@ -359,6 +379,54 @@ impl Hub {
     /// The newest event the relay has published (and so, committed).
     pub fn relayed_event_id(&self) -> i64 {
         self.router.position()
+    }
+
+    /// Where a stream that gives no id starts: after every event this
+    /// process committed before now, read from the relay once it has
+    /// published them (another process's are there once their notification
+    /// came, a few milliseconds after their commit). Asks the store only
+    /// when the relay cannot read it.
+    pub async fn fresh_position(&self) -> Result<i64> {
+        let poked = self.wake.pokes();
+        let mut passed = self.relay_passed.subscribe();
+        let relayed = tokio::time::timeout(
+            FRESH_POSITION_WAIT,
+            passed.wait_for(|passed| *passed >= poked),
+        )
+        .await
+        .is_ok_and(|passed| passed.is_ok());
+        if relayed {
+            Ok(self.router.position())
+        } else {
+            Ok(self.store.event_bounds().await?.newest)
+        }
+    }
+
+    /// Runs `read` again while it fails only for want of a free connection
+    /// and the store answers the relay, for up to `STORE_PATIENCE`: a burst
+    /// of opens queues for the pool rather than send its streams away.
+    /// `at` names the wait in the metrics.
+    pub async fn patiently<T, Read>(
+        &self,
+        at: &'static str,
+        mut read: impl FnMut() -> Read,
+    ) -> Result<T>
+    where
+        Read: Future<Output = Result<T>>,
+    {
+        let started = tokio::time::Instant::now();
+        loop {
+            match read().await {
+                Err(error)
+                    if error.is_pool_busy()
+                        && self.relay_reads.load(Ordering::Relaxed)
+                        && started.elapsed() < STORE_PATIENCE =>
+                {
+                    ::metrics::counter!(metrics::STORE_WAITS, "at" => at).increment(1);
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Changes whenever the relay has published events.
@@ -494,20 +562,23 @@ async fn preloaded_router(store: &dyn Store, options: &HubOptions) -> crate::err
 /// Reads the log after the last relayed id whenever woken (or polled), and
 /// publishes what it finds in id order. Ids commit in order, so reading past
 /// an id never skips one that commits later.
-async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Duration) {
+async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Wake>, poll_interval: Duration) {
     let mut poll = tokio::time::interval(poll_interval);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = wake.notified() => {}
+            () = wake.poked() => {}
             _ = poll.tick() => {}
         }
         let Some(hub) = hub.upgrade() else { return };
+        // Read before the log: the pass reads every commit poked by then.
+        let pokes = wake.pokes();
         loop {
             let after = hub.router.position();
             let batch = match hub.store.relay_events_after(after, RELAY_BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
+                    hub.relay_reads.store(false, Ordering::Relaxed);
                     ::metrics::counter!(metrics::RELAY_ERRORS).increment(1);
                     let down_for = hub.note_store_failure();
                     tracing::warn!(%error, ?down_for, "relay cannot read the event log; retrying");
@@ -515,6 +586,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
                 }
             };
             hub.note_store_success();
+            hub.relay_reads.store(true, Ordering::Relaxed);
             let full = batch.len() == RELAY_BATCH as usize;
             ::metrics::counter!(metrics::RELAYED).increment(batch.len() as u64);
             let events: Vec<Arc<Event>> = batch
@@ -532,6 +604,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Notify>, poll_interval: Dura
             ::metrics::counter!(metrics::DELIVERIES).increment(delivered as u64);
             hub.relayed.send_replace(hub.router.position());
             if !full {
+                hub.relay_passed.send_replace(pokes);
                 break;
             }
         }

@@ -15,7 +15,7 @@
 use super::{Hub, Signal};
 use crate::error::Result;
 use crate::model::{SignalData, Timestamp, UserId};
-use crate::store::Cluster;
+use crate::store::{Cluster, Lane};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -96,10 +96,11 @@ impl Presence {
         lock(&self.leaving).insert(user.clone(), Instant::now());
     }
 
-    /// A version above every announcement made before what the caller reads next.
-    pub async fn version(&self) -> Result<i64> {
+    /// A version above every announcement made before what the caller
+    /// reads next, taken on `lane`'s connections.
+    pub async fn version(&self, lane: Lane) -> Result<i64> {
         match &self.cluster {
-            Some(cluster) => cluster.presence_version().await,
+            Some(cluster) => cluster.presence_version(lane).await,
             None => Ok(self.local_version.fetch_add(1, Ordering::SeqCst) + 1),
         }
     }
@@ -113,7 +114,7 @@ impl Presence {
             .cloned()
             .collect();
         if let Some(cluster) = &self.cluster {
-            online.extend(cluster.streaming(users).await?);
+            online.extend(cluster.streaming(users, Lane::Requests).await?);
         }
         Ok(users
             .iter()
@@ -206,7 +207,7 @@ async fn announce_arrivals(hub: &Hub, came: Vec<UserId>) -> Result<()> {
         return Ok(());
     }
     // After their claims committed: above any "offline" that missed them.
-    let version = presence.version().await?;
+    let version = presence.version(Lane::Housekeeping).await?;
     hub.announce(&came, true, version).await
 }
 
@@ -237,9 +238,13 @@ async fn announce_departures(hub: &Hub) -> Result<()> {
     }
     let looked = async {
         // Before looking: an arrival the look misses has a higher version.
-        let version = presence.version().await?;
+        let version = presence.version(Lane::Housekeeping).await?;
         let held: HashSet<UserId> = match presence.cluster() {
-            Some(cluster) => cluster.streaming(&due).await?.into_iter().collect(),
+            Some(cluster) => cluster
+                .streaming(&due, Lane::Housekeeping)
+                .await?
+                .into_iter()
+                .collect(),
             None => HashSet::new(),
         };
         Ok::<_, crate::error::Error>((version, held))

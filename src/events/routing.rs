@@ -234,6 +234,14 @@ impl Router {
         self.lock().window.newest()
     }
 
+    /// The newest event published, if the window holds every event after
+    /// `id` up to it: a resume from `id` can be answered from memory.
+    pub fn covering(&self, id: i64) -> Option<i64> {
+        let routes = self.lock();
+        let newest = routes.window.newest();
+        (routes.window.covers(id) && id <= newest).then_some(newest)
+    }
+
     /// Open subscribers now.
     pub fn subscribers(&self) -> usize {
         let routes = self.lock();

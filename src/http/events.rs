@@ -4,7 +4,7 @@
 //! stream decides what the caller sees, so both carry the same events under
 //! the same ids, and a client may switch between them at any id.
 
-use super::streams::{admit, client_ip, resume_point};
+use super::streams::{client_ip, open_feed, resume_point};
 use super::{AppState, Query, limit, room_id};
 use crate::auth::{Session, unix_now};
 use crate::error::{Error, ReadErrors, Result};
@@ -119,8 +119,8 @@ async fn poll_events(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let _ticket = admit(&state, &caller).await?;
-    let (mut feed, start) = Feed::open(&state.hub, &caller, room.as_ref(), after, limit).await?;
+    let (_ticket, mut feed, start) =
+        open_feed(&state, &caller, room.as_ref(), after, limit).await?;
     if let Start::Reset { newest, reason } = start {
         ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
         let data = serde_json::json!({"type": "reset", "reason": reason}).to_string();

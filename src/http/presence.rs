@@ -5,6 +5,7 @@
 use super::{AppState, Json, Query};
 use crate::error::{Error, ReadErrors, Result};
 use crate::model::{Caller, UserId};
+use crate::store::Lane;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -86,7 +87,7 @@ async fn presence(
     }
     let presence = state.hub.presence();
     // Before looking, so that any change the look misses is newer.
-    let version = presence.version().await?;
+    let version = presence.version(Lane::Requests).await?;
     let seen = presence.look_up(&state.hub, &users).await?;
     Ok(Json(PresenceList {
         version,

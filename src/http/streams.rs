@@ -88,25 +88,8 @@ async fn open_stream(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let opened = async {
-        let ticket = admit(&state, &caller).await?;
-        let (feed, start) = Feed::open(
-            &state.hub,
-            &caller,
-            room.as_ref(),
-            resume_from,
-            CATCH_UP_BATCH,
-        )
-        .await?;
-        let feed = if params.signals {
-            feed.with_signals()
-        } else {
-            feed
-        };
-        Ok((ticket, (feed, start)))
-    }
-    .await;
-    let (ticket, (feed, start)) = match opened {
+    let opened = open_feed(&state, &caller, room.as_ref(), resume_from, CATCH_UP_BATCH).await;
+    let (ticket, feed, start) = match opened {
         Ok(opened) => opened,
         // A browser's EventSource gives up for good on a 503; told in a
         // stream, it (and the SDK) comes back when asked, spread out.
@@ -117,6 +100,11 @@ async fn open_stream(
             return Ok(event_stream(Body::from(frame)));
         }
         Err(error) => return Err(error),
+    };
+    let feed = if params.signals {
+        feed.with_signals()
+    } else {
+        feed
     };
     if let Start::Resumed { .. } = start {
         ::metrics::counter!(metrics::RESUMES).increment(1);
@@ -182,10 +170,30 @@ pub(super) fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result
     })
 }
 
+/// Admits the caller's stream (or poll) and opens its feed (see
+/// `Feed::open`). Waits, rather than fails, while the store's pools are
+/// only busy: a burst of opens queues for its connections.
+pub(super) async fn open_feed(
+    state: &AppState,
+    caller: &Caller,
+    room: Option<&RoomId>,
+    resume_from: Option<i64>,
+    batch: u32,
+) -> Result<(StreamTicket, Feed, Start)> {
+    state
+        .hub
+        .patiently("open", || async {
+            let ticket = admit(state, caller).await?;
+            let (feed, start) = Feed::open(&state.hub, caller, room, resume_from, batch).await?;
+            Ok((ticket, feed, start))
+        })
+        .await
+}
+
 /// Counts one more stream (or waiting poll) of the caller's, unless they
 /// already hold `stream_max_per_user`: in this process, and on PostgreSQL in
 /// the whole cluster.
-pub(super) async fn admit(state: &AppState, caller: &Caller) -> Result<StreamTicket> {
+async fn admit(state: &AppState, caller: &Caller) -> Result<StreamTicket> {
     let max = state.config.stream_max_per_user;
     let too_many = || {
         ::metrics::counter!(metrics::STREAM_OPENS_REFUSED, "reason" => "user_streams").increment(1);

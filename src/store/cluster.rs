@@ -31,8 +31,23 @@ const MAX_SPENDS: usize = 256;
 const MAX_CLAIMS: usize = 64;
 const STATEMENTS_IN_FLIGHT: usize = 2;
 /// The cluster pool's connections: one for each task that may use it at
-/// once (the spend and claim statements, the give-backs, the heartbeat).
-const CONNECTIONS: u32 = 2 * STATEMENTS_IN_FLIGHT as u32 + 2;
+/// once (the spend and claim statements, the give-backs).
+const CONNECTIONS: u32 = 2 * STATEMENTS_IN_FLIGHT as u32 + 1;
+/// The housekeeping connections: the heartbeat's and presence's, one each.
+/// Apart from the claims and spends, so that a storm of opens or writes
+/// never makes an instance miss its heartbeat (and lapse, and lose its
+/// streams' count) or hold back the presence news.
+const HOUSEKEEPING_CONNECTIONS: u32 = 2;
+
+/// Which connections a read of the cluster goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A request's: shared with the claims and spends.
+    Requests,
+    /// The background tasks' own (heartbeat, presence news), which no
+    /// burst of requests can use up.
+    Housekeeping,
+}
 
 /// One write's spend of its budget.
 struct Spend {
@@ -48,7 +63,10 @@ struct Claim {
 }
 
 pub struct Cluster {
+    /// The claims', spends' and give-backs' connections.
     pool: PgPool,
+    /// The heartbeat's and presence's (`HOUSEKEEPING_CONNECTIONS`).
+    housekeeping: PgPool,
     /// This process, random at each start.
     instance: String,
     heartbeat: Duration,
@@ -114,6 +132,10 @@ impl Cluster {
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let housekeeping = PgPoolOptions::new()
+            .max_connections(HOUSEKEEPING_CONNECTIONS)
+            .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
         let mut id = [0u8; 8];
         getrandom::fill(&mut id)
@@ -141,6 +163,7 @@ impl Cluster {
         });
         let cluster = Arc::new(Self {
             pool,
+            housekeeping,
             instance,
             heartbeat,
             needs_rewrite: AtomicBool::new(false),
@@ -208,8 +231,16 @@ impl Cluster {
             .map_err(|e| Error::internal_from("a stream claim failed", e))?
     }
 
+    /// The connections for `lane`.
+    fn pool_for(&self, lane: Lane) -> &PgPool {
+        match lane {
+            Lane::Requests => &self.pool,
+            Lane::Housekeeping => &self.housekeeping,
+        }
+    }
+
     /// Of `users`, those who hold streams on a live instance now.
-    pub async fn streaming(&self, users: &[UserId]) -> Result<Vec<UserId>> {
+    pub async fn streaming(&self, users: &[UserId], lane: Lane) -> Result<Vec<UserId>> {
         let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
         let held: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT s.user_id FROM user_streams AS s
@@ -218,16 +249,16 @@ impl Cluster {
                AND live.seen_at > clock_timestamp() - live.lapse",
         )
         .bind(&users)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool_for(lane))
         .await?;
         Ok(held.into_iter().map(UserId::from_store).collect())
     }
 
     /// A number above every one taken before what the caller saw committed
     /// (see migration 0006).
-    pub async fn presence_version(&self) -> Result<i64> {
+    pub async fn presence_version(&self, lane: Lane) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT nextval('presence_versions')")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool_for(lane))
             .await?)
     }
 
@@ -247,7 +278,7 @@ impl Cluster {
         let due: Vec<String> = sqlx::query_scalar(
             "DELETE FROM presence_departures WHERE due_at <= clock_timestamp() RETURNING user_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.housekeeping)
         .await?;
         Ok(due.into_iter().map(UserId::from_store).collect())
     }
@@ -267,14 +298,14 @@ impl Cluster {
         )
         .bind(&users)
         .bind(grace)
-        .execute(&self.pool)
+        .execute(&self.housekeeping)
         .await;
         if let Err(error) = handed_over {
             tracing::warn!(%error, "could not hand presence over; those users stay online");
         }
         let left = sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(&self.instance)
-            .execute(&self.pool)
+            .execute(&self.housekeeping)
             .await;
         if let Err(error) = left {
             tracing::warn!(%error, "could not leave the cluster; its claims lapse by themselves");
@@ -314,7 +345,7 @@ impl Cluster {
         )
         .bind(&self.instance)
         .bind(self.lapse())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.housekeeping)
         .await?;
         if registered_afresh {
             self.needs_rewrite.store(true, Ordering::SeqCst);
@@ -331,14 +362,15 @@ impl Cluster {
              SELECT DISTINCT s.user_id FROM user_streams AS s JOIN gone ON gone.id = s.instance_id
              WHERE s.streams > 0",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.housekeeping)
         .await?;
         lock(&self.departed).extend(departed.into_iter().map(UserId::from_store));
-        {
-            let _alone = self.own_rows.write().await;
+        // Only when no claim is under way: waiting for a storm of them
+        // would delay the next beat. Empty rows are gone at a later one.
+        if let Ok(_alone) = self.own_rows.try_write() {
             sqlx::query("DELETE FROM user_streams WHERE instance_id = $1 AND streams <= 0")
                 .bind(&self.instance)
-                .execute(&self.pool)
+                .execute(&self.housekeeping)
                 .await?;
         }
         // Full buckets say nothing a missing row would not. Rows a spend has
@@ -348,7 +380,7 @@ impl Cluster {
                  SELECT bucket FROM rate_budgets WHERE full_at < clock_timestamp()
                  LIMIT 10000 FOR UPDATE SKIP LOCKED)",
         )
-        .execute(&self.pool)
+        .execute(&self.housekeeping)
         .await?;
         Ok(())
     }
@@ -378,7 +410,7 @@ impl Cluster {
         .bind(&self.instance)
         .bind(&users)
         .bind(&counts)
-        .execute(&self.pool)
+        .execute(&self.housekeeping)
         .await?;
         lock(&self.rejoined).extend(users.into_iter().map(UserId::from_store));
         Ok(())

@@ -191,9 +191,13 @@ impl Store for Measured {
         timed("purge_events", self.0.purge_events(cutoff, batch)).await
     }
 
+    fn purged_up_to(&self) -> i64 {
+        self.0.purged_up_to()
+    }
+
     async fn watch_other_writers(
         &self,
-        wake: Arc<tokio::sync::Notify>,
+        wake: Arc<super::Wake>,
         signals: tokio::sync::mpsc::Sender<String>,
     ) {
         self.0.watch_other_writers(wake, signals).await

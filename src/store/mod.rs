@@ -20,10 +20,11 @@ mod posts;
 mod search;
 mod sql;
 mod sqlite;
+mod wake;
 mod webhooks;
 
 pub use attachments::{AttachmentStore, Blob, Upload, attachment_unavailable, blob_key};
-pub use cluster::{Cluster, StreamClaim};
+pub use cluster::{Cluster, Lane, StreamClaim};
 pub use erasure::{ErasureJob, ErasureState, ErasureStep, ErasureStore, Requested};
 use inbox::ConversationRow;
 pub use inbox::{
@@ -37,6 +38,7 @@ pub use search::{
 };
 pub use sql::{SearchArgument, SearchStatement};
 pub use sqlite::SqliteStore;
+pub use wake::Wake;
 pub use webhooks::{
     Cursors, Failure, LoggedEvent, NewNotice, NewWebhook, Notice, Reader, UNSEEN, Webhook,
     WebhookChange, WebhookState, WebhookStore,
@@ -418,13 +420,17 @@ pub trait Store: Send + Sync + 'static {
     /// at or after `cutoff`, `batch` at a time; how many it deleted.
     async fn purge_events(&self, cutoff: Timestamp, batch: u32) -> Result<u64>;
 
+    /// Every event up to this id was purged by this process (another
+    /// process's purge is not seen here).
+    fn purged_up_to(&self) -> i64;
+
     /// Runs for ever, waking `wake` whenever another process may have written
     /// events (and whenever it may have missed such news), and handing
     /// `signals` what other processes sent with `send_signal`. A store that
     /// only one process writes returns at once.
     async fn watch_other_writers(
         &self,
-        wake: Arc<tokio::sync::Notify>,
+        wake: Arc<Wake>,
         signals: tokio::sync::mpsc::Sender<String>,
     );
 
@@ -501,10 +507,7 @@ impl Backend {
 
 /// Opens the store the URL names, applying pending migrations. `wake` is
 /// poked after every write commits.
-pub async fn open(
-    options: &StoreOptions,
-    wake: Arc<tokio::sync::Notify>,
-) -> Result<Arc<dyn Store>, OpenError> {
+pub async fn open(options: &StoreOptions, wake: Arc<Wake>) -> Result<Arc<dyn Store>, OpenError> {
     match Backend::of(&options.url)? {
         Backend::Postgres => {
             let store = PgStore::connect(options, wake).await?;

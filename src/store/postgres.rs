@@ -4,6 +4,7 @@
 //! events notifies `chat_events` (the id only: payloads stay in the log), and
 //! every instance listens, so all of them relay every event.
 
+use super::Wake;
 use super::sql::queries::Queries;
 use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
 use super::{Backend, OpenError, StoreOptions};
@@ -13,7 +14,7 @@ use sqlx::{Pool, Postgres};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 pub type PgStore = SqlStore<Postgres>;
 
@@ -157,13 +158,13 @@ impl Dialect for Postgres {
     /// sent while the connection is down is gone, as ephemeral news may be.
     async fn watch_notifications(
         pool: &Pool<Self>,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
         signals: mpsc::Sender<String>,
     ) {
         loop {
             match listen(pool).await {
                 Ok(mut listener) => {
-                    wake.notify_one();
+                    wake.poke();
                     // `Ok(None)` is a lost connection: reconnect ourselves, so
                     // the catch-up wake comes after the new LISTEN, not before.
                     let received = ::metrics::counter!(crate::metrics::NOTIFICATIONS);
@@ -175,7 +176,7 @@ impl Dialect for Postgres {
                             continue;
                         }
                         received.increment(1);
-                        wake.notify_one();
+                        wake.poke();
                     }
                     tracing::warn!("event listener lost its connection; reconnecting");
                 }
@@ -200,8 +201,17 @@ impl Dialect for Postgres {
     }
 }
 
+/// A listener on a connection of its own, as sqlx's `PgListener::connect`
+/// makes, to the store's database: held for ever, it must not take one of
+/// the pool's connections from the requests.
 async fn listen(pool: &Pool<Postgres>) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.listen_all([CHANNEL, SIGNALS]).await?;
     Ok(listener)
 }

@@ -2,6 +2,7 @@
 //! write lock up front (`BEGIN IMMEDIATE`), which serialises them: a room's seq
 //! can never gap or repeat, and no transaction fails upgrading a read lock.
 
+use super::Wake;
 use super::sql::queries::Queries;
 use super::sql::{Dialect, Pools, RowsAffected, SqlStore};
 use super::{Backend, OpenError, StoreOptions};
@@ -14,7 +15,7 @@ use sqlx::{Pool, Sqlite};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -117,7 +118,7 @@ impl Dialect for Sqlite {
 
     /// One process owns a SQLite file: every writer is in this process, and
     /// wakes the relay itself.
-    async fn watch_notifications(_: &Pool<Self>, _: Arc<Notify>, _: mpsc::Sender<String>) {}
+    async fn watch_notifications(_: &Pool<Self>, _: Arc<Wake>, _: mpsc::Sender<String>) {}
 
     /// One process owns the file: its own streams are all there are.
     async fn notify_signals(_: &Pool<Self>, _: &[String]) -> Result<()> {

@@ -2,8 +2,8 @@
 //! ends a stream may come to (removal, token expiry, limits).
 
 use crate::support::{
-    Backend, SECRET, TestApp, WAIT, admin, assert_error, on_both_stores, retry_after, send, sign,
-    unix_now, user,
+    Backend, SECRET, Scrape, ServerProcess, SharedDb, TestApp, WAIT, admin, assert_error,
+    on_both_stores, retry_after, send, sign, unix_now, user,
 };
 use chat_server::model::Timestamp;
 use figment::providers::Serialized;
@@ -25,6 +25,9 @@ on_both_stores!(
     malformed_event_ids_get_a_json_400,
     more_streams_than_the_per_user_cap_get_429,
     opening_streams_too_fast_gets_429_with_retry_after,
+    a_burst_of_opens_that_outruns_the_pool_waits_for_it_and_loses_no_stream,
+    opens_fresh_or_resuming_inside_the_window_ask_the_store_nothing_of_the_log,
+    a_fresh_stream_starts_after_everything_committed_before_it_opened,
 );
 
 async fn an_admins_global_stream_carries_every_room_including_new_ones(backend: Backend) {
@@ -474,4 +477,144 @@ async fn open_raw(app: &TestApp, token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+/// One connection, given up on soon, and 300 opens at once, each of which
+/// reads its room: most must wait longer than that for the connection (on
+/// PostgreSQL, surely so: the rooms are locked meanwhile). Waiting is not
+/// the store failing: no stream is sent `unavailable`, and all go on.
+async fn a_burst_of_opens_that_outruns_the_pool_waits_for_it_and_loses_no_stream(backend: Backend) {
+    crate::support::raise_open_file_limit();
+    let postgres = matches!(backend, Backend::Postgres(_));
+    // Set up first: a migration takes longer than such a pool waits, and
+    // so may a write while the background tasks start.
+    let db = SharedDb::create(&backend).await;
+    let room = ServerProcess::start_on(&db, 0, &[])
+        .await
+        .create_room(&user("ann"), "busy", &[])
+        .await;
+    let server = ServerProcess::start_on(
+        &db,
+        0,
+        &[
+            ("CHAT_DATABASE_MAX_CONNECTIONS", "1"),
+            (
+                "CHAT_DATABASE_ACQUIRE_TIMEOUT",
+                if postgres { "300ms" } else { "50ms" },
+            ),
+            ("CHAT_STREAM_BURST_PER_IP", "10000"),
+        ],
+    )
+    .await;
+    let pool_waits = || async {
+        Scrape::of(&server, None)
+            .await
+            .value("chat_store_pool_waits_total", &[("at", "open")])
+    };
+    let mut lock = None;
+    if postgres {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        lock = Some(db);
+    }
+    let opens = (0..300).map(|i| {
+        let agent = admin(&format!("agent{i}"));
+        let (server, room) = (&server, &room);
+        async move { server.stream(&format!("?roomId={room}"), &agent).await }
+    });
+    let unlock = async {
+        if let Some(mut db) = lock {
+            let started = std::time::Instant::now();
+            while pool_waits().await == 0.0 {
+                assert!(started.elapsed() < WAIT, "no open waited for the pool");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            sqlx::raw_sql("COMMIT").execute(&mut db).await.unwrap();
+        }
+    };
+    let (mut streams, ()) = tokio::join!(futures::future::join_all(opens), unlock);
+    let sent = server.send(&user("ann"), &room, "to all").await;
+    for stream in &mut streams {
+        assert_eq!(stream.expect("message").await.data["message"], sent);
+    }
+    let scrape = Scrape::of(&server, None).await;
+    assert!(
+        pool_waits().await > 0.0,
+        "the burst waited for the pool (else this test tests nothing)"
+    );
+    assert_eq!(
+        scrape.value("chat_streams_closed_total", &[("reason", "store_error")]),
+        0.0
+    );
+}
+
+/// Where the log ends and what it still keeps is in the relay and its
+/// window: an open reads neither from the store (one query per open was
+/// most of what an open cost).
+async fn opens_fresh_or_resuming_inside_the_window_ask_the_store_nothing_of_the_log(
+    backend: Backend,
+) {
+    let server = ServerProcess::start(&backend, &[]).await;
+    let ann = user("ann");
+    let room = server.create_room(&ann, "bounds", &[]).await;
+    let mut watcher = server.stream(&format!("?roomId={room}"), &ann).await;
+    server.send(&ann, &room, "one").await;
+    let first = watcher.expect("message").await.id;
+    server.send(&ann, &room, "two").await;
+    watcher.expect("message").await;
+    let bounds_read = || async {
+        Scrape::of(&server, None).await.value(
+            "chat_store_operation_duration_seconds_count",
+            &[("operation", "event_bounds")],
+        )
+    };
+    let before = bounds_read().await;
+    let mut fresh = Vec::new();
+    let mut resumed = Vec::new();
+    for i in 0..5 {
+        let agent = admin(&format!("agent{i}"));
+        fresh.push(server.stream(&format!("?roomId={room}"), &agent).await);
+        fresh.push(server.stream("", &agent).await);
+        resumed.push(
+            server
+                .stream_from(&format!("?roomId={room}"), &agent, Some(&first))
+                .await,
+        );
+        resumed.push(server.stream_from("", &agent, Some(&first)).await);
+    }
+    for stream in &mut resumed {
+        let replayed = stream.expect("message").await;
+        assert_eq!(replayed.data["message"]["body"], "two");
+    }
+    server.send(&ann, &room, "three").await;
+    for stream in fresh.iter_mut().chain(&mut resumed) {
+        let next = stream.expect("message").await;
+        assert_eq!(next.data["message"]["body"], "three");
+    }
+    // The scrape itself reads them once, for the relay's lag.
+    assert_eq!(
+        bounds_read().await,
+        before + 1.0,
+        "no open read the log's bounds"
+    );
+}
+
+/// A fresh stream (no id) starts after every event committed before it
+/// opened, though its starting point comes from the relay, not a query:
+/// posted and opened back to back, it never repeats the post.
+async fn a_fresh_stream_starts_after_everything_committed_before_it_opened(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = user("ann");
+    let room = app.create_room(&ann, "fresh", &[]).await;
+    for round in 0..20 {
+        app.send(&ann, &room, &format!("before {round}")).await;
+        let mut stream = app.stream(&format!("?roomId={room}"), &ann).await;
+        app.send(&ann, &room, &format!("after {round}")).await;
+        let first = stream.expect("message").await;
+        assert_eq!(first.data["message"]["body"], format!("after {round}"));
+    }
 }

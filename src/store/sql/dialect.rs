@@ -6,11 +6,12 @@
 
 use super::queries::Queries;
 use crate::error::Result;
+use crate::store::Wake;
 use crate::store::{Backend, OpenError, StoreOptions};
 use sqlx::{Database, IntoArguments, Pool};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// The pools a store opens: one for everything, and the relay's own (see
 /// `Store::relay_events_after`).
@@ -82,7 +83,7 @@ pub trait Dialect: Database<Arguments: IntoArguments<Self>, QueryResult: RowsAff
     /// is none: it returns at once.
     fn watch_notifications(
         pool: &Pool<Self>,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
         signals: mpsc::Sender<String>,
     ) -> impl Future<Output = ()> + Send;
 

@@ -28,23 +28,26 @@ mod webhooks;
 pub use dialect::{Dialect, Pools, RowsAffected};
 pub use search::{SearchArgument, SearchStatement, search_statement};
 
+use super::Wake;
 use super::group_commit::PostQueue;
 use super::{Erasing, OpenError, StoreOptions};
 use crate::error::Result;
 use crate::model::UserId;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::sync::atomic::AtomicI64;
 
 pub struct SqlStore<D: Dialect> {
     /// Poked after every write commits, to wake this process's relay.
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     pool: Pool<D>,
     /// The relay's own connection (see `Store::relay_events_after`).
     relay_pool: Pool<D>,
     posts: PostQueue,
     /// The text search configuration searches read words with (PostgreSQL's).
     search_language: String,
+    /// See `Store::purged_up_to`.
+    purged_up_to: AtomicI64,
 }
 
 impl<D: Dialect> SqlStore<D>
@@ -63,7 +66,7 @@ where
 {
     /// Opens the database the options name; `wake` is poked after every
     /// write commits.
-    pub async fn connect(options: &StoreOptions, wake: Arc<Notify>) -> Result<Self, OpenError> {
+    pub async fn connect(options: &StoreOptions, wake: Arc<Wake>) -> Result<Self, OpenError> {
         let Pools { pool, relay_pool } = D::connect(options).await?;
         let posts = PostQueue::start(D::POST_WRITERS, {
             let (pool, wake) = (pool.clone(), wake.clone());
@@ -75,6 +78,7 @@ where
             relay_pool,
             posts,
             search_language: options.search_language.clone(),
+            purged_up_to: AtomicI64::new(0),
         })
     }
 
@@ -101,7 +105,7 @@ where
     /// logged: the end of every write.
     async fn commit(&self, tx: Transaction<'static, D>) -> Result<()> {
         tx.commit().await?;
-        self.wake.notify_one();
+        self.wake.poke();
         Ok(())
     }
 

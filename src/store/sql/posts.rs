@@ -12,12 +12,11 @@ use crate::store::attachments::{UPLOAD_COLUMNS, UploadRow};
 use crate::store::group_commit::{Post, answer_failed_batch};
 use crate::store::inbox::ConversationRow;
 use crate::store::posts::{Asked, Found, Plan, plan};
-use crate::store::{MessageRow, Posted, Upload};
+use crate::store::{MessageRow, Posted, Upload, Wake};
 use sqlx::Pool;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -34,10 +33,10 @@ where
     for<'r> Option<bool>: Encode<'r, D>,
 {
     /// Writes a batch of posts (see `group_commit`) and answers each.
-    pub(super) async fn write_posts(pool: Pool<D>, wake: Arc<Notify>, posts: Vec<Post>) {
+    pub(super) async fn write_posts(pool: Pool<D>, wake: Arc<Wake>, posts: Vec<Post>) {
         match Self::post_batch(&pool, &posts).await {
             Ok(outcomes) => {
-                wake.notify_one();
+                wake.poke();
                 for (post, outcome) in posts.into_iter().zip(outcomes) {
                     post.answer(outcome);
                 }
@@ -58,7 +57,7 @@ where
                     }
                 })
                 .await;
-                wake.notify_one();
+                wake.poke();
             }
         }
     }

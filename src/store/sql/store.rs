@@ -14,12 +14,13 @@ use crate::store::{
 };
 use crate::store::{
     EventBounds, EventScope, MemberRules, MessagePage, MessageRange, MessageRow, NewMessage,
-    Posted, RoomCursor, RoomPage, RoomRow, RoomState, Store, StoredEvent, initial_members, page_of,
-    pending_activity,
+    Posted, RoomCursor, RoomPage, RoomRow, RoomState, Store, StoredEvent, Wake, initial_members,
+    page_of, pending_activity,
 };
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Type};
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc};
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
 
 #[async_trait::async_trait]
 impl<D: Dialect> Store for SqlStore<D>
@@ -755,6 +756,7 @@ where
                 .await?
                 .rows_affected();
             purged_up_to = up_to;
+            self.purged_up_to.fetch_max(up_to, Ordering::SeqCst);
             if expired < oldest.len() || oldest.len() < batch as usize {
                 break deleted;
             }
@@ -774,7 +776,11 @@ where
         Ok(deleted)
     }
 
-    async fn watch_other_writers(&self, wake: Arc<Notify>, signals: mpsc::Sender<String>) {
+    fn purged_up_to(&self) -> i64 {
+        self.purged_up_to.load(Ordering::SeqCst)
+    }
+
+    async fn watch_other_writers(&self, wake: Arc<Wake>, signals: mpsc::Sender<String>) {
         D::watch_notifications(&self.pool, wake, signals).await
     }
 
