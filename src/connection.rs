@@ -11,11 +11,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// How many looks the stall watch takes in one `stall_timeout`: a stall is
+/// cut within a quarter of the timeout after it is due.
+const LOOKS_PER_TIMEOUT: u32 = 4;
+
 pub struct Connection {
-    opened: Instant,
-    /// When a stream on this connection last handed hyper a frame, in
-    /// milliseconds after `opened`.
-    last_frame_ms: AtomicU64,
+    /// Frames the streams on this connection handed hyper. Counted, not
+    /// timed: the watch reads the clock a few times a timeout, not every
+    /// frame of every stream.
+    frames: AtomicU64,
     streams: AtomicUsize,
     stream_started: Notify,
     cut: AtomicBool,
@@ -24,8 +28,7 @@ pub struct Connection {
 impl Connection {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            opened: Instant::now(),
-            last_frame_ms: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
             streams: AtomicUsize::new(0),
             stream_started: Notify::new(),
             cut: AtomicBool::new(false),
@@ -42,9 +45,7 @@ impl Connection {
 
     /// hyper took a frame: the client reads.
     pub fn frame_sent(&self) {
-        let ms = self.opened.elapsed().as_millis();
-        self.last_frame_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.frames.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the connection was cut for a stream that stopped being read.
@@ -56,18 +57,22 @@ impl Connection {
     /// `limit`: the caller then drops the connection. Sleeps while no stream
     /// is open, so ordinary requests cost no timer.
     pub async fn stalled(&self, limit: Duration) {
+        let look = (limit / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
+        let mut seen = (self.frames.load(Ordering::Relaxed), Instant::now());
         loop {
             if self.streams.load(Ordering::Relaxed) == 0 {
                 self.stream_started.notified().await;
+                seen = (self.frames.load(Ordering::Relaxed), Instant::now());
                 continue;
             }
-            let last_frame = Duration::from_millis(self.last_frame_ms.load(Ordering::Relaxed));
-            let quiet = self.opened.elapsed().saturating_sub(last_frame);
-            if quiet >= limit {
+            tokio::time::sleep(look).await;
+            let frames = self.frames.load(Ordering::Relaxed);
+            if frames != seen.0 {
+                seen = (frames, Instant::now());
+            } else if seen.1.elapsed() >= limit && self.streams.load(Ordering::Relaxed) > 0 {
                 self.cut.store(true, Ordering::Relaxed);
                 return;
             }
-            tokio::time::sleep(limit - quiet).await;
         }
     }
 }
