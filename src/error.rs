@@ -94,6 +94,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// One batch's failure, for each of its requests: a store that could
+    /// not be reached stays that (each may retry); anything else is the
+    /// batch's internal error, shared as its cause.
+    pub fn shared(error: &std::sync::Arc<Error>, batch: &'static str) -> Self {
+        match &**error {
+            Self::Unavailable(source) => Self::Unavailable(source.clone()),
+            _ => Self::Internal {
+                context: batch.into(),
+                cause: Some(error.clone()),
+            },
+        }
+    }
+
     /// Whether this is only a wait for a free connection of the store's
     /// pool that ran out of time: the store may well answer.
     pub fn is_pool_busy(&self) -> bool {

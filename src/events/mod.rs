@@ -35,9 +35,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-/// How long a fresh stream waits for the relay to publish this process's
-/// latest commits before it asks the store where the log ends.
-const FRESH_POSITION_WAIT: Duration = Duration::from_millis(500);
+/// How long an open waits for the relay to publish this process's latest
+/// commits before it asks the store where the log ends.
+const CAUGHT_UP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a stream's open or catch-up waits for a connection of a busy
 /// pool, while the store answers the relay, before the stream is sent
@@ -381,20 +381,18 @@ impl Hub {
         self.router.position()
     }
 
-    /// Where a stream that gives no id starts: after every event this
-    /// process committed before now, read from the relay once it has
-    /// published them (another process's are there once their notification
-    /// came, a few milliseconds after their commit). Asks the store only
-    /// when the relay cannot read it.
-    pub async fn fresh_position(&self) -> Result<i64> {
+    /// The relay's position once it has published every event this process
+    /// committed before now (another process's are there once their
+    /// notification came, a few milliseconds after their commit): where a
+    /// feed that gives no id starts, and what one that resumes must reach
+    /// before it waits. Asks the store only when the relay cannot read it.
+    pub async fn caught_up_position(&self) -> Result<i64> {
         let poked = self.wake.pokes();
         let mut passed = self.relay_passed.subscribe();
-        let relayed = tokio::time::timeout(
-            FRESH_POSITION_WAIT,
-            passed.wait_for(|passed| *passed >= poked),
-        )
-        .await
-        .is_ok_and(|passed| passed.is_ok());
+        let relayed =
+            tokio::time::timeout(CAUGHT_UP_WAIT, passed.wait_for(|passed| *passed >= poked))
+                .await
+                .is_ok_and(|passed| passed.is_ok());
         if relayed {
             Ok(self.router.position())
         } else {

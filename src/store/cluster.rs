@@ -491,17 +491,12 @@ fn answer_in_order<R>(replies: Vec<Reply<R>>, answers: Result<Vec<R>>) {
             }
         }
         Err(error) => {
-            // Each request gets the batch's error: shared, as its cause.
             let error = std::sync::Arc::new(error);
             for reply in replies {
-                let each = match &*error {
-                    Error::Unavailable(source) => Error::Unavailable(source.clone()),
-                    _ => Error::Internal {
-                        context: "a batch of the cluster's writes failed".into(),
-                        cause: Some(error.clone()),
-                    },
-                };
-                reply.answer(Err(each));
+                reply.answer(Err(Error::shared(
+                    &error,
+                    "a batch of the cluster's writes failed",
+                )));
             }
         }
     }

@@ -50,6 +50,10 @@ impl Store for Measured {
         timed("room", self.0.room(caller, room)).await
     }
 
+    async fn may_see_room(&self, caller: &Caller, room: &RoomId) -> Result<bool> {
+        timed("may_see_room", self.0.may_see_room(caller, room)).await
+    }
+
     async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState> {
         timed("room_state", self.0.room_state(caller, room)).await
     }

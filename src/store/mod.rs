@@ -298,6 +298,10 @@ pub trait Store: Send + Sync + 'static {
     /// index probe, for what needs no more than the answer (a typing notice).
     async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState>;
 
+    /// Whether the caller may see the room now. Concurrent calls share one
+    /// statement (a burst of stream opens reads its rooms at once).
+    async fn may_see_room(&self, caller: &Caller, room: &RoomId) -> Result<bool>;
+
     /// The caller's rooms, newest activity first; an agent's, filtered
     /// (a filter for anyone else is the caller's to refuse).
     async fn rooms(

@@ -29,13 +29,25 @@ pub use dialect::{Dialect, Pools, RowsAffected};
 pub use search::{SearchArgument, SearchStatement, search_statement};
 
 use super::Wake;
-use super::group_commit::PostQueue;
+use super::group_commit::{BatchQueue, Pending, PostQueue};
 use super::{Erasing, OpenError, StoreOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::UserId;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
+
+/// The most rooms one statement checks, and how many such statements may be
+/// in flight at once: a burst of opens takes two of the pool's connections.
+const MAX_ROOM_CHECKS: usize = 256;
+const ROOM_CHECKERS: usize = 2;
+
+/// Whether `user` (an admin or not) may see `room`.
+pub(super) struct RoomCheck {
+    user: String,
+    room: String,
+    admin: bool,
+}
 
 pub struct SqlStore<D: Dialect> {
     /// Poked after every write commits, to wake this process's relay.
@@ -44,6 +56,8 @@ pub struct SqlStore<D: Dialect> {
     /// The relay's own connection (see `Store::relay_events_after`).
     relay_pool: Pool<D>,
     posts: PostQueue,
+    /// Where concurrent `may_see_room` calls wait to share a statement.
+    room_checks: BatchQueue<RoomCheck, bool>,
     /// The text search configuration searches read words with (PostgreSQL's).
     search_language: String,
     /// See `Store::purged_up_to`.
@@ -72,11 +86,16 @@ where
             let (pool, wake) = (pool.clone(), wake.clone());
             move |batch| Self::write_posts(pool.clone(), wake.clone(), batch)
         });
+        let (room_checks, _) = BatchQueue::start(MAX_ROOM_CHECKS, ROOM_CHECKERS, {
+            let pool = pool.clone();
+            move |checks| Self::check_rooms(pool.clone(), checks)
+        });
         Ok(Self {
             wake,
             pool,
             relay_pool,
             posts,
+            room_checks,
             search_language: options.search_language.clone(),
             purged_up_to: AtomicI64::new(0),
         })
@@ -89,6 +108,41 @@ where
     /// Makes the search index read words in the configured language.
     pub async fn index_search(&self) -> Result<(), OpenError> {
         D::index_search_in(&self.pool, &self.search_language).await
+    }
+
+    /// Answers a batch of room checks with one statement.
+    async fn check_rooms(pool: Pool<D>, checks: Vec<Pending<RoomCheck, bool>>) {
+        let mut query = sqlx::QueryBuilder::<D>::new("SELECT v.column1 FROM (");
+        query.push_values(checks.iter().enumerate(), |mut row, (at, check)| {
+            row.push_bind(at as i64)
+                .push_bind(check.user.as_str())
+                .push_bind(check.room.as_str())
+                .push_bind(check.admin);
+        });
+        query.push(
+            ") AS v JOIN rooms r ON r.id = v.column3 AND r.deleted_at IS NULL
+             WHERE v.column4 OR EXISTS (SELECT 1 FROM room_members m
+                 WHERE m.room_id = r.id AND m.user_id = v.column2)",
+        );
+        let visible: Result<Vec<i64>> = query
+            .build_query_scalar()
+            .fetch_all(&pool)
+            .await
+            .map_err(Into::into);
+        match visible {
+            Ok(visible) => {
+                let visible: std::collections::HashSet<i64> = visible.into_iter().collect();
+                for (at, check) in checks.into_iter().enumerate() {
+                    check.answer(Ok(visible.contains(&(at as i64))));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for check in checks {
+                    check.answer(Err(Error::shared(&error, "a batch of room checks failed")));
+                }
+            }
+        }
     }
 
     /// Begins a transaction that writes.

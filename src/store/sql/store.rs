@@ -1,8 +1,8 @@
 //! `Store` on either database.
 
-use super::SqlStore;
 use super::dialect::{Dialect, RowsAffected};
 use super::queries::*;
+use super::{RoomCheck, SqlStore};
 use crate::error::{Error, Result};
 use crate::model::{
     Caller, DeletedRoom, EventData, Message, MessageBody, MessageId, ReadState, Role, Room,
@@ -89,6 +89,16 @@ where
     async fn room(&self, caller: &Caller, room: &RoomId) -> Result<Room> {
         let mut conn = self.pool.acquire().await?;
         Self::visible_room(&mut conn, caller, room.as_str()).await
+    }
+
+    async fn may_see_room(&self, caller: &Caller, room: &RoomId) -> Result<bool> {
+        self.room_checks
+            .ask(RoomCheck {
+                user: caller.id.as_str().to_owned(),
+                room: room.as_str().to_owned(),
+                admin: caller.is_admin(),
+            })
+            .await
     }
 
     async fn room_state(&self, caller: &Caller, room: &RoomId) -> Result<RoomState> {
