@@ -689,9 +689,16 @@ impl Config {
     /// but well within `request_timeout` (by 5 s, or a quarter of a shorter
     /// one), which would otherwise answer the waiting poll with a 408.
     pub fn longest_poll(&self) -> Duration {
+        self.long_poll_wait.0.min(self.longest_before_answer())
+    }
+
+    /// The longest a request may wait before its answer begins (for a
+    /// pool's connection, a poll's events): `request_timeout` less a margin
+    /// (5 s, or a quarter), so that it answers itself rather than get a 408.
+    pub fn longest_before_answer(&self) -> Duration {
         let request = self.request_timeout.0;
         let margin = (request / 4).min(Duration::from_secs(5));
-        self.long_poll_wait.0.min(request - margin)
+        request - margin
     }
 
     /// The development-only features, by setting name, and whether each is on.

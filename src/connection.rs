@@ -58,18 +58,21 @@ impl Connection {
     /// is open, so ordinary requests cost no timer.
     pub async fn stalled(&self, limit: Duration) {
         let look = (limit / LOOKS_PER_TIMEOUT).max(Duration::from_millis(1));
-        let mut seen = (self.frames.load(Ordering::Relaxed), Instant::now());
+        // The count at the last look that found it moved, and when.
+        let mut frames_seen = self.frames.load(Ordering::Relaxed);
+        let mut moved_at = Instant::now();
         loop {
             if self.streams.load(Ordering::Relaxed) == 0 {
                 self.stream_started.notified().await;
-                seen = (self.frames.load(Ordering::Relaxed), Instant::now());
+                frames_seen = self.frames.load(Ordering::Relaxed);
+                moved_at = Instant::now();
                 continue;
             }
             tokio::time::sleep(look).await;
             let frames = self.frames.load(Ordering::Relaxed);
-            if frames != seen.0 {
-                seen = (frames, Instant::now());
-            } else if seen.1.elapsed() >= limit && self.streams.load(Ordering::Relaxed) > 0 {
+            if frames != frames_seen {
+                (frames_seen, moved_at) = (frames, Instant::now());
+            } else if moved_at.elapsed() >= limit && self.streams.load(Ordering::Relaxed) > 0 {
                 self.cut.store(true, Ordering::Relaxed);
                 return;
             }

@@ -25,7 +25,7 @@ pub const WRITES_REFUSED: &str = "chat_writes_refused_total";
 pub const RELAYED: &str = "chat_relay_events_total";
 pub const DELIVERIES: &str = "chat_relay_deliveries_total";
 pub const RELAY_ERRORS: &str = "chat_relay_read_errors_total";
-pub const STORE_WAITS: &str = "chat_store_pool_waits_total";
+pub const STORE_POOL_WAITS: &str = "chat_store_pool_waits_total";
 pub const SIGNALS_DROPPED: &str = "chat_signals_dropped_total";
 pub const RELAY_LAG: &str = "chat_relay_lag_events";
 pub const NOTIFICATIONS: &str = "chat_relay_notifications_total";
@@ -151,7 +151,7 @@ fn describe() {
     );
     describe_counter!(RELAY_ERRORS, "Failed reads of the event log by the relay");
     describe_counter!(
-        STORE_WAITS,
+        STORE_POOL_WAITS,
         "Stream opens and catch-ups that waited again for a connection of a busy pool \
          while the store answered, by where: open, catch_up"
     );

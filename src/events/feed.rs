@@ -8,6 +8,7 @@ use crate::model::{Caller, RoomId};
 use crate::store::EventScope;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The next thing a feed has for its reader.
 #[derive(Debug)]
@@ -67,6 +68,8 @@ pub struct Feed {
     /// must get it (see `catch_up`).
     newest_at_open: i64,
     batch: u32,
+    /// How long a read of the store may wait for a busy pool's connection.
+    patience: Duration,
     /// Whether the reader takes signals (a stream does; a poll, whose
     /// answers are events of the log, does not).
     signals: bool,
@@ -113,13 +116,15 @@ async fn start_of(hub: &Hub, resume_from: Option<i64>) -> Result<Start> {
 impl Feed {
     /// Opens `caller`'s feed of one room (`room`) or of everything they may
     /// see, after `resume_from`; `NotFound` for a room they may not see.
-    /// Reads the log `batch` events at a time.
+    /// Reads the log `batch` events at a time, waiting up to `patience` for
+    /// a busy pool's connection each time.
     pub async fn open(
         hub: &Arc<Hub>,
         caller: &Caller,
         room: Option<&RoomId>,
         resume_from: Option<i64>,
         batch: u32,
+        patience: Duration,
     ) -> Result<(Self, Start)> {
         // Order matters. Read the newest id first, then check access: the
         // feed reads every event after its starting id, so a membership
@@ -166,6 +171,7 @@ impl Feed {
             uncounted_catch_up: matches!(start, Start::Resumed { .. }),
             newest_at_open: newest,
             batch: batch.max(1),
+            patience,
             signals: false,
         };
         Ok((feed, start))
@@ -291,7 +297,7 @@ impl Feed {
     async fn read_store(&mut self, horizon: i64) -> Result<()> {
         let batch = self
             .hub
-            .patiently("catch_up", || {
+            .retry_while_pool_busy("catch_up", self.patience, || {
                 self.hub
                     .store()
                     .events_after(self.last, self.filter.scope(), self.batch)

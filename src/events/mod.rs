@@ -29,7 +29,7 @@ use crate::store::{Store, StoredEvent, StreamClaim, Wake};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,10 +39,9 @@ use tokio::time::MissedTickBehavior;
 /// commits before it asks the store where the log ends.
 const CAUGHT_UP_WAIT: Duration = Duration::from_millis(500);
 
-/// How long a stream's open or catch-up waits for a connection of a busy
-/// pool, while the store answers the relay, before the stream is sent
-/// `unavailable`.
-const STORE_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a read that waited in vain for a busy pool's connection rests
+/// before it asks again (it waited `database_acquire_timeout` already).
+const POOL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// How many events the relay reads from the log at once.
 const RELAY_BATCH: u32 = 500;
@@ -235,7 +234,7 @@ pub struct Hub {
     /// The newest event published, for those who wait on it (webhooks).
     relayed: watch::Sender<i64>,
     /// Whether the relay's last read of the log worked: the store answers.
-    relay_reads: std::sync::atomic::AtomicBool,
+    relay_read_ok: AtomicBool,
     /// What commits poke; its count of pokes says what the relay has read.
     wake: Arc<Wake>,
     /// The count of pokes read before the relay's last whole pass began:
@@ -281,7 +280,7 @@ impl Hub {
             outbox,
             presence,
             relayed: watch::channel(0).0,
-            relay_reads: std::sync::atomic::AtomicBool::new(true),
+            relay_read_ok: AtomicBool::new(true),
             wake: wake.clone(),
             relay_passed: watch::channel(0).0,
         });
@@ -389,24 +388,26 @@ impl Hub {
     pub async fn caught_up_position(&self) -> Result<i64> {
         let poked = self.wake.pokes();
         let mut passed = self.relay_passed.subscribe();
-        let relayed =
-            tokio::time::timeout(CAUGHT_UP_WAIT, passed.wait_for(|passed| *passed >= poked))
+        let relayed = self.relay_read_ok.load(Ordering::Relaxed)
+            && tokio::time::timeout(CAUGHT_UP_WAIT, passed.wait_for(|passed| *passed >= poked))
                 .await
                 .is_ok_and(|passed| passed.is_ok());
         if relayed {
             Ok(self.router.position())
         } else {
-            Ok(self.store.event_bounds().await?.newest)
+            let newest = self.store.event_bounds().await?.newest;
+            Ok(newest.max(self.router.position()))
         }
     }
 
-    /// Runs `read` again while it fails only for want of a free connection
-    /// and the store answers the relay, for up to `STORE_PATIENCE`: a burst
-    /// of opens queues for the pool rather than send its streams away.
-    /// `at` names the wait in the metrics.
-    pub async fn patiently<T, Read>(
+    /// Runs `read` (which only reads) again while it fails only for want
+    /// of a free connection and the store answers the relay, until
+    /// `patience` has passed: a burst of opens queues for the pool rather
+    /// than send its streams away. `at` names the wait in the metrics.
+    pub async fn retry_while_pool_busy<T, Read>(
         &self,
         at: &'static str,
+        patience: Duration,
         mut read: impl FnMut() -> Read,
     ) -> Result<T>
     where
@@ -417,10 +418,11 @@ impl Hub {
             match read().await {
                 Err(error)
                     if error.is_pool_busy()
-                        && self.relay_reads.load(Ordering::Relaxed)
-                        && started.elapsed() < STORE_PATIENCE =>
+                        && self.relay_read_ok.load(Ordering::Relaxed)
+                        && started.elapsed() + POOL_RETRY_PAUSE < patience =>
                 {
-                    ::metrics::counter!(metrics::STORE_WAITS, "at" => at).increment(1);
+                    ::metrics::counter!(metrics::STORE_POOL_WAITS, "at" => at).increment(1);
+                    tokio::time::sleep(POOL_RETRY_PAUSE).await;
                 }
                 done => return done,
             }
@@ -569,14 +571,14 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Wake>, poll_interval: Durati
             _ = poll.tick() => {}
         }
         let Some(hub) = hub.upgrade() else { return };
-        // Read before the log: the pass reads every commit poked by then.
-        let pokes = wake.pokes();
         loop {
+            // Read before the log: this read sees every commit poked by then.
+            let pokes = wake.pokes();
             let after = hub.router.position();
             let batch = match hub.store.relay_events_after(after, RELAY_BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
-                    hub.relay_reads.store(false, Ordering::Relaxed);
+                    hub.relay_read_ok.store(false, Ordering::Relaxed);
                     ::metrics::counter!(metrics::RELAY_ERRORS).increment(1);
                     let down_for = hub.note_store_failure();
                     tracing::warn!(%error, ?down_for, "relay cannot read the event log; retrying");
@@ -584,7 +586,7 @@ async fn relay(hub: std::sync::Weak<Hub>, wake: Arc<Wake>, poll_interval: Durati
                 }
             };
             hub.note_store_success();
-            hub.relay_reads.store(true, Ordering::Relaxed);
+            hub.relay_read_ok.store(true, Ordering::Relaxed);
             let full = batch.len() == RELAY_BATCH as usize;
             ::metrics::counter!(metrics::RELAYED).increment(batch.len() as u64);
             let events: Vec<Arc<Event>> = batch

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -105,6 +105,7 @@ async fn poll_events(
     headers: HeaderMap,
     Query(params): Query<PollParams>,
 ) -> Result<Response> {
+    let started = Instant::now();
     let caller = session.caller;
     let after = resume_point(&headers, params.after)?;
     let room = params.room_id.as_deref().map(room_id).transpose()?;
@@ -119,8 +120,9 @@ async fn poll_events(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
+    let answer_within = state.config.longest_before_answer();
     let (_ticket, mut feed, start) =
-        open_feed(&state, &caller, room.as_ref(), after, limit).await?;
+        open_feed(&state, &caller, room.as_ref(), after, limit, answer_within).await?;
     if let Start::Reset { newest, reason } = start {
         ::metrics::counter!(metrics::RESETS, "reason" => reason).increment(1);
         let data = serde_json::json!({"type": "reset", "reason": reason}).to_string();
@@ -130,6 +132,9 @@ async fn poll_events(
     // What is there now, from the log, before any waiting.
     let mut events = Vec::new();
     let mut ended = gather(&mut feed, &mut events, limit).await?;
+    // What waiting for the pool took comes off the wait: the answer is due
+    // before the request's timeout.
+    let wait = wait.min(answer_within.saturating_sub(started.elapsed()));
     if events.is_empty() && !ended && !wait.is_zero() {
         let token_left = Duration::from_secs(session.expires_at.saturating_sub(unix_now()));
         let mut draining = state.draining.clone();

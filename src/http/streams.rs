@@ -88,7 +88,15 @@ async fn open_stream(
         &caller,
         client_ip(peer, &headers, &state.config.trusted_proxies),
     )?;
-    let opened = open_feed(&state, &caller, room.as_ref(), resume_from, CATCH_UP_BATCH).await;
+    let opened = open_feed(
+        &state,
+        &caller,
+        room.as_ref(),
+        resume_from,
+        CATCH_UP_BATCH,
+        CATCH_UP_PATIENCE,
+    )
+    .await;
     let (ticket, feed, start) = match opened {
         Ok(opened) => opened,
         // A browser's EventSource gives up for good on a 503; told in a
@@ -170,24 +178,33 @@ pub(super) fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result
     })
 }
 
+/// How long a live stream's catch-up waits for a busy pool's connection
+/// before its client is sent `unavailable` (it has its answer's head: no
+/// request timeout runs).
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Admits the caller's stream (or poll) and opens its feed (see
-/// `Feed::open`). Waits, rather than fails, while the store's pools are
-/// only busy: a burst of opens queues for its connections.
+/// `Feed::open`; its reads wait up to `patience` for a busy pool). The
+/// open waits, rather than fails, while the store's pool is only busy, as
+/// long as the answer's head may wait: a burst of opens queues for its
+/// connections.
 pub(super) async fn open_feed(
     state: &AppState,
     caller: &Caller,
     room: Option<&RoomId>,
     resume_from: Option<i64>,
     batch: u32,
+    patience: Duration,
 ) -> Result<(StreamTicket, Feed, Start)> {
-    state
+    // Once: a retried admission would count the stream twice.
+    let ticket = admit(state, caller).await?;
+    let (feed, start) = state
         .hub
-        .patiently("open", || async {
-            let ticket = admit(state, caller).await?;
-            let (feed, start) = Feed::open(&state.hub, caller, room, resume_from, batch).await?;
-            Ok((ticket, feed, start))
+        .retry_while_pool_busy("open", state.config.longest_before_answer(), || {
+            Feed::open(&state.hub, caller, room, resume_from, batch, patience)
         })
-        .await
+        .await?;
+    Ok((ticket, feed, start))
 }
 
 /// Counts one more stream (or waiting poll) of the caller's, unless they

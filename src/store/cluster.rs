@@ -31,12 +31,14 @@ const MAX_SPENDS: usize = 256;
 const MAX_CLAIMS: usize = 64;
 const STATEMENTS_IN_FLIGHT: usize = 2;
 /// The cluster pool's connections: one for each task that may use it at
-/// once (the spend and claim statements, the give-backs).
+/// once (the spend and claim statements, the give-backs), shared with the
+/// requests' presence reads.
 const CONNECTIONS: u32 = 2 * STATEMENTS_IN_FLIGHT as u32 + 1;
-/// The housekeeping connections: the heartbeat's and presence's, one each.
-/// Apart from the claims and spends, so that a storm of opens or writes
-/// never makes an instance miss its heartbeat (and lapse, and lose its
-/// streams' count) or hold back the presence news.
+/// The housekeeping connections: the heartbeat's and the presence task's
+/// reads of the cluster, one each. Apart from the claims and spends, so that
+/// a storm of opens or writes never makes an instance miss its heartbeat
+/// (and lapse, and lose its streams' count). (Presence news also reads the
+/// rooms of whom it announces, on the store's own pool.)
 const HOUSEKEEPING_CONNECTIONS: u32 = 2;
 
 /// Which connections a read of the cluster goes on.
@@ -45,7 +47,7 @@ pub enum Lane {
     /// A request's: shared with the claims and spends.
     Requests,
     /// The background tasks' own (heartbeat, presence news), which no
-    /// burst of requests can use up.
+    /// burst of claims, spends or requests can use up.
     Housekeeping,
 }
 
@@ -350,8 +352,7 @@ impl Cluster {
         if registered_afresh {
             self.needs_rewrite.store(true, Ordering::SeqCst);
         }
-        if self.needs_rewrite.load(Ordering::SeqCst) {
-            self.rewrite_claims().await?;
+        if self.needs_rewrite.load(Ordering::SeqCst) && self.rewrite_claims().await? {
             self.needs_rewrite.store(false, Ordering::SeqCst);
         }
         // The users of the instances that lapse, read as they go (the
@@ -386,8 +387,12 @@ impl Cluster {
     }
 
     /// Writes this instance's rows from `held` (after a lapse: none are left).
-    async fn rewrite_claims(&self) -> Result<()> {
-        let _alone = self.own_rows.write().await;
+    /// Not while a claim is under way (waiting for a storm of them would
+    /// delay the beat): `false` then, and the next beat tries again.
+    async fn rewrite_claims(&self) -> Result<bool> {
+        let Ok(_alone) = self.own_rows.try_write() else {
+            return Ok(false);
+        };
         // What was released is already out of `held`.
         lock(&self.released).clear();
         let (users, counts): (Vec<String>, Vec<i32>) = lock(&self.held)
@@ -395,7 +400,7 @@ impl Cluster {
             .map(|(user, count)| (user.as_str().to_owned(), *count))
             .unzip();
         if users.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         tracing::warn!(
             instance = %self.instance,
@@ -413,11 +418,14 @@ impl Cluster {
         .execute(&self.housekeeping)
         .await?;
         lock(&self.rejoined).extend(users.into_iter().map(UserId::from_store));
-        Ok(())
+        Ok(true)
     }
 
     /// Gives back the queued claims in one statement; on failure they stay queued.
     async fn give_back(&self) -> Result<()> {
+        // The connection first: claims queue behind a waiting writer, so it
+        // must not wait for the pool while it holds them back.
+        let mut connection = self.pool.acquire().await?;
         let _alone = self.own_rows.write().await;
         let released = std::mem::take(&mut *lock(&self.released));
         if released.is_empty() {
@@ -435,7 +443,7 @@ impl Cluster {
         .bind(&self.instance)
         .bind(&users)
         .bind(&counts)
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await;
         if let Err(error) = written {
             let mut queued = lock(&self.released);

@@ -37,9 +37,10 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-/// The most rooms one statement checks, and how many such statements may be
-/// in flight at once: a burst of opens takes two of the pool's connections.
+/// The most rooms one statement checks.
 const MAX_ROOM_CHECKS: usize = 256;
+/// How many such statements may be in flight at once: a burst of opens
+/// takes two of the pool's connections.
 const ROOM_CHECKERS: usize = 2;
 
 /// Whether `user` (an admin or not) may see `room`.
@@ -112,6 +113,8 @@ where
 
     /// Answers a batch of room checks with one statement.
     async fn check_rooms(pool: Pool<D>, checks: Vec<Pending<RoomCheck, bool>>) {
+        // `VALUES` columns by their default names: SQLite names no columns
+        // of a derived table.
         let mut query = sqlx::QueryBuilder::<D>::new("SELECT v.column1 FROM (");
         query.push_values(checks.iter().enumerate(), |mut row, (at, check)| {
             row.push_bind(at as i64)

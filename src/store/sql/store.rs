@@ -752,6 +752,11 @@ where
             .bind(i64::from(batch))
             .fetch_all(&self.pool)
             .await?;
+            // The log's head says what any process purged before: so an
+            // instance learns of another's purge at its own next run.
+            if let Some(&(first, _)) = oldest.first() {
+                self.purged_up_to.fetch_max(first - 1, Ordering::SeqCst);
+            }
             let expired = oldest
                 .iter()
                 .take_while(|(id, created_at)| *created_at < cutoff.unix_ms() && *id <= held)
