@@ -19,8 +19,11 @@ const BACKLOG: i64 = 1_000_000;
 const WRITERS: usize = 8;
 /// Each writer posts once per `PACE`: 200 posts a second in all.
 const PACE: Duration = Duration::from_millis(40);
-/// How long a purge of the backlog may take on a slow machine.
-const PURGE_LIMIT: Duration = Duration::from_secs(180);
+/// How long a purge of the backlog may take on a slow machine: about 85 s
+/// alone here (it runs at half speed by design), and past 180 s on SQLite
+/// with the whole suite's tests beside it (2026-12-08). A bound on
+/// liveness only: what the test holds the purge to is the posts' p99.
+const PURGE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Posts to `room` from `WRITERS` tasks, each at least `least` times and
 /// then until `stop`; when each post started and how long it took, all
